@@ -1,0 +1,677 @@
+//! RFC 6455 framing without I/O: a decoder for client frames and encoders for
+//! server frames.
+//!
+//! The decoder takes whatever bytes arrived and returns complete messages and
+//! control frames, or the close code the RFC prescribes for the violation. It
+//! never panics on input, which makes it the natural fuzzing target. Server
+//! frames are unmasked, so one encoded frame can be shared byte for byte by
+//! every subscriber of a topic.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::message::{Message, Utf8Bytes};
+
+/// Close codes used by the server.
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutting down).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Protocol error.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// No status code was present in the close frame (never sent on the wire).
+    pub const NO_STATUS: u16 = 1005;
+    /// The connection dropped without a close frame (never sent on the wire).
+    pub const ABNORMAL: u16 = 1006;
+    /// Text that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy violation (a connection guard refused).
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame or message over the configured size.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// An unexpected server error.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// Try again later: the client read too slowly.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+
+    /// Whether `code` may appear in a close frame on the wire.
+    pub fn is_valid_on_wire(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+/// Frame opcodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpCode {
+    /// Continuation of a fragmented message.
+    Continuation = 0x0,
+    /// Text data.
+    Text = 0x1,
+    /// Binary data.
+    Binary = 0x2,
+    /// Close.
+    Close = 0x8,
+    /// Ping.
+    Ping = 0x9,
+    /// Pong.
+    Pong = 0xA,
+}
+
+impl OpCode {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0x0 => Self::Continuation,
+            0x1 => Self::Text,
+            0x2 => Self::Binary,
+            0x8 => Self::Close,
+            0x9 => Self::Ping,
+            0xA => Self::Pong,
+            _ => return None,
+        })
+    }
+
+    fn is_control(self) -> bool {
+        (self as u8) & 0x8 != 0
+    }
+}
+
+/// One event decoded from the client's byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete data message (fragments already joined).
+    Message(Message),
+    /// A ping with its payload.
+    Ping(Bytes),
+    /// A pong with its payload.
+    Pong(Bytes),
+    /// A close frame: the code and reason, or `None` for an empty close.
+    Close(Option<(u16, String)>),
+}
+
+/// A violation of the protocol or of a limit, with the close code to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (close {code})")]
+pub struct ProtocolError {
+    /// The close code the RFC prescribes.
+    pub code: u16,
+    /// A short human-readable reason, also used as the close reason.
+    pub reason: &'static str,
+}
+
+impl ProtocolError {
+    const fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest payload of a single frame, in bytes (exactly this is allowed).
+    pub max_frame_size: usize,
+    /// Largest message after joining fragments, in bytes (exactly this is allowed).
+    pub max_message_size: usize,
+    /// Largest number of frames in one fragmented message.
+    pub max_fragments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            max_fragments: 1 << 17,
+        }
+    }
+}
+
+struct Partial {
+    opcode: OpCode,
+    data: BytesMut,
+    fragments: usize,
+    /// For text: how many leading bytes are known to be valid UTF-8.
+    utf8_checked: usize,
+}
+
+/// Decodes client-to-server frames (which must be masked).
+///
+/// Feed it the connection's input buffer; it consumes complete frames and
+/// leaves a trailing partial frame in place.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use ori_core::codec::{Decoder, Frame, Limits};
+/// // a masked text frame "Hi" with the all-zero mask
+/// let mut buf = BytesMut::from(&[0x81, 0x82, 0, 0, 0, 0, b'H', b'i'][..]);
+/// let mut dec = Decoder::new(Limits::default());
+/// let frame = dec.decode(&mut buf).unwrap().unwrap();
+/// assert_eq!(frame, Frame::Message("Hi".into()));
+/// assert!(buf.is_empty());
+/// ```
+pub struct Decoder {
+    limits: Limits,
+    partial: Option<Box<Partial>>,
+}
+
+impl Decoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            partial: None,
+        }
+    }
+
+    /// Whether a fragmented message is being assembled (the decoder holds
+    /// buffered data).
+    pub fn is_assembling(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// Decodes the next event from `buf`, consuming its bytes.
+    ///
+    /// `Ok(None)` means more bytes are needed. After an `Err`, the connection
+    /// must be closed with the error's code; the decoder's state is undefined.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        loop {
+            let Some(header) = parse_header(buf, &self.limits)? else {
+                return Ok(None);
+            };
+            let total = header.header_len + header.payload_len;
+            if buf.len() < total {
+                buf.reserve(total - buf.len());
+                return Ok(None);
+            }
+            buf.advance(header.header_len);
+            let mut payload = buf.split_to(header.payload_len);
+            unmask(&mut payload, header.mask);
+            if let Some(frame) = self.on_frame(header.fin, header.opcode, payload)? {
+                return Ok(Some(frame));
+            }
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: BytesMut,
+    ) -> Result<Option<Frame>, ProtocolError> {
+        match opcode {
+            OpCode::Ping => Ok(Some(Frame::Ping(payload.freeze()))),
+            OpCode::Pong => Ok(Some(Frame::Pong(payload.freeze()))),
+            OpCode::Close => parse_close(payload.freeze()).map(|c| Some(Frame::Close(c))),
+            OpCode::Text | OpCode::Binary => {
+                if self.partial.is_some() {
+                    return Err(ProtocolError::new(
+                        close_code::PROTOCOL_ERROR,
+                        "new data frame inside a fragmented message",
+                    ));
+                }
+                if fin {
+                    return finish(opcode, payload.freeze()).map(Some);
+                }
+                let mut partial = Box::new(Partial {
+                    opcode,
+                    data: payload,
+                    fragments: 1,
+                    utf8_checked: 0,
+                });
+                if opcode == OpCode::Text {
+                    check_utf8_prefix(&mut partial)?;
+                }
+                self.partial = Some(partial);
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(ProtocolError::new(
+                        close_code::PROTOCOL_ERROR,
+                        "continuation frame without a message",
+                    ));
+                };
+                if partial.data.len() + payload.len() > self.limits.max_message_size {
+                    return Err(ProtocolError::new(
+                        close_code::MESSAGE_TOO_BIG,
+                        "message too big",
+                    ));
+                }
+                partial.fragments += 1;
+                if partial.fragments > self.limits.max_fragments {
+                    return Err(ProtocolError::new(
+                        close_code::MESSAGE_TOO_BIG,
+                        "too many fragments",
+                    ));
+                }
+                partial.data.extend_from_slice(&payload);
+                if partial.opcode == OpCode::Text {
+                    check_utf8_prefix(partial)?;
+                }
+                if !fin {
+                    return Ok(None);
+                }
+                let Some(partial) = self.partial.take() else {
+                    return Ok(None);
+                };
+                let Partial {
+                    opcode,
+                    data,
+                    utf8_checked,
+                    ..
+                } = *partial;
+                let data = data.freeze();
+                Ok(Some(Frame::Message(match opcode {
+                    OpCode::Text if utf8_checked == data.len() => {
+                        Message::Text(Utf8Bytes::from_checked(data))
+                    }
+                    OpCode::Text => return Err(invalid_utf8()),
+                    _ => Message::Binary(data),
+                })))
+            }
+        }
+    }
+}
+
+struct Header {
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    header_len: usize,
+    payload_len: usize,
+}
+
+fn parse_header(buf: &[u8], limits: &Limits) -> Result<Option<Header>, ProtocolError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    let fin = b0 & 0x80 != 0;
+    if b0 & 0x70 != 0 {
+        return Err(ProtocolError::new(
+            close_code::PROTOCOL_ERROR,
+            "reserved bits set without a negotiated extension",
+        ));
+    }
+    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::new(
+        close_code::PROTOCOL_ERROR,
+        "reserved opcode",
+    ))?;
+    if b1 & 0x80 == 0 {
+        return Err(ProtocolError::new(
+            close_code::PROTOCOL_ERROR,
+            "client frames must be masked",
+        ));
+    }
+    let len7 = (b1 & 0x7F) as usize;
+    if opcode.is_control() {
+        if !fin {
+            return Err(ProtocolError::new(
+                close_code::PROTOCOL_ERROR,
+                "fragmented control frame",
+            ));
+        }
+        if len7 > 125 {
+            return Err(ProtocolError::new(
+                close_code::PROTOCOL_ERROR,
+                "control frame payload over 125 bytes",
+            ));
+        }
+    }
+    let (payload_len, ext) = match len7 {
+        126 => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 2)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return Ok(None);
+            }
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&buf[2..10]);
+            let len = u64::from_be_bytes(raw);
+            if len >> 63 != 0 {
+                return Err(ProtocolError::new(
+                    close_code::PROTOCOL_ERROR,
+                    "payload length with the high bit set",
+                ));
+            }
+            (usize::try_from(len).unwrap_or(usize::MAX), 8)
+        }
+        n => (n, 0),
+    };
+    if payload_len > limits.max_frame_size
+        || (!opcode.is_control() && payload_len > limits.max_message_size)
+    {
+        return Err(ProtocolError::new(
+            close_code::MESSAGE_TOO_BIG,
+            "frame too big",
+        ));
+    }
+    let header_len = 2 + ext + 4;
+    if buf.len() < header_len {
+        return Ok(None);
+    }
+    let mut mask = [0u8; 4];
+    mask.copy_from_slice(&buf[2 + ext..header_len]);
+    Ok(Some(Header {
+        fin,
+        opcode,
+        mask,
+        header_len,
+        payload_len,
+    }))
+}
+
+/// XORs `data` with the 4-byte `mask`, eight bytes at a time.
+pub fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    if mask == [0; 4] {
+        return;
+    }
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_ne_bytes(word) ^ wide;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+fn finish(opcode: OpCode, data: Bytes) -> Result<Frame, ProtocolError> {
+    Ok(Frame::Message(match opcode {
+        OpCode::Text => {
+            if std::str::from_utf8(&data).is_err() {
+                return Err(invalid_utf8());
+            }
+            Message::Text(Utf8Bytes::from_checked(data))
+        }
+        _ => Message::Binary(data),
+    }))
+}
+
+fn invalid_utf8() -> ProtocolError {
+    ProtocolError::new(close_code::INVALID_PAYLOAD, "invalid UTF-8 in text")
+}
+
+/// Validates the newly arrived part of a fragmented text message, so invalid
+/// text fails as soon as it arrives instead of at the last fragment. A
+/// sequence cut by a fragment boundary is left for the next fragment.
+fn check_utf8_prefix(partial: &mut Partial) -> Result<(), ProtocolError> {
+    let tail = &partial.data[partial.utf8_checked..];
+    match std::str::from_utf8(tail) {
+        Ok(_) => partial.utf8_checked = partial.data.len(),
+        Err(e) => {
+            if e.error_len().is_some() {
+                return Err(invalid_utf8());
+            }
+            partial.utf8_checked += e.valid_up_to();
+        }
+    }
+    Ok(())
+}
+
+fn parse_close(payload: Bytes) -> Result<Option<(u16, String)>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::new(
+            close_code::PROTOCOL_ERROR,
+            "close payload of one byte",
+        )),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !close_code::is_valid_on_wire(code) {
+                return Err(ProtocolError::new(
+                    close_code::PROTOCOL_ERROR,
+                    "invalid close code",
+                ));
+            }
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| invalid_utf8())?;
+            Ok(Some((code, reason.to_owned())))
+        }
+    }
+}
+
+fn header_len(payload_len: usize) -> usize {
+    match payload_len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
+
+fn put_header(buf: &mut BytesMut, opcode: OpCode, payload_len: usize) {
+    buf.put_u8(0x80 | opcode as u8);
+    match payload_len {
+        0..=125 => buf.put_u8(payload_len as u8),
+        126..=0xFFFF => {
+            buf.put_u8(126);
+            buf.put_u16(payload_len as u16);
+        }
+        _ => {
+            buf.put_u8(127);
+            buf.put_u64(payload_len as u64);
+        }
+    }
+}
+
+/// Encodes one unmasked server frame (FIN set).
+pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
+    put_header(&mut buf, opcode, payload.len());
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
+/// Encodes a data message as one server frame: the bytes every subscriber
+/// of a publish shares.
+pub fn encode_message(message: &Message) -> Bytes {
+    match message {
+        Message::Text(t) => encode_frame(OpCode::Text, t.as_bytes()),
+        Message::Binary(b) => encode_frame(OpCode::Binary, b),
+    }
+}
+
+/// Encodes a close frame. The reason is cut at a character boundary to fit
+/// the 125-byte control-frame limit.
+pub fn encode_close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    encode_frame(OpCode::Close, &payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn decode_all(bytes: &[u8], limits: Limits) -> Result<Vec<Frame>, ProtocolError> {
+        let mut dec = Decoder::new(limits);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = vec![];
+        while let Some(f) = dec.decode(&mut buf)? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    const M: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+    #[test]
+    fn decodes_masked_text_binary_and_control_frames() {
+        let mut bytes = client_frame(true, 1, b"hello world, long enough", M);
+        bytes.extend(client_frame(true, 2, &[0, 1, 2], M));
+        bytes.extend(client_frame(true, 9, b"p", M));
+        bytes.extend(client_frame(true, 0xA, b"", M));
+        bytes.extend(client_frame(true, 8, &[0x03, 0xE8, b'b', b'y', b'e'], M));
+        let frames = decode_all(&bytes, Limits::default()).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Message("hello world, long enough".into()),
+                Frame::Message(vec![0u8, 1, 2].into()),
+                Frame::Ping(Bytes::from_static(b"p")),
+                Frame::Pong(Bytes::new()),
+                Frame::Close(Some((1000, "bye".into()))),
+            ]
+        );
+    }
+
+    #[test]
+    fn waits_for_partial_frames_byte_by_byte() {
+        let payload = vec![7u8; 300];
+        let bytes = client_frame(true, 2, &payload, M);
+        let mut dec = Decoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        for (i, b) in bytes.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let got = dec.decode(&mut buf).unwrap();
+            if i + 1 < bytes.len() {
+                assert!(got.is_none());
+            } else {
+                assert_eq!(got, Some(Frame::Message(payload.clone().into())));
+            }
+        }
+    }
+
+    #[test]
+    fn joins_fragments_with_interleaved_control_frames() {
+        let mut bytes = client_frame(false, 1, "héllo ".as_bytes(), M);
+        bytes.extend(client_frame(true, 9, b"x", M));
+        // split the two-byte 'ö' across fragments
+        let w = "wörld".as_bytes();
+        bytes.extend(client_frame(false, 0, &w[..2], M));
+        bytes.extend(client_frame(true, 0, &w[2..], M));
+        let frames = decode_all(&bytes, Limits::default()).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Ping(Bytes::from_static(b"x")),
+                Frame::Message("héllo wörld".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_violations_map_to_rfc_close_codes() {
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (vec![0x81, 0x02, b'h', b'i'], 1002),             // unmasked
+            (vec![0xC1, 0x80, 0, 0, 0, 0], 1002),             // RSV1
+            (vec![0x83, 0x80, 0, 0, 0, 0], 1002),             // reserved opcode
+            (vec![0x8B, 0x80, 0, 0, 0, 0], 1002),             // reserved control opcode
+            (client_frame(false, 9, b"", M), 1002),           // fragmented ping
+            (client_frame(true, 9, &[0; 126], M), 1002),      // big ping
+            (client_frame(true, 0, b"x", M), 1002),           // lone continuation
+            (client_frame(true, 1, &[0xFF, 0xFE], M), 1007),  // bad UTF-8
+            (client_frame(false, 1, &[0xC0, 0x80], M), 1007), // bad UTF-8 fails fast
+            (client_frame(true, 8, &[0x03], M), 1002),        // 1-byte close
+            (client_frame(true, 8, &[0x03, 0xED], M), 1002),  // close 1005
+            (client_frame(true, 8, &[0x03, 0xE8, 0xFF], M), 1007), // bad reason
+            (client_frame(true, 8, &[0x0B, 0xB7], M), 1002),  // 2999
+            (
+                [
+                    client_frame(false, 1, b"a", M),
+                    client_frame(true, 1, b"b", M),
+                ]
+                .concat(),
+                1002,
+            ), // new message inside a fragmented one
+        ];
+        for (bytes, code) in cases {
+            let err = decode_all(&bytes, Limits::default()).unwrap_err();
+            assert_eq!(err.code, code, "{bytes:02x?}: {err}");
+        }
+    }
+
+    #[test]
+    fn size_limits_allow_exactly_the_maximum() {
+        let limits = Limits {
+            max_frame_size: 100,
+            max_message_size: 150,
+            max_fragments: 3,
+        };
+        assert!(decode_all(&client_frame(true, 2, &[0; 100], M), limits).is_ok());
+        let err = decode_all(&client_frame(true, 2, &[0; 101], M), limits).unwrap_err();
+        assert_eq!(err.code, 1009);
+        let ok = [
+            client_frame(false, 2, &[0; 100], M),
+            client_frame(true, 0, &[0; 50], M),
+        ]
+        .concat();
+        assert!(decode_all(&ok, limits).is_ok());
+        let big = [
+            client_frame(false, 2, &[0; 100], M),
+            client_frame(true, 0, &[0; 51], M),
+        ]
+        .concat();
+        assert_eq!(decode_all(&big, limits).unwrap_err().code, 1009);
+        let many = [
+            client_frame(false, 2, b"a", M),
+            client_frame(false, 0, b"a", M),
+            client_frame(false, 0, b"a", M),
+            client_frame(true, 0, b"a", M),
+        ]
+        .concat();
+        assert_eq!(decode_all(&many, limits).unwrap_err().code, 1009);
+        // the length is judged from the header, before the payload arrives
+        let mut dec = Decoder::new(limits);
+        let mut head = BytesMut::from(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x10, 0, 0][..]);
+        assert_eq!(dec.decode(&mut head).unwrap_err().code, 1009);
+    }
+
+    #[test]
+    fn encodes_all_length_forms() {
+        for len in [0usize, 125, 126, 0xFFFF, 0x10000] {
+            let frame = encode_frame(OpCode::Binary, &vec![1u8; len]);
+            assert_eq!(frame[0], 0x82);
+            assert_eq!(frame.len(), header_len(len) + len);
+        }
+        let close = encode_close(1001, &"é".repeat(100));
+        assert!(close.len() <= 127);
+        assert_eq!(&close[2..4], &1001u16.to_be_bytes());
+        assert!(std::str::from_utf8(&close[4..]).is_ok());
+    }
+
+    #[test]
+    fn unmask_matches_bytewise_xor() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for len in 0..40 {
+            let mut fast = data[..len].to_vec();
+            unmask(&mut fast, M);
+            let slow: Vec<u8> = data[..len]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ M[i % 4])
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The small, stable vocabulary of [Ori](https://docs.rs/ori): validated
+//! [`Topic`]s and [`SocketId`]s, [`Message`]s, the RFC 6455 frame [`codec`],
+//! the local subscription [`Hub`] with its per-connection [`Outbox`]es, and the
+//! [`Provider`] trait that pluggable pub/sub backends implement.
+//!
+//! Nothing here does I/O: the framework crate (`ori`) owns sockets and HTTP,
+//! and backends such as a Redis provider depend only on this crate. The hub is
+//! the single source of truth for local subscriptions; providers add only the
+//! hop between instances and hand every message back to [`Hub::publish_local`].
+
+pub mod codec;
+mod error;
+mod hub;
+mod message;
+mod provider;
+mod socket_id;
+mod topic;
+
+pub use error::{PublishError, SubscribeError};
+pub use hub::{Hub, HubMetrics, Outbox, OutboxStatus, Push, Subscription};
+pub use message::{Message, Utf8Bytes};
+pub use provider::{BoxFuture, InProcProvider, Provider, ProviderError};
+pub use socket_id::{SocketId, SocketIdError};
+pub use topic::{Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX};
