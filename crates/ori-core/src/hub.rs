@@ -94,13 +94,16 @@ impl Outbox {
         &self.id
     }
 
-    /// Queues an encoded frame.
+    /// Queues an encoded frame. Fails with [`Push::Overflow`] when the bytes
+    /// already queued plus this frame exceed the limit.
     pub fn push(&self, frame: Bytes) -> Push {
         let mut st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return Push::Closed;
         }
-        if st.queued_bytes + frame.len() > self.limit {
+        // One frame larger than the limit still goes out on an empty queue:
+        // the limit bounds how far a reader falls behind, not message size.
+        if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
             st.status = OutboxStatus::Overflowed;
             st.frames = VecDeque::new();
             drop(st);

@@ -1,1 +1,68 @@
-pub fn x() {}
+//! # Ori
+//!
+//! Real-time web services in Rust: WebSocket connections, topic pub/sub,
+//! HTTP controllers that publish to sockets, custom emitters, and pluggable
+//! providers (in-process by default, Redis for many instances).
+//!
+//! ```no_run
+//! use ori::{Conn, Handlers, Message, Ori};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), ori::Error> {
+//!     let app = Ori::create()
+//!         .websocket()
+//!         .on_websocket(
+//!             Handlers::new()
+//!                 .on_open(|ws: Conn| async move {
+//!                     println!("Client connected: {}", ws.id());
+//!                     let _ = ws.subscribe("global");
+//!                 })
+//!                 .on_message(|ws: Conn, msg: Message| async move {
+//!                     ws.send(msg); // echo back to sender
+//!                 })
+//!                 .on_close(|ws: Conn, _code, _reason| async move {
+//!                     println!("Client disconnected: {}", ws.id());
+//!                 }),
+//!         )
+//!         .listen(3000)
+//!         .await?;
+//!     println!("WebSocket server running at ws://localhost:{}/ws", app.port());
+//!     tokio::signal::ctrl_c().await?;
+//!     app.stop().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The pieces: [`Ori`] builds the app; [`Handlers`] receive each [`Conn`];
+//! [`Controller`]s serve HTTP with a [`RequestContext`]; an [`Emitter`]
+//! (the base [`SocketEmitter`] or your own type) publishes; an
+//! [`AppContext`] holds services; a [`Provider`] carries publishes between
+//! instances.
+
+mod app;
+mod context;
+mod emitter;
+mod error;
+mod http;
+pub mod metrics;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod ws;
+
+pub use app::{App, ListenAddr, Ori};
+pub use context::AppContext;
+pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
+pub use error::{BuildError, Error};
+pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
+pub use ws::{Conn, HandlerResult, Handlers, ReadyState, UpgradeRequest, WsOptions};
+
+pub use axum::http::StatusCode;
+pub use axum::Json;
+pub use ori_core::codec::close_code;
+pub use ori_core::{
+    Hub, InProcProvider, Message, Provider, ProviderError, PublishError, SocketId, SocketIdError, SubscribeError,
+    Topic, TopicError, Utf8Bytes,
+};
+
+/// The core crate, for provider implementations and advanced use.
+pub use ori_core as core;

@@ -1,0 +1,492 @@
+//! The application builder ([`Ori`]) and the running application ([`App`]).
+//!
+//! `Ori::create()` collects services, controllers and WebSocket set-up;
+//! `listen` validates it all (a missing dependency or duplicate route fails
+//! here, not at run time), starts the provider and serves HTTP/1.1 with
+//! WebSocket upgrades. `App::stop` shuts down gracefully.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, MethodRouter};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ori_core::codec::close_code;
+use ori_core::{InProcProvider, Provider};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_service::Service;
+
+use crate::context::AppContext;
+use crate::emitter::{Emitter, SocketEmitter};
+use crate::error::{BuildError, Error};
+use crate::http::{error_response, Controller, HttpRoutes};
+use crate::ws::{upgrade, Handlers, Tracker, WsOptions, WsRuntime};
+
+struct WsSetup<D> {
+    provider: Arc<dyn Provider>,
+    options: WsOptions<D>,
+}
+
+/// Builds an Ori application.
+///
+/// ```no_run
+/// use ori::{Conn, Handlers, Message, Ori};
+///
+/// # async fn run() -> Result<(), ori::Error> {
+/// let app = Ori::create()
+///     .websocket()
+///     .on_websocket(
+///         Handlers::new()
+///             .on_open(|ws: Conn| async move {
+///                 let _ = ws.subscribe("global");
+///             })
+///             .on_message(|ws: Conn, msg: Message| async move {
+///                 ws.send(msg);
+///             }),
+///     )
+///     .listen(3000)
+///     .await?;
+/// println!("WebSocket server running at ws://localhost:{}/ws", app.port());
+/// # Ok(()) }
+/// ```
+///
+/// `E` is the app's emitter type ([`Ori::with_emitter`]); `D` the user data
+/// of each connection, set by the upgrade handler in [`WsOptions::upgrade`].
+pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
+    ctx: AppContext<E>,
+    base: SocketEmitter,
+    ws: Option<WsSetup<D>>,
+    handlers: Option<Handlers<D>>,
+    routes: HttpRoutes<E>,
+    extra: Option<Router>,
+    errors: Vec<BuildError>,
+    body_limit: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Ori {
+    /// A new application with the base [`SocketEmitter`].
+    pub fn create() -> Self {
+        Self::with_emitter()
+    }
+
+    /// A new application whose emitter is the custom type `E`; services and
+    /// handlers reach it as `ctx.socket()` with its domain methods.
+    pub fn with_emitter<E: Emitter>() -> Ori<E, ()> {
+        let base = SocketEmitter::unconfigured();
+        Ori {
+            ctx: AppContext::new(E::from_socket_emitter(base.clone())),
+            base,
+            ws: None,
+            handlers: None,
+            routes: HttpRoutes::default(),
+            extra: None,
+            errors: Vec::new(),
+            body_limit: 1 << 20,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
+    /// Enables WebSocket support with the in-process provider and default
+    /// options (path `/ws`, every upgrade accepted).
+    pub fn websocket(self) -> Ori<E, ()> {
+        self.websocket_with(InProcProvider::new(), WsOptions::new())
+    }
+
+    /// Enables WebSocket support with a provider and options.
+    pub fn websocket_with<D2: Send + Sync + 'static>(
+        mut self,
+        provider: impl Provider,
+        options: WsOptions<D2>,
+    ) -> Ori<E, D2> {
+        if self.handlers.is_some() {
+            self.errors.push(BuildError::Order(
+                "on_websocket() was called before websocket(); call websocket() first",
+            ));
+        }
+        if self.ws.is_some() {
+            self.errors.push(BuildError::Order("websocket() was called twice"));
+        }
+        let provider: Arc<dyn Provider> = Arc::new(provider);
+        self.base.attach(provider.clone());
+        Ori {
+            ctx: self.ctx,
+            base: self.base,
+            ws: Some(WsSetup::<D2> { provider, options }),
+            handlers: None,
+            routes: self.routes,
+            extra: self.extra,
+            errors: self.errors,
+            body_limit: self.body_limit,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    /// Sets the WebSocket lifecycle handlers.
+    pub fn on_websocket(mut self, handlers: Handlers<D>) -> Self {
+        if self.ws.is_none() {
+            self.errors.push(BuildError::Order(
+                "on_websocket() needs websocket() first: WebSocket not configured. Call .websocket() when creating the application.",
+            ));
+        }
+        self.handlers = Some(handlers);
+        self
+    }
+
+    /// Registers a service, reachable as `ctx.service::<T>()`.
+    pub fn service<T: Send + Sync + 'static>(self, service: T) -> Self {
+        self.ctx.insert(service);
+        self
+    }
+
+    /// Registers a service built from the app context (which holds the
+    /// emitter and the services registered before it).
+    pub fn service_with<T, F>(mut self, factory: F) -> Self
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&AppContext<E>) -> Result<T, BuildError>,
+    {
+        match factory(&self.ctx) {
+            Ok(service) => {
+                self.ctx.insert(service);
+            }
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Mounts a controller's routes under `prefix`.
+    pub fn controller<C: Controller<E>>(mut self, prefix: &str, controller: C) -> Self {
+        if let Err(e) = self.routes.add_controller(prefix, controller) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Mounts a controller built from the app context, so it receives its
+    /// dependencies at construction; a missing one fails at start-up.
+    pub fn controller_with<C, F>(self, prefix: &str, factory: F) -> Self
+    where
+        C: Controller<E>,
+        F: FnOnce(&AppContext<E>) -> Result<C, BuildError>,
+    {
+        match factory(&self.ctx) {
+            Ok(c) => self.controller(prefix, c),
+            Err(e) => {
+                let mut this = self;
+                this.errors.push(e);
+                this
+            }
+        }
+    }
+
+    /// Merges plain axum routes (static pages, health checks, any tower
+    /// service) into the app.
+    pub fn merge(mut self, router: Router) -> Self {
+        self.extra = Some(match self.extra.take() {
+            Some(r) => r.merge(router),
+            None => router,
+        });
+        self
+    }
+
+    /// The most bytes a controller reads from a request body (default
+    /// 1 MiB; exactly the limit is allowed, more is 413).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How long [`App::stop`] waits for connections and in-flight requests
+    /// (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The app context (services and emitter), available before the app
+    /// starts, for handlers and services that need it.
+    pub fn context(&self) -> &AppContext<E> {
+        &self.ctx
+    }
+
+    fn assemble(mut self) -> Result<(Router, Arc<Shared<E>>), BuildError> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let shared = Arc::new(Shared {
+            ctx: self.ctx.clone(),
+            provider: self.ws.as_ref().map(|w| w.provider.clone()),
+            ws_tasks: Arc::new(Tracker::default()),
+            http_conns: Arc::new(Tracker::default()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown: watch::channel(false).0,
+            timeout: self.shutdown_timeout,
+            stopped: tokio::sync::Mutex::new(false),
+        });
+        let ws_path = self.ws.as_ref().map(|w| w.options.path.clone());
+        if let Some(path) = &ws_path {
+            if self.routes.has_path(path) {
+                return Err(BuildError::DuplicateRoute {
+                    method: "GET".into(),
+                    path: path.clone(),
+                });
+            }
+        }
+        let mut router = std::mem::take(&mut self.routes).into_router(self.ctx.clone(), self.body_limit);
+        if let Some(ws) = self.ws {
+            let rt = Arc::new(WsRuntime {
+                provider: ws.provider,
+                emitter: self.base.clone(),
+                handlers: self.handlers.unwrap_or_default(),
+                upgrade: ws.options.upgrade,
+                limits: ws.options.limits,
+                tasks: shared.ws_tasks.clone(),
+                shutting_down: shared.shutting_down.clone(),
+                upgrading: Default::default(),
+            });
+            let route: MethodRouter =
+                get(move |req: Request<Body>| upgrade::handle(rt.clone(), req)).fallback(method_not_allowed);
+            router = router.route(&ws.options.path, route);
+        }
+        if let Some(extra) = self.extra {
+            router = router.merge(extra);
+        }
+        let router = router
+            .fallback(|| async { error_response(StatusCode::NOT_FOUND, "Not Found") })
+            .method_not_allowed_fallback(method_not_allowed);
+        Ok((router, shared))
+    }
+
+    /// Validates the set-up, starts the provider and listens on `addr`: a
+    /// port (all interfaces; `0` picks a free one), a `SocketAddr`, or
+    /// `"host:port"`.
+    pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<App<E>, Error> {
+        let addr = match addr.into() {
+            ListenAddr::Addr(a) => a,
+            ListenAddr::Text(t) => tokio::net::lookup_host(&t)
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("cannot resolve {t}")))?,
+        };
+        let listener = TcpListener::bind(addr).await?;
+        self.serve(listener).await
+    }
+
+    /// Like [`listen`](Self::listen), on a listener you bound yourself.
+    pub async fn serve(self, listener: TcpListener) -> Result<App<E>, Error> {
+        let (router, shared) = self.assemble()?;
+        if let Some(p) = &shared.provider {
+            p.start().await?;
+        }
+        let local_addr = listener.local_addr()?;
+        let rx = shared.shutdown.subscribe();
+        tokio::spawn(accept_loop(listener, router, shared.http_conns.clone(), rx));
+        Ok(App {
+            shared,
+            local_addr: Some(local_addr),
+        })
+    }
+
+    /// Validates the set-up and starts the provider, returning the app as an
+    /// axum [`Router`] to mount in your own server stack, and the [`App`]
+    /// handle to stop it. Serve the router with connect info so upgrade
+    /// handlers see the peer address:
+    /// `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())`.
+    pub async fn into_router(self) -> Result<(Router, App<E>), Error> {
+        let (router, shared) = self.assemble()?;
+        if let Some(p) = &shared.provider {
+            p.start().await?;
+        }
+        Ok((
+            router,
+            App {
+                shared,
+                local_addr: None,
+            },
+        ))
+    }
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Where to listen: a port, an address, or `"host:port"`.
+#[derive(Debug, Clone)]
+pub enum ListenAddr {
+    /// A resolved address.
+    Addr(SocketAddr),
+    /// A `host:port` to resolve.
+    Text(String),
+}
+
+impl From<u16> for ListenAddr {
+    fn from(port: u16) -> Self {
+        Self::Addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(a: SocketAddr) -> Self {
+        Self::Addr(a)
+    }
+}
+
+impl From<(IpAddr, u16)> for ListenAddr {
+    fn from((ip, port): (IpAddr, u16)) -> Self {
+        Self::Addr(SocketAddr::new(ip, port))
+    }
+}
+
+impl From<&str> for ListenAddr {
+    fn from(s: &str) -> Self {
+        match s.parse() {
+            Ok(a) => Self::Addr(a),
+            Err(_) => Self::Text(s.to_owned()),
+        }
+    }
+}
+
+impl From<String> for ListenAddr {
+    fn from(s: String) -> Self {
+        s.as_str().into()
+    }
+}
+
+struct Shared<E: Emitter> {
+    ctx: AppContext<E>,
+    provider: Option<Arc<dyn Provider>>,
+    ws_tasks: Arc<Tracker>,
+    http_conns: Arc<Tracker>,
+    shutting_down: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    timeout: Duration,
+    stopped: tokio::sync::Mutex<bool>,
+}
+
+/// A running application.
+pub struct App<E: Emitter = SocketEmitter> {
+    shared: Arc<Shared<E>>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl<E: Emitter> Clone for App<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            local_addr: self.local_addr,
+        }
+    }
+}
+
+impl<E: Emitter> App<E> {
+    /// The bound address (`None` when mounted with [`Ori::into_router`]).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The bound port (0 when mounted with [`Ori::into_router`]).
+    pub fn port(&self) -> u16 {
+        self.local_addr.map_or(0, |a| a.port())
+    }
+
+    /// The app context.
+    pub fn context(&self) -> &AppContext<E> {
+        &self.shared.ctx
+    }
+
+    /// The app's emitter.
+    pub fn socket(&self) -> &E {
+        self.shared.ctx.socket()
+    }
+
+    /// Open WebSocket connections (and connections still closing).
+    pub fn connection_count(&self) -> usize {
+        self.shared.provider.as_ref().map_or(0, |p| p.connection_count())
+    }
+
+    /// Stops gracefully: stops accepting, lets in-flight HTTP requests
+    /// finish, closes every socket with 1001 "Server shutting down", waits
+    /// up to the shutdown timeout, then stops the provider. Idempotent.
+    pub async fn stop(&self) {
+        let mut stopped = self.shared.stopped.lock().await;
+        if *stopped {
+            return;
+        }
+        let s = &self.shared;
+        s.shutting_down.store(true, Ordering::Release);
+        s.shutdown.send_replace(true);
+        if let Some(p) = &s.provider {
+            p.hub().close_all(close_code::GOING_AWAY, "Server shutting down");
+        }
+        let drained = async {
+            s.ws_tasks.wait_idle().await;
+            s.http_conns.wait_idle().await;
+        };
+        if tokio::time::timeout(s.timeout, drained).await.is_err() {
+            tracing::warn!(
+                websockets = s.ws_tasks.count(),
+                http = s.http_conns.count(),
+                "shutdown timeout reached with connections still open"
+            );
+        }
+        if let Some(p) = &s.provider {
+            p.stop().await;
+        }
+        *stopped = true;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, conns: Arc<Tracker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => break,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let guard = conns.enter();
+        let router = router.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                let mut router = router.clone();
+                async move { Ok::<_, Infallible>(router.call(req.map(Body::new)).await.unwrap_or_else(|e| match e {})) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}

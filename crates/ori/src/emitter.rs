@@ -1,0 +1,256 @@
+//! Emitters: how application code publishes to sockets.
+//!
+//! [`SocketEmitter`] is the base emitter every app has. A custom emitter is
+//! an application type that wraps it and adds domain methods; it implements
+//! [`Emitter`] and is chosen with [`Ori::with_emitter`](crate::Ori::with_emitter),
+//! so services and handlers reach its methods with full type checking.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use ori_core::{HubMetrics, Message, Provider, PublishError, SocketId, Topic, TopicError};
+
+/// Anything that names a topic: `&str`, `String`, or an already validated
+/// [`Topic`].
+pub trait IntoTopic {
+    /// Validates (if needed) and converts; on failure returns the rejected
+    /// name with the reason.
+    fn into_topic(self) -> Result<Topic, (String, TopicError)>;
+}
+
+impl IntoTopic for Topic {
+    fn into_topic(self) -> Result<Topic, (String, TopicError)> {
+        Ok(self)
+    }
+}
+
+impl IntoTopic for &Topic {
+    fn into_topic(self) -> Result<Topic, (String, TopicError)> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoTopic for &str {
+    fn into_topic(self) -> Result<Topic, (String, TopicError)> {
+        Topic::new(self).map_err(|e| (self.to_owned(), e))
+    }
+}
+
+impl IntoTopic for String {
+    fn into_topic(self) -> Result<Topic, (String, TopicError)> {
+        match Topic::validate(&self) {
+            Ok(()) => Topic::try_from(self).map_err(|e| (String::new(), e)),
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
+impl IntoTopic for &String {
+    fn into_topic(self) -> Result<Topic, (String, TopicError)> {
+        self.as_str().into_topic()
+    }
+}
+
+fn topic_error(name: String, reason: TopicError) -> PublishError {
+    PublishError::InvalidTopic {
+        topic: name,
+        reason,
+    }
+}
+
+/// The base emitter: publish to topics, send to one socket, broadcast.
+///
+/// Cheap to clone. Obtained from [`AppContext::socket`](crate::AppContext::socket)
+/// (for the default emitter), [`RequestContext::socket`](crate::RequestContext::socket)
+/// or [`Conn::emitter`](crate::Conn::emitter).
+///
+/// Every operation is async and returns a `Result`: with a cross-instance
+/// provider a publish travels over the network and can fail. Before the app
+/// listens they fail with [`PublishError::NotReady`]; in an app built without
+/// `.websocket()`, with [`PublishError::NotConfigured`].
+#[derive(Clone, Default)]
+pub struct SocketEmitter {
+    provider: Arc<OnceLock<Arc<dyn Provider>>>,
+}
+
+impl SocketEmitter {
+    /// An emitter with no provider yet (attached when the app configures
+    /// WebSocket support).
+    pub(crate) fn unconfigured() -> Self {
+        Self::default()
+    }
+
+    /// An emitter publishing through `provider`.
+    pub fn new(provider: Arc<dyn Provider>) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(provider);
+        Self {
+            provider: Arc::new(cell),
+        }
+    }
+
+    pub(crate) fn attach(&self, provider: Arc<dyn Provider>) -> bool {
+        self.provider.set(provider).is_ok()
+    }
+
+    /// The provider behind this emitter, if WebSocket support is configured.
+    pub fn provider(&self) -> Option<&Arc<dyn Provider>> {
+        self.provider.get()
+    }
+
+    fn provider_or_err(&self) -> Result<&Arc<dyn Provider>, PublishError> {
+        self.provider.get().ok_or(PublishError::NotConfigured)
+    }
+
+    /// Publishes `message` to every subscriber of `topic`.
+    ///
+    /// ```no_run
+    /// # async fn f(socket: ori::SocketEmitter) -> Result<(), ori::PublishError> {
+    /// socket.publish("room:123", r#"{"event":"update"}"#).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(&self, topic: impl IntoTopic, message: impl Into<Message>) -> Result<(), PublishError> {
+        let provider = self.provider_or_err()?;
+        let topic = into_topic_checked(topic)?;
+        provider.publish(topic, message.into()).await
+    }
+
+    /// Sends `message` to one socket. `Ok(false)`: no such socket anywhere
+    /// the provider can see.
+    pub async fn send(&self, socket: SocketId, message: impl Into<Message>) -> Result<bool, PublishError> {
+        self.provider_or_err()?.send(socket, message.into()).await
+    }
+
+    /// Sends `message` to every connected socket.
+    pub async fn broadcast(&self, message: impl Into<Message>) -> Result<(), PublishError> {
+        self.provider_or_err()?.broadcast(message.into()).await
+    }
+
+    /// Open connections on this instance (0 without WebSocket support).
+    pub fn connection_count(&self) -> usize {
+        self.provider.get().map_or(0, |p| p.connection_count())
+    }
+
+    /// Subscribers of `topic` on this instance.
+    pub fn subscriber_count(&self, topic: &Topic) -> usize {
+        self.provider.get().map_or(0, |p| p.topic_subscriber_count(topic))
+    }
+
+    /// Whether `socket` is connected to this instance.
+    pub fn is_connected(&self, socket: &SocketId) -> bool {
+        self.provider.get().is_some_and(|p| p.is_connected(socket))
+    }
+
+    /// The local hub's counters, if WebSocket support is configured.
+    pub fn hub_metrics(&self) -> Option<&HubMetrics> {
+        self.provider.get().map(|p| p.hub().metrics())
+    }
+}
+
+fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
+    topic.into_topic().map_err(|(name, reason)| topic_error(name, reason))
+}
+
+impl std::fmt::Debug for SocketEmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketEmitter")
+            .field("configured", &self.provider.get().is_some())
+            .finish()
+    }
+}
+
+/// An application's emitter type: the base [`SocketEmitter`] plus whatever
+/// domain methods the application adds.
+///
+/// ```
+/// use ori::{Emitter, PublishError, SocketEmitter};
+///
+/// #[derive(Clone)]
+/// pub struct AppSocketEmitter(SocketEmitter);
+///
+/// impl Emitter for AppSocketEmitter {
+///     fn from_socket_emitter(base: SocketEmitter) -> Self {
+///         Self(base)
+///     }
+///     fn socket_emitter(&self) -> &SocketEmitter {
+///         &self.0
+///     }
+/// }
+///
+/// impl AppSocketEmitter {
+///     pub async fn emit_to_account(&self, account: &str, event: &str) -> Result<(), PublishError> {
+///         let body = format!(r#"{{"event":"{event}"}}"#);
+///         self.publish(format!("account:{account}"), body).await
+///     }
+/// }
+/// ```
+pub trait Emitter: Clone + Send + Sync + 'static {
+    /// Builds the emitter around the app's base emitter.
+    fn from_socket_emitter(base: SocketEmitter) -> Self;
+
+    /// The base emitter inside.
+    fn socket_emitter(&self) -> &SocketEmitter;
+
+    /// Publishes `message` to every subscriber of `topic`.
+    fn publish(
+        &self,
+        topic: impl IntoTopic + Send,
+        message: impl Into<Message> + Send,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+        self.socket_emitter().publish(topic, message)
+    }
+
+    /// Sends `message` to one socket; `Ok(false)` if it is nowhere.
+    fn send(
+        &self,
+        socket: SocketId,
+        message: impl Into<Message> + Send,
+    ) -> impl Future<Output = Result<bool, PublishError>> + Send {
+        self.socket_emitter().send(socket, message)
+    }
+
+    /// Sends `message` to every connected socket.
+    fn broadcast(&self, message: impl Into<Message> + Send) -> impl Future<Output = Result<(), PublishError>> + Send {
+        self.socket_emitter().broadcast(message)
+    }
+}
+
+impl Emitter for SocketEmitter {
+    fn from_socket_emitter(base: SocketEmitter) -> Self {
+        base
+    }
+
+    fn socket_emitter(&self) -> &SocketEmitter {
+        self
+    }
+}
+
+/// The emitter of one HTTP request ([`RequestContext::socket`](crate::RequestContext::socket)):
+/// the base emitter, bound to the request's correlation id.
+#[derive(Clone, Debug)]
+pub struct RequestEmitter {
+    base: SocketEmitter,
+    correlation_id: Arc<str>,
+}
+
+impl RequestEmitter {
+    pub(crate) fn new(base: SocketEmitter, correlation_id: Arc<str>) -> Self {
+        Self {
+            base,
+            correlation_id,
+        }
+    }
+
+    /// The request's correlation id, for payloads and logs.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+}
+
+impl Deref for RequestEmitter {
+    type Target = SocketEmitter;
+    fn deref(&self) -> &SocketEmitter {
+        &self.base
+    }
+}

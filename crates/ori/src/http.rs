@@ -1,0 +1,491 @@
+//! HTTP controllers: a [`Controller`] configures routes on a
+//! [`RouteBuilder`]; handlers receive a [`RequestContext`] with params,
+//! query, headers, a size-limited JSON body, the app's services and a
+//! request-bound emitter carrying the correlation id.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use axum::http::{request::Parts, HeaderMap, Method, Request, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use ori_core::PublishError;
+use serde::de::DeserializeOwned;
+
+use crate::context::AppContext;
+use crate::emitter::{Emitter, RequestEmitter};
+use crate::error::BuildError;
+
+/// A JSON error body `{"error": "<reason>"}` with `status`.
+pub(crate) fn error_response(status: StatusCode, reason: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": reason }).to_string();
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An HTTP error answered as JSON `{"error": "<message>"}`.
+///
+/// Handlers return `Result<impl IntoResponse, HttpError>` and use `?`:
+/// a malformed body becomes 400, an oversized one 413, and a
+/// [`PublishError`] maps to 400 (bad topic, socket id or data) or 503
+/// (provider not ready or unavailable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    status: StatusCode,
+    message: String,
+}
+
+impl HttpError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500 Internal Server Error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response<Body> {
+        error_response(self.status, &self.message)
+    }
+}
+
+impl From<PublishError> for HttpError {
+    fn from(e: PublishError) -> Self {
+        let status = match &e {
+            PublishError::InvalidTopic { .. }
+            | PublishError::InvalidSocketId(_)
+            | PublishError::Validation(_)
+            | PublishError::Serialize(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// A percent-decoded query parameter from a raw query string.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query);
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{query}").parse::<Uri>().unwrap_or_default(),
+    )
+    .map(|q| q.0)
+    .unwrap_or_default()
+}
+
+/// Where the correlation id of a request comes from: `X-Correlation-Id`,
+/// else `X-Request-Id` (each when non-empty), else a fresh UUID v4.
+fn correlation_id(headers: &HeaderMap) -> Arc<str> {
+    ["x-correlation-id", "x-request-id"]
+        .iter()
+        .filter_map(|h| headers.get(*h)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+}
+
+/// Everything a controller handler gets about its request.
+pub struct RequestContext<E: Emitter = crate::SocketEmitter> {
+    app: AppContext<E>,
+    parts: Parts,
+    params: Vec<(String, String)>,
+    body: Option<Body>,
+    body_limit: usize,
+    correlation_id: Arc<str>,
+}
+
+impl<E: Emitter> RequestContext<E> {
+    /// A path parameter (`/notify/:topic` -> `param("topic")`).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// All path parameters, in path order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// One query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(self.parts.uri.query()?, name)
+    }
+
+    /// The query string deserialized into `T` (400 when it does not fit).
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        axum::extract::Query::<T>::try_from_uri(&self.parts.uri)
+            .map(|q| q.0)
+            .map_err(|e| HttpError::bad_request(format!("Invalid query: {}", e.body_text())))
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+
+    /// A header's value, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name)?.to_str().ok()
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.parts.method
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &Uri {
+        &self.parts.uri
+    }
+
+    /// The peer's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+    }
+
+    /// The body, read once, at most the configured body limit (413 beyond).
+    pub async fn bytes(&mut self) -> Result<bytes::Bytes, HttpError> {
+        let body = self
+            .body
+            .take()
+            .ok_or_else(|| HttpError::internal("request body already read"))?;
+        let too_big = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+        let declared = self
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.body_limit as u64) {
+            return Err(too_big());
+        }
+        match Limited::new(body, self.body_limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+            Err(e) => Err(HttpError::bad_request(format!("Cannot read body: {e}"))),
+        }
+    }
+
+    /// The body parsed as JSON into `T` (400 on malformed JSON or a shape
+    /// that does not fit, 413 over the body limit).
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
+        let bytes = self.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
+    }
+
+    /// The app context: services and the app's emitter.
+    pub fn app(&self) -> &AppContext<E> {
+        &self.app
+    }
+
+    /// The request-bound emitter (base methods, with the correlation id).
+    pub fn socket(&self) -> RequestEmitter {
+        RequestEmitter::new(
+            self.app.socket().socket_emitter().clone(),
+            self.correlation_id.clone(),
+        )
+    }
+
+    /// The request's correlation id (`X-Correlation-Id`, else `X-Request-Id`,
+    /// else a fresh UUID v4).
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+}
+
+type BoxedHandler<E> =
+    Arc<dyn Fn(RequestContext<E>) -> ori_core::BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// An HTTP controller: a group of routes under a prefix.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ori::{Controller, HttpError, Json, RequestContext, RouteBuilder};
+///
+/// struct NotificationController;
+///
+/// impl Controller for NotificationController {
+///     fn configure(&self, r: &mut RouteBuilder<Self>) {
+///         r.post("/notify/:topic", Self::notify);
+///     }
+/// }
+///
+/// impl NotificationController {
+///     async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<serde_json::Value>, HttpError> {
+///         let topic = ctx.param("topic").unwrap_or_default().to_owned();
+///         let body: serde_json::Value = ctx.json().await?;
+///         ctx.socket().publish(topic, body.to_string()).await?;
+///         Ok(Json(serde_json::json!({ "sent": true })))
+///     }
+/// }
+/// ```
+pub trait Controller<E: Emitter = crate::SocketEmitter>: Send + Sync + Sized + 'static {
+    /// Declares the controller's routes.
+    fn configure(&self, r: &mut RouteBuilder<Self, E>);
+}
+
+/// Collects the routes of one controller.
+pub struct RouteBuilder<C, E: Emitter = crate::SocketEmitter> {
+    controller: Arc<C>,
+    routes: Vec<(Method, String, BoxedHandler<E>)>,
+}
+
+impl<C: Send + Sync + 'static, E: Emitter> RouteBuilder<C, E> {
+    /// Adds a route for `method` at `path` (relative to the controller's
+    /// prefix; `:name` segments are path parameters).
+    pub fn route<H, Fut, R>(&mut self, method: Method, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        let controller = self.controller.clone();
+        let boxed: BoxedHandler<E> = Arc::new(move |ctx| {
+            let fut = handler(controller.clone(), ctx);
+            Box::pin(async move { fut.await.into_response() })
+        });
+        self.routes.push((method, path.to_owned(), boxed));
+        self
+    }
+
+    /// A GET route.
+    pub fn get<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        self.route(Method::GET, path, handler)
+    }
+
+    /// A POST route.
+    pub fn post<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        self.route(Method::POST, path, handler)
+    }
+
+    /// A PUT route.
+    pub fn put<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        self.route(Method::PUT, path, handler)
+    }
+
+    /// A PATCH route.
+    pub fn patch<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        self.route(Method::PATCH, path, handler)
+    }
+
+    /// A DELETE route.
+    pub fn delete<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        self.route(Method::DELETE, path, handler)
+    }
+}
+
+/// Turns `/notify/:topic` (and `*rest`) into the router's `{topic}` syntax
+/// and joins it to `prefix`.
+pub(crate) fn join_path(prefix: &str, path: &str) -> Result<String, BuildError> {
+    let mut out = String::new();
+    for part in prefix.split('/').chain(path.split('/')) {
+        if part.is_empty() {
+            continue;
+        }
+        out.push('/');
+        if let Some(name) = part.strip_prefix(':') {
+            if name.is_empty() {
+                return Err(BuildError::InvalidPath(format!("{prefix}{path}")));
+            }
+            out.push('{');
+            out.push_str(name);
+            out.push('}');
+        } else if let Some(name) = part.strip_prefix('*') {
+            out.push_str("{*");
+            out.push_str(name);
+            out.push('}');
+        } else {
+            out.push_str(part);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// The routes of every controller, checked for duplicates.
+pub(crate) struct HttpRoutes<E: Emitter> {
+    routes: BTreeMap<String, Vec<(Method, BoxedHandler<E>)>>,
+}
+
+impl<E: Emitter> Default for HttpRoutes<E> {
+    fn default() -> Self {
+        Self {
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl<E: Emitter> HttpRoutes<E> {
+    pub(crate) fn add_controller<C: Controller<E>>(&mut self, prefix: &str, controller: C) -> Result<(), BuildError> {
+        let mut builder = RouteBuilder {
+            controller: Arc::new(controller),
+            routes: Vec::new(),
+        };
+        builder.controller.clone().configure(&mut builder);
+        for (method, path, handler) in builder.routes {
+            let full = join_path(prefix, &path)?;
+            let entry = self.routes.entry(full.clone()).or_default();
+            if entry.iter().any(|(m, _)| *m == method) {
+                return Err(BuildError::DuplicateRoute {
+                    method: method.to_string(),
+                    path: full,
+                });
+            }
+            entry.push((method, handler));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn has_path(&self, path: &str) -> bool {
+        self.routes.contains_key(path)
+    }
+
+    pub(crate) fn into_router(self, app: AppContext<E>, body_limit: usize) -> Router {
+        let mut router = Router::new();
+        for (path, handlers) in self.routes {
+            let mut method_router: MethodRouter = MethodRouter::new();
+            for (method, handler) in handlers {
+                let Ok(filter) = MethodFilter::try_from(method) else {
+                    continue;
+                };
+                let app = app.clone();
+                method_router = method_router.merge(on(filter, move |req: Request<Body>| {
+                    let handler = handler.clone();
+                    let app = app.clone();
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
+                            Ok(raw) => raw.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                            Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
+                        };
+                        let correlation_id = correlation_id(&parts.headers);
+                        let ctx = RequestContext {
+                            app,
+                            parts,
+                            params,
+                            body: Some(body),
+                            body_limit,
+                            correlation_id,
+                        };
+                        handler(ctx).await
+                    }
+                }));
+            }
+            router = router.route(&path, method_router);
+        }
+        router
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_join_and_translate_params() {
+        assert_eq!(join_path("/api", "/notify/:topic").unwrap(), "/api/notify/{topic}");
+        assert_eq!(join_path("/api/", "stats").unwrap(), "/api/stats");
+        assert_eq!(join_path("", "/").unwrap(), "/");
+        assert_eq!(join_path("/files", "/*rest").unwrap(), "/files/{*rest}");
+        assert!(join_path("/api", "/:").is_err());
+    }
+
+    #[test]
+    fn correlation_id_prefers_headers_in_order() {
+        let mut h = HeaderMap::new();
+        assert_eq!(correlation_id(&h).len(), 36);
+        h.insert("x-request-id", "req-1".parse().unwrap());
+        assert_eq!(&*correlation_id(&h), "req-1");
+        h.insert("x-correlation-id", "".parse().unwrap());
+        assert_eq!(&*correlation_id(&h), "req-1");
+        h.insert("x-correlation-id", "corr-1".parse().unwrap());
+        assert_eq!(&*correlation_id(&h), "corr-1");
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(query_param("a=1&token=x%20y", "token").as_deref(), Some("x y"));
+        assert_eq!(query_param("a=1", "token"), None);
+    }
+}

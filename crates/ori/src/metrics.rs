@@ -1,0 +1,65 @@
+//! Prometheus text exposition of the hub's counters.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::emitter::SocketEmitter;
+
+/// Renders the instance's WebSocket metrics in the Prometheus text format
+/// (version 0.0.4): open connections, connections accepted, messages in and
+/// out, publishes, deliveries and slow-consumer closes.
+///
+/// ```
+/// let text = ori::metrics::render(&ori::SocketEmitter::default());
+/// assert!(text.contains("ori_connections 0"));
+/// ```
+pub fn render(emitter: &SocketEmitter) -> String {
+    let mut out = String::with_capacity(1024);
+    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    gauge(
+        "ori_connections",
+        "Open WebSocket connections on this instance.",
+        "gauge",
+        emitter.connection_count() as u64,
+    );
+    let m = emitter.hub_metrics();
+    let read = |f: fn(&ori_core::HubMetrics) -> &std::sync::atomic::AtomicU64| m.map_or(0, |m| f(m).load(Ordering::Relaxed));
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "ori_connections_total",
+            "WebSocket connections accepted.",
+            read(|m| &m.connections_total),
+        ),
+        (
+            "ori_messages_in_total",
+            "Data messages received from clients.",
+            read(|m| &m.frames_in),
+        ),
+        (
+            "ori_messages_out_total",
+            "Frames written to clients.",
+            read(|m| &m.frames_out),
+        ),
+        (
+            "ori_publishes_total",
+            "Publishes, sends and broadcasts delivered to this instance.",
+            read(|m| &m.publishes),
+        ),
+        (
+            "ori_deliveries_total",
+            "Frames queued to subscribers by the fan-out.",
+            read(|m| &m.deliveries),
+        ),
+        (
+            "ori_slow_consumer_closes_total",
+            "Connections closed with 1013 because they read too slowly.",
+            read(|m| &m.slow_consumer_closes),
+        ),
+    ];
+    for (name, help, value) in counters {
+        gauge(name, help, "counter", value);
+    }
+    out
+}

@@ -1,0 +1,149 @@
+//! The connection handle given to handlers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use ori_core::codec::{self, close_code};
+use ori_core::{Message, Outbox, Provider, Push, SocketId, SubscribeError, Topic};
+
+use crate::emitter::{IntoTopic, SocketEmitter};
+
+/// The lifecycle state of a connection (the WebSocket API's `readyState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReadyState {
+    /// Accepted, not yet open (connection guards running).
+    Connecting = 0,
+    /// Open.
+    Open = 1,
+    /// A close frame was sent or received.
+    Closing = 2,
+    /// Closed.
+    Closed = 3,
+}
+
+pub(crate) struct ConnInner<D> {
+    pub(crate) id: SocketId,
+    pub(crate) data: D,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) emitter: SocketEmitter,
+    pub(crate) state: AtomicU8,
+}
+
+/// One WebSocket connection, as handlers see it. Cheap to clone; clones
+/// may be kept and used from other tasks (a send on a closed connection
+/// returns `false`).
+///
+/// `D` is the user data the upgrade handler returned for it.
+pub struct Conn<D = ()> {
+    pub(crate) inner: Arc<ConnInner<D>>,
+}
+
+impl<D> Clone for Conn<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<D: Send + Sync + 'static> Conn<D> {
+    /// The connection's id (a random UUID v4).
+    pub fn id(&self) -> SocketId {
+        self.inner.id
+    }
+
+    /// The user data from the upgrade handler.
+    pub fn data(&self) -> &D {
+        &self.inner.data
+    }
+
+    /// The peer's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr
+    }
+
+    /// The lifecycle state.
+    pub fn ready_state(&self) -> ReadyState {
+        match self.inner.state.load(Ordering::Acquire) {
+            0 => ReadyState::Connecting,
+            1 => ReadyState::Open,
+            2 => ReadyState::Closing,
+            _ => ReadyState::Closed,
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: ReadyState) {
+        self.inner.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Every topic this connection is in, the internal `__broadcast__` and
+    /// `__socket__:<id>` first. Empty once closed.
+    pub fn topics(&self) -> Vec<Topic> {
+        self.inner.provider.hub().topics_of(&self.inner.id).unwrap_or_default()
+    }
+
+    /// Joins `topic`. `Ok(false)`: already joined. Reserved (`__`) topics
+    /// are refused.
+    pub fn subscribe(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
+        let topic = topic
+            .into_topic()
+            .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
+        self.inner.provider.subscribe(&self.inner.id, &topic)
+    }
+
+    /// Leaves `topic`. `Ok(false)`: was not joined.
+    pub fn unsubscribe(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
+        let topic = topic
+            .into_topic()
+            .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
+        self.inner.provider.unsubscribe(&self.inner.id, &topic)
+    }
+
+    /// Queues a message to this connection. Returns `false` if the
+    /// connection is closing or its outbound queue overflowed (it is then
+    /// closed with 1013).
+    pub fn send(&self, message: impl Into<Message>) -> bool {
+        let frame = codec::encode_message(&message.into());
+        match self.inner.outbox.push(frame) {
+            Push::Queued => true,
+            Push::Overflow => {
+                let m = self.inner.provider.hub().metrics();
+                m.slow_consumer_closes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            Push::Closed => false,
+        }
+    }
+
+    /// Closes the connection with `code` and `reason` after the messages
+    /// already queued. Codes outside those valid on the wire become 1000.
+    pub fn close(&self, code: u16, reason: &str) {
+        let code = if close_code::is_valid_on_wire(code) {
+            code
+        } else {
+            close_code::NORMAL
+        };
+        if self.inner.outbox.close(code, reason) {
+            self.set_state(ReadyState::Closing);
+        }
+    }
+
+    /// The app's base emitter, to publish from a handler.
+    pub fn emitter(&self) -> &SocketEmitter {
+        &self.inner.emitter
+    }
+}
+
+impl<D> std::fmt::Debug for Conn<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.inner.id)
+            .field("remote_addr", &self.inner.remote_addr)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,187 @@
+//! Lifecycle handlers (`open`, `message`, `close`, `ping`, `pong`, `drain`),
+//! each an async closure. A handler that fails or panics is logged; the
+//! connection and the server carry on.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use ori_core::BoxFuture;
+use ori_core::Message;
+
+use super::Conn;
+
+/// What a handler may return: `()` or a `Result` whose error is displayable
+/// (logged, never sent to the client; the `Ok` value is ignored).
+pub trait HandlerResult: Send + 'static {
+    /// Converts to a loggable outcome.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl HandlerResult for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static, E: Display + Send + 'static> HandlerResult for Result<T, E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+type Outcome = BoxFuture<'static, Result<(), String>>;
+type OpenFn<D> = Arc<dyn Fn(Conn<D>) -> Outcome + Send + Sync>;
+type MessageFn<D> = Arc<dyn Fn(Conn<D>, Message) -> Outcome + Send + Sync>;
+type CloseFn<D> = Arc<dyn Fn(Conn<D>, u16, String) -> Outcome + Send + Sync>;
+type BytesFn<D> = Arc<dyn Fn(Conn<D>, Bytes) -> Outcome + Send + Sync>;
+
+/// The lifecycle handlers of [`Ori::on_websocket`](crate::Ori::on_websocket).
+///
+/// ```
+/// use ori::{Conn, Handlers, Message};
+///
+/// let handlers = Handlers::<()>::new()
+///     .on_open(|ws: Conn| async move {
+///         ws.subscribe("global")?;
+///         Ok::<_, ori::SubscribeError>(())
+///     })
+///     .on_message(|ws: Conn, msg: Message| async move {
+///         ws.send(msg); // echo
+///     })
+///     .on_close(|ws: Conn, code, _reason| async move {
+///         println!("{} left with {code}", ws.id());
+///     });
+/// ```
+pub struct Handlers<D = ()> {
+    pub(crate) open: Option<OpenFn<D>>,
+    pub(crate) message: Option<MessageFn<D>>,
+    pub(crate) close: Option<CloseFn<D>>,
+    pub(crate) ping: Option<BytesFn<D>>,
+    pub(crate) pong: Option<BytesFn<D>>,
+    pub(crate) drain: Option<OpenFn<D>>,
+}
+
+impl<D> Clone for Handlers<D> {
+    fn clone(&self) -> Self {
+        Self {
+            open: self.open.clone(),
+            message: self.message.clone(),
+            close: self.close.clone(),
+            ping: self.ping.clone(),
+            pong: self.pong.clone(),
+            drain: self.drain.clone(),
+        }
+    }
+}
+
+impl<D> Default for Handlers<D> {
+    fn default() -> Self {
+        Self {
+            open: None,
+            message: None,
+            close: None,
+            ping: None,
+            pong: None,
+            drain: None,
+        }
+    }
+}
+
+fn boxed<R: HandlerResult>(fut: impl Future<Output = R> + Send + 'static) -> Outcome {
+    Box::pin(fut.map(HandlerResult::into_outcome))
+}
+
+impl<D: Send + Sync + 'static> Handlers<D> {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs when a connection is accepted (after it joined `__broadcast__`).
+    pub fn on_open<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.open = Some(Arc::new(move |ws| boxed(f(ws))));
+        self
+    }
+
+    /// Runs for every text or binary message, in arrival order.
+    pub fn on_message<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>, Message) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.message = Some(Arc::new(move |ws, msg| boxed(f(ws, msg))));
+        self
+    }
+
+    /// Runs once when the connection has closed, with the close code and
+    /// reason (1005: the peer sent no code; 1006: no close frame at all).
+    pub fn on_close<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>, u16, String) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.close = Some(Arc::new(move |ws, code, reason| boxed(f(ws, code, reason))));
+        self
+    }
+
+    /// Runs for every ping from the client (the pong is sent automatically).
+    pub fn on_ping<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.ping = Some(Arc::new(move |ws, data| boxed(f(ws, data))));
+        self
+    }
+
+    /// Runs for every pong from the client.
+    pub fn on_pong<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.pong = Some(Arc::new(move |ws, data| boxed(f(ws, data))));
+        self
+    }
+
+    /// Runs when the outbound queue has been written out after the socket
+    /// pushed back (the kernel buffer was full).
+    pub fn on_drain<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Conn<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.drain = Some(Arc::new(move |ws| boxed(f(ws))));
+        self
+    }
+}
+
+/// Runs a handler future, turning errors and panics into log lines.
+pub(crate) async fn guarded(what: &'static str, conn_id: ori_core::SocketId, fut: Outcome) {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(socket = %conn_id, handler = what, error = %e, "handler failed"),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            tracing::error!(socket = %conn_id, handler = what, panic = %msg, "handler panicked");
+        }
+    }
+}

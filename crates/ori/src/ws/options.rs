@@ -1,0 +1,219 @@
+//! WebSocket options: path, upgrade (authentication) handler and limits.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, Uri};
+use ori_core::BoxFuture;
+
+pub(crate) type UpgradeFn<D> = Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Option<D>> + Send + Sync>;
+
+/// What the upgrade handler sees of the HTTP upgrade request.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    /// The request method (always GET for a valid upgrade).
+    pub method: Method,
+    /// The request URI, query included.
+    pub uri: Uri,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The peer's address, when known.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+impl UpgradeRequest {
+    /// A header's value, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        crate::http::query_param(self.uri.query()?, name)
+    }
+}
+
+/// Options of [`Ori::websocket_with`](crate::Ori::websocket_with).
+///
+/// `D` is the type of per-connection user data the upgrade handler returns.
+///
+/// ```
+/// use ori::WsOptions;
+///
+/// #[derive(Clone)]
+/// struct User { id: String }
+///
+/// let options = WsOptions::new()
+///     .path("/socket")
+///     .upgrade(|req| async move {
+///         let token = req.bearer_token()?;
+///         (token == "secret").then(|| User { id: "u1".into() })
+///     });
+/// ```
+pub struct WsOptions<D = ()> {
+    pub(crate) path: String,
+    pub(crate) upgrade: Option<UpgradeFn<D>>,
+    pub(crate) limits: Limits,
+}
+
+/// Limits and timeouts of WebSocket connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub upgrade_timeout: Duration,
+    pub max_frame_size: usize,
+    pub max_message_size: usize,
+    pub max_fragments: usize,
+    pub outbound_queue_limit: usize,
+    pub max_connections: usize,
+    pub max_topics_per_connection: usize,
+    pub ping_interval: Option<Duration>,
+    pub idle_timeout: Duration,
+    pub close_timeout: Duration,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            upgrade_timeout: Duration::from_secs(5),
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            max_fragments: 1 << 17,
+            outbound_queue_limit: 4 << 20,
+            max_connections: 1 << 20,
+            max_topics_per_connection: 1024,
+            ping_interval: Some(Duration::from_secs(30)),
+            idle_timeout: Duration::from_secs(75),
+            close_timeout: Duration::from_secs(3),
+            allowed_origins: None,
+        }
+    }
+}
+
+impl WsOptions<()> {
+    /// Defaults: path `/ws`, every upgrade accepted with `()` as user data.
+    pub fn new() -> Self {
+        Self {
+            path: "/ws".into(),
+            upgrade: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for WsOptions<()> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D: Send + Sync + 'static> WsOptions<D> {
+    /// The endpoint path (default `/ws`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The upgrade handler: runs before the upgrade, returns the connection's
+    /// user data, or `None` to reject with HTTP 401. A handler slower than the
+    /// upgrade timeout also gives 401 (and is logged).
+    pub fn upgrade<D2, F, Fut>(self, handler: F) -> WsOptions<D2>
+    where
+        D2: Send + Sync + 'static,
+        F: Fn(UpgradeRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<D2>> + Send + 'static,
+    {
+        WsOptions {
+            path: self.path,
+            upgrade: Some(Arc::new(move |req| Box::pin(handler(req)))),
+            limits: self.limits,
+        }
+    }
+
+    /// How long the upgrade handler may take (default 5 s).
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Largest frame payload accepted, in bytes (default 16 MiB; exactly the
+    /// maximum is allowed). Larger frames close the connection with 1009.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.limits.max_frame_size = bytes;
+        self
+    }
+
+    /// Largest message accepted after joining fragments (default 16 MiB).
+    /// Larger messages close the connection with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Largest number of fragments of one message (default 131072).
+    pub fn max_fragments(mut self, count: usize) -> Self {
+        self.limits.max_fragments = count;
+        self
+    }
+
+    /// Bytes that may wait in one connection's outbound queue (default
+    /// 4 MiB). A reader that falls further behind is closed with 1013.
+    pub fn outbound_queue_limit(mut self, bytes: usize) -> Self {
+        self.limits.outbound_queue_limit = bytes;
+        self
+    }
+
+    /// Most simultaneous connections on this instance; later upgrades get
+    /// HTTP 503 (default 1,048,576).
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.limits.max_connections = count;
+        self
+    }
+
+    /// Most topics one connection may join (default 1024).
+    pub fn max_topics_per_connection(mut self, count: usize) -> Self {
+        self.limits.max_topics_per_connection = count;
+        self
+    }
+
+    /// Interval of server pings to quiet connections (default 30 s; `None`
+    /// disables them).
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.limits.ping_interval = interval;
+        self
+    }
+
+    /// A connection from which nothing (not even a pong) arrives for this
+    /// long is closed with 1001 (default 75 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours
+    /// (default 3 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.close_timeout = timeout;
+        self
+    }
+
+    /// Accept upgrades only from these `Origin`s (others get 403). Requests
+    /// without an `Origin` header (non-browser clients) are accepted.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.limits.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+}

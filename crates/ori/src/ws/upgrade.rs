@@ -1,0 +1,243 @@
+//! The HTTP side of a WebSocket connection: validates the upgrade request,
+//! runs the upgrade (authentication) handler under its timeout, answers
+//! 101 and hands the upgraded stream to the connection task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use ori_core::{Outbox, Provider, SocketId};
+use sha1::{Digest, Sha1};
+use tokio::net::TcpStream;
+
+use super::conn::{ConnInner, ReadyState};
+use super::driver::{self, Tracker};
+use super::options::{Limits, UpgradeFn, UpgradeRequest};
+use super::{Conn, Handlers};
+use crate::emitter::SocketEmitter;
+use crate::http::error_response;
+
+/// Everything the WebSocket endpoint needs, shared by all connections.
+pub(crate) struct WsRuntime<D> {
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) emitter: SocketEmitter,
+    pub(crate) handlers: Handlers<D>,
+    pub(crate) upgrade: Option<UpgradeFn<D>>,
+    pub(crate) limits: Limits,
+    pub(crate) tasks: Arc<Tracker>,
+    pub(crate) shutting_down: Arc<AtomicBool>,
+    /// Upgrades accepted but not yet registered in the hub (for the
+    /// connection limit).
+    pub(crate) upgrading: AtomicUsize,
+}
+
+impl<D> WsRuntime<D> {
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a client key (RFC 6455 section 4.2.2).
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    base64(&sha.finalize())
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the handshake headers; returns the client key or the error reply.
+fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, Response<Body>> {
+    let headers = req.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket") || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "Expected a WebSocket upgrade request",
+        ));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut resp = error_response(StatusCode::UPGRADE_REQUIRED, "Unsupported WebSocket version (need 13)");
+        resp.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Err(resp);
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        // A base64-encoded 16-byte nonce is 24 characters.
+        Some(key) if key.len() == 24 => Ok(key.clone()),
+        _ => Err(error_response(StatusCode::BAD_REQUEST, "Missing or invalid Sec-WebSocket-Key")),
+    }
+}
+
+fn origin_allowed(limits: &Limits, headers: &HeaderMap) -> bool {
+    let (Some(allowed), Some(origin)) = (&limits.allowed_origins, headers.get(header::ORIGIN)) else {
+        return true;
+    };
+    let origin = origin.to_str().unwrap_or("");
+    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+/// Decrements the upgrading counter however the upgrade ends.
+struct Upgrading<'a>(&'a AtomicUsize);
+
+impl Drop for Upgrading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The axum handler of the WebSocket path.
+pub(crate) async fn handle<D: Send + Sync + 'static>(rt: Arc<WsRuntime<D>>, mut req: Request<Body>) -> Response<Body> {
+    let key = match validate_handshake(&req) {
+        Ok(key) => key,
+        Err(resp) => return resp,
+    };
+    if rt.shutting_down() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+    }
+    if !origin_allowed(&rt.limits, req.headers()) {
+        return error_response(StatusCode::FORBIDDEN, "Origin not allowed");
+    }
+    let upgrading = rt.upgrading.fetch_add(1, Ordering::AcqRel) + 1;
+    let guard = Upgrading(&rt.upgrading);
+    if rt.provider.connection_count() + upgrading > rt.limits.max_connections {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "Too many connections");
+    }
+    let remote_addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let data = match &rt.upgrade {
+        None => match user_data_unit::<D>() {
+            Some(d) => d,
+            None => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        },
+        Some(handler) => {
+            let upgrade_req = UpgradeRequest {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+                remote_addr,
+            };
+            match tokio::time::timeout(rt.limits.upgrade_timeout, handler(upgrade_req)).await {
+                Ok(Some(data)) => data,
+                Ok(None) => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?rt.limits.upgrade_timeout,
+                        remote = ?remote_addr,
+                        "upgrade handler timed out; rejecting with 401"
+                    );
+                    return error_response(StatusCode::UNAUTHORIZED, "Unauthorized");
+                }
+            }
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(guard);
+    rt.upgrading.fetch_add(1, Ordering::AcqRel);
+    let task_guard = rt.tasks.enter();
+    let rt2 = rt.clone();
+    tokio::spawn(async move {
+        let _task = task_guard;
+        let _upgrading = Upgrading(&rt2.upgrading);
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let id = SocketId::new();
+        let conn = Conn {
+            inner: Arc::new(ConnInner {
+                id,
+                data,
+                remote_addr,
+                outbox: Arc::new(Outbox::new(id, rt2.limits.outbound_queue_limit)),
+                provider: rt2.provider.clone(),
+                emitter: rt2.emitter.clone(),
+                state: AtomicU8::new(ReadyState::Connecting as u8),
+            }),
+        };
+        drop(_upgrading);
+        // Our own server hands over the TCP stream itself; behind another
+        // server stack the upgraded stream is used through its trait object.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (r, w) = parts.io.into_inner().into_split();
+                driver::run(rt2, conn, r, w, parts.read_buf).await;
+            }
+            Err(upgraded) => {
+                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                driver::run(rt2, conn, r, w, Bytes::new()).await;
+            }
+        }
+    });
+
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// Without an upgrade handler the user data must be `()`.
+fn user_data_unit<D: 'static>() -> Option<D> {
+    let unit: Box<dyn std::any::Any> = Box::new(());
+    unit.downcast::<D>().ok().map(|b| *b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b""), "");
+    }
+}
