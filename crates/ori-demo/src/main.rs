@@ -1,1 +1,76 @@
-fn main() {}
+//! `ori-demo`: the demo server of PROTOCOL.md section 7.
+//!
+//! Prints exactly one line, `listening on http://<host>:<port>`, to stdout
+//! once it accepts connections; logs go to stderr. SIGTERM or SIGINT shut it
+//! down gracefully (sockets get 1001) and it exits 0.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// The Ori demo server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Port to listen on (0 picks a free port).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Use the Redis provider at this URL (several demo processes on one
+    /// Redis form one cluster).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Require `Authorization: Bearer <T>` or `?token=<T>` on the upgrade.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// Seconds a graceful shutdown waits for connections to close.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if args.redis.is_some() {
+        anyhow::bail!("--redis: the Redis provider is not part of this build yet");
+    }
+    let config = ori_demo::Config {
+        token: args.token,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        ..Default::default()
+    };
+    let app = ori_demo::build(config)
+        .listen(SocketAddr::new(args.host, args.port))
+        .await
+        .context("cannot start the demo server")?;
+    let addr = app.local_addr().context("no local address")?;
+    println!("listening on http://{addr}");
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    app.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

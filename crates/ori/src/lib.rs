@@ -57,11 +57,12 @@ pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
 pub use ws::{Conn, HandlerResult, Handlers, ReadyState, UpgradeRequest, WsOptions};
 
 pub use axum::http::StatusCode;
-pub use axum::Json;
+pub use axum::response::{IntoResponse, Response};
+pub use axum::{Json, Router};
 pub use ori_core::codec::close_code;
 pub use ori_core::{
-    Hub, InProcProvider, Message, Provider, ProviderError, PublishError, SocketId, SocketIdError, SubscribeError,
-    Topic, TopicError, Utf8Bytes,
+    Hub, InProcProvider, Message, Provider, ProviderError, PublishError, SocketId, SocketIdError,
+    SubscribeError, Topic, TopicError, Utf8Bytes,
 };
 
 /// The core crate, for provider implementations and advanced use.

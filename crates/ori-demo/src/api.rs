@@ -1,0 +1,135 @@
+//! The demo's HTTP API (PROTOCOL.md section 7) and its `/metrics` page.
+
+use std::sync::Arc;
+
+use ori::{Controller, HttpError, Json, RequestContext, RouteBuilder, SocketId, Topic};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The body of the publishing routes.
+#[derive(Deserialize)]
+struct MessageBody {
+    message: String,
+}
+
+/// `{"type":"notification",...}` as published to a topic.
+#[derive(Serialize)]
+pub(crate) struct Notification<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+    timestamp: u64,
+    #[serde(rename = "correlationId", skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+}
+
+impl<'a> Notification<'a> {
+    pub(crate) fn new(message: &'a str, correlation_id: &'a str) -> Self {
+        Self::of_kind("notification", message, Some(correlation_id))
+    }
+
+    fn of_kind(kind: &'static str, message: &'a str, correlation_id: Option<&'a str>) -> Self {
+        Self {
+            kind,
+            message,
+            timestamp: crate::now_ms(),
+            correlation_id,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn topic_param(ctx: &RequestContext, name: &str) -> Result<Topic, HttpError> {
+    let raw = ctx.param(name).unwrap_or_default();
+    Topic::new(raw).map_err(|e| HttpError::bad_request(format!("Invalid topic: {e}")))
+}
+
+/// `/api/*`.
+pub(crate) struct Api;
+
+impl Controller for Api {
+    fn configure(&self, r: &mut RouteBuilder<Self>) {
+        r.post("/notify/:topic", Self::notify)
+            .post("/broadcast", Self::broadcast)
+            .post("/send/:socketId", Self::send)
+            .get("/topics/:topic", Self::topic)
+            .get("/stats", Self::stats);
+    }
+}
+
+impl Api {
+    async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        let topic = topic_param(&ctx, "topic")?;
+        if topic.is_reserved() {
+            return Err(HttpError::bad_request("Invalid topic: reserved topic"));
+        }
+        let body: MessageBody = ctx.json().await?;
+        let socket = ctx.socket();
+        let payload = Notification::new(&body.message, socket.correlation_id()).to_json();
+        socket.publish(topic, payload).await?;
+        Ok(Json(json!({ "sent": true })))
+    }
+
+    async fn broadcast(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        let body: MessageBody = ctx.json().await?;
+        let payload = Notification::of_kind("broadcast", &body.message, None).to_json();
+        ctx.socket().broadcast(payload).await?;
+        Ok(Json(json!({ "sent": true })))
+    }
+
+    async fn send(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        let id: SocketId = ctx
+            .param("socketId")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| HttpError::bad_request(format!("{e}")))?;
+        let body: MessageBody = ctx.json().await?;
+        let payload = Notification::of_kind("direct", &body.message, None).to_json();
+        let sent = ctx.socket().send(id, payload).await?;
+        Ok(Json(json!({ "sent": sent })))
+    }
+
+    async fn topic(self: Arc<Self>, ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        let topic = topic_param(&ctx, "topic")?;
+        let subscribers = ctx.socket().subscriber_count(&topic);
+        Ok(Json(
+            json!({ "topic": topic.as_str(), "subscribers": subscribers }),
+        ))
+    }
+
+    async fn stats(self: Arc<Self>, ctx: RequestContext) -> Json<Value> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let socket = ctx.socket();
+        let mut stats = json!({ "connections": socket.connection_count() });
+        if let Some(m) = socket.hub_metrics() {
+            stats["connectionsTotal"] = m.connections_total.load(Relaxed).into();
+            stats["messagesIn"] = m.frames_in.load(Relaxed).into();
+            stats["messagesOut"] = m.frames_out.load(Relaxed).into();
+            stats["publishes"] = m.publishes.load(Relaxed).into();
+            stats["deliveries"] = m.deliveries.load(Relaxed).into();
+            stats["slowConsumerCloses"] = m.slow_consumer_closes.load(Relaxed).into();
+        }
+        Json(stats)
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) struct Metrics;
+
+impl Controller for Metrics {
+    fn configure(&self, r: &mut RouteBuilder<Self>) {
+        r.get("/metrics", Self::metrics);
+    }
+}
+
+impl Metrics {
+    async fn metrics(self: Arc<Self>, ctx: RequestContext) -> impl ori::IntoResponse {
+        (
+            [("content-type", "text/plain; version=0.0.4")],
+            ori::metrics::render(ctx.app().socket()),
+        )
+    }
+}

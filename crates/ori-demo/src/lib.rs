@@ -1,0 +1,80 @@
+//! The Ori demo server as a library: [`build`] assembles the application
+//! that `ori-demo` serves, so tests can run it in-process too.
+//!
+//! The wire contract is PROTOCOL.md section 7: rooms over WebSocket
+//! (`room.join`, `room.leave`, `heartbeat`, the `2`/`3` ping), three
+//! request/response routes (`echo`, `whoami`, `publish`), and an HTTP API
+//! that publishes notifications, broadcasts and direct sends.
+
+mod api;
+mod protocol;
+mod socket;
+
+use std::time::Duration;
+
+use ori::{Handlers, Ori, WsOptions};
+
+pub use protocol::{classify, ControlMessage, Inbound, RouteRequest};
+
+/// The demo's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Require this token on the upgrade (`Authorization: Bearer` or `?token=`).
+    pub token: Option<String>,
+    /// Largest WebSocket message and frame (close 1009 beyond).
+    pub max_message_size: usize,
+    /// Largest outbound queue per connection (close 1013 beyond).
+    pub outbound_queue_limit: usize,
+    /// Largest HTTP body (413 beyond).
+    pub body_limit: usize,
+    /// How long a graceful shutdown waits.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_message_size: 1 << 20,
+            outbound_queue_limit: 4 << 20,
+            body_limit: 1 << 20,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The demo application, ready to `listen`.
+pub fn build(config: Config) -> Ori {
+    let token = config.token.clone();
+    let options = WsOptions::new()
+        .max_message_size(config.max_message_size)
+        .max_frame_size(config.max_message_size)
+        .outbound_queue_limit(config.outbound_queue_limit)
+        .upgrade(move |req| {
+            let token = token.clone();
+            async move {
+                let Some(expected) = token else {
+                    return Some(());
+                };
+                let given = req
+                    .bearer_token()
+                    .map(str::to_owned)
+                    .or_else(|| req.query_param("token"));
+                (given.as_deref() == Some(expected.as_str())).then_some(())
+            }
+        });
+    Ori::create()
+        .websocket_with(ori::InProcProvider::new(), options)
+        .on_websocket(Handlers::new().on_message(socket::on_message))
+        .controller("/api", api::Api)
+        .controller("/", api::Metrics)
+        .body_limit(config.body_limit)
+        .shutdown_timeout(config.shutdown_timeout)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
