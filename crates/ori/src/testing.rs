@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
@@ -36,6 +36,8 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{App, AppContext, Emitter, Ori, SocketEmitter};
+
+pub use axum::http::Method;
 
 /// How long the helpers wait for something to arrive before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -48,7 +50,10 @@ pub struct TestServer<E: Emitter = SocketEmitter> {
 
 /// Starts `ori` on a free loopback port. Panics if it fails to start.
 pub async fn spawn<E: Emitter, D: Send + Sync + 'static>(ori: Ori<E, D>) -> TestServer<E> {
-    let app = ori.listen("127.0.0.1:0").await.expect("app failed to start");
+    let app = ori
+        .listen("127.0.0.1:0")
+        .await
+        .expect("app failed to start");
     let addr = app.local_addr().expect("listening app has an address");
     TestServer { app, addr }
 }
@@ -76,17 +81,29 @@ impl<E: Emitter> TestServer<E> {
 
     /// Connects a WebSocket client to `/ws`. Panics on failure.
     pub async fn connect(&self) -> TestSocket {
-        self.connect_to("/ws", &[]).await.expect("WebSocket connect failed")
+        self.connect_to("/ws", &[])
+            .await
+            .expect("WebSocket connect failed")
     }
 
     /// Connects to `path` with extra request headers; the error carries the
     /// HTTP status of a refused upgrade.
-    pub async fn connect_to(&self, path: &str, headers: &[(&str, &str)]) -> Result<TestSocket, ConnectError> {
+    pub async fn connect_to(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<TestSocket, ConnectError> {
         TestSocket::connect(&self.ws_url(path), headers).await
     }
 
     /// Sends an HTTP request and reads the whole response.
-    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
         http_request(self.addr, method, path, headers, body.into()).await
     }
 
@@ -126,8 +143,12 @@ pub struct TestResponse {
 impl TestResponse {
     /// The body as JSON. Panics if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// The body as text.
@@ -137,7 +158,13 @@ impl TestResponse {
 }
 
 /// Sends one HTTP/1.1 request over a fresh connection to `addr`.
-pub async fn http_request(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> TestResponse {
+pub async fn http_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> TestResponse {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -192,11 +219,15 @@ pub struct TestSocket {
 impl TestSocket {
     /// Connects to `url` with extra request headers.
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, ConnectError> {
-        let mut req = url.into_client_request().map_err(|e| ConnectError::Other(e.to_string()))?;
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
         for (k, v) in headers {
             req.headers_mut().insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| ConnectError::Other(e.to_string()))?,
-                v.parse().map_err(|_| ConnectError::Other("bad header value".into()))?,
+                axum::http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| ConnectError::Other(e.to_string()))?,
+                v.parse()
+                    .map_err(|_| ConnectError::Other("bad header value".into()))?,
             );
         }
         match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await {
@@ -243,7 +274,9 @@ impl TestSocket {
     pub async fn recv_within(&mut self, timeout: Duration) -> Option<Received> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             return Some(match next {
                 None => Received::Close(None),
                 Some(Err(_)) => Received::Close(None),
@@ -259,7 +292,9 @@ impl TestSocket {
 
     /// The next message or close. Panics after [`WAIT`].
     pub async fn recv(&mut self) -> Received {
-        self.recv_within(WAIT).await.expect("nothing received in time")
+        self.recv_within(WAIT)
+            .await
+            .expect("nothing received in time")
     }
 
     /// The next message, which must be text.
@@ -319,7 +354,10 @@ pub struct Recorder {
 impl Recorder {
     /// Every call so far.
     pub fn calls(&self) -> Vec<Recorded> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The publishes so far, as (topic, text or lossy text of binary).
@@ -327,14 +365,20 @@ impl Recorder {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Recorded::Publish(t, m) => Some((t.to_string(), String::from_utf8_lossy(m.as_bytes()).into_owned())),
+                Recorded::Publish(t, m) => Some((
+                    t.to_string(),
+                    String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                )),
                 _ => None,
             })
             .collect()
     }
 
     fn push(&self, call: Recorded) {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner).push(call);
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(call);
     }
 }
 
@@ -374,7 +418,11 @@ impl Provider for RecordingProvider {
         self.recorder.push(Recorded::Publish(topic, message));
         Box::pin(async { Ok(()) })
     }
-    fn send(&self, socket: SocketId, message: Message) -> BoxFuture<'_, Result<bool, PublishError>> {
+    fn send(
+        &self,
+        socket: SocketId,
+        message: Message,
+    ) -> BoxFuture<'_, Result<bool, PublishError>> {
         self.recorder.push(Recorded::Send(socket, message));
         Box::pin(async { Ok(true) })
     }
@@ -398,7 +446,10 @@ impl Provider for RecordingProvider {
 pub fn recording_emitter<E: Emitter>() -> (E, Recorder) {
     let provider = RecordingProvider::new();
     let recorder = provider.recorder();
-    (E::from_socket_emitter(SocketEmitter::new(Arc::new(provider))), recorder)
+    (
+        E::from_socket_emitter(SocketEmitter::new(Arc::new(provider))),
+        recorder,
+    )
 }
 
 /// An [`AppContext`] around a recording emitter.
