@@ -10,8 +10,13 @@ use ori::{Conn, Handlers, Message, Ori};
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
 
     let app = Ori::create()
         .websocket()
@@ -31,7 +36,10 @@ async fn main() -> Result<(), ori::Error> {
         .listen(port)
         .await?;
 
-    println!("WebSocket server running at ws://localhost:{}/ws", app.port());
+    println!(
+        "WebSocket server running at ws://localhost:{}/ws",
+        app.port()
+    );
     tokio::signal::ctrl_c().await?;
     app.stop().await;
     Ok(())

@@ -1,0 +1,69 @@
+//! Publishing from HTTP handlers: every client joins `notifications` on
+//! open; `POST /api/notify/:topic` with `{"message": "..."}` publishes to a
+//! topic through the request-bound emitter.
+//!
+//! ```sh
+//! cargo run --example publishing_from_http
+//! curl -X POST localhost:3000/api/notify/notifications -d '{"message":"hello"}'
+//! ```
+
+use std::sync::Arc;
+
+use ori::{Conn, Controller, Handlers, HttpError, Json, Ori, RequestContext, RouteBuilder};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+struct NotificationController;
+
+#[derive(Deserialize)]
+struct Notify {
+    message: String,
+}
+
+impl Controller for NotificationController {
+    fn configure(&self, r: &mut RouteBuilder<Self>) {
+        r.post("/notify/:topic", Self::notify);
+    }
+}
+
+impl NotificationController {
+    async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        let topic = ctx.param("topic").unwrap_or_default().to_owned();
+        let body: Notify = ctx.json().await?; // 400 on malformed JSON, 413 when too big
+
+        // Publish to all subscribers of the topic.
+        let payload = json!({
+            "type": "notification",
+            "message": body.message,
+            "timestamp": now_ms(),
+            "correlationId": ctx.correlation_id(),
+        });
+        ctx.socket().publish(topic, payload.to_string()).await?; // bad topic: 400
+
+        Ok(Json(json!({ "sent": true })))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), ori::Error> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+
+    let app = Ori::create()
+        .websocket()
+        .on_websocket(Handlers::new().on_open(|ws: Conn| async move { ws.subscribe("notifications") }))
+        .controller("/api", NotificationController)
+        .listen(port)
+        .await?;
+
+    println!("listening on http://localhost:{}", app.port());
+    tokio::signal::ctrl_c().await?;
+    app.stop().await;
+    Ok(())
+}
