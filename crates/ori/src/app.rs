@@ -115,7 +115,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             ));
         }
         if self.ws.is_some() {
-            self.errors.push(BuildError::Order("websocket() was called twice"));
+            self.errors
+                .push(BuildError::Order("websocket() was called twice"));
         }
         let provider: Arc<dyn Provider> = Arc::new(provider);
         self.base.attach(provider.clone());
@@ -243,7 +244,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 });
             }
         }
-        let mut router = std::mem::take(&mut self.routes).into_router(self.ctx.clone(), self.body_limit);
+        let mut router =
+            std::mem::take(&mut self.routes).into_router(self.ctx.clone(), self.body_limit);
         if let Some(ws) = self.ws {
             let rt = Arc::new(WsRuntime {
                 provider: ws.provider,
@@ -256,7 +258,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 upgrading: Default::default(),
             });
             let route: MethodRouter =
-                get(move |req: Request<Body>| upgrade::handle(rt.clone(), req)).fallback(method_not_allowed);
+                get(move |req: Request<Body>| upgrade::handle(rt.clone(), req))
+                    .fallback(method_not_allowed);
             router = router.route(&ws.options.path, route);
         }
         if let Some(extra) = self.extra {
@@ -274,10 +277,12 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
     pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<App<E>, Error> {
         let addr = match addr.into() {
             ListenAddr::Addr(a) => a,
-            ListenAddr::Text(t) => tokio::net::lookup_host(&t)
-                .await?
-                .next()
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("cannot resolve {t}")))?,
+            ListenAddr::Text(t) => tokio::net::lookup_host(&t).await?.next().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("cannot resolve {t}"),
+                )
+            })?,
         };
         let listener = TcpListener::bind(addr).await?;
         self.serve(listener).await
@@ -413,7 +418,10 @@ impl<E: Emitter> App<E> {
 
     /// Open WebSocket connections (and connections still closing).
     pub fn connection_count(&self) -> usize {
-        self.shared.provider.as_ref().map_or(0, |p| p.connection_count())
+        self.shared
+            .provider
+            .as_ref()
+            .map_or(0, |p| p.connection_count())
     }
 
     /// Stops gracefully: stops accepting, lets in-flight HTTP requests
@@ -428,7 +436,8 @@ impl<E: Emitter> App<E> {
         s.shutting_down.store(true, Ordering::Release);
         s.shutdown.send_replace(true);
         if let Some(p) = &s.provider {
-            p.hub().close_all(close_code::GOING_AWAY, "Server shutting down");
+            p.hub()
+                .close_all(close_code::GOING_AWAY, "Server shutting down");
         }
         let drained = async {
             s.ws_tasks.wait_idle().await;
@@ -448,7 +457,12 @@ impl<E: Emitter> App<E> {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, conns: Arc<Tracker>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    conns: Arc<Tracker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -472,7 +486,14 @@ async fn accept_loop(listener: TcpListener, router: Router, conns: Arc<Tracker>,
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(remote));
                 let mut router = router.clone();
-                async move { Ok::<_, Infallible>(router.call(req.map(Body::new)).await.unwrap_or_else(|e| match e {})) }
+                async move {
+                    Ok::<_, Infallible>(
+                        router
+                            .call(req.map(Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {}),
+                    )
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

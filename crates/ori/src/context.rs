@@ -79,13 +79,18 @@ impl<E: Emitter> AppContext<E> {
 
     /// The service of type `T`, if registered.
     pub fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        let services = self.inner.services.read().unwrap_or_else(PoisonError::into_inner);
+        let services = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         services.get(&TypeId::of::<T>())?.clone().downcast().ok()
     }
 
     /// The service of type `T`, or the start-up error naming it.
     pub fn require<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, BuildError> {
-        self.service().ok_or(BuildError::MissingService(type_name::<T>()))
+        self.service()
+            .ok_or(BuildError::MissingService(type_name::<T>()))
     }
 }
 

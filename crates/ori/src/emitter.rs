@@ -110,7 +110,11 @@ impl SocketEmitter {
     /// socket.publish("room:123", r#"{"event":"update"}"#).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn publish(&self, topic: impl IntoTopic, message: impl Into<Message>) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        topic: impl IntoTopic,
+        message: impl Into<Message>,
+    ) -> Result<(), PublishError> {
         let provider = self.provider_or_err()?;
         let topic = into_topic_checked(topic)?;
         provider.publish(topic, message.into()).await
@@ -118,7 +122,11 @@ impl SocketEmitter {
 
     /// Sends `message` to one socket. `Ok(false)`: no such socket anywhere
     /// the provider can see.
-    pub async fn send(&self, socket: SocketId, message: impl Into<Message>) -> Result<bool, PublishError> {
+    pub async fn send(
+        &self,
+        socket: SocketId,
+        message: impl Into<Message>,
+    ) -> Result<bool, PublishError> {
         self.provider_or_err()?.send(socket, message.into()).await
     }
 
@@ -134,7 +142,9 @@ impl SocketEmitter {
 
     /// Subscribers of `topic` on this instance.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
-        self.provider.get().map_or(0, |p| p.topic_subscriber_count(topic))
+        self.provider
+            .get()
+            .map_or(0, |p| p.topic_subscriber_count(topic))
     }
 
     /// Whether `socket` is connected to this instance.
@@ -149,7 +159,9 @@ impl SocketEmitter {
 }
 
 fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
-    topic.into_topic().map_err(|(name, reason)| topic_error(name, reason))
+    topic
+        .into_topic()
+        .map_err(|(name, reason)| topic_error(name, reason))
 }
 
 impl std::fmt::Debug for SocketEmitter {
@@ -211,7 +223,10 @@ pub trait Emitter: Clone + Send + Sync + 'static {
     }
 
     /// Sends `message` to every connected socket.
-    fn broadcast(&self, message: impl Into<Message> + Send) -> impl Future<Output = Result<(), PublishError>> + Send {
+    fn broadcast(
+        &self,
+        message: impl Into<Message> + Send,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
         self.socket_emitter().broadcast(message)
     }
 }

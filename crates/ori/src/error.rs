@@ -7,7 +7,9 @@
 #[non_exhaustive]
 pub enum BuildError {
     /// A controller or service needs a service nobody registered.
-    #[error("missing dependency: service {0} is not registered (register it with .service() first)")]
+    #[error(
+        "missing dependency: service {0} is not registered (register it with .service() first)"
+    )]
     MissingService(&'static str),
     /// Two handlers for one HTTP method and path.
     #[error("duplicate route: {method} {path}")]

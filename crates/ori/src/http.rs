@@ -152,7 +152,10 @@ pub struct RequestContext<E: Emitter = crate::SocketEmitter> {
 impl<E: Emitter> RequestContext<E> {
     /// A path parameter (`/notify/:topic` -> `param("topic")`).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All path parameters, in path order.
@@ -224,7 +227,8 @@ impl<E: Emitter> RequestContext<E> {
     /// that does not fit, 413 over the body limit).
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
         let bytes = self.bytes().await?;
-        serde_json::from_slice(&bytes).map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
     }
 
     /// The app context: services and the app's emitter.
@@ -397,7 +401,11 @@ impl<E: Emitter> Default for HttpRoutes<E> {
 }
 
 impl<E: Emitter> HttpRoutes<E> {
-    pub(crate) fn add_controller<C: Controller<E>>(&mut self, prefix: &str, controller: C) -> Result<(), BuildError> {
+    pub(crate) fn add_controller<C: Controller<E>>(
+        &mut self,
+        prefix: &str,
+        controller: C,
+    ) -> Result<(), BuildError> {
         let mut builder = RouteBuilder {
             controller: Arc::new(controller),
             routes: Vec::new(),
@@ -435,8 +443,12 @@ impl<E: Emitter> HttpRoutes<E> {
                     let app = app.clone();
                     async move {
                         let (mut parts, body) = req.into_parts();
-                        let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
-                            Ok(raw) => raw.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                        let params = match RawPathParams::from_request_parts(&mut parts, &()).await
+                        {
+                            Ok(raw) => raw
+                                .iter()
+                                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                                .collect(),
                             Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
                         };
                         let correlation_id = correlation_id(&parts.headers);
@@ -464,7 +476,10 @@ mod tests {
 
     #[test]
     fn paths_join_and_translate_params() {
-        assert_eq!(join_path("/api", "/notify/:topic").unwrap(), "/api/notify/{topic}");
+        assert_eq!(
+            join_path("/api", "/notify/:topic").unwrap(),
+            "/api/notify/{topic}"
+        );
         assert_eq!(join_path("/api/", "stats").unwrap(), "/api/stats");
         assert_eq!(join_path("", "/").unwrap(), "/");
         assert_eq!(join_path("/files", "/*rest").unwrap(), "/files/{*rest}");
@@ -485,7 +500,10 @@ mod tests {
 
     #[test]
     fn query_params_are_decoded() {
-        assert_eq!(query_param("a=1&token=x%20y", "token").as_deref(), Some("x y"));
+        assert_eq!(
+            query_param("a=1&token=x%20y", "token").as_deref(),
+            Some("x y")
+        );
         assert_eq!(query_param("a=1", "token"), None);
     }
 }

@@ -67,3 +67,8 @@ pub use ori_core::{
 
 /// The core crate, for provider implementations and advanced use.
 pub use ori_core as core;
+
+/// The README's examples, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -16,7 +16,10 @@ use crate::emitter::SocketEmitter;
 pub fn render(emitter: &SocketEmitter) -> String {
     let mut out = String::with_capacity(1024);
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
     gauge(
         "ori_connections",
@@ -25,7 +28,9 @@ pub fn render(emitter: &SocketEmitter) -> String {
         emitter.connection_count() as u64,
     );
     let m = emitter.hub_metrics();
-    let read = |f: fn(&ori_core::HubMetrics) -> &std::sync::atomic::AtomicU64| m.map_or(0, |m| f(m).load(Ordering::Relaxed));
+    let read = |f: fn(&ori_core::HubMetrics) -> &std::sync::atomic::AtomicU64| {
+        m.map_or(0, |m| f(m).load(Ordering::Relaxed))
+    };
     let counters: [(&str, &str, u64); 6] = [
         (
             "ori_connections_total",

@@ -83,7 +83,11 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// Every topic this connection is in, the internal `__broadcast__` and
     /// `__socket__:<id>` first. Empty once closed.
     pub fn topics(&self) -> Vec<Topic> {
-        self.inner.provider.hub().topics_of(&self.inner.id).unwrap_or_default()
+        self.inner
+            .provider
+            .hub()
+            .topics_of(&self.inner.id)
+            .unwrap_or_default()
     }
 
     /// Joins `topic`. `Ok(false)`: already joined. Reserved (`__`) topics

@@ -247,8 +247,13 @@ impl End {
 }
 
 /// Drives one accepted connection until it closes.
-pub(crate) async fn run<D, R, W>(rt: Arc<WsRuntime<D>>, conn: Conn<D>, mut reader: R, writer: W, leftover: Bytes)
-where
+pub(crate) async fn run<D, R, W>(
+    rt: Arc<WsRuntime<D>>,
+    conn: Conn<D>,
+    mut reader: R,
+    writer: W,
+    leftover: Bytes,
+) where
     D: Send + Sync + 'static,
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -282,7 +287,11 @@ where
 
     let mut end = None;
     if let Some(open) = &rt.handlers.open {
-        if out.while_running(guarded("open", id, open(conn.clone()))).await.is_err() {
+        if out
+            .while_running(guarded("open", id, open(conn.clone())))
+            .await
+            .is_err()
+        {
             end = Some(End::abnormal());
         }
     }
@@ -301,44 +310,46 @@ where
     let end = match end {
         Some(end) => end,
         None => 'conn: loop {
-            if !std::mem::take(&mut skip_wait) { tokio::select! {
-                biased;
-                flushed = out.flush_when_notified() => match flushed {
-                    Ok(Flushed::Open { drained }) => {
-                        if drained {
-                            if let Some(drain) = &rt.handlers.drain {
-                                if out.while_running(guarded("drain", id, drain(conn.clone()))).await.is_err() {
-                                    break 'conn End::abnormal();
+            if !std::mem::take(&mut skip_wait) {
+                tokio::select! {
+                    biased;
+                    flushed = out.flush_when_notified() => match flushed {
+                        Ok(Flushed::Open { drained }) => {
+                            if drained {
+                                if let Some(drain) = &rt.handlers.drain {
+                                    if out.while_running(guarded("drain", id, drain(conn.clone()))).await.is_err() {
+                                        break 'conn End::abnormal();
+                                    }
                                 }
                             }
                         }
+                        Ok(Flushed::CloseSent { code, reason }) => {
+                            conn.set_state(ReadyState::Closing);
+                            await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
+                            break 'conn End { code, reason };
+                        }
+                        Err(_) => break 'conn End::abnormal(),
+                    },
+                    read = read_some(&mut reader, &mut inbuf) => match read {
+                        Ok(0) | Err(_) => break 'conn End::abnormal(),
+                        Ok(_) => {
+                            last_seen = Instant::now();
+                            ping_sent = false;
+                        }
+                    },
+                    () = &mut timer => {
+                        let quiet = last_seen.elapsed();
+                        if quiet >= limits.idle_timeout {
+                            conn.close(close_code::GOING_AWAY, "Idle timeout");
+                        } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
+                            out.outbox.push(codec::encode_frame(OpCode::Ping, b""));
+                            ping_sent = true;
+                        }
+                        timer.as_mut().reset(Instant::now() + tick);
+                        continue 'conn;
                     }
-                    Ok(Flushed::CloseSent { code, reason }) => {
-                        conn.set_state(ReadyState::Closing);
-                        await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
-                        break 'conn End { code, reason };
-                    }
-                    Err(_) => break 'conn End::abnormal(),
-                },
-                read = read_some(&mut reader, &mut inbuf) => match read {
-                    Ok(0) | Err(_) => break 'conn End::abnormal(),
-                    Ok(_) => {
-                        last_seen = Instant::now();
-                        ping_sent = false;
-                    }
-                },
-                () = &mut timer => {
-                    let quiet = last_seen.elapsed();
-                    if quiet >= limits.idle_timeout {
-                        conn.close(close_code::GOING_AWAY, "Idle timeout");
-                    } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                        out.outbox.push(codec::encode_frame(OpCode::Ping, b""));
-                        ping_sent = true;
-                    }
-                    timer.as_mut().reset(Instant::now() + tick);
-                    continue 'conn;
                 }
-            } }
+            }
 
             // Decode and dispatch everything complete in the buffer.
             loop {
@@ -355,7 +366,13 @@ where
                             // the peer's close with a fresh decoder on new bytes.
                             inbuf.clear();
                             let mut fresh = Decoder::new(codec::Limits::default());
-                            await_peer_close(&mut reader, &mut inbuf, &mut fresh, limits.close_timeout).await;
+                            await_peer_close(
+                                &mut reader,
+                                &mut inbuf,
+                                &mut fresh,
+                                limits.close_timeout,
+                            )
+                            .await;
                         }
                         break 'conn End {
                             code: e.code,
@@ -367,24 +384,38 @@ where
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
                         match &rt.handlers.message {
-                            Some(h) => out.while_running(guarded("message", id, h(conn.clone(), message))).await,
+                            Some(h) => {
+                                out.while_running(guarded("message", id, h(conn.clone(), message)))
+                                    .await
+                            }
                             None => Ok(()),
                         }
                     }
                     Frame::Ping(payload) => {
                         out.outbox.push(codec::encode_frame(OpCode::Pong, &payload));
                         match &rt.handlers.ping {
-                            Some(h) => out.while_running(guarded("ping", id, h(conn.clone(), payload))).await,
+                            Some(h) => {
+                                out.while_running(guarded("ping", id, h(conn.clone(), payload)))
+                                    .await
+                            }
                             None => Ok(()),
                         }
                     }
                     Frame::Pong(payload) => match &rt.handlers.pong {
-                        Some(h) => out.while_running(guarded("pong", id, h(conn.clone(), payload))).await,
+                        Some(h) => {
+                            out.while_running(guarded("pong", id, h(conn.clone(), payload)))
+                                .await
+                        }
                         None => Ok(()),
                     },
                     Frame::Close(close) => {
-                        let (code, reason) = close.unwrap_or((close_code::NO_STATUS, String::new()));
-                        let echo = if code == close_code::NO_STATUS { close_code::NORMAL } else { code };
+                        let (code, reason) =
+                            close.unwrap_or((close_code::NO_STATUS, String::new()));
+                        let echo = if code == close_code::NO_STATUS {
+                            close_code::NORMAL
+                        } else {
+                            code
+                        };
                         conn.close(echo, "");
                         conn.set_state(ReadyState::Closing);
                         let _ = out.flush().await;
@@ -397,7 +428,8 @@ where
                 if let Some((code, reason)) = out.close_sent.clone() {
                     // A handler closed the connection: stop dispatching.
                     conn.set_state(ReadyState::Closing);
-                    await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
+                    await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout)
+                        .await;
                     break 'conn End { code, reason };
                 }
             }

@@ -174,7 +174,9 @@ impl<D: Send + Sync + 'static> Handlers<D> {
 pub(crate) async fn guarded(what: &'static str, conn_id: ori_core::SocketId, fut: Outcome) {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(socket = %conn_id, handler = what, error = %e, "handler failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(socket = %conn_id, handler = what, error = %e, "handler failed")
+        }
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()

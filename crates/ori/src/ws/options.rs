@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method, Uri};
 use ori_core::BoxFuture;
 
-pub(crate) type UpgradeFn<D> = Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Option<D>> + Send + Sync>;
+pub(crate) type UpgradeFn<D> =
+    Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Option<D>> + Send + Sync>;
 
 /// What the upgrade handler sees of the HTTP upgrade request.
 #[derive(Debug, Clone)]

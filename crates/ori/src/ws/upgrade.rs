@@ -56,7 +56,11 @@ fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -81,32 +85,48 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 /// Checks the handshake headers; returns the client key or the error reply.
 fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, Response<Body>> {
     let headers = req.headers();
-    if !header_has_token(headers, header::UPGRADE, "websocket") || !header_has_token(headers, header::CONNECTION, "upgrade")
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
         return Err(error_response(
             StatusCode::BAD_REQUEST,
             "Expected a WebSocket upgrade request",
         ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        let mut resp = error_response(StatusCode::UPGRADE_REQUIRED, "Unsupported WebSocket version (need 13)");
-        resp.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut resp = error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version (need 13)",
+        );
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return Err(resp);
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         // A base64-encoded 16-byte nonce is 24 characters.
         Some(key) if key.len() == 24 => Ok(key.clone()),
-        _ => Err(error_response(StatusCode::BAD_REQUEST, "Missing or invalid Sec-WebSocket-Key")),
+        _ => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "Missing or invalid Sec-WebSocket-Key",
+        )),
     }
 }
 
 fn origin_allowed(limits: &Limits, headers: &HeaderMap) -> bool {
-    let (Some(allowed), Some(origin)) = (&limits.allowed_origins, headers.get(header::ORIGIN)) else {
+    let (Some(allowed), Some(origin)) = (&limits.allowed_origins, headers.get(header::ORIGIN))
+    else {
         return true;
     };
     let origin = origin.to_str().unwrap_or("");
-    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// Decrements the upgrading counter however the upgrade ends.
@@ -119,7 +139,10 @@ impl Drop for Upgrading<'_> {
 }
 
 /// The axum handler of the WebSocket path.
-pub(crate) async fn handle<D: Send + Sync + 'static>(rt: Arc<WsRuntime<D>>, mut req: Request<Body>) -> Response<Body> {
+pub(crate) async fn handle<D: Send + Sync + 'static>(
+    rt: Arc<WsRuntime<D>>,
+    mut req: Request<Body>,
+) -> Response<Body> {
     let key = match validate_handshake(&req) {
         Ok(key) => key,
         Err(resp) => return resp,
@@ -230,7 +253,10 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
