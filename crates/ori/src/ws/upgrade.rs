@@ -82,39 +82,22 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Checks the handshake headers; returns the client key or the error reply.
-fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, Response<Body>> {
+/// Checks the handshake headers; returns the client key, or the status and
+/// reason of the refusal.
+fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, (StatusCode, &'static str)> {
     let headers = req.headers();
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "Expected a WebSocket upgrade request",
-        ));
+        return Err((StatusCode::BAD_REQUEST, "Expected a WebSocket upgrade request"));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut resp = error_response(
-            StatusCode::UPGRADE_REQUIRED,
-            "Unsupported WebSocket version (need 13)",
-        );
-        resp.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(resp);
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err((StatusCode::UPGRADE_REQUIRED, "Unsupported WebSocket version (need 13)"));
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         // A base64-encoded 16-byte nonce is 24 characters.
         Some(key) if key.len() == 24 => Ok(key.clone()),
-        _ => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "Missing or invalid Sec-WebSocket-Key",
-        )),
+        _ => Err((StatusCode::BAD_REQUEST, "Missing or invalid Sec-WebSocket-Key")),
     }
 }
 
@@ -145,7 +128,14 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
 ) -> Response<Body> {
     let key = match validate_handshake(&req) {
         Ok(key) => key,
-        Err(resp) => return resp,
+        Err((status, reason)) => {
+            let mut resp = error_response(status, reason);
+            if status == StatusCode::UPGRADE_REQUIRED {
+                resp.headers_mut()
+                    .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+            return resp;
+        }
     };
     if rt.shutting_down() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
