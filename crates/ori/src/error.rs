@@ -1,7 +1,7 @@
 //! Errors of building and running an application.
 
 /// A mistake in the application's set-up, reported when it starts
-/// ([`Ori::listen`](crate::Ori::listen) / [`Ori::build`](crate::Ori::build)),
+/// ([`Ori::listen`](crate::Ori::listen) / [`Ori::into_router`](crate::Ori::into_router)),
 /// never at run time.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
