@@ -11,6 +11,8 @@ use std::sync::{Arc, OnceLock};
 
 use ori_core::{HubMetrics, Message, Provider, PublishError, SocketId, Topic, TopicError};
 
+use crate::messages::Definition;
+
 /// Anything that names a topic: `&str`, `String`, or an already validated
 /// [`Topic`].
 pub trait IntoTopic {
@@ -135,6 +137,28 @@ impl SocketEmitter {
         self.provider_or_err()?.broadcast(message.into()).await
     }
 
+    /// Validates `data` against `definition`'s schema, then publishes the
+    /// envelope `{"name": <name>, "data": <data>, "timestamp": <unix ms>}`
+    /// to `topic`. Invalid data is an error and nothing is published.
+    ///
+    /// ```no_run
+    /// # async fn f(socket: ori::SocketEmitter) -> Result<(), ori::PublishError> {
+    /// use ori::messages::{RoomData, ServerMessage};
+    /// static ROOM_OPENED: ServerMessage<RoomData> = ServerMessage::define("room.opened");
+    /// let data = RoomData { room: ori::messages::ClientTopic::new("lobby").unwrap() };
+    /// socket.emit(&ROOM_OPENED, "announcements", &data).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn emit<Def: Definition>(
+        &self,
+        definition: &Def,
+        topic: impl IntoTopic,
+        data: &Def::Data,
+    ) -> Result<(), PublishError> {
+        let envelope = envelope(definition, data)?;
+        self.publish(topic, envelope).await
+    }
+
     /// Open connections on this instance (0 without WebSocket support).
     pub fn connection_count(&self) -> usize {
         self.provider.get().map_or(0, |p| p.connection_count())
@@ -156,6 +180,20 @@ impl SocketEmitter {
     pub fn hub_metrics(&self) -> Option<&HubMetrics> {
         self.provider.get().map(|p| p.hub().metrics())
     }
+}
+
+/// The typed-emit envelope, validated.
+pub(crate) fn envelope<Def: Definition>(definition: &Def, data: &Def::Data) -> Result<String, PublishError> {
+    let value = serde_json::to_value(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
+    definition
+        .schema()
+        .validate(&value)
+        .map_err(|e| PublishError::Validation(e.to_string()))?;
+    let mut map = serde_json::Map::with_capacity(3);
+    map.insert("name".into(), definition.name().into());
+    map.insert("data".into(), value);
+    map.insert("timestamp".into(), crate::messages::now_ms().into());
+    Ok(serde_json::Value::Object(map).to_string())
 }
 
 fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {

@@ -44,6 +44,7 @@ mod context;
 mod emitter;
 mod error;
 mod http;
+pub mod messages;
 pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;

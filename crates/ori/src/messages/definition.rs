@@ -1,0 +1,204 @@
+//! Message definitions: a name plus a data type.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use ori_core::Topic;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::schema::{Schema, FORMAT_CLIENT_TOPIC};
+
+/// A message definition: a name, and the Rust type of its data whose JSON
+/// Schema is enforced at run time.
+///
+/// Define your own with [`ServerMessage::define`]; the built-ins are
+/// [`JoinRoom`], [`LeaveRoom`] and [`Heartbeat`].
+pub trait Definition: Send + Sync + 'static {
+    /// The message's data.
+    type Data: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// The message name (the `type` on the wire).
+    fn name(&self) -> &str;
+
+    /// The compiled schema of the data (shared, computed once per type).
+    fn schema(&self) -> Arc<Schema> {
+        Schema::of::<Self::Data>()
+    }
+}
+
+impl<D: Definition> Definition for &'static D {
+    type Data = D::Data;
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+/// A user-defined message: `ServerMessage::define("status.update")`, typed
+/// by its data.
+///
+/// ```
+/// use ori::messages::{Definition, ServerMessage};
+/// use schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// #[serde(rename_all = "lowercase")]
+/// enum Status { Online, Offline }
+///
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// #[serde(rename_all = "camelCase")]
+/// struct StatusUpdate {
+///     status: Status,
+///     last_seen: Option<f64>,
+/// }
+///
+/// static UPDATE_STATUS: ServerMessage<StatusUpdate> = ServerMessage::define("status.update");
+///
+/// let err = UPDATE_STATUS.schema().validate(&serde_json::json!({"status": "away"})).unwrap_err();
+/// assert_eq!(err.to_string(), r#"/status: must be one of "online", "offline""#);
+/// ```
+pub struct ServerMessage<T> {
+    name: &'static str,
+    data: PhantomData<fn() -> T>,
+}
+
+impl<T> ServerMessage<T> {
+    /// Defines a message called `name` whose data is a `T`.
+    pub const fn define(name: &'static str) -> Self {
+        Self {
+            name,
+            data: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for ServerMessage<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ServerMessage<T> {}
+
+impl<T> std::fmt::Debug for ServerMessage<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ServerMessage").field(&self.name).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static> Definition for ServerMessage<T> {
+    type Data = T;
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+/// A topic a client may join: valid, and not reserved (`__`-prefixed).
+/// Its JSON Schema carries the constraint, so a bad room fails validation
+/// with the reason (`/room: reserved topic`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientTopic(Topic);
+
+impl ClientTopic {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self, ori_core::TopicError> {
+        Topic::client(name).map(Self)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &Topic {
+        &self.0
+    }
+
+    /// Unwraps the topic.
+    pub fn into_topic(self) -> Topic {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ClientTopic {
+    type Target = Topic;
+    fn deref(&self) -> &Topic {
+        &self.0
+    }
+}
+
+impl Serialize for ClientTopic {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientTopic {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Cow::<'de, str>::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for ClientTopic {
+    fn schema_name() -> Cow<'static, str> {
+        "ClientTopic".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "format": FORMAT_CLIENT_TOPIC,
+            "description": "A topic: 1 to 256 characters of A-Z a-z 0-9 _ : . -, not starting with __"
+        })
+    }
+}
+
+/// The data of [`JoinRoom`] and [`LeaveRoom`]: `{"room": "<topic>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RoomData {
+    /// The room (topic) to join or leave.
+    pub room: ClientTopic,
+}
+
+/// The (empty) data of [`Heartbeat`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HeartbeatData {}
+
+/// Built-in `room.join`: subscribe to a topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinRoom;
+
+/// Built-in `room.leave`: unsubscribe from a topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaveRoom;
+
+/// Built-in `heartbeat`: JSON keep-alive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heartbeat;
+
+impl Definition for JoinRoom {
+    type Data = RoomData;
+    fn name(&self) -> &str {
+        "room.join"
+    }
+}
+
+impl Definition for LeaveRoom {
+    type Data = RoomData;
+    fn name(&self) -> &str {
+        "room.leave"
+    }
+}
+
+impl Definition for Heartbeat {
+    type Data = HeartbeatData;
+    fn name(&self) -> &str {
+        "heartbeat"
+    }
+}

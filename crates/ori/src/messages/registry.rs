@@ -1,0 +1,175 @@
+//! The message registry: typed handlers by message type, with the data
+//! validated before a handler sees it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use ori_core::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::definition::Definition;
+use super::schema::ValidationError;
+use crate::ws::{Conn, HandlerResult};
+
+type Handler<D> = Arc<dyn Fn(Conn<D>, Value) -> BoxFuture<'static, Result<(), RegistryError>> + Send + Sync>;
+
+/// Why [`MessageRegistry::handle`] did not handle a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Nobody registered this type.
+    #[error("Unknown message type: {0}")]
+    UnknownType(String),
+    /// The frame is not a JSON object with a string `type`.
+    #[error("Invalid message: expected an object with a string \"type\"")]
+    InvalidMessage,
+    /// The frame is not JSON.
+    #[error("Invalid JSON")]
+    InvalidJson,
+    /// The data failed the definition's schema.
+    #[error("Validation failed: {0}")]
+    Validation(ValidationError),
+    /// The handler returned an error.
+    #[error("{0}")]
+    Handler(String),
+}
+
+/// Typed handlers by message type, for the raw `message` handler.
+///
+/// ```
+/// use ori::messages::{Heartbeat, JoinRoom, LeaveRoom, MessageRegistry};
+/// use ori::Conn;
+///
+/// let registry = MessageRegistry::<()>::new()
+///     .on(JoinRoom, |ws: Conn, data| async move { ws.subscribe(data.room.topic()) })
+///     .on(LeaveRoom, |ws: Conn, data| async move { ws.unsubscribe(data.room.topic()) })
+///     .on(Heartbeat, |ws: Conn, _| async move {
+///         ws.send(r#"{"type":"heartbeat"}"#);
+///     });
+/// assert!(registry.has("room.join"));
+/// ```
+pub struct MessageRegistry<D = ()> {
+    handlers: HashMap<String, Handler<D>>,
+}
+
+impl<D> Clone for MessageRegistry<D> {
+    fn clone(&self) -> Self {
+        Self {
+            handlers: self.handlers.clone(),
+        }
+    }
+}
+
+impl<D: Send + Sync + 'static> Default for MessageRegistry<D> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D: Send + Sync + 'static> MessageRegistry<D> {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Registers the handler of `definition`'s type; the handler receives
+    /// the validated, typed data.
+    ///
+    /// # Panics
+    ///
+    /// If the type already has a handler: a set-up mistake, reported when
+    /// the registry is built rather than when a message arrives. Use
+    /// [`try_on`](Self::try_on) to handle it yourself.
+    pub fn on<Def, F, Fut>(self, definition: Def, handler: F) -> Self
+    where
+        Def: Definition,
+        F: Fn(Conn<D>, Def::Data) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        let name = definition.name().to_owned();
+        match self.try_on(definition, handler) {
+            Ok(registry) => registry,
+            Err(_) => panic!("message type {name:?} is registered twice"),
+        }
+    }
+
+    /// Like [`on`](Self::on), returning the registry unchanged in `Err` when
+    /// the type already has a handler.
+    pub fn try_on<Def, F, Fut>(mut self, definition: Def, handler: F) -> Result<Self, Self>
+    where
+        Def: Definition,
+        F: Fn(Conn<D>, Def::Data) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        let name = definition.name().to_owned();
+        if self.handlers.contains_key(&name) {
+            return Err(self);
+        }
+        let schema = definition.schema();
+        let handler = Arc::new(handler);
+        let boxed: Handler<D> = Arc::new(move |ws, data| {
+            let parsed = schema.parse::<Def::Data>(data);
+            let handler = handler.clone();
+            Box::pin(async move {
+                let data = parsed.map_err(RegistryError::Validation)?;
+                handler(ws, data)
+                    .map(HandlerResult::into_outcome)
+                    .await
+                    .map_err(RegistryError::Handler)
+            })
+        });
+        self.handlers.insert(name, boxed);
+        Ok(self)
+    }
+
+    /// Whether `kind` has a handler.
+    pub fn has(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+
+    /// The registered types.
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+
+    /// Validates `data` for `kind` and runs its handler.
+    pub async fn handle(&self, ws: &Conn<D>, kind: &str, data: Value) -> Result<(), RegistryError> {
+        let handler = self
+            .handlers
+            .get(kind)
+            .ok_or_else(|| RegistryError::UnknownType(kind.to_owned()))?;
+        handler(ws.clone(), data).await
+    }
+
+    /// Handles a raw text frame in the flat format of PROTOCOL.md section 2
+    /// (`{"type": "<t>", ...fields}`; the fields beside `type` are the data).
+    ///
+    /// On failure, send [`RegistryError::to_reply`] back, as the demo does.
+    pub async fn handle_text(&self, ws: &Conn<D>, text: &str) -> Result<(), RegistryError> {
+        let value: Value = serde_json::from_str(text).map_err(|_| RegistryError::InvalidJson)?;
+        let Value::Object(mut fields) = value else {
+            return Err(RegistryError::InvalidMessage);
+        };
+        let Some(Value::String(kind)) = fields.remove("type") else {
+            return Err(RegistryError::InvalidMessage);
+        };
+        self.handle(ws, &kind, Value::Object(fields)).await
+    }
+}
+
+impl RegistryError {
+    /// The error frame of PROTOCOL.md section 3:
+    /// `{"type":"error","message":"<this error>"}`.
+    pub fn to_reply(&self) -> String {
+        let mut map = Map::new();
+        map.insert("type".into(), "error".into());
+        map.insert("message".into(), self.to_string().into());
+        Value::Object(map).to_string()
+    }
+}
