@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use ori::{
-    AppContext, Conn, Controller, Emitter, Handlers, HttpError, Json, Ori, PublishError, RequestContext,
-    RouteBuilder, SocketEmitter, WsOptions,
+    AppContext, Conn, Controller, Emitter, Handlers, HttpError, Json, Ori, PublishError,
+    RequestContext, RouteBuilder, SocketEmitter, WsOptions,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -33,13 +33,24 @@ impl Emitter for AppSocketEmitter {
 
 impl AppSocketEmitter {
     /// Publishes `{event, payload, timestamp}` to `account:<uuid>`.
-    pub async fn emit_to_account(&self, account: &str, event: &str, payload: impl Serialize) -> Result<(), PublishError> {
+    pub async fn emit_to_account(
+        &self,
+        account: &str,
+        event: &str,
+        payload: impl Serialize,
+    ) -> Result<(), PublishError> {
         let body = json!({ "event": event, "payload": payload, "timestamp": now_ms() });
-        self.publish(format!("account:{account}"), body.to_string()).await
+        self.publish(format!("account:{account}"), body.to_string())
+            .await
     }
 
     /// Publishes `{event, payload, timestamp}` to `user:<uuid>`.
-    pub async fn emit_to_user(&self, user: &str, event: &str, payload: impl Serialize) -> Result<(), PublishError> {
+    pub async fn emit_to_user(
+        &self,
+        user: &str,
+        event: &str,
+        payload: impl Serialize,
+    ) -> Result<(), PublishError> {
         let body = json!({ "event": event, "payload": payload, "timestamp": now_ms() });
         self.publish(format!("user:{user}"), body.to_string()).await
     }
@@ -90,7 +101,10 @@ impl Controller<AppSocketEmitter> for IncidentController {
 }
 
 impl IncidentController {
-    async fn create(self: Arc<Self>, mut ctx: RequestContext<AppSocketEmitter>) -> Result<Json<Value>, HttpError> {
+    async fn create(
+        self: Arc<Self>,
+        mut ctx: RequestContext<AppSocketEmitter>,
+    ) -> Result<Json<Value>, HttpError> {
         let input: CreateIncident = ctx.json().await?;
         let uuid = self.incidents.create(input).await?;
         Ok(Json(json!({ "created": true, "incidentUuid": uuid })))
@@ -99,8 +113,13 @@ impl IncidentController {
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
 
     let options = WsOptions::new().upgrade(|req| async move { req.query_param("account") });
     let app = Ori::with_emitter::<AppSocketEmitter>()

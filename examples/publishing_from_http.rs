@@ -52,12 +52,19 @@ fn now_ms() -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
 
     let app = Ori::create()
         .websocket()
-        .on_websocket(Handlers::new().on_open(|ws: Conn| async move { ws.subscribe("notifications") }))
+        .on_websocket(
+            Handlers::new().on_open(|ws: Conn| async move { ws.subscribe("notifications") }),
+        )
         .controller("/api", NotificationController)
         .listen(port)
         .await?;

@@ -46,8 +46,13 @@ async fn authenticate(req: UpgradeRequest) -> Option<UserData> {
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
 
     let options = WsOptions::new()
         .path("/ws")

@@ -28,6 +28,7 @@ use crate::context::AppContext;
 use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::{BuildError, Error};
 use crate::http::{error_response, Controller, HttpRoutes};
+use crate::router::{RouterTable, SocketRouter};
 use crate::ws::{upgrade, Handlers, Tracker, WsOptions, WsRuntime};
 
 struct WsSetup<D> {
@@ -65,6 +66,7 @@ pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
     base: SocketEmitter,
     ws: Option<WsSetup<D>>,
     handlers: Option<Handlers<D>>,
+    routers: RouterTable<D>,
     routes: HttpRoutes<E>,
     extra: Option<Router>,
     errors: Vec<BuildError>,
@@ -87,6 +89,7 @@ impl Ori {
             base,
             ws: None,
             handlers: None,
+            routers: RouterTable::default(),
             routes: HttpRoutes::default(),
             extra: None,
             errors: Vec::new(),
@@ -118,6 +121,11 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             self.errors
                 .push(BuildError::Order("websocket() was called twice"));
         }
+        if !self.routers.is_empty() {
+            self.errors.push(BuildError::Order(
+                "socket_router() was called before websocket(); call websocket() first",
+            ));
+        }
         let provider: Arc<dyn Provider> = Arc::new(provider);
         self.base.attach(provider.clone());
         Ori {
@@ -125,6 +133,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             base: self.base,
             ws: Some(WsSetup::<D2> { provider, options }),
             handlers: None,
+            routers: RouterTable::default(),
             routes: self.routes,
             extra: self.extra,
             errors: self.errors,
@@ -142,6 +151,37 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         }
         self.handlers = Some(handlers);
         self
+    }
+
+    /// Adds a socket router. Routers are tried before the raw `message`
+    /// handler; two handlers for one message type fail at start-up.
+    pub fn socket_router<R: SocketRouter<D, E>>(mut self, router: R) -> Self {
+        if self.ws.is_none() {
+            self.errors.push(BuildError::Order(
+                "socket_router() needs websocket() first: WebSocket not configured. Call .websocket() when creating the application.",
+            ));
+        }
+        if let Err(e) = self.routers.add(router, &self.ctx) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Adds a socket router built from the app context, so it receives its
+    /// dependencies (services) at construction; a missing one fails at
+    /// start-up.
+    pub fn socket_router_with<R, F>(mut self, factory: F) -> Self
+    where
+        R: SocketRouter<D, E>,
+        F: FnOnce(&AppContext<E>) -> Result<R, BuildError>,
+    {
+        match factory(&self.ctx) {
+            Ok(router) => self.socket_router(router),
+            Err(e) => {
+                self.errors.push(e);
+                self
+            }
+        }
     }
 
     /// Registers a service, reachable as `ctx.service::<T>()`.
@@ -251,6 +291,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 provider: ws.provider,
                 emitter: self.base.clone(),
                 handlers: self.handlers.unwrap_or_default(),
+                routers: self.routers,
                 upgrade: ws.options.upgrade,
                 limits: ws.options.limits,
                 tasks: shared.ws_tasks.clone(),

@@ -183,7 +183,10 @@ impl SocketEmitter {
 }
 
 /// The typed-emit envelope, validated.
-pub(crate) fn envelope<Def: Definition>(definition: &Def, data: &Def::Data) -> Result<String, PublishError> {
+pub(crate) fn envelope<Def: Definition>(
+    definition: &Def,
+    data: &Def::Data,
+) -> Result<String, PublishError> {
     let value = serde_json::to_value(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
     definition
         .schema()

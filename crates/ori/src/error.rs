@@ -19,6 +19,9 @@ pub enum BuildError {
         /// Full path.
         path: String,
     },
+    /// Two socket-router handlers for one message type.
+    #[error("duplicate message type: {0:?} has more than one socket-router handler")]
+    DuplicateMessageType(String),
     /// A route path that cannot be parsed.
     #[error("invalid route path {0:?}")]
     InvalidPath(String),

@@ -46,6 +46,7 @@ mod error;
 mod http;
 pub mod messages;
 pub mod metrics;
+pub mod router;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ws;

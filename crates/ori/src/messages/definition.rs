@@ -89,7 +89,9 @@ impl<T> std::fmt::Debug for ServerMessage<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static> Definition for ServerMessage<T> {
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static> Definition
+    for ServerMessage<T>
+{
     type Data = T;
     fn name(&self) -> &str {
         self.name

@@ -6,9 +6,13 @@ mod definition;
 mod registry;
 pub(crate) mod schema;
 
-pub use definition::{ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData, ServerMessage};
+pub use definition::{
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData, ServerMessage,
+};
 pub use registry::{MessageRegistry, RegistryError};
-pub use schema::{Schema, SchemaError, ValidationError, Violation, FORMAT_CLIENT_TOPIC, FORMAT_TOPIC};
+pub use schema::{
+    Schema, SchemaError, ValidationError, Violation, FORMAT_CLIENT_TOPIC, FORMAT_TOPIC,
+};
 
 /// Milliseconds since the Unix epoch (the `timestamp` of envelopes).
 pub(crate) fn now_ms() -> u64 {

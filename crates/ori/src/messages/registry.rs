@@ -13,7 +13,8 @@ use super::definition::Definition;
 use super::schema::ValidationError;
 use crate::ws::{Conn, HandlerResult};
 
-type Handler<D> = Arc<dyn Fn(Conn<D>, Value) -> BoxFuture<'static, Result<(), RegistryError>> + Send + Sync>;
+type Handler<D> =
+    Arc<dyn Fn(Conn<D>, Value) -> BoxFuture<'static, Result<(), RegistryError>> + Send + Sync>;
 
 /// Why [`MessageRegistry::handle`] did not handle a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

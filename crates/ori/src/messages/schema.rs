@@ -201,7 +201,11 @@ impl Compiler<'_> {
                 ..Node::default()
             },
             Value::Object(map) => self.compile_object(map)?,
-            other => return Err(SchemaError(format!("a schema must be an object or a boolean, not {other}"))),
+            other => {
+                return Err(SchemaError(format!(
+                    "a schema must be an object or a boolean, not {other}"
+                )))
+            }
         };
         self.nodes[id] = node;
         Ok(id)
@@ -269,7 +273,8 @@ impl Compiler<'_> {
             _ => None, // other formats are annotations
         };
         if let Some(p) = map.get("pattern").and_then(Value::as_str) {
-            let re = regex_lite::Regex::new(p).map_err(|e| SchemaError(format!("bad pattern {p:?}: {e}")))?;
+            let re = regex_lite::Regex::new(p)
+                .map_err(|e| SchemaError(format!("bad pattern {p:?}: {e}")))?;
             node.pattern = Some((re, p.to_owned()));
         }
         node.minimum = map.get("minimum").and_then(Value::as_f64);
@@ -283,7 +288,10 @@ impl Compiler<'_> {
             }
         }
         if let Some(Value::Array(req)) = map.get("required") {
-            node.required = req.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+            node.required = req
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
         }
         if let Some(additional) = map.get("additionalProperties") {
             node.additional = Some(self.compile(additional)?);
@@ -413,12 +421,21 @@ impl Walk<'_> {
         let len = if needs_len { s.chars().count() } else { 0 };
         if let Some(min) = node.min_length {
             if len < min {
-                return self.fail(path, format!("must be at least {}", plural(min, "character", "characters")));
+                return self.fail(
+                    path,
+                    format!(
+                        "must be at least {}",
+                        plural(min, "character", "characters")
+                    ),
+                );
             }
         }
         if let Some(max) = node.max_length {
             if len > max {
-                return self.fail(path, format!("must be at most {}", plural(max, "character", "characters")));
+                return self.fail(
+                    path,
+                    format!("must be at most {}", plural(max, "character", "characters")),
+                );
             }
         }
         if let Some(format) = node.format {
@@ -491,12 +508,18 @@ impl Walk<'_> {
     fn check_array(&mut self, node: &Node, items: &[Value], path: &mut String) {
         if let Some(min) = node.min_items {
             if items.len() < min {
-                return self.fail(path, format!("must have at least {}", plural(min, "item", "items")));
+                return self.fail(
+                    path,
+                    format!("must have at least {}", plural(min, "item", "items")),
+                );
             }
         }
         if let Some(max) = node.max_items {
             if items.len() > max {
-                return self.fail(path, format!("must have at most {}", plural(max, "item", "items")));
+                return self.fail(
+                    path,
+                    format!("must have at most {}", plural(max, "item", "items")),
+                );
             }
         }
         let len = path.len();
@@ -511,7 +534,13 @@ impl Walk<'_> {
         }
     }
 
-    fn check_alternatives(&mut self, branches: &[usize], value: &Value, path: &mut String, exactly_one: bool) {
+    fn check_alternatives(
+        &mut self,
+        branches: &[usize],
+        value: &Value,
+        path: &mut String,
+        exactly_one: bool,
+    ) {
         let mut failures = Vec::new();
         let mut matched = 0;
         for &b in branches {
@@ -565,7 +594,11 @@ impl Schema {
         static CACHE: OnceLock<RwLock<HashMap<TypeId, Arc<Schema>>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         let key = TypeId::of::<T>();
-        if let Some(s) = cache.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(s) = cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return s.clone();
         }
         let json = schemars::SchemaGenerator::default()
@@ -738,7 +771,9 @@ mod tests {
             "/a~1b: reserved topic"
         );
         assert_eq!(
-            s.validate(&json!({"a/b": "ok", "z": 1})).unwrap_err().to_string(),
+            s.validate(&json!({"a/b": "ok", "z": 1}))
+                .unwrap_err()
+                .to_string(),
             "/z: is not allowed"
         );
     }
@@ -752,7 +787,9 @@ mod tests {
         let s = Schema::of::<Tree>();
         assert!(s.validate(&json!({"children": [{"children": []}]})).is_ok());
         assert_eq!(
-            s.validate(&json!({"children": [{"children": [1]}]})).unwrap_err().to_string(),
+            s.validate(&json!({"children": [{"children": [1]}]}))
+                .unwrap_err()
+                .to_string(),
             "/children/0/children/0: must be an object"
         );
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
-use ori_core::{Outbox, OutboxStatus};
+use ori_core::{Message, Outbox, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -26,6 +26,7 @@ use super::conn::ReadyState;
 use super::handlers::guarded;
 use super::upgrade::WsRuntime;
 use super::Conn;
+use crate::router::{Admission, ConnectionGuards};
 
 const SCRATCH: usize = 8 * 1024;
 const MAX_IOV: usize = 64;
@@ -262,13 +263,6 @@ pub(crate) async fn run<D, R, W>(
     let provider = conn.inner.provider.clone();
     let hub = provider.hub();
     let limits = &rt.limits;
-    hub.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
-    conn.set_state(ReadyState::Open);
-    if rt.shutting_down() {
-        conn.close(close_code::GOING_AWAY, "Server shutting down");
-    }
-    tracing::debug!(socket = %id, remote = ?conn.remote_addr(), "connection opened");
-
     let mut out = Writer {
         io: writer,
         outbox: &conn.inner.outbox,
@@ -284,6 +278,34 @@ pub(crate) async fn run<D, R, W>(
         max_message_size: limits.max_message_size,
         max_fragments: limits.max_fragments,
     });
+
+    // Connection guards run before the connection joins anything.
+    let states = match rt.routers.admit(&conn).await {
+        Admission::Accepted(states) => states,
+        refused => {
+            let (code, reason) = match refused {
+                Admission::Failed(e) => {
+                    tracing::warn!(socket = %id, error = %e, "connection guard failed");
+                    (close_code::INTERNAL_ERROR, "Connection guard failed")
+                }
+                _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
+            };
+            conn.close(code, reason);
+            if out.flush().await.is_ok() {
+                await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
+            }
+            conn.inner.outbox.shut();
+            conn.set_state(ReadyState::Closed);
+            return;
+        }
+    };
+
+    hub.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
+    conn.set_state(ReadyState::Open);
+    if rt.shutting_down() {
+        conn.close(close_code::GOING_AWAY, "Server shutting down");
+    }
+    tracing::debug!(socket = %id, remote = ?conn.remote_addr(), "connection opened");
 
     let mut end = None;
     if let Some(open) = &rt.handlers.open {
@@ -383,13 +405,8 @@ pub(crate) async fn run<D, R, W>(
                 let handled = match frame {
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
-                        match &rt.handlers.message {
-                            Some(h) => {
-                                out.while_running(guarded("message", id, h(conn.clone(), message)))
-                                    .await
-                            }
-                            None => Ok(()),
-                        }
+                        out.while_running(dispatch(&rt, &conn, &states, message))
+                            .await
                     }
                     Frame::Ping(payload) => {
                         out.outbox.push(codec::encode_frame(OpCode::Pong, &payload));
@@ -447,6 +464,24 @@ pub(crate) async fn run<D, R, W>(
     tracing::debug!(socket = %id, code = end.code, "connection closed");
     if let Some(close) = &rt.handlers.close {
         guarded("close", id, close(conn.clone(), end.code, end.reason)).await;
+    }
+}
+
+/// Routers first; what they do not route goes to the raw handler.
+async fn dispatch<D: Send + Sync + 'static>(
+    rt: &WsRuntime<D>,
+    conn: &Conn<D>,
+    states: &ConnectionGuards,
+    message: Message,
+) {
+    if let Message::Text(text) = &message {
+        if let Some(reply) = rt.routers.dispatch(conn, states, text).await {
+            conn.send(reply);
+            return;
+        }
+    }
+    if let Some(h) = &rt.handlers.message {
+        guarded("message", conn.id(), h(conn.clone(), message)).await;
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) struct WsRuntime<D> {
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) emitter: SocketEmitter,
     pub(crate) handlers: Handlers<D>,
+    pub(crate) routers: crate::router::RouterTable<D>,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
     pub(crate) limits: Limits,
     pub(crate) tasks: Arc<Tracker>,
@@ -89,15 +90,28 @@ fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, (StatusCode, &
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
-        return Err((StatusCode::BAD_REQUEST, "Expected a WebSocket upgrade request"));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Expected a WebSocket upgrade request",
+        ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        return Err((StatusCode::UPGRADE_REQUIRED, "Unsupported WebSocket version (need 13)"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version (need 13)",
+        ));
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         // A base64-encoded 16-byte nonce is 24 characters.
         Some(key) if key.len() == 24 => Ok(key.clone()),
-        _ => Err((StatusCode::BAD_REQUEST, "Missing or invalid Sec-WebSocket-Key")),
+        _ => Err((
+            StatusCode::BAD_REQUEST,
+            "Missing or invalid Sec-WebSocket-Key",
+        )),
     }
 }
 
@@ -131,8 +145,10 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         Err((status, reason)) => {
             let mut resp = error_response(status, reason);
             if status == StatusCode::UPGRADE_REQUIRED {
-                resp.headers_mut()
-                    .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                resp.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
             }
             return resp;
         }

@@ -1,0 +1,672 @@
+//! `fanout`: N subscribers over T topics, K HTTP publishers; measures
+//! deliveries per second, losses and publish-to-delivery latency.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{json, Map, Value};
+use tokio::task::JoinHandle;
+
+use crate::common::{Common, ServerProbe};
+use crate::hist;
+use crate::http::HttpConn;
+use crate::sys::now_ns;
+use crate::target::Target;
+use crate::ws::{self, WsConn};
+
+/// Options of `ori-bench fanout`.
+#[derive(Debug, clap::Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// WebSocket subscriber connections.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Topics `bench-0` .. `bench-<T-1>`; subscriber i joins `bench-<i % T>`.
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// HTTP publisher connections (keep-alive, one request in flight each).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Total publishes per second, spread over the publishers.
+    #[arg(long, required_unless_present = "max", conflicts_with = "max")]
+    rate: Option<f64>,
+    /// Publish as fast as the publishers can (each waits for its response).
+    #[arg(long)]
+    max: bool,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of publishing before measuring starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Length of the notification's `message` text in bytes (at least the
+    /// `<seq>:<send_time_ns>:` prefix).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds to wait for outstanding deliveries after publishing stops.
+    #[arg(long, default_value_t = 2.0)]
+    drain: f64,
+    /// Subscriber connections being opened at once.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Initial read buffer per subscriber, bytes (grows for larger frames).
+    #[arg(long, default_value_t = 16384)]
+    read_buffer: usize,
+}
+
+/// Counters of one subscriber, updated once per read batch.
+#[derive(Default)]
+struct SubStats {
+    received: AtomicU64,
+    in_window: AtomicU64,
+    other: AtomicU64,
+    /// 0 while open; the close code, or 1 for end of stream / read error.
+    closed: AtomicU32,
+}
+
+/// The measurement window in `now_ns` time, set once publishing starts.
+struct Window {
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+const NEEDLE: &[u8] = b"\"message\":\"";
+
+/// The send time stamped into a notification: finds `"message":"` and
+/// parses `<seq>:<send_ns>:`. `None` for any other frame.
+fn parse_stamp(payload: &[u8]) -> Option<u64> {
+    let at = ws::find(payload, NEEDLE)? + NEEDLE.len();
+    let mut it = payload[at..].iter();
+    let mut digits = 0;
+    loop {
+        match it.next()? {
+            b'0'..=b'9' => digits += 1,
+            b':' if digits > 0 => break,
+            _ => return None,
+        }
+    }
+    let (mut v, mut digits) = (0u64, 0);
+    loop {
+        match *it.next()? {
+            c @ b'0'..=b'9' => {
+                v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                digits += 1;
+            }
+            b':' if digits > 0 => return Some(v),
+            _ => return None,
+        }
+    }
+}
+
+enum Event {
+    None,
+    Ping(ws::FrameRef),
+    Close(u16),
+    Error,
+}
+
+/// Reads notifications until the connection ends (or the task is aborted
+/// at the end of the run). One clock read per read batch.
+async fn subscriber(mut conn: WsConn, stats: Arc<SubStats>, window: Arc<Window>) {
+    let mut need_fill = true;
+    let (mut now, mut w_start, mut w_end) = (0, u64::MAX, u64::MAX);
+    loop {
+        if need_fill {
+            match conn.fill().await {
+                Ok(0) | Err(_) => {
+                    stats.closed.store(1, Relaxed);
+                    return;
+                }
+                Ok(_) => {}
+            }
+            now = now_ns();
+            w_start = window.start.load(Relaxed);
+            w_end = window.end.load(Relaxed);
+        }
+        let (mut got, mut other) = (0u64, 0u64);
+        let event = hist::with_local(|h| loop {
+            match conn.next_frame() {
+                Ok(Some(f)) => match f.op {
+                    ws::OP_TEXT | ws::OP_BINARY => match parse_stamp(conn.payload(&f)) {
+                        Some(sent) => {
+                            got += 1;
+                            if sent >= w_start && sent < w_end {
+                                h.record(now.saturating_sub(sent));
+                            }
+                        }
+                        None => other += 1,
+                    },
+                    ws::OP_PING => break Event::Ping(f),
+                    ws::OP_CLOSE => break Event::Close(conn.close_code(&f)),
+                    _ => {}
+                },
+                Ok(None) => break Event::None,
+                Err(_) => break Event::Error,
+            }
+        });
+        if got > 0 {
+            stats.received.fetch_add(got, Relaxed);
+            if now >= w_start && now < w_end {
+                stats.in_window.fetch_add(got, Relaxed);
+            }
+        }
+        if other > 0 {
+            stats.other.fetch_add(other, Relaxed);
+        }
+        match event {
+            Event::None => need_fill = true,
+            Event::Ping(f) => {
+                if conn.pong(&f).await.is_err() {
+                    stats.closed.store(1, Relaxed);
+                    return;
+                }
+                need_fill = false;
+            }
+            Event::Close(code) => {
+                stats.closed.store(u32::from(code.max(2)), Relaxed);
+                let _ = conn.send(ws::OP_CLOSE, &code.to_be_bytes()).await;
+                return;
+            }
+            Event::Error => {
+                stats.closed.store(1, Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// What one publisher did.
+#[derive(Default)]
+struct PubResult {
+    per_topic: Vec<u64>,
+    in_window: u64,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+struct PubPlan {
+    index: usize,
+    publishers: usize,
+    topics: usize,
+    /// Publishes per second for this publisher; `None` = as fast as possible.
+    rate: Option<f64>,
+    payload: usize,
+    start_ns: u64,
+    window_start_ns: u64,
+    stop_ns: u64,
+    timeout: Duration,
+}
+
+async fn publisher(
+    target: Target,
+    plan: PubPlan,
+    mut conn: Option<HttpConn>,
+    published: Arc<AtomicU64>,
+) -> PubResult {
+    let mut res = PubResult {
+        per_topic: vec![0; plan.topics],
+        ..Default::default()
+    };
+    let prefixes: Vec<Vec<u8>> = (0..plan.topics)
+        .map(|t| {
+            format!(
+                "POST /api/notify/bench-{t} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                target.host_header
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut body: Vec<u8> = Vec::with_capacity(plan.payload + 64);
+    let mut req: Vec<u8> = Vec::with_capacity(plan.payload + 256);
+    let mut topic = plan.index % plan.topics;
+    let mut count: u64 = 0;
+    let mut attempts: u64 = 0;
+    let mut consecutive_errors = 0u32;
+    loop {
+        let now = now_ns();
+        if now >= plan.stop_ns {
+            break;
+        }
+        if let Some(rate) = plan.rate {
+            // Send what is due; sleep until the next one is.
+            let due_ns = plan.start_ns + (attempts as f64 * 1e9 / rate) as u64;
+            if due_ns > now {
+                let wait = (due_ns - now).min(plan.stop_ns - now);
+                tokio::time::sleep(Duration::from_nanos(wait)).await;
+                continue;
+            }
+        }
+        attempts += 1;
+        let Some(c) = conn.as_mut() else {
+            match HttpConn::connect(&target, plan.timeout).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    res.errors += 1;
+                    res.last_error = Some(format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            continue;
+        };
+        let seq = count * plan.publishers as u64 + plan.index as u64;
+        let sent = now_ns();
+        body.clear();
+        body.extend_from_slice(b"{\"message\":\"");
+        write_u64(&mut body, seq);
+        body.push(b':');
+        write_u64(&mut body, sent);
+        body.push(b':');
+        let text_len = body.len() - 12;
+        if text_len < plan.payload {
+            body.resize(body.len() + plan.payload - text_len, b'x');
+        }
+        body.extend_from_slice(b"\"}");
+        req.clear();
+        req.extend_from_slice(&prefixes[topic]);
+        write_u64(&mut req, body.len() as u64);
+        req.extend_from_slice(b"\r\n\r\n");
+        req.extend_from_slice(&body);
+        match c.request(&req, plan.timeout).await {
+            Ok(200..=299) => {
+                res.per_topic[topic] += 1;
+                count += 1;
+                consecutive_errors = 0;
+                published.fetch_add(1, Relaxed);
+                if sent >= plan.window_start_ns {
+                    res.in_window += 1;
+                }
+                if c.closed {
+                    conn = None;
+                }
+            }
+            Ok(status) => {
+                res.errors += 1;
+                consecutive_errors += 1;
+                res.last_error = Some(format!("HTTP {status} from POST /api/notify/bench-{topic}"));
+                if c.closed {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                res.errors += 1;
+                consecutive_errors += 1;
+                res.last_error = Some(format!("{e:#}"));
+                conn = None;
+            }
+        }
+        if consecutive_errors > 0 {
+            // Back off a little so a broken server is not hammered.
+            tokio::time::sleep(Duration::from_millis(
+                u64::from(consecutive_errors.min(20)) * 5,
+            ))
+            .await;
+        }
+        topic += 1;
+        if topic == plan.topics {
+            topic = 0;
+        }
+    }
+    res
+}
+
+/// Appends the decimal digits of `v` (no allocation).
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+struct Sub {
+    topic: usize,
+    stats: Arc<SubStats>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the fan-out benchmark and returns its result line.
+pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
+    let a = &args;
+    if a.subscribers == 0 || a.subscribers > 1_000_000 {
+        bail!("--subscribers must be 1..=1000000");
+    }
+    if a.topics == 0 || a.topics > 100_000 {
+        bail!("--topics must be 1..=100000");
+    }
+    if a.publishers == 0 || a.publishers > 1024 {
+        bail!("--publishers must be 1..=1024");
+    }
+    if !(a.duration > 0.0 && a.duration <= 3600.0) {
+        bail!("--duration must be in (0, 3600] seconds");
+    }
+    if !(0.0..=600.0).contains(&a.warmup) || !(0.0..=60.0).contains(&a.drain) {
+        bail!("--warmup must be 0..=600 and --drain 0..=60 seconds");
+    }
+    if a.payload > 1_000_000 {
+        bail!("--payload must be at most 1000000 bytes (the demo's body limit is 1 MiB)");
+    }
+    if let Some(r) = a.rate {
+        if !(r > 0.0 && r <= 10_000_000.0) {
+            bail!("--rate must be in (0, 1e7]");
+        }
+    }
+    let target = a.common.target()?;
+    let probe = ServerProbe::new(a.common.server_pid)?;
+    crate::sys::ensure_nofile((a.subscribers + a.publishers + 64) as u64)?;
+    let timeout = a.common.timeout();
+    let rss_before = probe.rss();
+
+    // Subscribers: connect, join, prove the join with a 2/3 round trip.
+    let window = Arc::new(Window {
+        start: AtomicU64::new(u64::MAX),
+        end: AtomicU64::new(u64::MAX),
+    });
+    let t_connect = now_ns();
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let subs: Arc<Mutex<Vec<Sub>>> = Arc::new(Mutex::new(Vec::with_capacity(a.subscribers)));
+    let mut workers = Vec::new();
+    for _ in 0..a.connect_concurrency.clamp(1, 10_000).min(a.subscribers) {
+        let (target, next, failures, first_error, subs, window) = (
+            target.clone(),
+            next.clone(),
+            failures.clone(),
+            first_error.clone(),
+            subs.clone(),
+            window.clone(),
+        );
+        let (n, topics, buf) = (a.subscribers, a.topics, a.read_buffer.clamp(256, 1 << 24));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= n || failures.load(Relaxed) > 100 {
+                    break;
+                }
+                let topic = i % topics;
+                let setup = async {
+                    let mut conn = WsConn::connect(&target, buf, timeout).await?;
+                    conn.send_text(&format!(
+                        "{{\"type\":\"room.join\",\"room\":\"bench-{topic}\"}}"
+                    ))
+                    .await?;
+                    conn.ping_roundtrip(timeout).await?;
+                    anyhow::Ok(conn)
+                };
+                match setup.await {
+                    Ok(conn) => {
+                        let stats = Arc::new(SubStats::default());
+                        let task = tokio::spawn(subscriber(conn, stats.clone(), window.clone()));
+                        let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
+                        subs.push(Sub { topic, stats, task });
+                        if subs.len() % 1000 == 0 {
+                            eprintln!("{} subscribers joined", subs.len());
+                        }
+                    }
+                    Err(e) => {
+                        failures.fetch_add(1, Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let subs = std::mem::take(&mut *subs.lock().unwrap_or_else(|e| e.into_inner()));
+    let failed = failures.load(Relaxed);
+    let first_error = first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if failed > 100 || subs.is_empty() {
+        for s in &subs {
+            s.task.abort();
+        }
+        bail!(
+            "{failed} subscriber connections failed; first error: {}",
+            first_error.unwrap_or_default()
+        );
+    }
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} subscribers failed to connect; first error: {}",
+            first_error.as_deref().unwrap_or("")
+        );
+    }
+    let connect_s = (now_ns() - t_connect) as f64 / 1e9;
+    eprintln!("{} subscribers joined in {connect_s:.2}s", subs.len());
+    let mut subs_per_topic = vec![0u64; a.topics];
+    for s in &subs {
+        subs_per_topic[s.topic] += 1;
+    }
+
+    // Publishers.
+    let mut pub_conns = Vec::with_capacity(a.publishers);
+    for _ in 0..a.publishers {
+        pub_conns.push(HttpConn::connect(&target, timeout).await?);
+    }
+    let start_ns = now_ns() + 20_000_000;
+    let window_start_ns = start_ns + (a.warmup * 1e9) as u64;
+    let stop_ns = window_start_ns + (a.duration * 1e9) as u64;
+    window.start.store(window_start_ns, Relaxed);
+    window.end.store(stop_ns, Relaxed);
+    let published = Arc::new(AtomicU64::new(0));
+    let pubs: Vec<_> = pub_conns
+        .into_iter()
+        .enumerate()
+        .map(|(index, conn)| {
+            let plan = PubPlan {
+                index,
+                publishers: a.publishers,
+                topics: a.topics,
+                rate: a.rate.map(|r| r / a.publishers as f64),
+                payload: a.payload,
+                start_ns,
+                window_start_ns,
+                stop_ns,
+                timeout,
+            };
+            tokio::spawn(publisher(
+                target.clone(),
+                plan,
+                Some(conn),
+                published.clone(),
+            ))
+        })
+        .collect();
+
+    let received = |subs: &[Sub]| {
+        subs.iter()
+            .map(|s| s.stats.received.load(Relaxed))
+            .sum::<u64>()
+    };
+    sleep_until_ns(window_start_ns).await;
+    let cpu0 = probe.cpu();
+    let self_cpu0 = crate::sys::cpu_seconds("self");
+    let (mut last_pub, mut last_recv, mut last_t) =
+        (published.load(Relaxed), received(&subs), now_ns());
+    while now_ns() < stop_ns {
+        sleep_until_ns((now_ns() + 1_000_000_000).min(stop_ns)).await;
+        let (p, r, t) = (published.load(Relaxed), received(&subs), now_ns());
+        let dt = (t - last_t) as f64 / 1e9;
+        if dt > 0.05 {
+            eprintln!(
+                "t={:5.1}s  publishes/s {:9.0}  deliveries/s {:11.0}",
+                (t - window_start_ns) as f64 / 1e9,
+                (p - last_pub) as f64 / dt,
+                (r - last_recv) as f64 / dt
+            );
+        }
+        (last_pub, last_recv, last_t) = (p, r, t);
+    }
+    let cpu1 = probe.cpu();
+    let self_cpu1 = crate::sys::cpu_seconds("self");
+    let rss_after = probe.rss();
+
+    let mut per_topic = vec![0u64; a.topics];
+    let (mut pub_in_window, mut pub_errors, mut pub_last_error) = (0, 0, None);
+    for p in pubs {
+        let r = tokio::time::timeout(timeout + Duration::from_secs(1), p)
+            .await
+            .map_err(|_| anyhow::anyhow!("a publisher did not stop in time"))??;
+        for (t, n) in r.per_topic.iter().enumerate() {
+            per_topic[t] += n;
+        }
+        pub_in_window += r.in_window;
+        pub_errors += r.errors;
+        if r.last_error.is_some() {
+            pub_last_error = r.last_error;
+        }
+    }
+    let expected: u64 = per_topic
+        .iter()
+        .zip(&subs_per_topic)
+        .map(|(p, s)| p * s)
+        .sum();
+
+    // Drain: wait until everything arrived, or the drain period is over.
+    let drain_start = now_ns();
+    let drain_end = drain_start + (a.drain * 1e9) as u64;
+    while received(&subs) < expected && now_ns() < drain_end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_s = (now_ns() - drain_start) as f64 / 1e9;
+    for s in &subs {
+        s.task.abort();
+    }
+
+    let mut recv_per_topic = vec![0u64; a.topics];
+    let (mut deliveries, mut in_window, mut other) = (0u64, 0u64, 0u64);
+    let mut closes: BTreeMap<u32, u64> = BTreeMap::new();
+    for s in &subs {
+        let r = s.stats.received.load(Relaxed);
+        recv_per_topic[s.topic] += r;
+        deliveries += r;
+        in_window += s.stats.in_window.load(Relaxed);
+        other += s.stats.other.load(Relaxed);
+        let c = s.stats.closed.load(Relaxed);
+        if c != 0 {
+            *closes.entry(c).or_default() += 1;
+        }
+    }
+    let (mut lost, mut extra) = (0u64, 0u64);
+    for t in 0..a.topics {
+        let exp = per_topic[t] * subs_per_topic[t];
+        lost += exp.saturating_sub(recv_per_topic[t]);
+        extra += recv_per_topic[t].saturating_sub(exp);
+    }
+    let latency = hist::merged_locals();
+
+    let mut out = Map::new();
+    out.insert("mode".into(), json!("fanout"));
+    out.insert("subscribers".into(), json!(subs.len()));
+    out.insert("subscribers_failed".into(), json!(failed));
+    out.insert("topics".into(), json!(a.topics));
+    out.insert("publishers".into(), json!(a.publishers));
+    out.insert("target_rate".into(), json!(a.rate));
+    out.insert("payload_bytes".into(), json!(a.payload));
+    out.insert("warmup_s".into(), json!(a.warmup));
+    out.insert("duration_s".into(), json!(a.duration));
+    out.insert("connect_s".into(), json!(crate::round3(connect_s)));
+    out.insert("publishes".into(), json!(per_topic.iter().sum::<u64>()));
+    out.insert("publish_errors".into(), json!(pub_errors));
+    out.insert(
+        "publishes_per_s".into(),
+        json!(crate::round3(pub_in_window as f64 / a.duration)),
+    );
+    out.insert("deliveries".into(), json!(deliveries));
+    out.insert(
+        "deliveries_per_s".into(),
+        json!(crate::round3(in_window as f64 / a.duration)),
+    );
+    out.insert("expected".into(), json!(expected));
+    out.insert("lost".into(), json!(lost));
+    out.insert("extra".into(), json!(extra));
+    out.insert("other_frames".into(), json!(other));
+    out.insert(
+        "subscribers_closed".into(),
+        Value::Object(
+            closes
+                .iter()
+                .map(|(c, n)| (close_name(*c), json!(n)))
+                .collect(),
+        ),
+    );
+    out.insert("drain_s".into(), json!(crate::round3(drain_s)));
+    latency.summary_ms("latency_", &mut out);
+    probe.report(&mut out, cpu0, cpu1, rss_before, rss_after, a.duration);
+    if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
+        if in_window > 0 {
+            out.insert(
+                "server_cpu_us_per_delivery".into(),
+                json!(crate::round3((c1 - c0) * 1e6 / in_window as f64)),
+            );
+        }
+    }
+    if let (Some(c0), Some(c1)) = (self_cpu0, self_cpu1) {
+        out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
+    }
+    if let Some(e) = pub_last_error {
+        out.insert("last_publish_error".into(), json!(e));
+    }
+    if let Some(e) = first_error {
+        out.insert("first_connect_error".into(), json!(e));
+    }
+    Ok(Value::Object(out))
+}
+
+fn close_name(code: u32) -> String {
+    match code {
+        1 => "eof".into(),
+        c => c.to_string(),
+    }
+}
+
+async fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_parsing() {
+        let frame = br#"{"type":"notification","message":"12:345678:xxxx","timestamp":1,"correlationId":"a"}"#;
+        assert_eq!(parse_stamp(frame), Some(345_678));
+        assert_eq!(
+            parse_stamp(br#"{"type":"error","message":"Invalid JSON"}"#),
+            None
+        );
+        assert_eq!(parse_stamp(br#"{"message":"1:2"}"#), None);
+        assert_eq!(parse_stamp(br#"{"message":":2:"}"#), None);
+        assert_eq!(parse_stamp(b"3"), None);
+    }
+
+    #[test]
+    fn digits() {
+        let mut v = Vec::new();
+        write_u64(&mut v, 0);
+        v.push(b' ');
+        write_u64(&mut v, u64::MAX);
+        assert_eq!(v, format!("0 {}", u64::MAX).into_bytes());
+    }
+}

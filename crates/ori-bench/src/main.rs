@@ -1,0 +1,72 @@
+//! `ori-bench`: a load generator for Ori servers (the demo's contract of
+//! PROTOCOL.md sections 2 and 7).
+//!
+//! Subcommands `fanout`, `idle` and `connect` each print one JSON line of
+//! results to stdout; progress and warnings go to stderr. The WebSocket and
+//! HTTP clients are written by hand on raw tokio sockets so that the
+//! generator spends less per delivery than the server it measures. Targets
+//! are restricted to loopback addresses. See README.md.
+
+mod common;
+mod connect;
+mod fanout;
+mod hist;
+mod http;
+mod idle;
+mod sys;
+mod target;
+mod ws;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for Ori servers (loopback targets only).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Runtime worker threads (1 by default, so the tool can be pinned to
+    /// one core with taskset).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Subscribers over topics, HTTP publishers: deliveries/s, losses,
+    /// publish-to-delivery latency.
+    Fanout(fanout::FanoutArgs),
+    /// Idle connections: the server's RSS per connection.
+    Idle(idle::IdleArgs),
+    /// Upgrade rate and handshake latency (each connection closed at once).
+    Connect(connect::ConnectArgs),
+}
+
+/// Rounds to three decimals (for the JSON output).
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.threads == 0 || cli.threads > 256 {
+        anyhow::bail!("--threads must be 1..=256");
+    }
+    sys::now_ns(); // start the clock
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Fanout(a) => fanout::run(a).await,
+            Command::Idle(a) => idle::run(a).await,
+            Command::Connect(a) => connect::run(a).await,
+        }
+    });
+    // Leftover tasks (aborted subscribers) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let value = result?;
+    println!("{value}");
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! What the tool reads from the operating system: process CPU time and RSS
+//! from `/proc`, the open-file limit, and one monotonic clock.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on
+/// every Linux this tool targets).
+const CLK_TCK: f64 = 100.0;
+
+/// Nanoseconds since the first call in this process (monotonic). Publishers
+/// stamp messages with it and subscribers compare against it: both sides
+/// live in this process, so no wall clock is involved.
+pub fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// User + system CPU seconds used so far by process `pid` (`self` for this
+/// process), from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after the last ')'. There, field 3 (state) is index 0,
+    // utime (14) index 11 and stime (15) index 12.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / CLK_TCK)
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of
+/// `/proc/<pid>/status`).
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Checks that a server PID given on the command line names a live process.
+pub fn check_pid(pid: Option<u32>) -> anyhow::Result<Option<String>> {
+    match pid {
+        None => Ok(None),
+        Some(pid) => {
+            let p = pid.to_string();
+            if cpu_seconds(&p).is_none() || rss_kib(&p).is_none() {
+                anyhow::bail!("--server-pid {pid}: no such process (or /proc/{pid} is unreadable)");
+            }
+            Ok(Some(p))
+        }
+    }
+}
+
+/// The soft and hard limits on open files of this process.
+fn nofile_limits() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut f = line["Max open files".len()..].split_ascii_whitespace();
+    let parse = |s: &str| {
+        if s == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            s.parse().ok()
+        }
+    };
+    Some((parse(f.next()?)?, parse(f.next()?)?))
+}
+
+/// Makes sure this process may open `needed` files. The workspace forbids
+/// `unsafe` (so no `setrlimit` call through `libc`): the limit is raised
+/// with util-linux `prlimit --pid <self>`, to the hard limit, or above it
+/// when the process may (root). If that cannot be done the caller is told
+/// to raise `ulimit -n` before starting.
+pub fn ensure_nofile(needed: u64) -> anyhow::Result<()> {
+    let Some((soft, hard)) = nofile_limits() else {
+        eprintln!(
+            "warning: cannot read the open-file limit; make sure `ulimit -n` exceeds {needed}"
+        );
+        return Ok(());
+    };
+    if soft >= needed {
+        return Ok(());
+    }
+    let pid = std::process::id().to_string();
+    let set = |soft: u64, hard: u64| {
+        let arg = format!("--nofile={soft}:{hard}");
+        std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &arg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if needed > hard {
+        let _ = set(needed, needed);
+    }
+    if nofile_limits().is_some_and(|(s, _)| s < needed) {
+        let _ = set(hard.min(needed), hard);
+    }
+    match nofile_limits() {
+        Some((s, _)) if s >= needed => {
+            eprintln!("raised the open-file limit from {soft} to {s}");
+            Ok(())
+        }
+        Some((s, h)) => anyhow::bail!(
+            "need {needed} open files but the limit is {s} (hard {h}) and could not be raised; \
+             run `ulimit -n {needed}` (or higher) before starting, or use fewer connections"
+        ),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        assert!(cpu_seconds("self").is_some());
+        assert!(rss_kib("self").unwrap() > 0);
+        assert!(nofile_limits().is_some());
+        ensure_nofile(16).unwrap();
+    }
+}

@@ -1,0 +1,104 @@
+//! Guard traits and what route handlers may return.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::context::{GuardContext, MessageGuardContext};
+
+/// Any error a guard may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs once per connection, after the upgrade and before the `open`
+/// handler. `Ok(false)` closes the connection with 1008 "Connection
+/// rejected by guard"; an error closes it with 1011.
+///
+/// Implemented for async closures `|ctx: GuardContext<S, D>| async move { .. }`
+/// and for your own types:
+///
+/// ```
+/// use ori::router::{BoxError, ConnectionGuard, GuardContext};
+///
+/// #[derive(Default)]
+/// struct AuthState { user: String }
+///
+/// struct TokenGuard;
+///
+/// impl ConnectionGuard<AuthState, String> for TokenGuard {
+///     async fn can_activate(&self, ctx: GuardContext<AuthState, String>) -> Result<bool, BoxError> {
+///         // the upgrade handler stored the token as user data
+///         let token = ctx.user_data().clone();
+///         if token.is_empty() {
+///             return Ok(false);
+///         }
+///         ctx.set(AuthState { user: token });
+///         Ok(true)
+///     }
+/// }
+/// ```
+pub trait ConnectionGuard<S, D = ()>: Send + Sync + 'static {
+    /// Decides whether the connection may proceed.
+    fn can_activate(
+        &self,
+        ctx: GuardContext<S, D>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+}
+
+impl<S, D, F, Fut> ConnectionGuard<S, D> for F
+where
+    F: Fn(GuardContext<S, D>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<bool, BoxError>> + Send,
+{
+    fn can_activate(
+        &self,
+        ctx: GuardContext<S, D>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        self(ctx)
+    }
+}
+
+/// Runs before every message routed to its router. `Ok(false)` answers
+/// `Forbidden`; an error answers with the error's message. The handler does
+/// not run in either case.
+pub trait MessageGuard<S, D = ()>: Send + Sync + 'static {
+    /// Decides whether the message may proceed.
+    fn can_activate(
+        &self,
+        ctx: MessageGuardContext<S, D>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+}
+
+impl<S, D, F, Fut> MessageGuard<S, D> for F
+where
+    S: Send + Sync + 'static,
+    D: Send + Sync + 'static,
+    F: Fn(MessageGuardContext<S, D>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<bool, BoxError>> + Send,
+{
+    fn can_activate(
+        &self,
+        ctx: MessageGuardContext<S, D>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        self(ctx)
+    }
+}
+
+/// What a route handler may return: `Result<T, E>` where `T` serializes to
+/// the reply's `data` and `E`'s message becomes the reply's `error`.
+pub trait RouteResult: Send + 'static {
+    /// Converts to the reply's `data` or `error`.
+    fn into_reply(self) -> Result<Value, String>;
+}
+
+impl<T: Serialize + Send + 'static, E: Display + Send + 'static> RouteResult for Result<T, E> {
+    fn into_reply(self) -> Result<Value, String> {
+        match self {
+            Ok(v) => {
+                serde_json::to_value(v).map_err(|e| format!("cannot serialize the result: {e}"))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Building routers into one table: connection phases (guards -> state) per
+//! router and the handler of each message type, type-erased so the
+//! connection task needs no knowledge of router or state types.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::FutureExt;
+use ori_core::BoxFuture;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::context::{GuardContext, MessageGuardContext, SocketContext};
+use super::guard::{BoxError, ConnectionGuard, MessageGuard, RouteResult};
+use super::SocketRouter;
+use crate::context::AppContext;
+use crate::emitter::Emitter;
+use crate::error::BuildError;
+use crate::messages::{Definition, Schema};
+use crate::ws::Conn;
+
+type State = Arc<dyn Any + Send + Sync>;
+type ConnPhase<D> =
+    Arc<dyn Fn(Conn<D>) -> BoxFuture<'static, Result<Option<State>, BoxError>> + Send + Sync>;
+type RouteFn<D> =
+    Arc<dyn Fn(RouteCall<D>, State) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+
+/// One routed message, before guards and validation.
+pub(crate) struct RouteCall<D> {
+    pub(crate) conn: Conn<D>,
+    pub(crate) data: Value,
+    pub(crate) correlation_id: Arc<str>,
+    pub(crate) message_type: Arc<str>,
+}
+
+struct Route<D> {
+    router: usize,
+    call: RouteFn<D>,
+}
+
+/// Every router of an app.
+pub(crate) struct RouterTable<D> {
+    phases: Vec<ConnPhase<D>>,
+    routes: HashMap<String, Route<D>>,
+}
+
+impl<D> Default for RouterTable<D> {
+    fn default() -> Self {
+        Self {
+            phases: Vec::new(),
+            routes: HashMap::new(),
+        }
+    }
+}
+
+/// The per-connection states of every router, after its guards passed.
+pub(crate) type ConnectionGuards = Vec<State>;
+
+/// How the connection phase ended.
+pub(crate) enum Admission {
+    Accepted(ConnectionGuards),
+    Refused,
+    Failed(BoxError),
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(rename = "correlationId")]
+    correlation_id: &'a str,
+}
+
+/// The correlation id of a router request: the client's when it is a
+/// string of 1 to 128 characters, else a fresh UUID v4.
+pub fn correlation_id(given: Option<&Value>) -> Arc<str> {
+    match given {
+        Some(Value::String(s)) if (1..=128).contains(&s.chars().count()) => Arc::from(s.as_str()),
+        _ => Arc::from(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+impl<D: Send + Sync + 'static> RouterTable<D> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.phases.is_empty()
+    }
+
+    pub(crate) fn add<R, E>(&mut self, router: R, app: &AppContext<E>) -> Result<(), BuildError>
+    where
+        R: SocketRouter<D, E>,
+        E: Emitter,
+    {
+        let mut b = SocketRouteBuilder::<R, D, E> {
+            router: Arc::new(router),
+            app: app.clone(),
+            conn_guards: Vec::new(),
+            msg_guards: Vec::new(),
+            routes: Vec::new(),
+        };
+        b.router.clone().configure(&mut b);
+        let index = self.phases.len();
+        for (kind, _) in &b.routes {
+            if self.routes.contains_key(kind) {
+                return Err(BuildError::DuplicateMessageType(kind.clone()));
+            }
+        }
+        let guards = Arc::new(b.conn_guards);
+        self.phases.push(Arc::new(move |conn| {
+            let guards = guards.clone();
+            Box::pin(async move {
+                let slot = Arc::new(Mutex::new(R::State::default()));
+                for guard in guards.iter() {
+                    let ctx = GuardContext {
+                        conn: conn.clone(),
+                        state: slot.clone(),
+                    };
+                    if !guard(ctx).await? {
+                        return Ok(None);
+                    }
+                }
+                let state =
+                    std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner));
+                Ok(Some(Arc::new(state) as State))
+            })
+        }));
+        let msg_guards = Arc::new(b.msg_guards);
+        for (kind, handler) in b.routes {
+            let msg_guards = msg_guards.clone();
+            let call: RouteFn<D> = Arc::new(move |call: RouteCall<D>, state: State| {
+                let msg_guards = msg_guards.clone();
+                let handler = handler.clone();
+                Box::pin(async move {
+                    let state: Arc<R::State> = state
+                        .downcast()
+                        .map_err(|_| "internal error: router state".to_owned())?;
+                    let data = Arc::new(call.data);
+                    for guard in msg_guards.iter() {
+                        let ctx = MessageGuardContext {
+                            conn: call.conn.clone(),
+                            state: state.clone(),
+                            message_type: call.message_type.clone(),
+                            data: data.clone(),
+                        };
+                        match guard(ctx).await {
+                            Ok(true) => {}
+                            Ok(false) => return Err("Forbidden".to_owned()),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    handler(
+                        state,
+                        call.conn,
+                        data,
+                        call.correlation_id,
+                        call.message_type,
+                    )
+                    .await
+                })
+            });
+            self.routes.insert(
+                kind,
+                Route {
+                    router: index,
+                    call,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs every router's connection guards, in registration order.
+    pub(crate) async fn admit(&self, conn: &Conn<D>) -> Admission {
+        let mut states = Vec::with_capacity(self.phases.len());
+        for phase in &self.phases {
+            match AssertUnwindSafe(phase(conn.clone())).catch_unwind().await {
+                Ok(Ok(Some(state))) => states.push(state),
+                Ok(Ok(None)) => return Admission::Refused,
+                Ok(Err(e)) => return Admission::Failed(e),
+                Err(_) => return Admission::Failed("connection guard panicked".into()),
+            }
+        }
+        Admission::Accepted(states)
+    }
+
+    /// If `text` is a router request, handles it and returns the reply
+    /// frame; `None` means the frame is for the raw handler.
+    pub(crate) async fn dispatch(
+        &self,
+        conn: &Conn<D>,
+        states: &ConnectionGuards,
+        text: &str,
+    ) -> Option<String> {
+        // Cheap pre-checks: no routes, or not a JSON object.
+        if self.routes.is_empty() || !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let Some(Value::String(kind)) = fields.get("type") else {
+            return None;
+        };
+        let route = self.routes.get(kind.as_str())?;
+        let kind: Arc<str> = Arc::from(kind.as_str());
+        let correlation_id = correlation_id(fields.get("correlationId"));
+        let data = fields.remove("data").unwrap_or(Value::Null);
+        let state = states.get(route.router)?.clone();
+        let span = tracing::info_span!("socket_message", socket = %conn.id(), message_type = %kind, correlation_id = %correlation_id);
+        let call = RouteCall {
+            conn: conn.clone(),
+            data,
+            correlation_id: correlation_id.clone(),
+            message_type: kind.clone(),
+        };
+        let outcome = AssertUnwindSafe((route.call)(call, state).instrument(span))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(socket = %conn.id(), message_type = %kind, "router handler panicked");
+                Err("Internal server error".to_owned())
+            });
+        let (data, error) = match &outcome {
+            Ok(v) => (v, None),
+            Err(e) => (&Value::Null, Some(e.as_str())),
+        };
+        serde_json::to_string(&Reply {
+            kind: &kind,
+            data,
+            error,
+            correlation_id: &correlation_id,
+        })
+        .ok()
+    }
+}
+
+type ConnGuardFn<S, D> =
+    Arc<dyn Fn(GuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync>;
+type MsgGuardFn<S, D> = Arc<
+    dyn Fn(MessageGuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync,
+>;
+type HandlerFn<S, D> = Arc<
+    dyn Fn(
+            Arc<S>,
+            Conn<D>,
+            Arc<Value>,
+            Arc<str>,
+            Arc<str>,
+        ) -> BoxFuture<'static, Result<Value, String>>
+        + Send
+        + Sync,
+>;
+
+/// Collects one router's guards and handlers.
+pub struct SocketRouteBuilder<R: SocketRouter<D, E>, D = (), E: Emitter = crate::SocketEmitter> {
+    router: Arc<R>,
+    app: AppContext<E>,
+    conn_guards: Vec<ConnGuardFn<R::State, D>>,
+    msg_guards: Vec<MsgGuardFn<R::State, D>>,
+    routes: Vec<(String, HandlerFn<R::State, D>)>,
+}
+
+impl<R, D, E> SocketRouteBuilder<R, D, E>
+where
+    R: SocketRouter<D, E>,
+    D: Send + Sync + 'static,
+    E: Emitter,
+{
+    /// Adds a connection guard (runs once per connection, in order).
+    pub fn connection_guard<G: ConnectionGuard<R::State, D>>(&mut self, guard: G) -> &mut Self {
+        let guard = Arc::new(guard);
+        self.conn_guards.push(Arc::new(move |ctx| {
+            let guard = guard.clone();
+            Box::pin(async move { guard.can_activate(ctx).await })
+        }));
+        self
+    }
+
+    /// Adds a message guard (runs before every message of this router).
+    pub fn guard<G: MessageGuard<R::State, D>>(&mut self, guard: G) -> &mut Self {
+        let guard = Arc::new(guard);
+        self.msg_guards.push(Arc::new(move |ctx| {
+            let guard = guard.clone();
+            Box::pin(async move { guard.can_activate(ctx).await })
+        }));
+        self
+    }
+
+    /// Routes messages of `kind` to `handler`; its result is the reply.
+    pub fn on<H, Fut>(&mut self, kind: &str, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<R>, SocketContext<R::State, D, E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: RouteResult,
+    {
+        self.route(kind, None, handler)
+    }
+
+    /// Like [`on`](Self::on), validating the data against `schema` first
+    /// (a failure answers `Validation failed: ...`).
+    pub fn on_with_schema<H, Fut>(
+        &mut self,
+        kind: &str,
+        handler: H,
+        schema: Arc<Schema>,
+    ) -> &mut Self
+    where
+        H: Fn(Arc<R>, SocketContext<R::State, D, E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: RouteResult,
+    {
+        self.route(kind, Some(schema), handler)
+    }
+
+    /// Routes messages of `definition`'s type; the handler receives the
+    /// validated, typed data.
+    pub fn on_typed<Def, H, Fut>(&mut self, definition: Def, handler: H) -> &mut Self
+    where
+        Def: Definition,
+        H: Fn(Arc<R>, SocketContext<R::State, D, E>, Def::Data) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: RouteResult,
+    {
+        let handler = Arc::new(handler);
+        let schema = definition.schema();
+        let kind = definition.name().to_owned();
+        self.route(
+            &kind,
+            None,
+            move |router, ctx: SocketContext<R::State, D, E>| {
+                let parsed = schema.parse::<Def::Data>((*ctx.data).clone());
+                let handler = handler.clone();
+                async move {
+                    match parsed {
+                        Ok(data) => handler(router, ctx, data).await.into_reply(),
+                        Err(e) => Err(format!("Validation failed: {e}")),
+                    }
+                }
+            },
+        )
+    }
+
+    fn route<H, Fut>(&mut self, kind: &str, schema: Option<Arc<Schema>>, handler: H) -> &mut Self
+    where
+        H: Fn(Arc<R>, SocketContext<R::State, D, E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: RouteResult,
+    {
+        let router = self.router.clone();
+        let app = self.app.clone();
+        let handler = Arc::new(handler);
+        self.routes.push((
+            kind.to_owned(),
+            Arc::new(move |state, conn, data, correlation_id, message_type| {
+                if let Some(schema) = &schema {
+                    if let Err(e) = schema.validate(&data) {
+                        return Box::pin(std::future::ready(Err(format!(
+                            "Validation failed: {e}"
+                        ))));
+                    }
+                }
+                let ctx = SocketContext {
+                    state,
+                    data,
+                    conn,
+                    app: app.clone(),
+                    correlation_id,
+                    span: tracing::Span::current(),
+                    message_type,
+                };
+                let fut = handler(router.clone(), ctx);
+                Box::pin(async move { fut.await.into_reply() })
+            }),
+        ));
+        self
+    }
+}
