@@ -7,14 +7,14 @@
 //! that publishes notifications, broadcasts and direct sends.
 
 mod api;
-mod protocol;
 mod socket;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ori::{Handlers, Ori, WsOptions};
 
-pub use protocol::{classify, ControlMessage, Inbound, RouteRequest};
+pub use socket::{PublishData, PUBLISH};
 
 /// The demo's settings.
 #[derive(Debug, Clone)]
@@ -63,9 +63,14 @@ pub fn build(config: Config) -> Ori {
                 (given.as_deref() == Some(expected.as_str())).then_some(())
             }
         });
+    let registry = Arc::new(socket::registry());
     Ori::create()
         .websocket_with(ori::InProcProvider::new(), options)
-        .on_websocket(Handlers::new().on_message(socket::on_message))
+        .socket_router(socket::DemoRouter)
+        .on_websocket(
+            Handlers::new()
+                .on_message(move |ws, msg| socket::on_message(registry.clone(), ws, msg)),
+        )
         .controller("/api", api::Api)
         .controller("/", api::Metrics)
         .body_limit(config.body_limit)

@@ -1,107 +1,91 @@
-//! The demo's WebSocket message handler: answers pings, serves the three
-//! router routes with the request/response format, and runs the control
-//! messages of the registry.
+//! The demo's WebSocket side: a socket router with the request/response
+//! routes `echo`, `whoami` and `publish`, and a raw message handler that
+//! answers the `2` ping and runs the message registry (`room.join`,
+//! `room.leave`, `heartbeat`) with the error replies of PROTOCOL.md
+//! section 3.
 
-use ori::{Conn, Message, SocketEmitter};
-use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use ori::messages::{ClientTopic, Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, ServerMessage};
+use ori::router::{SocketContext, SocketRouteBuilder, SocketRouter};
+use ori::{Conn, Message, PublishError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::api::Notification;
-use crate::protocol::{classify, client_topic, ControlMessage, Inbound, RouteRequest};
 
-#[derive(Serialize)]
-struct Reply<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    data: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(rename = "correlationId")]
-    correlation_id: &'a str,
+/// The data of the `publish` route.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PublishData {
+    /// The room to publish to.
+    pub topic: ClientTopic,
+    /// The notification text.
+    pub message: String,
 }
 
-fn error_frame(message: &str) -> String {
-    json!({ "type": "error", "message": message }).to_string()
+/// The `publish` route: publishes a notification to a room.
+pub static PUBLISH: ServerMessage<PublishData> = ServerMessage::define("publish");
+
+/// The demo's socket router.
+pub(crate) struct DemoRouter;
+
+impl SocketRouter for DemoRouter {
+    type State = ();
+
+    fn configure(&self, r: &mut SocketRouteBuilder<Self>) {
+        r.on("echo", Self::echo)
+            .on("whoami", Self::whoami)
+            .on_typed(PUBLISH, Self::publish);
+    }
 }
 
-/// Handles one inbound message.
-pub(crate) async fn on_message(ws: Conn, msg: Message) {
+impl DemoRouter {
+    async fn echo(self: Arc<Self>, ctx: SocketContext<()>) -> Result<Value, Infallible> {
+        Ok(ctx.data().clone())
+    }
+
+    async fn whoami(self: Arc<Self>, ctx: SocketContext<()>) -> Result<Value, Infallible> {
+        Ok(json!({ "socketId": ctx.socket_id().to_string() }))
+    }
+
+    async fn publish(
+        self: Arc<Self>,
+        ctx: SocketContext<()>,
+        data: PublishData,
+    ) -> Result<Value, PublishError> {
+        let payload = Notification::new(&data.message, ctx.correlation_id()).to_json();
+        ctx.socket().publish(data.topic.topic(), payload).await?;
+        Ok(json!({ "published": true }))
+    }
+}
+
+/// The registry behind the raw message handler.
+pub(crate) fn registry() -> MessageRegistry {
+    MessageRegistry::new()
+        .on(JoinRoom, |ws: Conn, data| async move {
+            ws.subscribe(data.room.topic())
+        })
+        .on(LeaveRoom, |ws: Conn, data| async move {
+            ws.unsubscribe(data.room.topic())
+        })
+        .on(Heartbeat, |ws: Conn, _| async move {
+            ws.send(json!({ "type": "heartbeat", "timestamp": crate::now_ms() }).to_string());
+        })
+}
+
+/// The raw message handler: frames no router handled.
+pub(crate) async fn on_message(registry: Arc<MessageRegistry>, ws: Conn, msg: Message) {
     // Binary frames have no meaning in the demo's protocol.
     let Some(text) = msg.as_text() else {
         return;
     };
-    match classify(text) {
-        Inbound::Ping => {
-            ws.send("3");
-        }
-        Inbound::Error(message) => {
-            ws.send(error_frame(&message));
-        }
-        Inbound::Control(ControlMessage::Join(topic)) => {
-            if let Err(e) = ws.subscribe(&topic) {
-                ws.send(error_frame(&format!("Validation failed: /room: {e}")));
-            }
-        }
-        Inbound::Control(ControlMessage::Leave(topic)) => {
-            if let Err(e) = ws.unsubscribe(&topic) {
-                ws.send(error_frame(&format!("Validation failed: /room: {e}")));
-            }
-        }
-        Inbound::Control(ControlMessage::Heartbeat) => {
-            ws.send(json!({ "type": "heartbeat", "timestamp": crate::now_ms() }).to_string());
-        }
-        Inbound::Route(req) => {
-            let result = route(&ws, &req).await;
-            let (data, error) = match result {
-                Ok(data) => (data, None),
-                Err(e) => (Value::Null, Some(e)),
-            };
-            let reply = Reply {
-                kind: &req.route,
-                data,
-                error,
-                correlation_id: &req.correlation_id,
-            };
-            if let Ok(text) = serde_json::to_string(&reply) {
-                ws.send(text);
-            }
-        }
+    if text == "2" {
+        ws.send("3");
+        return;
     }
-}
-
-async fn route(ws: &Conn, req: &RouteRequest) -> Result<Value, String> {
-    match req.route.as_str() {
-        "echo" => Ok(req.data.clone()),
-        "whoami" => Ok(json!({ "socketId": ws.id().to_string() })),
-        "publish" => publish(ws.emitter(), &req.data, &req.correlation_id).await,
-        other => Err(format!("Unknown route: {other}")),
+    if let Err(e) = registry.handle_text(&ws, text).await {
+        ws.send(e.to_reply());
     }
-}
-
-async fn publish(
-    emitter: &SocketEmitter,
-    data: &Value,
-    correlation_id: &str,
-) -> Result<Value, String> {
-    let Value::Object(fields) = data else {
-        return Err("Validation failed: expected an object".into());
-    };
-    let topic = client_topic(fields, "topic");
-    let message = match fields.get("message") {
-        Some(Value::String(s)) => Ok(s.as_str()),
-        Some(_) => Err("/message: must be a string".to_owned()),
-        None => Err("/message: is required".to_owned()),
-    };
-    let (topic, message) = match (topic, message) {
-        (Ok(t), Ok(m)) => (t, m),
-        (Err(t), Ok(_)) => return Err(t),
-        (Ok(_), Err(m)) => return Err(format!("Validation failed: {m}")),
-        (Err(t), Err(m)) => return Err(format!("{t}, {m}")),
-    };
-    let payload = Notification::new(message, correlation_id).to_json();
-    emitter
-        .publish(&topic, payload)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(json!({ "published": true }))
 }

@@ -69,7 +69,11 @@ async fn sigterm_closes_sockets_with_1001_and_exits_zero() {
         .expect("exits in time")
         .expect("wait");
     assert!(status.success(), "{status:?}");
-    assert_eq!(rest.await.unwrap(), Vec::<String>::new(), "stdout has only the listening line");
+    assert_eq!(
+        rest.await.unwrap(),
+        Vec::<String>::new(),
+        "stdout has only the listening line"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
