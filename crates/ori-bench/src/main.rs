@@ -13,6 +13,7 @@ mod fanout;
 mod hist;
 mod http;
 mod idle;
+mod micro;
 mod sys;
 mod target;
 mod ws;
@@ -40,6 +41,8 @@ enum Command {
     Idle(idle::IdleArgs),
     /// Upgrade rate and handshake latency (each connection closed at once).
     Connect(connect::ConnectArgs),
+    /// In-process micro-benchmarks of the hot paths (no server needed).
+    Micro(micro::MicroArgs),
 }
 
 /// Rounds to three decimals (for the JSON output).
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fanout(a) => fanout::run(a).await,
             Command::Idle(a) => idle::run(a).await,
             Command::Connect(a) => connect::run(a).await,
+            Command::Micro(a) => micro::run(a),
         }
     });
     // Leftover tasks (aborted subscribers) must not hold up the exit.

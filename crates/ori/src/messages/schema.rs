@@ -441,7 +441,13 @@ impl Walk<'_> {
         if let Some(format) = node.format {
             let checked = match format {
                 Format::Topic => ori_core::Topic::validate(s),
-                Format::ClientTopic => ori_core::Topic::client(s).map(|_| ()),
+                Format::ClientTopic => ori_core::Topic::validate(s).and_then(|()| {
+                    if s.starts_with("__") {
+                        Err(ori_core::TopicError::Reserved)
+                    } else {
+                        Ok(())
+                    }
+                }),
             };
             if let Err(e) = checked {
                 return self.fail(path, e.to_string());
