@@ -658,6 +658,12 @@ impl Schema {
         serde_json::from_value(value).map_err(|e| ValidationError::single("", e.to_string()))
     }
 
+    /// Checks `value`, then deserializes `T` from it without taking it.
+    pub fn parse_ref<T: DeserializeOwned>(&self, value: &Value) -> Result<T, ValidationError> {
+        self.validate(value)?;
+        T::deserialize(value).map_err(|e| ValidationError::single("", e.to_string()))
+    }
+
     fn accepts_kind(&self, id: usize, kind: u8) -> bool {
         let node = &self.nodes[id];
         if let Some(target) = node.reference {

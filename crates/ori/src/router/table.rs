@@ -32,9 +32,10 @@ type RouteFn<D> =
 /// One routed message, before guards and validation.
 pub(crate) struct RouteCall<D> {
     pub(crate) conn: Conn<D>,
-    pub(crate) data: Value,
+    pub(crate) data: Arc<Value>,
     pub(crate) correlation_id: Arc<str>,
     pub(crate) message_type: Arc<str>,
+    pub(crate) span: tracing::Span,
 }
 
 struct Route<D> {
@@ -140,13 +141,12 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                     let state: Arc<R::State> = state
                         .downcast()
                         .map_err(|_| "internal error: router state".to_owned())?;
-                    let data = Arc::new(call.data);
                     for guard in msg_guards.iter() {
                         let ctx = MessageGuardContext {
                             conn: call.conn.clone(),
                             state: state.clone(),
                             message_type: call.message_type.clone(),
-                            data: data.clone(),
+                            data: call.data.clone(),
                         };
                         match guard(ctx).await {
                             Ok(true) => {}
@@ -154,14 +154,7 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                             Err(e) => return Err(e.to_string()),
                         }
                     }
-                    handler(
-                        state,
-                        call.conn,
-                        data,
-                        call.correlation_id,
-                        call.message_type,
-                    )
-                    .await
+                    handler(state, call).await
                 })
             });
             self.routes.insert(
@@ -215,9 +208,10 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
         let span = tracing::info_span!("socket_message", socket = %conn.id(), message_type = %kind, correlation_id = %correlation_id);
         let call = RouteCall {
             conn: conn.clone(),
-            data,
+            data: Arc::new(data),
             correlation_id: correlation_id.clone(),
             message_type: kind.clone(),
+            span: span.clone(),
         };
         let outcome = AssertUnwindSafe((route.call)(call, state).instrument(span))
             .catch_unwind()
@@ -245,17 +239,8 @@ type ConnGuardFn<S, D> =
 type MsgGuardFn<S, D> = Arc<
     dyn Fn(MessageGuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync,
 >;
-type HandlerFn<S, D> = Arc<
-    dyn Fn(
-            Arc<S>,
-            Conn<D>,
-            Arc<Value>,
-            Arc<str>,
-            Arc<str>,
-        ) -> BoxFuture<'static, Result<Value, String>>
-        + Send
-        + Sync,
->;
+type HandlerFn<S, D> =
+    Arc<dyn Fn(Arc<S>, RouteCall<D>) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
 
 /// Collects one router's guards and handlers.
 pub struct SocketRouteBuilder<R: SocketRouter<D, E>, D = (), E: Emitter = crate::SocketEmitter> {
@@ -334,7 +319,7 @@ where
             &kind,
             None,
             move |router, ctx: SocketContext<R::State, D, E>| {
-                let parsed = schema.parse::<Def::Data>((*ctx.data).clone());
+                let parsed = schema.parse_ref::<Def::Data>(&ctx.data);
                 let handler = handler.clone();
                 async move {
                     match parsed {
@@ -357,9 +342,9 @@ where
         let handler = Arc::new(handler);
         self.routes.push((
             kind.to_owned(),
-            Arc::new(move |state, conn, data, correlation_id, message_type| {
+            Arc::new(move |state, call: RouteCall<D>| {
                 if let Some(schema) = &schema {
-                    if let Err(e) = schema.validate(&data) {
+                    if let Err(e) = schema.validate(&call.data) {
                         return Box::pin(std::future::ready(Err(format!(
                             "Validation failed: {e}"
                         ))));
@@ -367,12 +352,12 @@ where
                 }
                 let ctx = SocketContext {
                     state,
-                    data,
-                    conn,
+                    data: call.data,
+                    conn: call.conn,
                     app: app.clone(),
-                    correlation_id,
-                    span: tracing::Span::current(),
-                    message_type,
+                    correlation_id: call.correlation_id,
+                    span: call.span,
+                    message_type: call.message_type,
                 };
                 let fut = handler(router.clone(), ctx);
                 Box::pin(async move { fut.await.into_reply() })
