@@ -68,6 +68,23 @@ pub trait Provider: Send + Sync + 'static {
     /// Called after `topic` lost its last local subscriber.
     fn topic_deactivated(&self, _topic: &Topic) {}
 
+    /// Called after `socket` registered in the hub (it now receives
+    /// broadcasts and direct sends); a cross-instance provider may announce
+    /// it (for example to answer [`send`](Provider::send) for sockets on
+    /// other instances).
+    fn socket_registered(&self, _socket: &SocketId) {}
+
+    /// Called after `socket` left the hub.
+    fn socket_unregistered(&self, _socket: &SocketId) {}
+
+    /// Adds a local connection to the hub, then calls
+    /// [`socket_registered`](Provider::socket_registered).
+    fn register(&self, outbox: std::sync::Arc<crate::Outbox>, max_topics: usize) {
+        let id = *outbox.id();
+        self.hub().register(outbox, max_topics);
+        self.socket_registered(&id);
+    }
+
     /// Subscribes a local connection. `Ok(false)`: it already was.
     fn subscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
         let sub = self.hub().subscribe(socket, topic)?;
@@ -91,6 +108,7 @@ pub trait Provider: Send + Sync + 'static {
         for topic in self.hub().unregister(socket) {
             self.topic_deactivated(&topic);
         }
+        self.socket_unregistered(socket);
     }
 
     /// Whether `socket` is connected to this instance.

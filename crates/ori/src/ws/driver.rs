@@ -300,7 +300,7 @@ pub(crate) async fn run<D, R, W>(
         }
     };
 
-    hub.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
+    provider.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
     conn.set_state(ReadyState::Open);
     if rt.shutting_down() {
         conn.close(close_code::GOING_AWAY, "Server shutting down");
