@@ -16,6 +16,20 @@ use crate::ws::{Conn, HandlerResult};
 type Handler<D> =
     Arc<dyn Fn(Conn<D>, Value) -> BoxFuture<'static, Result<(), RegistryError>> + Send + Sync>;
 
+struct Entry<D> {
+    handler: Handler<D>,
+    schema: Arc<super::Schema>,
+}
+
+impl<D> Clone for Entry<D> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            schema: self.schema.clone(),
+        }
+    }
+}
+
 /// Why [`MessageRegistry::handle`] did not handle a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -52,7 +66,7 @@ pub enum RegistryError {
 /// assert!(registry.has("room.join"));
 /// ```
 pub struct MessageRegistry<D = ()> {
-    handlers: HashMap<String, Handler<D>>,
+    handlers: HashMap<String, Entry<D>>,
 }
 
 impl<D> Clone for MessageRegistry<D> {
@@ -113,6 +127,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
             return Err(self);
         }
         let schema = definition.schema();
+        let entry_schema = schema.clone();
         let handler = Arc::new(handler);
         let boxed: Handler<D> = Arc::new(move |ws, data| {
             let parsed = schema.parse::<Def::Data>(data);
@@ -125,7 +140,13 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
                     .map_err(RegistryError::Handler)
             })
         });
-        self.handlers.insert(name, boxed);
+        self.handlers.insert(
+            name,
+            Entry {
+                handler: boxed,
+                schema: entry_schema,
+            },
+        );
         Ok(self)
     }
 
@@ -139,13 +160,22 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
         self.handlers.keys().map(String::as_str)
     }
 
+    /// The JSON Schema of every registered type's data, by type: what
+    /// clients and other languages validate against.
+    pub fn schemas(&self) -> Map<String, Value> {
+        self.handlers
+            .iter()
+            .map(|(name, e)| (name.clone(), e.schema.json().clone()))
+            .collect()
+    }
+
     /// Validates `data` for `kind` and runs its handler.
     pub async fn handle(&self, ws: &Conn<D>, kind: &str, data: Value) -> Result<(), RegistryError> {
-        let handler = self
+        let entry = self
             .handlers
             .get(kind)
             .ok_or_else(|| RegistryError::UnknownType(kind.to_owned()))?;
-        handler(ws.clone(), data).await
+        (entry.handler)(ws.clone(), data).await
     }
 
     /// Handles a raw text frame in the flat format of PROTOCOL.md section 2
