@@ -1,0 +1,568 @@
+//! The Redis provider of [Ori](https://docs.rs/ori): several server
+//! instances on one Redis form one logical pub/sub space.
+//!
+//! ```no_run
+//! use ori::{Ori, WsOptions};
+//! use ori_redis::{RedisConfig, RedisProvider};
+//!
+//! # async fn run() -> Result<(), ori::Error> {
+//! let provider = RedisProvider::new(RedisConfig::url("redis://127.0.0.1:6379"));
+//! let app = Ori::create()
+//!     .websocket_with(provider, WsOptions::new())
+//!     .listen(3000)
+//!     .await?; // fails here, with the address and the cause, if Redis is unreachable
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! The provider owns the instance's [`Hub`], which stays the single source
+//! of truth for local subscriptions; Redis carries messages between
+//! instances and each instance hands what it receives to its own hub
+//! ([`Hub::publish_local`], [`Hub::send_local`], [`Hub::broadcast_local`]).
+//!
+//! Channels (prefix `ws` by default, see [`RedisConfig::prefix`]):
+//!
+//! | channel | subscribed while | carries |
+//! |---|---|---|
+//! | `<prefix>:t:<topic>` | the topic has at least one local subscriber | `publish(topic)` |
+//! | `<prefix>:b` | always (while connected) | `broadcast` |
+//! | `<prefix>:s:<socketId>` | the socket is connected to this instance | `send(socketId)` |
+//!
+//! One background task owns the subscriber connection. Subscription hooks
+//! only mark a topic or socket as changed and wake it; the task then
+//! compares [`Hub::subscriber_count`] (and [`Hub::is_connected`]) with what
+//! its connection holds and sends `SUBSCRIBE` / `UNSUBSCRIBE` for the
+//! difference. Because it always acts on the hub's current state, a
+//! subscribe racing an unsubscribe of the same topic (either way round)
+//! converges to the right channel set. A second, multiplexed connection
+//! publishes (a subscribed Redis connection cannot).
+//!
+//! # Delivery semantics
+//!
+//! - `publish` and `broadcast` serve this instance's subscribers directly
+//!   (as the in-process provider does), then `PUBLISH` an envelope carrying
+//!   this instance's id; every other instance delivers it to its own
+//!   subscribers, and this instance skips its own echo. Local subscribers
+//!   are therefore served exactly once, and local delivery keeps working
+//!   while Redis is down.
+//! - An `Err` from `publish`/`broadcast` means the message may not have
+//!   reached other instances (Redis down, or no answer within the publish
+//!   timeout); this instance's subscribers did get it.
+//! - `send(socket)` to a socket of this instance is local and returns
+//!   whether it was queued. For any other socket it publishes to the
+//!   socket's channel and returns `Ok(true)` when Redis counted a receiver,
+//!   that is when some instance currently has that socket connected (its
+//!   channel subscription follows the upgrade within a round trip to Redis,
+//!   so a socket connected a moment ago may still read as absent).
+//!   `Ok(false)`: no instance has it.
+//! - Per publisher, messages arrive in the order they were published.
+//!
+//! # Faults
+//!
+//! Start-up follows [`StartupPolicy`] (fail fast by default). When the
+//! connection is lost while running, the task logs it once, reconnects
+//! with back-off ([`RedisConfig::reconnect_backoff`]), resubscribes the
+//! broadcast channel and every topic and socket that still has local
+//! subscribers, and logs the recovery once. Meanwhile local delivery never
+//! stops, and cross-instance publishes fail at once with [`Error`] (or
+//! after at most the publish timeout, before the loss is noticed): they
+//! never hang. Envelopes that cannot be decoded are dropped (logged once
+//! per burst, counted in [`RedisStats::malformed`]); they never reach a
+//! client.
+
+mod config;
+pub mod envelope;
+mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use ori_core::{
+    BoxFuture, Hub, Message, Provider, ProviderError, PublishError, SocketId, Topic,
+    BROADCAST_TOPIC,
+};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{watch, Notify};
+
+pub use config::{RedisConfig, StartupPolicy};
+use envelope::InstanceId;
+
+/// Why Redis could not carry a message (inside
+/// [`PublishError::Provider`]) or why the provider could not start (inside
+/// [`ProviderError::Unavailable`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection to Redis is down; the provider is reconnecting.
+    #[error("Redis is unavailable ({reason}); reconnecting in the background")]
+    Unavailable {
+        /// The last connection error.
+        reason: String,
+    },
+    /// Redis did not answer within the publish timeout.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed mid-command.
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No connection could be made at start-up.
+    #[error("cannot connect to Redis at {url}: {reason}")]
+    Connect {
+        /// The address (password redacted).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The configuration is invalid (for example an unparsable URL).
+    #[error("invalid Redis configuration: {0}")]
+    Config(String),
+}
+
+/// Counters and state of a [`RedisProvider`], for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Whether both connections are currently up.
+    pub connected: bool,
+    /// Connections lost since start (each followed by a reconnect attempt).
+    pub disconnects: u64,
+    /// Envelopes from Redis that could not be decoded and were dropped.
+    pub malformed: u64,
+    /// Envelopes received from other instances and delivered locally.
+    pub received: u64,
+    /// Envelopes published to Redis.
+    pub published: u64,
+    /// Channels the subscriber connection holds (broadcast included).
+    pub channels: u64,
+}
+
+/// The Redis provider. Cheap to clone (a handle): keep a clone to read
+/// [`stats`](Self::stats) after handing one to the app.
+#[derive(Clone)]
+pub struct RedisProvider {
+    shared: Arc<Shared>,
+}
+
+/// Channel names of one prefix.
+pub(crate) struct Channels {
+    topic: String,
+    broadcast: String,
+    socket: String,
+}
+
+/// What a channel name addresses.
+pub(crate) enum ChannelKind<'a> {
+    Topic(&'a str),
+    Broadcast,
+    Socket(&'a str),
+}
+
+impl Channels {
+    fn new(prefix: &str) -> Self {
+        Self {
+            topic: format!("{prefix}:t:"),
+            broadcast: format!("{prefix}:b"),
+            socket: format!("{prefix}:s:"),
+        }
+    }
+
+    pub(crate) fn topic(&self, topic: &Topic) -> String {
+        format!("{}{}", self.topic, topic.as_str())
+    }
+
+    pub(crate) fn broadcast(&self) -> &str {
+        &self.broadcast
+    }
+
+    pub(crate) fn socket(&self, id: &SocketId) -> String {
+        format!("{}{id}", self.socket)
+    }
+
+    pub(crate) fn classify<'a>(&self, channel: &'a str) -> Option<ChannelKind<'a>> {
+        if channel == self.broadcast {
+            Some(ChannelKind::Broadcast)
+        } else if let Some(t) = channel.strip_prefix(self.topic.as_str()) {
+            Some(ChannelKind::Topic(t))
+        } else {
+            channel
+                .strip_prefix(self.socket.as_str())
+                .map(ChannelKind::Socket)
+        }
+    }
+}
+
+/// Topics and sockets whose upstream subscription may need to change.
+#[derive(Default)]
+pub(crate) struct Dirty {
+    pub(crate) topics: HashSet<Topic>,
+    pub(crate) sockets: HashSet<SocketId>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connected: AtomicBool,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) channels: AtomicU64,
+}
+
+struct Running {
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) hub: Hub,
+    pub(crate) config: RedisConfig,
+    pub(crate) client: Result<redis::Client, String>,
+    pub(crate) channels: Channels,
+    pub(crate) instance: InstanceId,
+    ready: AtomicBool,
+    /// The publishing connection; `None` while disconnected.
+    publisher: RwLock<Option<MultiplexedConnection>>,
+    /// Why the connection is down, for the errors publishes return.
+    pub(crate) last_error: Mutex<String>,
+    pub(crate) dirty: Mutex<Dirty>,
+    /// Wakes the task: something is dirty.
+    pub(crate) wake: Notify,
+    /// Wakes the task: a publish failed, check the publisher connection.
+    pub(crate) publisher_suspect: Notify,
+    pub(crate) counters: Counters,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn set_publisher(&self, conn: Option<MultiplexedConnection>) {
+        *self
+            .publisher
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = conn;
+    }
+
+    fn publisher(&self) -> Option<MultiplexedConnection> {
+        self.publisher
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_last_error(&self, reason: String) {
+        *lock(&self.last_error) = reason;
+    }
+
+    fn mark_topic(&self, topic: &Topic) {
+        lock(&self.dirty).topics.insert(topic.clone());
+        self.wake.notify_one();
+    }
+
+    fn mark_socket(&self, socket: &SocketId) {
+        lock(&self.dirty).sockets.insert(*socket);
+        self.wake.notify_one();
+    }
+
+    fn check_ready(&self, topic: &str) -> Result<(), PublishError> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(PublishError::NotReady {
+                topic: topic.to_owned(),
+            })
+        }
+    }
+
+    /// Publishes one envelope; the number of subscribed connections Redis
+    /// counted.
+    async fn publish_envelope(
+        &self,
+        channel: String,
+        topic: &Topic,
+        message: &Message,
+    ) -> Result<usize, Error> {
+        let Some(mut conn) = self.publisher() else {
+            return Err(Error::Unavailable {
+                reason: lock(&self.last_error).clone(),
+            });
+        };
+        let payload = envelope::encode(&self.instance, topic, message);
+        let timeout = self.config.publish_timeout;
+        let cmd = redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned();
+        match tokio::time::timeout(timeout, cmd.query_async::<usize>(&mut conn)).await {
+            Ok(Ok(n)) => {
+                self.counters.published.fetch_add(1, Ordering::Relaxed);
+                Ok(n)
+            }
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    self.publisher_suspect.notify_one();
+                }
+                Err(Error::Redis(e))
+            }
+            Err(_) => {
+                self.publisher_suspect.notify_one();
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+}
+
+fn provider_error(e: Error) -> PublishError {
+    PublishError::Provider(Box::new(e))
+}
+
+impl RedisProvider {
+    /// A provider for `config`, with an empty hub. Nothing connects until
+    /// the app starts it; an unparsable URL fails then, too.
+    pub fn new(config: RedisConfig) -> Self {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| e.to_string());
+        let channels = Channels::new(&config.prefix);
+        Self {
+            shared: Arc::new(Shared {
+                hub: Hub::new(),
+                client,
+                channels,
+                instance: *uuid::Uuid::new_v4().as_bytes(),
+                ready: AtomicBool::new(false),
+                publisher: RwLock::new(None),
+                last_error: Mutex::new("not connected yet".to_owned()),
+                dirty: Mutex::new(Dirty::default()),
+                wake: Notify::new(),
+                publisher_suspect: Notify::new(),
+                counters: Counters::default(),
+                running: tokio::sync::Mutex::new(None),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    /// This instance's id, carried in every envelope it publishes.
+    pub fn instance_id(&self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.shared.instance)
+    }
+
+    /// Current counters and connection state.
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.shared.counters;
+        RedisStats {
+            connected: c.connected.load(Ordering::Acquire),
+            disconnects: c.disconnects.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            published: c.published.load(Ordering::Relaxed),
+            channels: c.channels.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The Redis channel that carries `topic` (for inspection with
+    /// `PUBSUB NUMSUB`).
+    pub fn topic_channel(&self, topic: &Topic) -> String {
+        self.shared.channels.topic(topic)
+    }
+
+    /// The Redis channel that carries broadcasts.
+    pub fn broadcast_channel(&self) -> String {
+        self.shared.channels.broadcast().to_owned()
+    }
+
+    /// The Redis channel that carries direct sends to `socket`.
+    pub fn socket_channel(&self, socket: &SocketId) -> String {
+        self.shared.channels.socket(socket)
+    }
+
+    async fn start_inner(&self) -> Result<(), ProviderError> {
+        let shared = &self.shared;
+        let mut running = shared.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let url = shared.config.redacted_url();
+        let client = shared
+            .client
+            .clone()
+            .map_err(|e| ProviderError::Config(format!("Redis URL {url}: {e}")))?;
+        let connect_error = |reason: String| {
+            ProviderError::Unavailable(Box::new(Error::Connect {
+                url: url.clone(),
+                reason,
+            }))
+        };
+        let initial = match shared.config.startup {
+            StartupPolicy::FailFast => Some(
+                task::connect(shared, &client)
+                    .await
+                    .map_err(&connect_error)?,
+            ),
+            StartupPolicy::Retry(limit) => {
+                let deadline = tokio::time::Instant::now() + limit;
+                let mut backoff = task::Backoff::new(&shared.config);
+                loop {
+                    match task::connect(shared, &client).await {
+                        Ok(live) => break Some(live),
+                        Err(reason) => {
+                            let wait = backoff.next_delay();
+                            if tokio::time::Instant::now() + wait > deadline {
+                                return Err(connect_error(format!(
+                                    "{reason} (still failing after retrying for {limit:?})"
+                                )));
+                            }
+                            tracing::debug!(redis = %url, error = %reason, "Redis not reachable yet; retrying");
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+            }
+            StartupPolicy::Background => None,
+        };
+        if let Some(live) = &initial {
+            shared.set_publisher(Some(live.publisher.clone()));
+            shared.counters.connected.store(true, Ordering::Release);
+            tracing::info!(redis = %url, "connected to Redis");
+        } else {
+            tracing::info!(redis = %url, "connecting to Redis in the background");
+        }
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(task::run(shared.clone(), client, initial, rx));
+        *running = Some(Running { shutdown: tx, task });
+        shared.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn stop_inner(&self) {
+        let shared = &self.shared;
+        shared.ready.store(false, Ordering::Release);
+        let Some(running) = shared.running.lock().await.take() else {
+            return;
+        };
+        running.shutdown.send_replace(true);
+        let mut task = running.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+        shared.set_publisher(None);
+        shared.counters.connected.store(false, Ordering::Release);
+        shared.counters.channels.store(0, Ordering::Relaxed);
+    }
+
+    async fn send_inner(&self, socket: SocketId, message: Message) -> Result<bool, PublishError> {
+        let shared = &self.shared;
+        let topic = Topic::for_socket(&socket);
+        shared.check_ready(topic.as_str())?;
+        if shared.hub.is_connected(&socket) {
+            return Ok(shared.hub.send_local(&socket, &message));
+        }
+        let channel = shared.channels.socket(&socket);
+        let receivers = shared
+            .publish_envelope(channel, &topic, &message)
+            .await
+            .map_err(provider_error)?;
+        Ok(receivers > 0)
+    }
+
+    async fn broadcast_inner(&self, message: Message) -> Result<(), PublishError> {
+        let shared = &self.shared;
+        shared.check_ready(BROADCAST_TOPIC)?;
+        shared.hub.broadcast_local(&message);
+        let channel = shared.channels.broadcast().to_owned();
+        shared
+            .publish_envelope(channel, &Topic::broadcast(), &message)
+            .await
+            .map_err(provider_error)?;
+        Ok(())
+    }
+
+    async fn publish_inner(&self, topic: Topic, message: Message) -> Result<(), PublishError> {
+        if topic.as_str() == BROADCAST_TOPIC {
+            return self.broadcast_inner(message).await;
+        }
+        if let Some(socket) = topic.socket_target() {
+            return self.send_inner(socket, message).await.map(|_| ());
+        }
+        let shared = &self.shared;
+        shared.check_ready(topic.as_str())?;
+        shared.hub.publish_local(&topic, &message);
+        let channel = shared.channels.topic(&topic);
+        shared
+            .publish_envelope(channel, &topic, &message)
+            .await
+            .map_err(provider_error)?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisProvider")
+            .field("redis", &self.shared.config.redacted_url())
+            .field("prefix", &self.shared.config.prefix)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider for RedisProvider {
+    fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(self.start_inner())
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.stop_inner())
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, topic: Topic, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(self.publish_inner(topic, message))
+    }
+
+    fn send(
+        &self,
+        socket: SocketId,
+        message: Message,
+    ) -> BoxFuture<'_, Result<bool, PublishError>> {
+        Box::pin(self.send_inner(socket, message))
+    }
+
+    fn broadcast(&self, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(self.broadcast_inner(message))
+    }
+
+    fn topic_activated(&self, topic: &Topic) {
+        self.shared.mark_topic(topic);
+    }
+
+    fn topic_deactivated(&self, topic: &Topic) {
+        self.shared.mark_topic(topic);
+    }
+
+    fn socket_registered(&self, socket: &SocketId) {
+        self.shared.mark_socket(socket);
+    }
+
+    fn socket_unregistered(&self, socket: &SocketId) {
+        self.shared.mark_socket(socket);
+    }
+}

@@ -1,0 +1,512 @@
+//! The background task: owns the subscriber connection, reconciles channel
+//! subscriptions with the hub, delivers what arrives, and reconnects.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ori_core::{SocketId, Topic, BROADCAST_TOPIC};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::AsyncConnectionConfig;
+use tokio::sync::watch;
+
+use crate::envelope::{self, Malformed};
+use crate::{ChannelKind, Dirty, RedisConfig, Shared};
+
+/// One connected pair: the publisher and the subscriber (already
+/// subscribed to the broadcast channel).
+pub(crate) struct Live {
+    pub(crate) publisher: MultiplexedConnection,
+    sink: PubSubSink,
+    stream: PubSubStream,
+}
+
+/// Opens both connections, each within the connect timeout, and subscribes
+/// the broadcast channel.
+pub(crate) async fn connect(shared: &Shared, client: &redis::Client) -> Result<Live, String> {
+    let connect_timeout = shared.config.connect_timeout;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(shared.config.publish_timeout));
+    let within =
+        |what: &'static str| move |_| format!("{what} timed out after {connect_timeout:?}");
+    let publisher = tokio::time::timeout(
+        connect_timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(within("connecting"))?
+    .map_err(|e| e.to_string())?;
+    let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
+        .await
+        .map_err(within("connecting"))?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, stream) = pubsub.split();
+    tokio::time::timeout(connect_timeout, sink.subscribe(shared.channels.broadcast()))
+        .await
+        .map_err(within("SUBSCRIBE"))?
+        .map_err(|e| e.to_string())?;
+    Ok(Live {
+        publisher,
+        sink,
+        stream,
+    })
+}
+
+/// Exponential back-off with jitter.
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(config: &RedisConfig) -> Self {
+        Self {
+            min: config.reconnect_min,
+            max: config.reconnect_max,
+            next: config.reconnect_min,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Up to 25% jitter, so instances that lost Redis together do not
+        // all come back in the same millisecond.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let jitter = base.mul_f64((random % 1000) as f64 / 4000.0);
+        base + jitter
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// What the subscriber connection currently holds (besides broadcast).
+#[derive(Default)]
+struct Upstream {
+    topics: HashSet<Topic>,
+    sockets: HashSet<SocketId>,
+}
+
+enum Exit {
+    Shutdown,
+    Lost(String),
+}
+
+/// Logs malformed envelopes once per burst.
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+const MALFORMED_LOG_WINDOW: Duration = Duration::from_secs(10);
+
+impl Throttle {
+    fn note(&mut self, shared: &Shared, channel: &str, why: &Malformed) {
+        shared.counters.malformed.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < MALFORMED_LOG_WINDOW => self.suppressed += 1,
+            _ => {
+                tracing::warn!(
+                    channel,
+                    error = %why,
+                    dropped_since_last_report = self.suppressed,
+                    "dropped a malformed envelope from Redis (further ones are counted, \
+                     reported at most every {MALFORMED_LOG_WINDOW:?})"
+                );
+                self.last = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
+}
+
+/// The task's whole life: serve the connection it was given (if any),
+/// reconnect with back-off whenever it is lost, until shutdown.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    mut initial: Option<Live>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let url = shared.config.redacted_url();
+    let mut upstream = Upstream::default();
+    let mut backoff = Backoff::new(&shared.config);
+    let mut throttle = Throttle {
+        last: None,
+        suppressed: 0,
+    };
+    let mut down_since: Option<Instant> = initial.is_none().then(Instant::now);
+    let mut ever_connected = initial.is_some();
+    let mut attempts = 0u64;
+    loop {
+        let live = match initial.take() {
+            Some(live) => live,
+            None => {
+                let connected = tokio::select! {
+                    biased;
+                    _ = stopped(&mut shutdown) => return,
+                    r = connect(&shared, &client) => r,
+                };
+                match connected {
+                    Ok(live) => live,
+                    Err(reason) => {
+                        attempts += 1;
+                        tracing::debug!(redis = %url, attempt = attempts, error = %reason, "Redis reconnect failed");
+                        shared.set_last_error(reason);
+                        let wait = backoff.next_delay();
+                        tokio::select! {
+                            biased;
+                            _ = stopped(&mut shutdown) => return,
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                }
+            }
+        };
+        let mut live = live;
+        shared.set_publisher(Some(live.publisher.clone()));
+        shared.counters.connected.store(true, Ordering::Release);
+        // A fresh connection holds only the broadcast channel: everything
+        // that should be subscribed is dirty again.
+        {
+            let mut dirty = lock(&shared.dirty);
+            dirty.topics.extend(upstream.topics.drain());
+            dirty.topics.extend(shared.hub.active_topics());
+            dirty.sockets.extend(upstream.sockets.drain());
+        }
+        shared.counters.channels.store(1, Ordering::Relaxed);
+        let exit = match reconcile(&shared, &mut live.sink, &mut upstream).await {
+            Ok(()) => {
+                if !ever_connected {
+                    ever_connected = true;
+                    down_since = None;
+                    tracing::info!(redis = %url, "connected to Redis");
+                } else if let Some(since) = down_since.take() {
+                    tracing::info!(
+                        redis = %url,
+                        after = ?since.elapsed(),
+                        attempts,
+                        topics = upstream.topics.len(),
+                        sockets = upstream.sockets.len(),
+                        "Redis connection restored; channels resubscribed, cross-instance delivery resumed"
+                    );
+                }
+                attempts = 0;
+                backoff.reset();
+                serve(
+                    &shared,
+                    &client,
+                    &mut live,
+                    &mut upstream,
+                    &mut throttle,
+                    &mut shutdown,
+                )
+                .await
+            }
+            Err(reason) => Exit::Lost(reason),
+        };
+        shared.set_publisher(None);
+        shared.counters.connected.store(false, Ordering::Release);
+        shared.counters.channels.store(0, Ordering::Relaxed);
+        match exit {
+            Exit::Shutdown => return,
+            Exit::Lost(reason) => {
+                if down_since.is_none() {
+                    shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        redis = %url,
+                        error = %reason,
+                        "Redis connection lost; local delivery continues, cross-instance \
+                         publishes fail until it is back; reconnecting with back-off"
+                    );
+                    down_since = Some(Instant::now());
+                }
+                shared.set_last_error(reason);
+                let mut dirty = lock(&shared.dirty);
+                dirty.topics.extend(upstream.topics.drain());
+                dirty.sockets.extend(upstream.sockets.drain());
+            }
+        }
+        drop(live);
+        let wait = backoff.next_delay();
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (or the provider is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn serve(
+    shared: &Shared,
+    client: &redis::Client,
+    live: &mut Live,
+    upstream: &mut Upstream,
+    throttle: &mut Throttle,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Exit {
+    let period = shared.config.health_check_interval;
+    let mut health = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let answer_within = shared.config.publish_timeout;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(shutdown) => return Exit::Shutdown,
+            _ = shared.wake.notified() => {
+                if let Err(reason) = reconcile(shared, &mut live.sink, upstream).await {
+                    return Exit::Lost(reason);
+                }
+            }
+            _ = shared.publisher_suspect.notified() => {
+                if let Err(reason) = check_publisher(shared, client, live).await {
+                    return Exit::Lost(reason);
+                }
+            }
+            _ = health.tick() => {
+                match tokio::time::timeout(answer_within, live.sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Exit::Lost(format!("subscriber connection: {e}")),
+                    Err(_) => return Exit::Lost(format!("subscriber connection: no PONG within {answer_within:?}")),
+                }
+                if let Err(reason) = check_publisher(shared, client, live).await {
+                    return Exit::Lost(reason);
+                }
+            }
+            msg = live.stream.next() => match msg {
+                Some(msg) => deliver(shared, &msg, throttle),
+                None => return Exit::Lost("subscriber connection closed".to_owned()),
+            },
+        }
+    }
+}
+
+/// Pings the publisher; if it does not answer, replaces it once. An error
+/// means Redis itself is unreachable.
+async fn check_publisher(
+    shared: &Shared,
+    client: &redis::Client,
+    live: &mut Live,
+) -> Result<(), String> {
+    let within = shared.config.publish_timeout;
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(
+        within,
+        ping.query_async::<redis::Value>(&mut live.publisher),
+    )
+    .await
+    {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "Redis publisher connection failed; replacing it")
+        }
+        Err(_) => tracing::debug!("Redis publisher connection did not answer; replacing it"),
+    }
+    shared.set_publisher(None);
+    let connect_timeout = shared.config.connect_timeout;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(within));
+    match tokio::time::timeout(
+        connect_timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => {
+            shared.set_publisher(Some(conn.clone()));
+            live.publisher = conn;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("publisher connection: {e}")),
+        Err(_) => Err(format!(
+            "publisher connection: connecting timed out after {connect_timeout:?}"
+        )),
+    }
+}
+
+/// Brings the subscriber connection in line with the hub, until nothing is
+/// dirty. On failure everything it took is dirty again.
+async fn reconcile(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    upstream: &mut Upstream,
+) -> Result<(), String> {
+    loop {
+        let Dirty { topics, sockets } = std::mem::take(&mut *lock(&shared.dirty));
+        if topics.is_empty() && sockets.is_empty() {
+            return Ok(());
+        }
+        let hub = &shared.hub;
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        let mut add_topics = Vec::new();
+        let mut drop_topics = Vec::new();
+        for topic in &topics {
+            let want = hub.subscriber_count(topic) > 0;
+            let have = upstream.topics.contains(topic);
+            if want && !have {
+                subscribe.push(shared.channels.topic(topic));
+                add_topics.push(topic.clone());
+            } else if !want && have {
+                unsubscribe.push(shared.channels.topic(topic));
+                drop_topics.push(topic.clone());
+            }
+        }
+        let mut add_sockets = Vec::new();
+        let mut drop_sockets = Vec::new();
+        for socket in &sockets {
+            let want = hub.is_connected(socket);
+            let have = upstream.sockets.contains(socket);
+            if want && !have {
+                subscribe.push(shared.channels.socket(socket));
+                add_sockets.push(*socket);
+            } else if !want && have {
+                unsubscribe.push(shared.channels.socket(socket));
+                drop_sockets.push(*socket);
+            }
+        }
+        let result = async {
+            run_batch(shared, sink, true, &subscribe).await?;
+            run_batch(shared, sink, false, &unsubscribe).await
+        }
+        .await;
+        if let Err(reason) = result {
+            let mut dirty = lock(&shared.dirty);
+            dirty.topics.extend(topics);
+            dirty.sockets.extend(sockets);
+            return Err(reason);
+        }
+        upstream.topics.extend(add_topics);
+        upstream.sockets.extend(add_sockets);
+        for t in &drop_topics {
+            upstream.topics.remove(t);
+        }
+        for s in &drop_sockets {
+            upstream.sockets.remove(s);
+        }
+        shared.counters.channels.store(
+            1 + (upstream.topics.len() + upstream.sockets.len()) as u64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Sends one `SUBSCRIBE` / `UNSUBSCRIBE` per channel, pipelined in chunks.
+/// (One channel per command keeps the connection's replies in step with
+/// its requests: a multi-channel command answers once per channel.)
+async fn run_batch(
+    shared: &Shared,
+    sink: &PubSubSink,
+    subscribe: bool,
+    channels: &[String],
+) -> Result<(), String> {
+    const CHUNK: usize = 512;
+    let within = shared.config.publish_timeout;
+    for chunk in channels.chunks(CHUNK) {
+        let requests = chunk.iter().map(|channel| {
+            let mut sink = sink.clone();
+            async move {
+                if subscribe {
+                    sink.subscribe(channel.as_str()).await
+                } else {
+                    sink.unsubscribe(channel.as_str()).await
+                }
+            }
+        });
+        let verb = if subscribe {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        match tokio::time::timeout(within, futures_util::future::try_join_all(requests)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("{verb}: {e}")),
+            Err(_) => return Err(format!("{verb}: no answer within {within:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Hands one received envelope to the hub, or drops it.
+fn deliver(shared: &Shared, msg: &redis::Msg, throttle: &mut Throttle) {
+    let channel = msg.get_channel_name();
+    let result = decode_for(shared, channel, msg.get_payload_bytes());
+    match result {
+        Ok(None) => {}
+        Ok(Some((kind, env))) => {
+            shared.counters.received.fetch_add(1, Ordering::Relaxed);
+            let hub = &shared.hub;
+            match kind {
+                Target::Topic => {
+                    hub.publish_local(&env.topic, &env.message);
+                }
+                Target::Broadcast => {
+                    hub.broadcast_local(&env.message);
+                }
+                Target::Socket(id) => {
+                    hub.send_local(&id, &env.message);
+                }
+            }
+        }
+        Err(why) => throttle.note(shared, channel, &why),
+    }
+}
+
+enum Target {
+    Topic,
+    Broadcast,
+    Socket(SocketId),
+}
+
+/// Decodes and checks an envelope against its channel. `Ok(None)`: this
+/// instance's own echo.
+fn decode_for(
+    shared: &Shared,
+    channel: &str,
+    payload: &[u8],
+) -> Result<Option<(Target, envelope::Envelope)>, Malformed> {
+    let kind = shared
+        .channels
+        .classify(channel)
+        .ok_or_else(|| Malformed::UnknownChannel(channel.to_owned()))?;
+    let env = envelope::decode(payload)?;
+    let wrong = || Malformed::WrongChannel {
+        topic: env.topic.to_string(),
+        channel: channel.to_owned(),
+    };
+    let target = match kind {
+        ChannelKind::Topic(name) if env.topic.as_str() == name && !env.topic.is_reserved() => {
+            Target::Topic
+        }
+        ChannelKind::Broadcast if env.topic.as_str() == BROADCAST_TOPIC => Target::Broadcast,
+        ChannelKind::Socket(id) => match env.topic.socket_target() {
+            Some(target) if target.to_string() == id => Target::Socket(target),
+            _ => return Err(wrong()),
+        },
+        _ => return Err(wrong()),
+    };
+    if env.origin == shared.instance {
+        return Ok(None);
+    }
+    Ok(Some((target, env)))
+}
