@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::conn::ReadyState;
 use super::handlers::guarded;
-use super::upgrade::WsRuntime;
+use super::upgrade::{Upgrading, WsRuntime};
 use super::Conn;
 use crate::router::{Admission, ConnectionGuards};
 
@@ -115,8 +115,15 @@ impl<'a, W: AsyncWrite + Unpin + Send> Writer<'a, W> {
                 OutboxStatus::Open => None,
                 OutboxStatus::Closing { code, reason } => Some((code, reason)),
                 OutboxStatus::Overflowed => {
-                    self.pending.clear();
-                    self.offset = 0;
+                    // Drop what the peer has not started to receive; a frame
+                    // already partly on the wire must be finished, or the
+                    // close frame would land inside it.
+                    if self.offset > 0 {
+                        self.pending.truncate(1);
+                        self.write_pending().await?;
+                    } else {
+                        self.pending.clear();
+                    }
                     Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                 }
             };
@@ -259,6 +266,9 @@ pub(crate) async fn run<D, R, W>(
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    // The connection counts as upgrading (for the connection limit) until
+    // it is registered in the hub or refused.
+    let upgrading = Upgrading(&rt.upgrading);
     let id = conn.id();
     let provider = conn.inner.provider.clone();
     let hub = provider.hub();
@@ -290,6 +300,7 @@ pub(crate) async fn run<D, R, W>(
                 }
                 _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
             };
+            drop(upgrading);
             conn.close(code, reason);
             if out.flush().await.is_ok() {
                 await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
@@ -301,6 +312,7 @@ pub(crate) async fn run<D, R, W>(
     };
 
     provider.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
+    drop(upgrading);
     conn.set_state(ReadyState::Open);
     if rt.shutting_down() {
         conn.close(close_code::GOING_AWAY, "Server shutting down");

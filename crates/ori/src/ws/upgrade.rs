@@ -127,7 +127,7 @@ fn origin_allowed(limits: &Limits, headers: &HeaderMap) -> bool {
 }
 
 /// Decrements the upgrading counter however the upgrade ends.
-struct Upgrading<'a>(&'a AtomicUsize);
+pub(crate) struct Upgrading<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for Upgrading<'_> {
     fn drop(&mut self) {
@@ -221,7 +221,9 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
                 state: AtomicU8::new(ReadyState::Connecting as u8),
             }),
         };
-        drop(_upgrading);
+        // The connection task releases the upgrading slot once the
+        // connection is registered (or refused by a guard).
+        std::mem::forget(_upgrading);
         // Our own server hands over the TCP stream itself; behind another
         // server stack the upgraded stream is used through its trait object.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
