@@ -14,6 +14,7 @@ use axum::http::{request::Parts, HeaderMap, Method, Request, Response, StatusCod
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use ori_core::PublishError;
 use serde::de::DeserializeOwned;
@@ -460,7 +461,18 @@ impl<E: Emitter> HttpRoutes<E> {
                             body_limit,
                             correlation_id,
                         };
-                        handler(ctx).await
+                        // A panicking handler answers 500; the connection
+                        // and the server carry on.
+                        std::panic::AssertUnwindSafe(handler(ctx))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| {
+                                tracing::error!("HTTP handler panicked");
+                                error_response(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "Internal Server Error",
+                                )
+                            })
                     }
                 }));
             }

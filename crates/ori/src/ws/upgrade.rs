@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
 use ori_core::{Outbox, Provider, SocketId};
 use sha1::{Digest, Sha1};
@@ -180,9 +181,17 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
                 headers: req.headers().clone(),
                 remote_addr,
             };
-            match tokio::time::timeout(rt.limits.upgrade_timeout, handler(upgrade_req)).await {
-                Ok(Some(data)) => data,
-                Ok(None) => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
+            let guarded = std::panic::AssertUnwindSafe(handler(upgrade_req)).catch_unwind();
+            match tokio::time::timeout(rt.limits.upgrade_timeout, guarded).await {
+                Ok(Ok(Some(data))) => data,
+                Ok(Err(_)) => {
+                    tracing::error!(remote = ?remote_addr, "upgrade handler panicked");
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal Server Error",
+                    );
+                }
+                Ok(Ok(None)) => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
                 Err(_) => {
                     tracing::warn!(
                         timeout = ?rt.limits.upgrade_timeout,
