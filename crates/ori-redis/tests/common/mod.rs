@@ -30,12 +30,15 @@ pub fn init_logs() {
         .try_init();
 }
 
+/// The publish timeout of [`config`].
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A config for `redis` with quick timeouts and back-off, so fault tests
 /// run in seconds.
 pub fn config(redis: &RedisServer) -> RedisConfig {
     RedisConfig::url(redis.url())
         .connect_timeout(Duration::from_millis(500))
-        .publish_timeout(Duration::from_millis(500))
+        .publish_timeout(PUBLISH_TIMEOUT)
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
         .health_check_interval(Duration::from_millis(500))
 }
