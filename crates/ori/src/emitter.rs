@@ -270,6 +270,16 @@ pub trait Emitter: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), PublishError>> + Send {
         self.socket_emitter().broadcast(message)
     }
+
+    /// Validates and publishes a typed message (see [`SocketEmitter::emit`]).
+    fn emit<Def: Definition>(
+        &self,
+        definition: &Def,
+        topic: impl IntoTopic + Send,
+        data: &Def::Data,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+        self.socket_emitter().emit(definition, topic, data)
+    }
 }
 
 impl Emitter for SocketEmitter {

@@ -198,9 +198,16 @@ impl RegistryError {
     /// The error frame of PROTOCOL.md section 3:
     /// `{"type":"error","message":"<this error>"}`.
     pub fn to_reply(&self) -> String {
-        let mut map = Map::new();
-        map.insert("type".into(), "error".into());
-        map.insert("message".into(), self.to_string().into());
-        Value::Object(map).to_string()
+        #[derive(serde::Serialize)]
+        struct Reply<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            message: &'a str,
+        }
+        serde_json::to_string(&Reply {
+            kind: "error",
+            message: &self.to_string(),
+        })
+        .unwrap_or_default()
     }
 }

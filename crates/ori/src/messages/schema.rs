@@ -52,7 +52,8 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    /// The violations, in document order.
+    /// The violations: missing required fields first, then the others
+    /// field by field.
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -107,7 +108,8 @@ fn kind_of(value: &Value) -> u8 {
         Value::Null => Kind::Null as u8,
         Value::Bool(_) => Kind::Boolean as u8,
         Value::Number(n) => {
-            let integral = n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
+            // `30.0` is not an integer to serde, so not to the schema either.
+            let integral = n.is_i64() || n.is_u64();
             if integral {
                 Kind::Integer as u8 | Kind::Number as u8
             } else {
@@ -279,6 +281,16 @@ impl Compiler<'_> {
         }
         node.minimum = map.get("minimum").and_then(Value::as_f64);
         node.maximum = map.get("maximum").and_then(Value::as_f64);
+        // schemars marks fixed-width integers with a format only; bound them
+        // so a value the Rust type cannot hold fails with its path.
+        if let Some((min, max)) = map
+            .get("format")
+            .and_then(Value::as_str)
+            .and_then(integer_bounds)
+        {
+            node.minimum = Some(node.minimum.map_or(min, |m| m.max(min)));
+            node.maximum = Some(node.maximum.map_or(max, |m| m.min(max)));
+        }
         node.exclusive_minimum = map.get("exclusiveMinimum").and_then(Value::as_f64);
         node.exclusive_maximum = map.get("exclusiveMaximum").and_then(Value::as_f64);
         if let Some(Value::Object(props)) = map.get("properties") {
@@ -311,6 +323,21 @@ impl Compiler<'_> {
         node.all_of = self.compile_list(map.get("allOf"))?;
         Ok(node)
     }
+}
+
+/// The range of a fixed-width integer `format`.
+fn integer_bounds(format: &str) -> Option<(f64, f64)> {
+    Some(match format {
+        "int8" => (i8::MIN as f64, i8::MAX as f64),
+        "uint8" => (0.0, u8::MAX as f64),
+        "int16" => (i16::MIN as f64, i16::MAX as f64),
+        "uint16" => (0.0, u16::MAX as f64),
+        "int32" => (i32::MIN as f64, i32::MAX as f64),
+        "uint32" => (0.0, u32::MAX as f64),
+        "int64" => (i64::MIN as f64, i64::MAX as f64),
+        "uint" | "uint64" => (0.0, u64::MAX as f64),
+        _ => return None,
+    })
 }
 
 fn kind_mask(name: &str) -> Result<u8, SchemaError> {

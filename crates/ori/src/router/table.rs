@@ -107,8 +107,9 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
         };
         b.router.clone().configure(&mut b);
         let index = self.phases.len();
+        let mut own = std::collections::HashSet::new();
         for (kind, _) in &b.routes {
-            if self.routes.contains_key(kind) {
+            if self.routes.contains_key(kind) || !own.insert(kind.as_str()) {
                 return Err(BuildError::DuplicateMessageType(kind.clone()));
             }
         }
