@@ -12,7 +12,7 @@ mod socket;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ori::{Handlers, Ori, WsOptions};
+use ori::{Handlers, Ori, Provider, WsOptions};
 
 pub use socket::{PublishData, PUBLISH};
 
@@ -43,8 +43,15 @@ impl Default for Config {
     }
 }
 
-/// The demo application, ready to `listen`.
+/// The demo application on the in-process provider, ready to `listen`.
 pub fn build(config: Config) -> Ori {
+    build_with_provider(config, ori::InProcProvider::new())
+}
+
+/// The demo application on `provider` (for example an
+/// `ori_redis::RedisProvider`, so that several demo processes on one Redis
+/// form one pub/sub space), ready to `listen`.
+pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     let token = config.token.clone();
     let options = WsOptions::new()
         .max_message_size(config.max_message_size)
@@ -65,7 +72,7 @@ pub fn build(config: Config) -> Ori {
         });
     let registry = Arc::new(socket::registry());
     Ori::create()
-        .websocket_with(ori::InProcProvider::new(), options)
+        .websocket_with(provider, options)
         .socket_router(socket::DemoRouter)
         .on_websocket(
             Handlers::new()

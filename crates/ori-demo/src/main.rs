@@ -43,34 +43,46 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if args.redis.is_some() {
-        anyhow::bail!("--redis: the Redis provider is not part of this build yet");
-    }
     let config = ori_demo::Config {
         token: args.token,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         ..Default::default()
     };
-    let app = ori_demo::build(config)
+    let ori = match &args.redis {
+        // Fails at `listen` with the address and the cause when Redis is
+        // unreachable (the provider's default fail-fast start-up).
+        Some(url) => ori_demo::build_with_provider(
+            config,
+            ori_redis::RedisProvider::new(ori_redis::RedisConfig::url(url)),
+        ),
+        None => ori_demo::build(config),
+    };
+    // Signal handlers go in before the listening line: a SIGTERM sent as
+    // soon as the line appears must shut down gracefully, not kill.
+    let shutdown = shutdown_signal()?;
+    let app = ori
         .listen(SocketAddr::new(args.host, args.port))
         .await
         .context("cannot start the demo server")?;
     let addr = app.local_addr().context("no local address")?;
     println!("listening on http://{addr}");
 
-    shutdown_signal().await?;
+    shutdown.await;
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
