@@ -10,8 +10,8 @@ use crate::target::Target;
 /// Options shared by all subcommands.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// The server's base URL: http://127.0.0.1:PORT, http://localhost:PORT
-    /// or http://[::1]:PORT (no other hosts are accepted).
+    /// The server's base URL: `http://127.0.0.1:PORT`, `http://localhost:PORT`
+    /// or `http://[::1]:PORT` (no other hosts are accepted).
     #[arg(long)]
     pub url: String,
     /// The WebSocket endpoint path.
