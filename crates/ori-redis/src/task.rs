@@ -219,7 +219,13 @@ pub(crate) async fn run(
         shared.counters.connected.store(false, Ordering::Release);
         shared.counters.channels.store(0, Ordering::Relaxed);
         match exit {
-            Exit::Shutdown => return,
+            Exit::Shutdown => {
+                // A later start resubscribes what this connection held.
+                let mut dirty = lock(&shared.dirty);
+                dirty.topics.extend(upstream.topics.drain());
+                dirty.sockets.extend(upstream.sockets.drain());
+                return;
+            }
             Exit::Lost(reason) => {
                 if down_since.is_none() {
                     shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);

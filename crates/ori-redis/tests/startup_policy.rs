@@ -115,3 +115,38 @@ async fn background_policy_starts_at_once_and_connects_later() {
     );
     assert_eq!(a.provider.stats().disconnects, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_start_again_resubscribes_what_is_still_there() {
+    use ori::core::Outbox;
+    use ori::{Provider, SocketId, Topic};
+    init_logs();
+    let redis = RedisServer::start();
+    let mut r = redis_conn(&redis).await;
+    let provider = RedisProvider::new(config(&redis));
+    provider.start().await.unwrap();
+    let outbox = std::sync::Arc::new(Outbox::new(SocketId::new(), 1 << 20));
+    let id = *outbox.id();
+    provider.register(outbox, 8);
+    provider
+        .subscribe(&id, &Topic::new("kept").unwrap())
+        .unwrap();
+    let socket_channel = provider.socket_channel(&id);
+    wait_numsub(&mut r, "ws:t:kept", 1).await;
+    wait_numsub(&mut r, &socket_channel, 1).await;
+
+    provider.stop().await;
+    assert!(!provider.is_ready());
+    wait_numsub(&mut r, "ws:t:kept", 0).await;
+    wait_numsub(&mut r, &socket_channel, 0).await;
+    assert!(provider
+        .publish(Topic::new("kept").unwrap(), "x".into())
+        .await
+        .is_err());
+
+    provider.start().await.unwrap();
+    wait_numsub(&mut r, "ws:t:kept", 1).await;
+    wait_numsub(&mut r, &socket_channel, 1).await;
+    wait_numsub(&mut r, "ws:b", 1).await;
+    provider.stop().await;
+}
