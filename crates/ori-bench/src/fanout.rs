@@ -31,6 +31,11 @@ pub struct FanoutArgs {
     /// HTTP publisher connections (keep-alive, one request in flight each).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
+    /// Publish to this server instead of `--url` (another instance of a
+    /// multi-instance deployment, to measure cross-instance delivery).
+    /// Loopback only, as `--url`.
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Total publishes per second, spread over the publishers.
     #[arg(long, required_unless_present = "max", conflicts_with = "max")]
     rate: Option<f64>,
@@ -456,9 +461,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     }
 
     // Publishers.
+    let pub_target = match &a.publish_url {
+        Some(url) => Target::parse(url, &a.common.ws_path, a.common.token.clone())?,
+        None => target.clone(),
+    };
     let mut pub_conns = Vec::with_capacity(a.publishers);
     for _ in 0..a.publishers {
-        pub_conns.push(HttpConn::connect(&target, timeout).await?);
+        pub_conns.push(HttpConn::connect(&pub_target, timeout).await?);
     }
     let start_ns = now_ns() + 20_000_000;
     let window_start_ns = start_ns + (a.warmup * 1e9) as u64;
@@ -482,7 +491,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
                 timeout,
             };
             tokio::spawn(publisher(
-                target.clone(),
+                pub_target.clone(),
                 plan,
                 Some(conn),
                 published.clone(),
@@ -578,6 +587,9 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     out.insert("subscribers_failed".into(), json!(failed));
     out.insert("topics".into(), json!(a.topics));
     out.insert("publishers".into(), json!(a.publishers));
+    if let Some(url) = &a.publish_url {
+        out.insert("publish_url".into(), json!(url));
+    }
     out.insert("target_rate".into(), json!(a.rate));
     out.insert("payload_bytes".into(), json!(a.payload));
     out.insert("warmup_s".into(), json!(a.warmup));
