@@ -1,0 +1,735 @@
+/**
+ * `@ori/client`: the browser WebSocket client for Ori servers.
+ *
+ * Wire compatible with the original OriJS browser client
+ * (`@orijs/websocket-client`), see docs/PROTOCOL.md:
+ *
+ * - control messages are flat JSON objects (`{"type":"room.join","room":"r"}`);
+ * - server messages are envelopes `{"name","data","timestamp"}` (typed emits)
+ *   or flat objects `{"type",...}` (application publishes, replies);
+ * - the minimal ping is the text `2`, answered with `3`.
+ *
+ * Beyond the original: `request()` for socket-router calls, matched by
+ * correlation id.
+ *
+ * @example
+ * ```ts
+ * import { SocketClient, ClientMessage, Connected } from '@ori/client';
+ *
+ * const Notification = ClientMessage.define<{ message: string }>('notification');
+ * const client = new SocketClient('ws://127.0.0.1:3000/ws');
+ * client.on(Connected, ({ reconnected }) => console.log('connected', reconnected));
+ * client.on(Notification, (n) => console.log(n.message));
+ * client.connect();
+ * client.joinRoom('lobby');
+ * await client.request('publish', { topic: 'lobby', message: 'hi' });
+ * ```
+ */
+
+/** A typed message definition: a name, and (at compile time only) the type of its data. */
+export interface MessageDefinition<T> {
+  readonly name: string;
+  /** Phantom field carrying the data type; never set at run time. */
+  readonly __data?: T;
+}
+
+/** Extracts the data type of a definition. */
+export type DataOf<D> = D extends MessageDefinition<infer T> ? T : never;
+
+/** Defines typed messages, the client side of the server's `ServerMessage` definitions. */
+export const ClientMessage = {
+  /** A definition named `name` whose data is `T`. */
+  define<T = unknown>(name: string): MessageDefinition<T> {
+    return Object.freeze({ name }) as MessageDefinition<T>;
+  },
+};
+
+/** Where the connection is. */
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'reconnecting';
+
+/** Data of the built-in `Connected` event. */
+export interface ConnectedData {
+  /** True when this is not the first connection of this client. */
+  reconnected: boolean;
+}
+
+/** Data of the built-in `Disconnected` event. */
+export interface DisconnectedData {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+}
+
+/** Data of the built-in `ReconnectAttempt` event. */
+export interface ReconnectAttemptData {
+  /** 1 for the first attempt after a disconnect. */
+  attempt: number;
+  /** Milliseconds until the attempt. */
+  delay: number;
+}
+
+/** Local event: the socket opened (rooms re-joined, buffer flushed). */
+export const Connected = ClientMessage.define<ConnectedData>('__ori:connected');
+/** Local event: an open connection closed. */
+export const Disconnected = ClientMessage.define<DisconnectedData>('__ori:disconnected');
+/** Local event: a reconnect is scheduled. */
+export const ReconnectAttempt = ClientMessage.define<ReconnectAttemptData>('__ori:reconnect_attempt');
+/** `{"type":"room.join","room":...}` (sent flat). */
+export const JoinRoom = ClientMessage.define<{ room: string }>('room.join');
+/** `{"type":"room.leave","room":...}` (sent flat). */
+export const LeaveRoom = ClientMessage.define<{ room: string }>('room.leave');
+/** `{"type":"heartbeat"}`; the server answers `{"type":"heartbeat","timestamp":ms}`. */
+export const Heartbeat = ClientMessage.define<{ timestamp?: number }>('heartbeat');
+/** `{"type":"error","message":...}` as the server's message registry replies. */
+export const ServerError = ClientMessage.define<{ type: 'error'; message: string }>('error');
+
+/** The part of the WebSocket API the client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean?: boolean }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor (the browser's, or a fake in tests). */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Timer functions (injectable for tests). */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Something with `online`/`offline` events (the browser's `window`). */
+export interface OnlineEvents {
+  addEventListener(type: string, listener: () => void): void;
+  removeEventListener(type: string, listener: () => void): void;
+}
+
+/** Options of {@link SocketClient}. */
+export interface SocketClientOptions {
+  /** Subprotocols passed to the WebSocket constructor. */
+  protocols?: string | string[];
+  /** Reconnect after an unexpected close (default true). */
+  reconnect?: boolean;
+  /** First back-off ceiling in ms (default 1000). */
+  initialDelay?: number;
+  /** Largest back-off ceiling in ms (default 30000). */
+  maxDelay?: number;
+  /** Reconnect attempts before giving up (default Infinity). */
+  maxAttempts?: number;
+  /** Ms a connection attempt may take before it is abandoned (default 10000). */
+  connectionTimeout?: number;
+  /** Ms between `2` pings; 0 disables the heartbeat (default 25000). */
+  heartbeatInterval?: number;
+  /** Ms to wait for the `3` pong (or any message) before reconnecting (default 10000). */
+  heartbeatTimeout?: number;
+  /** Largest number of messages buffered while disconnected; the oldest are dropped (default 100). */
+  bufferSize?: number;
+  /** Default timeout of {@link SocketClient.request} in ms (default 10000). */
+  requestTimeout?: number;
+  /** The WebSocket constructor (default `globalThis.WebSocket`). */
+  WebSocket?: WebSocketConstructor;
+  /** Timer functions (default the global ones). */
+  timers?: Timers;
+  /** Random numbers in [0, 1) for the jitter (default `Math.random`). */
+  random?: () => number;
+  /** Source of `online`/`offline` events (default `window` in a browser; `null` disables). */
+  onlineEvents?: OnlineEvents | null;
+  /** Correlation id generator (default `crypto.randomUUID` when available). */
+  correlationId?: () => string;
+}
+
+/** Options of one {@link SocketClient.request}. */
+export interface RequestOptions {
+  /** Ms before the promise rejects (default the client's `requestTimeout`). */
+  timeout?: number;
+}
+
+/** The error a failed {@link SocketClient.request} rejects with. */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    /** The request's message type. */
+    readonly type: string,
+    /** The request's correlation id. */
+    readonly correlationId: string,
+    /** Why: the server's `error`, a timeout, or the connection closing. */
+    readonly kind: 'server' | 'timeout' | 'closed',
+  ) {
+    super(message);
+    this.name = 'RequestError';
+  }
+}
+
+/**
+ * Full-jitter exponential back-off: a uniformly random delay in
+ * `[0, min(maxDelay, initialDelay * 2^attempt)]`, `attempt` counting from 0.
+ */
+export function backoffDelay(
+  attempt: number,
+  initialDelay: number,
+  maxDelay: number,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(maxDelay, initialDelay * Math.pow(2, Math.max(0, attempt)));
+  return Math.min(ceiling, Math.floor(random() * (ceiling + 1)));
+}
+
+type Handler = (data: any, raw: unknown) => void;
+
+interface Pending {
+  type: string;
+  resolve: (v: any) => void;
+  reject: (e: Error) => void;
+  timer: unknown;
+  /** The socket the request went out on (replies only come back on it). */
+  socket: WebSocketLike | null;
+}
+
+interface Buffered {
+  text: string;
+  onSent?: (ws: WebSocketLike) => void;
+}
+
+const OPEN = 1;
+/** Close codes after which the client does not reconnect (PROTOCOL.md section 6). */
+const FINAL_CLOSE_CODES = new Set([1008, 1011]);
+
+function defaultCorrelationId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
+}
+
+/** A WebSocket connection to an Ori server with rooms, typed messages, reconnect and requests. */
+export class SocketClient {
+  private readonly url: string;
+  private readonly opts: Required<
+    Pick<
+      SocketClientOptions,
+      | 'reconnect'
+      | 'initialDelay'
+      | 'maxDelay'
+      | 'maxAttempts'
+      | 'connectionTimeout'
+      | 'heartbeatInterval'
+      | 'heartbeatTimeout'
+      | 'bufferSize'
+      | 'requestTimeout'
+    >
+  >;
+  private readonly WS: WebSocketConstructor | undefined;
+  private readonly protocols: string | string[] | undefined;
+  private readonly timers: Timers;
+  private readonly random: () => number;
+  private readonly makeCorrelationId: () => string;
+  private readonly onlineEvents: OnlineEvents | null;
+
+  private ws: WebSocketLike | null = null;
+  private _state: ConnectionState = 'disconnected';
+  private wanted = false;
+  private destroyed = false;
+  private paused = false;
+  private everConnected = false;
+  private attempt = 0;
+  private readonly roomSet = new Set<string>();
+  private buffer: Buffered[] = [];
+  private readonly handlers = new Map<string, Set<Handler>>();
+  private readonly rawHandlers = new Set<(data: unknown) => void>();
+  private readonly stateHandlers = new Set<(s: ConnectionState, prev: ConnectionState) => void>();
+  private readonly errorHandlers = new Set<(e: Error) => void>();
+  private readonly pending = new Map<string, Pending>();
+  private connectTimer: unknown = null;
+  private reconnectTimer: unknown = null;
+  private pingTimer: unknown = null;
+  private pongTimer: unknown = null;
+  private readonly onOnline = (): void => this.handleOnline();
+  private readonly onOffline = (): void => this.handleOffline();
+
+  constructor(url: string, options: SocketClientOptions = {}) {
+    this.url = url;
+    this.opts = {
+      reconnect: options.reconnect ?? true,
+      initialDelay: options.initialDelay ?? 1000,
+      maxDelay: options.maxDelay ?? 30000,
+      maxAttempts: options.maxAttempts ?? Infinity,
+      connectionTimeout: options.connectionTimeout ?? 10000,
+      heartbeatInterval: options.heartbeatInterval ?? 25000,
+      heartbeatTimeout: options.heartbeatTimeout ?? 10000,
+      bufferSize: options.bufferSize ?? 100,
+      requestTimeout: options.requestTimeout ?? 10000,
+    };
+    this.WS =
+      options.WebSocket ??
+      ((globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined);
+    this.protocols = options.protocols;
+    this.timers = options.timers ?? {
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>),
+    };
+    this.random = options.random ?? Math.random;
+    this.makeCorrelationId = options.correlationId ?? defaultCorrelationId;
+    this.onlineEvents =
+      options.onlineEvents !== undefined
+        ? options.onlineEvents
+        : typeof window !== 'undefined' && typeof window.addEventListener === 'function'
+          ? window
+          : null;
+    this.onlineEvents?.addEventListener('online', this.onOnline);
+    this.onlineEvents?.addEventListener('offline', this.onOffline);
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** True while the socket is open. */
+  get isConnected(): boolean {
+    return this._state === 'connected';
+  }
+
+  /** The rooms this client is in (re-joined after every reconnect). */
+  get rooms(): string[] {
+    return [...this.roomSet];
+  }
+
+  /** Messages waiting for a connection. */
+  get bufferedCount(): number {
+    return this.buffer.length;
+  }
+
+  /** Opens the connection (no-op while connecting or connected). */
+  connect(): void {
+    if (this.destroyed) throw new Error('SocketClient was destroyed');
+    this.wanted = true;
+    if (this.ws || this.reconnectTimer !== null) return;
+    this.attempt = 0;
+    if (this.paused) {
+      this.setState('disconnected');
+      return;
+    }
+    this.open();
+  }
+
+  /** Closes the connection (1000) and stops reconnecting; rooms and handlers stay. */
+  disconnect(): void {
+    this.wanted = false;
+    this.clearTimer('reconnectTimer');
+    if (this.ws) {
+      const ws = this.ws;
+      this.detach(ws);
+      try {
+        ws.close(1000, 'Client disconnect');
+      } catch {
+        /* already closed */
+      }
+      this.handleClose(ws, 1000, 'Client disconnect', true);
+    } else {
+      this.setState('disconnected');
+    }
+  }
+
+  /** Disconnects and releases everything: handlers, rooms, buffer, browser listeners. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.disconnect();
+    this.destroyed = true;
+    this.onlineEvents?.removeEventListener('online', this.onOnline);
+    this.onlineEvents?.removeEventListener('offline', this.onOffline);
+    for (const [id, p] of this.pending) {
+      this.timers.clearTimeout(p.timer);
+      p.reject(new RequestError('SocketClient destroyed', p.type, id, 'closed'));
+    }
+    this.pending.clear();
+    this.buffer = [];
+    this.roomSet.clear();
+    this.handlers.clear();
+    this.rawHandlers.clear();
+    this.stateHandlers.clear();
+    this.errorHandlers.clear();
+  }
+
+  /**
+   * Calls `handler` for messages of `def`: envelopes `{name,data,timestamp}`
+   * with `def.name` get their `data`; flat messages `{type,...}` with
+   * `type === def.name` get the whole object. Returns the unsubscribe function.
+   */
+  on<T>(def: MessageDefinition<T> | string, handler: (data: T, raw: unknown) => void): () => void {
+    const name = typeof def === 'string' ? def : def.name;
+    let set = this.handlers.get(name);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(name, set);
+    }
+    const h = handler as Handler;
+    set.add(h);
+    return () => {
+      set.delete(h);
+      if (set.size === 0 && this.handlers.get(name) === set) this.handlers.delete(name);
+    };
+  }
+
+  /** Calls `handler` with every parsed message (or the raw text when it is not JSON). */
+  onMessage(handler: (message: unknown) => void): () => void {
+    this.rawHandlers.add(handler);
+    return () => this.rawHandlers.delete(handler);
+  }
+
+  /** Calls `handler` on every state change. */
+  onStateChange(handler: (state: ConnectionState, previous: ConnectionState) => void): () => void {
+    this.stateHandlers.add(handler);
+    return () => this.stateHandlers.delete(handler);
+  }
+
+  /** Calls `handler` on errors (socket errors, server `error` messages, dropped buffer entries, giving up). */
+  onError(handler: (error: Error) => void): () => void {
+    this.errorHandlers.add(handler);
+    return () => this.errorHandlers.delete(handler);
+  }
+
+  /**
+   * Sends `{type: def.name, ...data}` (flat, as the original client does);
+   * data that is not an object goes as `{type, data}`.
+   */
+  emit<T>(def: MessageDefinition<T> | string, data?: T): void {
+    const type = typeof def === 'string' ? def : def.name;
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      this.send({ ...(data as object), type });
+    } else if (data === undefined) {
+      this.send({ type });
+    } else {
+      this.send({ type, data });
+    }
+  }
+
+  /** Sends `obj` as JSON (buffered while disconnected). */
+  send(obj: unknown): void {
+    this.sendRaw(JSON.stringify(obj));
+  }
+
+  /** Sends a text frame as is (buffered while disconnected). */
+  sendRaw(text: string): void {
+    this.sendOrBuffer({ text });
+  }
+
+  /** Joins a room now (or on the next connect), and again after every reconnect. */
+  joinRoom(room: string): void {
+    if (this.roomSet.has(room)) return;
+    this.roomSet.add(room);
+    // While disconnected, the join goes out with the re-joins on connect.
+    if (this.isOpen()) this.ws!.send(JSON.stringify({ type: JoinRoom.name, room }));
+  }
+
+  /** Leaves a room. */
+  leaveRoom(room: string): void {
+    if (!this.roomSet.delete(room)) return;
+    // A new connection starts in no room, so there is nothing to buffer.
+    if (this.isOpen()) this.ws!.send(JSON.stringify({ type: LeaveRoom.name, room }));
+  }
+
+  /**
+   * Calls a socket-router route: sends `{type, data, correlationId}` and
+   * resolves with the reply's `data`; rejects with a {@link RequestError}
+   * carrying the reply's `error`, on timeout, or when the connection closes
+   * after the request went out.
+   */
+  request<R = unknown, T = unknown>(
+    def: MessageDefinition<T> | string,
+    data?: T,
+    options: RequestOptions = {},
+  ): Promise<R> {
+    const type = typeof def === 'string' ? def : def.name;
+    const correlationId = this.makeCorrelationId();
+    const timeout = options.timeout ?? this.opts.requestTimeout;
+    return new Promise<R>((resolve, reject) => {
+      if (this.destroyed) {
+        reject(new RequestError('SocketClient destroyed', type, correlationId, 'closed'));
+        return;
+      }
+      const entry: Pending = {
+        type,
+        resolve,
+        reject,
+        socket: null,
+        timer: this.timers.setTimeout(() => {
+          if (this.pending.get(correlationId) !== entry) return;
+          this.pending.delete(correlationId);
+          this.buffer = this.buffer.filter((b) => b.text !== text);
+          reject(new RequestError(`Request ${type} timed out after ${timeout} ms`, type, correlationId, 'timeout'));
+        }, timeout),
+      };
+      this.pending.set(correlationId, entry);
+      const text = JSON.stringify({ type, data, correlationId });
+      this.sendOrBuffer({ text, onSent: (ws) => (entry.socket = ws) });
+    });
+  }
+
+  // ---- internals ----
+
+  private isOpen(): boolean {
+    return this._state === 'connected' && this.ws !== null && this.ws.readyState === OPEN;
+  }
+
+  private sendOrBuffer(item: Buffered): void {
+    if (this.destroyed) return;
+    if (this.isOpen()) {
+      this.ws!.send(item.text);
+      item.onSent?.(this.ws!);
+      return;
+    }
+    this.buffer.push(item);
+    while (this.buffer.length > this.opts.bufferSize) {
+      const dropped = this.buffer.shift()!;
+      this.error(new Error(`Send buffer full (${this.opts.bufferSize}); dropped the oldest message: ${dropped.text.slice(0, 100)}`));
+    }
+  }
+
+  private setState(s: ConnectionState): void {
+    if (s === this._state) return;
+    const prev = this._state;
+    this._state = s;
+    for (const h of [...this.stateHandlers]) {
+      try {
+        h(s, prev);
+      } catch (e) {
+        this.error(e);
+      }
+    }
+  }
+
+  private error(e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    for (const h of [...this.errorHandlers]) {
+      try {
+        h(err);
+      } catch {
+        /* an error handler must not break the client */
+      }
+    }
+  }
+
+  private dispatch(name: string, data: unknown, raw: unknown): void {
+    const set = this.handlers.get(name);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        h(data, raw);
+      } catch (e) {
+        this.error(e);
+      }
+    }
+  }
+
+  private clearTimer(key: 'connectTimer' | 'reconnectTimer' | 'pingTimer' | 'pongTimer'): void {
+    if (this[key] !== null) {
+      this.timers.clearTimeout(this[key]);
+      this[key] = null;
+    }
+  }
+
+  private open(): void {
+    if (!this.WS) {
+      this.error(new Error('No WebSocket implementation available'));
+      this.setState('disconnected');
+      return;
+    }
+    if (this._state !== 'reconnecting') this.setState('connecting');
+    let ws: WebSocketLike;
+    try {
+      ws = this.protocols === undefined ? new this.WS(this.url) : new this.WS(this.url, this.protocols);
+    } catch (e) {
+      this.error(e);
+      this.afterClose(1006);
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this.handleOpen(ws);
+    ws.onmessage = (ev) => this.handleMessage(ev.data);
+    ws.onerror = () => this.error(new Error('WebSocket error'));
+    ws.onclose = (ev) => this.handleClose(ws, ev.code, ev.reason ?? '', ev.wasClean ?? false);
+    this.connectTimer = this.timers.setTimeout(() => {
+      this.connectTimer = null;
+      this.error(new Error(`Connection timed out after ${this.opts.connectionTimeout} ms`));
+      this.abort(ws, 4008, 'Connection timeout');
+    }, this.opts.connectionTimeout);
+  }
+
+  /** Drops `ws` now (without waiting for its close event) and handles the close. */
+  private abort(ws: WebSocketLike, code: number, reason: string): void {
+    if (this.ws !== ws) return;
+    this.detach(ws);
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* ignore */
+    }
+    this.handleClose(ws, code, reason, false);
+  }
+
+  private detach(ws: WebSocketLike): void {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onerror = null;
+    ws.onclose = null;
+  }
+
+  private handleOpen(ws: WebSocketLike): void {
+    if (this.ws !== ws) return;
+    this.clearTimer('connectTimer');
+    const reconnected = this.everConnected;
+    this.everConnected = true;
+    this.attempt = 0;
+    this.setState('connected');
+    if (this.ws !== ws || !this.isOpen()) return;
+    for (const room of this.roomSet) ws.send(JSON.stringify({ type: JoinRoom.name, room }));
+    const queued = this.buffer;
+    this.buffer = [];
+    for (const item of queued) {
+      ws.send(item.text);
+      item.onSent?.(ws);
+    }
+    this.schedulePing();
+    this.dispatch(Connected.name, { reconnected }, null);
+  }
+
+  private schedulePing(): void {
+    this.clearTimer('pingTimer');
+    if (this.opts.heartbeatInterval <= 0) return;
+    const ws = this.ws;
+    this.pingTimer = this.timers.setTimeout(() => {
+      this.pingTimer = null;
+      if (!ws || this.ws !== ws || !this.isOpen()) return;
+      ws.send('2');
+      if (this.pongTimer === null) {
+        this.pongTimer = this.timers.setTimeout(() => {
+          this.pongTimer = null;
+          this.error(new Error(`No pong within ${this.opts.heartbeatTimeout} ms; reconnecting`));
+          this.abort(ws, 4000, 'Heartbeat timeout');
+        }, this.opts.heartbeatTimeout);
+      }
+      this.schedulePing();
+    }, this.opts.heartbeatInterval);
+  }
+
+  private handleMessage(data: unknown): void {
+    // Any message proves the connection alive.
+    this.clearTimer('pongTimer');
+    if (typeof data !== 'string') {
+      for (const h of [...this.rawHandlers]) h(data);
+      return;
+    }
+    if (data === '3') return;
+    let msg: unknown;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      for (const h of [...this.rawHandlers]) h(data);
+      return;
+    }
+    for (const h of [...this.rawHandlers]) {
+      try {
+        h(msg);
+      } catch (e) {
+        this.error(e);
+      }
+    }
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return;
+    const m = msg as Record<string, unknown>;
+    if (typeof m.correlationId === 'string' && typeof m.type === 'string') {
+      const p = this.pending.get(m.correlationId);
+      if (p && p.type === m.type && ('data' in m || 'error' in m)) {
+        this.pending.delete(m.correlationId);
+        this.timers.clearTimeout(p.timer);
+        if (typeof m.error === 'string') {
+          p.reject(new RequestError(m.error, p.type, m.correlationId, 'server'));
+        } else {
+          p.resolve(m.data);
+        }
+        return;
+      }
+    }
+    if (typeof m.name === 'string' && 'data' in m) {
+      this.dispatch(m.name, m.data, m);
+    } else if (typeof m.type === 'string') {
+      if (m.type === ServerError.name && typeof m.message === 'string') {
+        this.error(new Error(m.message));
+      }
+      this.dispatch(m.type, m, m);
+    }
+  }
+
+  private handleClose(ws: WebSocketLike, code: number, reason: string, wasClean: boolean): void {
+    if (this.ws !== ws) return;
+    this.detach(ws);
+    this.ws = null;
+    this.clearTimer('connectTimer');
+    this.clearTimer('pingTimer');
+    this.clearTimer('pongTimer');
+    const wasConnected = this._state === 'connected';
+    for (const [id, p] of this.pending) {
+      if (p.socket === ws) {
+        this.pending.delete(id);
+        this.timers.clearTimeout(p.timer);
+        p.reject(new RequestError(`Connection closed (${code}) before the reply to ${p.type}`, p.type, id, 'closed'));
+      }
+    }
+    if (wasConnected) this.dispatch(Disconnected.name, { code, reason, wasClean }, null);
+    if (FINAL_CLOSE_CODES.has(code)) {
+      this.wanted = false;
+      this.error(new Error(`Connection closed by the server (${code}${reason ? ` ${reason}` : ''}); not reconnecting`));
+    }
+    this.afterClose(code);
+  }
+
+  private afterClose(code: number): void {
+    if (!this.wanted || !this.opts.reconnect || this.destroyed || FINAL_CLOSE_CODES.has(code)) {
+      this.setState('disconnected');
+      return;
+    }
+    if (this.paused) {
+      // Offline: wait for the `online` event instead of burning attempts.
+      this.setState('disconnected');
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.attempt >= this.opts.maxAttempts) {
+      this.wanted = false;
+      this.setState('disconnected');
+      this.error(new Error(`Gave up reconnecting after ${this.attempt} attempts`));
+      return;
+    }
+    const delay = backoffDelay(this.attempt, this.opts.initialDelay, this.opts.maxDelay, this.random);
+    this.attempt += 1;
+    this.setState('reconnecting');
+    this.dispatch(ReconnectAttempt.name, { attempt: this.attempt, delay }, null);
+    this.reconnectTimer = this.timers.setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.wanted && !this.destroyed && !this.paused && !this.ws) this.open();
+    }, delay);
+  }
+
+  private handleOffline(): void {
+    if (this.destroyed || this.paused) return;
+    this.paused = true;
+    this.clearTimer('reconnectTimer');
+    if (this.ws) this.abort(this.ws, 4001, 'Offline');
+    else if (this._state === 'reconnecting') this.setState('disconnected');
+  }
+
+  private handleOnline(): void {
+    if (this.destroyed || !this.paused) return;
+    this.paused = false;
+    if (this.wanted && !this.ws && this.reconnectTimer === null) {
+      this.attempt = 0;
+      this.open();
+    }
+  }
+}
