@@ -4,10 +4,12 @@
 //! The wire contract is PROTOCOL.md section 7: rooms over WebSocket
 //! (`room.join`, `room.leave`, `heartbeat`, the `2`/`3` ping), three
 //! request/response routes (`echo`, `whoami`, `publish`), and an HTTP API
-//! that publishes notifications, broadcasts and direct sends.
+//! that publishes notifications, broadcasts and direct sends. `GET /` serves
+//! a web page using the TypeScript client (`GET /ori-client.js`).
 
 mod api;
 mod socket;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use ori::{Handlers, Ori, Provider, WsOptions};
 
 pub use socket::{PublishData, PUBLISH};
+pub use web::{CLIENT_JS, INDEX_HTML};
 
 /// The demo's settings.
 #[derive(Debug, Clone)]
@@ -80,6 +83,7 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
         )
         .controller("/api", api::Api)
         .controller("/", api::Metrics)
+        .controller("/", web::Web)
         .body_limit(config.body_limit)
         .shutdown_timeout(config.shutdown_timeout)
 }
