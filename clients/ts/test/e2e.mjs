@@ -1,0 +1,217 @@
+// Browser end-to-end test: the demo's web page in headless Chromium.
+//
+// Starts the release `ori-demo` (build it first: cargo build --release -p ori-demo),
+// drives Debian's /usr/bin/chromium through playwright-core (never a
+// downloaded browser) and checks: the page connects and joins `?room=`, a
+// notify over HTTP appears in the DOM, a post from the page's form appears,
+// the page reconnects and rejoins on its own after the demo restarts, and
+// `?token=` is passed on to a demo started with --token.
+//
+// Environment: ORI_DEMO_BIN (default ../../target/release/ori-demo, or
+// $CARGO_TARGET_DIR/release/ori-demo), CHROMIUM (default /usr/bin/chromium),
+// E2E_SCREENSHOT=<file.png> saves a screenshot of the page at the end.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+const targetDir = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target');
+const demoBin = process.env.ORI_DEMO_BIN ?? join(targetDir, 'release', 'ori-demo');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const WAIT = 15000;
+
+const demos = new Set();
+
+function log(msg) {
+  console.log(`e2e: ${msg}`);
+}
+
+/** Starts ori-demo on 127.0.0.1 and resolves with its base URL once it listens. */
+function startDemo(port, extra = []) {
+  const child = spawn(demoBin, ['--host', '127.0.0.1', '--port', String(port), '--shutdown-timeout', '2', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
+  demos.add(child);
+  child.on('exit', () => demos.delete(child));
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolveStart, reject) => {
+    const timer = setTimeout(() => reject(new Error(`ori-demo did not start within ${WAIT} ms: ${stderr}`)), WAIT);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`ori-demo exited with ${code} before listening: ${stderr}`));
+    });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolveStart({ child, base: m[1], port: Number(new URL(m[1]).port) });
+      }
+    });
+  });
+}
+
+/** SIGTERM and wait for the exit (the demo exits 0 after a graceful stop). */
+function stopDemo(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolveStop) => {
+    const hard = setTimeout(() => child.kill('SIGKILL'), 10000);
+    child.once('exit', (code) => {
+      clearTimeout(hard);
+      resolveStop(code);
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function until(what, fn, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      if (await fn()) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+async function subscribers(base, topic) {
+  const res = await fetch(`${base}/api/topics/${topic}`);
+  return (await res.json()).subscribers;
+}
+
+async function notify(base, topic, message) {
+  const res = await fetch(`${base}/api/notify/${topic}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ message }),
+  });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { sent: true });
+}
+
+async function expectNotification(page, text) {
+  await page.locator('#notifications li .text', { hasText: text }).first().waitFor({ timeout: WAIT });
+}
+
+async function main() {
+  assert.ok(existsSync(demoBin), `${demoBin} is missing: cargo build --release -p ori-demo`);
+  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
+  const userDataDir = mkdtempSync(join(tmpdir(), 'ori-e2e-chromium-'));
+  let context;
+  try {
+    let demo = await startDemo(0);
+    log(`demo at ${demo.base}`);
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: chromiumPath,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+
+    // 1. The page connects and joins ?room=.
+    await page.goto(`${demo.base}/?room=e2e`);
+    await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+    await page.locator('#rooms li[data-room="e2e"]').waitFor({ timeout: WAIT });
+    await until('the page to join e2e', async () => (await subscribers(demo.base, 'e2e')) === 1);
+    log('connected and joined e2e');
+
+    // 2. A notify over HTTP appears in the DOM.
+    const fromHttp = `hello over http ${Date.now()}`;
+    await notify(demo.base, 'e2e', fromHttp);
+    await expectNotification(page, fromHttp);
+    log('HTTP notify shown');
+
+    // 3. A post from the page's form (the `publish` route) appears.
+    const fromPage = `hello from the page ${Date.now()}`;
+    await page.locator('#post-room').selectOption('e2e');
+    await page.locator('#post-message').fill(fromPage);
+    await page.locator('#post-send').click();
+    await expectNotification(page, fromPage);
+    await page.locator('#post-status', { hasText: 'sent to e2e' }).waitFor({ timeout: WAIT });
+    log('post from the form shown');
+
+    // 4. The demo restarts on the same port; the page reconnects and rejoins.
+    assert.equal(await stopDemo(demo.child), 0, 'the demo exits 0 on SIGTERM');
+    await page.locator('#state:not([data-state="connected"])').waitFor({ timeout: WAIT });
+    const port = demo.port;
+    demo = await startDemo(port);
+    await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+    await until('the page to rejoin e2e', async () => (await subscribers(demo.base, 'e2e')) === 1);
+    const afterRestart = `after the restart ${Date.now()}`;
+    await notify(demo.base, 'e2e', afterRestart);
+    await expectNotification(page, afterRestart);
+    log('reconnected and rejoined after a restart');
+
+    // 5. Leaving the room unsubscribes.
+    await page.locator('#rooms li[data-room="e2e"] button').click();
+    await until('the page to leave e2e', async () => (await subscribers(demo.base, 'e2e')) === 0);
+    log('left e2e');
+
+    if (process.env.E2E_SCREENSHOT) {
+      await page.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
+      log(`screenshot saved to ${process.env.E2E_SCREENSHOT}`);
+    }
+    await stopDemo(demo.child);
+
+    // 6. ?token= is passed on to a demo that requires it.
+    const secured = await startDemo(0, ['--token', 's3cret']);
+    const withToken = await context.newPage();
+    await withToken.goto(`${secured.base}/?room=private&token=s3cret`);
+    await withToken.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+    await until('the token page to join', async () => (await subscribers(secured.base, 'private')) === 1);
+    const withoutToken = await context.newPage();
+    await withoutToken.goto(`${secured.base}/?room=private`);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.notEqual(await withoutToken.locator('#state').getAttribute('data-state'), 'connected');
+    assert.equal(await subscribers(secured.base, 'private'), 1, 'no join without the token');
+    log('?token= passed on; refused without it');
+    await stopDemo(secured.child);
+
+    assert.deepEqual(pageErrors, [], 'no uncaught errors on the page');
+    log('all passed');
+  } finally {
+    await context?.close().catch(() => {});
+    await Promise.all([...demos].map(stopDemo));
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+const guard = setTimeout(() => {
+  console.error('e2e: overall timeout');
+  for (const d of demos) d.kill('SIGKILL');
+  process.exit(1);
+}, 180000);
+main().then(
+  () => {
+    clearTimeout(guard);
+  },
+  async (e) => {
+    clearTimeout(guard);
+    console.error('e2e: FAILED:', e);
+    for (const d of demos) d.kill('SIGKILL');
+    process.exitCode = 1;
+  },
+);
