@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's whole test suite: formatting, lints, docs, unit and
-# integration tests, and WebSocket conformance (Autobahn TestSuite).
+# integration tests, the TypeScript client, the demo's web page in headless
+# Chromium, and WebSocket conformance (Autobahn TestSuite).
 # Installs what it needs when missing. Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,29 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+step "TypeScript client (clients/ts: unit tests; the committed bundle matches a fresh build)"
+command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer" >&2; exit 1; }
+(
+  cd clients/ts
+  # npm ci when node_modules is missing or older than the lock file.
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci
+  fi
+  npm test # builds dist/ first
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git diff --exit-code -- dist/ && [ -z "$(git status --porcelain -- dist/)" ] || {
+      echo "clients/ts/dist/ differs from a fresh build: run 'npm run build' in clients/ts and commit dist/" >&2
+      exit 1
+    }
+  fi
+)
+
+step "browser end-to-end (the demo's web page in headless Chromium)"
+# Debian's chromium, installed when missing (never a browser downloaded by npm).
+[ -x /usr/bin/chromium ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+cargo build --release -p ori-demo
+(cd clients/ts && npm run e2e)
 
 step "WebSocket conformance (Autobahn TestSuite)"
 scripts/autobahn.sh
