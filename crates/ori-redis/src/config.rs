@@ -49,6 +49,8 @@ pub struct RedisConfig {
     pub(crate) health_check_interval: Duration,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
+    /// Cluster seed nodes; empty: one server at `url`.
+    pub(crate) cluster: Vec<String>,
 }
 
 impl RedisConfig {
@@ -64,7 +66,42 @@ impl RedisConfig {
             health_check_interval: Duration::from_secs(5),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            cluster: Vec::new(),
         }
+    }
+
+    /// Connects to a Redis Cluster (Redis 7.0 or later) through these seed
+    /// nodes (`redis://host:port` each; the rest of the cluster is
+    /// discovered) and uses **sharded pub/sub**: `SPUBLISH` and
+    /// `SSUBSCRIBE`. Each channel lives on the shard that owns its hash
+    /// slot, so a message is seen only by that shard's nodes instead of by
+    /// every node, and the pub/sub load spreads over the shards. Channel
+    /// names, envelopes and delivery semantics are the same as with one
+    /// server. ([`db`](Self::db) does not apply to a cluster.)
+    ///
+    /// ```
+    /// let config = ori_redis::RedisConfig::cluster([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    /// ]);
+    /// assert_eq!(config.cluster_nodes().len(), 2);
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let cluster: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::url(cluster.first().cloned().unwrap_or_default());
+        config.cluster = cluster;
+        config
+    }
+
+    /// The cluster seed nodes (empty unless built with `cluster`, feature
+    /// `cluster`).
+    pub fn cluster_nodes(&self) -> &[String] {
+        &self.cluster
     }
 
     /// Connects to `host:port`, database 0 (see [`db`](Self::db)).
@@ -150,17 +187,26 @@ impl RedisConfig {
         &self.prefix
     }
 
-    /// The URL without a password, for messages and logs.
+    /// The URL without a password, for messages and logs (for a cluster,
+    /// every seed node).
     pub fn redacted_url(&self) -> String {
-        let Some(scheme_end) = self.url.find("://") else {
-            return self.url.clone();
-        };
-        let rest = &self.url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => format!("{}://***@{}", &self.url[..scheme_end], &rest[at + 1..]),
-            None => self.url.clone(),
+        if self.cluster.is_empty() {
+            return redact(&self.url);
         }
+        let nodes: Vec<String> = self.cluster.iter().map(|n| redact(n)).collect();
+        format!("cluster [{}]", nodes.join(", "))
+    }
+}
+
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 

@@ -38,6 +38,16 @@
 //! converges to the right channel set. A second, multiplexed connection
 //! publishes (a subscribed Redis connection cannot).
 //!
+//! # Redis Cluster (feature `cluster`)
+//!
+//! With `RedisConfig::cluster` the provider talks to a Redis Cluster
+//! (Redis 7.0 or later) with sharded pub/sub: the same channels, envelopes
+//! and semantics, but `SPUBLISH` / `SSUBSCRIBE`, so each channel lives on
+//! the shard that owns its hash slot and only that shard's nodes carry its
+//! messages. The pub/sub load spreads over the shards instead of every node
+//! seeing every message. When one node connection drops, the cluster client
+//! replaces it and the task resubscribes every channel (idempotently).
+//!
 //! # Delivery semantics
 //!
 //! - `publish` and `broadcast` serve this instance's subscribers directly
@@ -71,6 +81,7 @@
 //! per burst, counted in [`RedisStats::malformed`]); they never reach a
 //! client.
 
+mod backend;
 mod config;
 pub mod envelope;
 mod task;
@@ -86,9 +97,9 @@ use ori_core::{
     BoxFuture, Hub, Message, Provider, ProviderError, PublishError, SocketId, Topic,
     BROADCAST_TOPIC,
 };
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{watch, Notify};
 
+use backend::{Backend, Publisher};
 pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
 
@@ -221,12 +232,12 @@ struct Running {
 pub(crate) struct Shared {
     pub(crate) hub: Hub,
     pub(crate) config: RedisConfig,
-    pub(crate) client: Result<redis::Client, String>,
+    pub(crate) backend: Result<Backend, String>,
     pub(crate) channels: Channels,
     pub(crate) instance: InstanceId,
     ready: AtomicBool,
     /// The publishing connection; `None` while disconnected.
-    publisher: RwLock<Option<MultiplexedConnection>>,
+    publisher: RwLock<Option<Publisher>>,
     /// Why the connection is down, for the errors publishes return.
     pub(crate) last_error: Mutex<String>,
     pub(crate) dirty: Mutex<Dirty>,
@@ -243,14 +254,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn set_publisher(&self, conn: Option<MultiplexedConnection>) {
+    pub(crate) fn set_publisher(&self, conn: Option<Publisher>) {
         *self
             .publisher
             .write()
             .unwrap_or_else(PoisonError::into_inner) = conn;
     }
 
-    fn publisher(&self) -> Option<MultiplexedConnection> {
+    fn publisher(&self) -> Option<Publisher> {
         self.publisher
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -296,8 +307,7 @@ impl Shared {
         };
         let payload = envelope::encode(&self.instance, topic, message);
         let timeout = self.config.publish_timeout;
-        let cmd = redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned();
-        match tokio::time::timeout(timeout, cmd.query_async::<usize>(&mut conn)).await {
+        match tokio::time::timeout(timeout, conn.publish(&channel, &payload)).await {
             Ok(Ok(n)) => {
                 self.counters.published.fetch_add(1, Ordering::Relaxed);
                 Ok(n)
@@ -324,12 +334,12 @@ impl RedisProvider {
     /// A provider for `config`, with an empty hub. Nothing connects until
     /// the app starts it; an unparsable URL fails then, too.
     pub fn new(config: RedisConfig) -> Self {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| e.to_string());
+        let backend = Self::backend(&config);
         let channels = Channels::new(&config.prefix);
         Self {
             shared: Arc::new(Shared {
                 hub: Hub::new(),
-                client,
+                backend,
                 channels,
                 instance: *uuid::Uuid::new_v4().as_bytes(),
                 ready: AtomicBool::new(false),
@@ -343,6 +353,19 @@ impl RedisProvider {
                 config,
             }),
         }
+    }
+
+    fn backend(config: &RedisConfig) -> Result<Backend, String> {
+        #[cfg(feature = "cluster")]
+        if !config.cluster.is_empty() {
+            for node in &config.cluster {
+                redis::Client::open(node.as_str()).map_err(|e| format!("{node}: {e}"))?;
+            }
+            return Ok(Backend::Cluster(config.cluster.clone()));
+        }
+        redis::Client::open(config.url.as_str())
+            .map(Backend::Single)
+            .map_err(|e| e.to_string())
     }
 
     /// The configuration.
@@ -391,8 +414,8 @@ impl RedisProvider {
             return Ok(());
         }
         let url = shared.config.redacted_url();
-        let client = shared
-            .client
+        let backend = shared
+            .backend
             .clone()
             .map_err(|e| ProviderError::Config(format!("Redis URL {url}: {e}")))?;
         let connect_error = |reason: String| {
@@ -403,7 +426,7 @@ impl RedisProvider {
         };
         let initial = match shared.config.startup {
             StartupPolicy::FailFast => Some(
-                task::connect(shared, &client)
+                task::connect(shared, &backend)
                     .await
                     .map_err(&connect_error)?,
             ),
@@ -411,7 +434,7 @@ impl RedisProvider {
                 let deadline = tokio::time::Instant::now() + limit;
                 let mut backoff = task::Backoff::new(&shared.config);
                 loop {
-                    match task::connect(shared, &client).await {
+                    match task::connect(shared, &backend).await {
                         Ok(live) => break Some(live),
                         Err(reason) => {
                             let wait = backoff.next_delay();
@@ -436,7 +459,7 @@ impl RedisProvider {
             tracing::info!(redis = %url, "connecting to Redis in the background");
         }
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(task::run(shared.clone(), client, initial, rx));
+        let task = tokio::spawn(task::run(shared.clone(), backend, initial, rx));
         *running = Some(Running { shutdown: tx, task });
         shared.ready.store(true, Ordering::Release);
         Ok(())

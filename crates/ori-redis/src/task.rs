@@ -7,52 +7,35 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use ori_core::{SocketId, Topic, BROADCAST_TOPIC};
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::AsyncConnectionConfig;
 use tokio::sync::watch;
 
+use crate::backend::{Backend, Event, Publisher, Subscriber};
 use crate::envelope::{self, Malformed};
 use crate::{ChannelKind, Dirty, RedisConfig, Shared};
 
 /// One connected pair: the publisher and the subscriber (already
 /// subscribed to the broadcast channel).
 pub(crate) struct Live {
-    pub(crate) publisher: MultiplexedConnection,
-    sink: PubSubSink,
-    stream: PubSubStream,
+    pub(crate) publisher: Publisher,
+    subscriber: Subscriber,
 }
 
 /// Opens both connections, each within the connect timeout, and subscribes
 /// the broadcast channel.
-pub(crate) async fn connect(shared: &Shared, client: &redis::Client) -> Result<Live, String> {
+pub(crate) async fn connect(shared: &Shared, backend: &Backend) -> Result<Live, String> {
     let connect_timeout = shared.config.connect_timeout;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(shared.config.publish_timeout));
-    let within =
-        |what: &'static str| move |_| format!("{what} timed out after {connect_timeout:?}");
-    let publisher = tokio::time::timeout(
-        connect_timeout,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await
-    .map_err(within("connecting"))?
-    .map_err(|e| e.to_string())?;
-    let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
+    let (publisher, subscriber) = backend
+        .connect(connect_timeout, shared.config.publish_timeout)
+        .await?;
+    let broadcast = subscriber.change(true, shared.channels.broadcast().to_owned());
+    tokio::time::timeout(connect_timeout, broadcast)
         .await
-        .map_err(within("connecting"))?
-        .map_err(|e| e.to_string())?;
-    let (mut sink, stream) = pubsub.split();
-    tokio::time::timeout(connect_timeout, sink.subscribe(shared.channels.broadcast()))
-        .await
-        .map_err(within("SUBSCRIBE"))?
+        .map_err(|_| format!("SUBSCRIBE timed out after {connect_timeout:?}"))?
         .map_err(|e| e.to_string())?;
     Ok(Live {
         publisher,
-        sink,
-        stream,
+        subscriber,
     })
 }
 
@@ -134,7 +117,7 @@ impl Throttle {
 /// reconnect with back-off whenever it is lost, until shutdown.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    client: redis::Client,
+    backend: Backend,
     mut initial: Option<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -155,7 +138,7 @@ pub(crate) async fn run(
                 let connected = tokio::select! {
                     biased;
                     _ = stopped(&mut shutdown) => return,
-                    r = connect(&shared, &client) => r,
+                    r = connect(&shared, &backend) => r,
                 };
                 match connected {
                     Ok(live) => live,
@@ -185,7 +168,7 @@ pub(crate) async fn run(
             dirty.sockets.extend(upstream.sockets.drain());
         }
         shared.counters.channels.store(1, Ordering::Relaxed);
-        let exit = match reconcile(&shared, &mut live.sink, &mut upstream).await {
+        let exit = match reconcile(&shared, &live.subscriber, &mut upstream).await {
             Ok(()) => {
                 if !ever_connected {
                     ever_connected = true;
@@ -205,7 +188,7 @@ pub(crate) async fn run(
                 backoff.reset();
                 serve(
                     &shared,
-                    &client,
+                    &backend,
                     &mut live,
                     &mut upstream,
                     &mut throttle,
@@ -264,7 +247,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn serve(
     shared: &Shared,
-    client: &redis::Client,
+    backend: &Backend,
     live: &mut Live,
     upstream: &mut Upstream,
     throttle: &mut Throttle,
@@ -279,29 +262,63 @@ async fn serve(
             biased;
             _ = stopped(shutdown) => return Exit::Shutdown,
             _ = shared.wake.notified() => {
-                if let Err(reason) = reconcile(shared, &mut live.sink, upstream).await {
+                if let Err(reason) = reconcile(shared, &live.subscriber, upstream).await {
                     return Exit::Lost(reason);
                 }
             }
             _ = shared.publisher_suspect.notified() => {
-                if let Err(reason) = check_publisher(shared, client, live).await {
+                if let Err(reason) = check_publisher(shared, backend, live).await {
                     return Exit::Lost(reason);
                 }
             }
             _ = health.tick() => {
-                match tokio::time::timeout(answer_within, live.sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
+                match tokio::time::timeout(answer_within, live.subscriber.ping()).await {
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => return Exit::Lost(format!("subscriber connection: {e}")),
                     Err(_) => return Exit::Lost(format!("subscriber connection: no PONG within {answer_within:?}")),
                 }
-                if let Err(reason) = check_publisher(shared, client, live).await {
+                if let Err(reason) = check_publisher(shared, backend, live).await {
                     return Exit::Lost(reason);
                 }
             }
-            msg = live.stream.next() => match msg {
-                Some(msg) => deliver(shared, &msg, throttle),
-                None => return Exit::Lost("subscriber connection closed".to_owned()),
+            event = live.subscriber.next() => match event {
+                Event::Message(msg) => deliver(shared, &msg, throttle),
+                Event::Closed => return Exit::Lost("subscriber connection closed".to_owned()),
+                Event::NodeDisconnected => {
+                    if let Err(reason) = resync(shared, live, upstream).await {
+                        return Exit::Lost(reason);
+                    }
+                }
             },
+        }
+    }
+}
+
+/// After a cluster node connection dropped: the cluster must answer, and
+/// every channel is subscribed again (idempotent; the cluster client may
+/// already have done it on the replacement connection). The cluster client
+/// replaces the node connection on its next use, so failures are retried
+/// for up to the connect timeout before the connection counts as lost.
+async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result<(), String> {
+    let within = shared.config.publish_timeout;
+    let deadline = tokio::time::Instant::now() + shared.config.connect_timeout;
+    tracing::debug!("a Redis node connection dropped; checking and resubscribing");
+    let mut channels = vec![shared.channels.broadcast().to_owned()];
+    channels.extend(upstream.topics.iter().map(|t| shared.channels.topic(t)));
+    channels.extend(upstream.sockets.iter().map(|s| shared.channels.socket(s)));
+    loop {
+        let attempt = match tokio::time::timeout(within, live.subscriber.ping()).await {
+            Ok(Ok(())) => run_batch(shared, &live.subscriber, true, &channels).await,
+            Ok(Err(e)) => Err(format!("subscriber connection: {e}")),
+            Err(_) => Err(format!("subscriber connection: no PONG within {within:?}")),
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "cluster not answering yet; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -310,51 +327,32 @@ async fn serve(
 /// means Redis itself is unreachable.
 async fn check_publisher(
     shared: &Shared,
-    client: &redis::Client,
+    backend: &Backend,
     live: &mut Live,
 ) -> Result<(), String> {
     let within = shared.config.publish_timeout;
-    let ping = redis::cmd("PING");
-    match tokio::time::timeout(
-        within,
-        ping.query_async::<redis::Value>(&mut live.publisher),
-    )
-    .await
-    {
-        Ok(Ok(_)) => return Ok(()),
+    match tokio::time::timeout(within, live.publisher.ping()).await {
+        Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "Redis publisher connection failed; replacing it")
         }
         Err(_) => tracing::debug!("Redis publisher connection did not answer; replacing it"),
     }
     shared.set_publisher(None);
-    let connect_timeout = shared.config.connect_timeout;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(within));
-    match tokio::time::timeout(
-        connect_timeout,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => {
-            shared.set_publisher(Some(conn.clone()));
-            live.publisher = conn;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("publisher connection: {e}")),
-        Err(_) => Err(format!(
-            "publisher connection: connecting timed out after {connect_timeout:?}"
-        )),
-    }
+    let conn = backend
+        .connect_publisher(shared.config.connect_timeout, within)
+        .await
+        .map_err(|e| format!("publisher connection: {e}"))?;
+    shared.set_publisher(Some(conn.clone()));
+    live.publisher = conn;
+    Ok(())
 }
 
 /// Brings the subscriber connection in line with the hub, until nothing is
 /// dirty. On failure everything it took is dirty again.
 async fn reconcile(
     shared: &Shared,
-    sink: &mut PubSubSink,
+    subscriber: &Subscriber,
     upstream: &mut Upstream,
 ) -> Result<(), String> {
     loop {
@@ -392,8 +390,8 @@ async fn reconcile(
             }
         }
         let result = async {
-            run_batch(shared, sink, true, &subscribe).await?;
-            run_batch(shared, sink, false, &unsubscribe).await
+            run_batch(shared, subscriber, true, &subscribe).await?;
+            run_batch(shared, subscriber, false, &unsubscribe).await
         }
         .await;
         if let Err(reason) = result {
@@ -422,23 +420,16 @@ async fn reconcile(
 /// its requests: a multi-channel command answers once per channel.)
 async fn run_batch(
     shared: &Shared,
-    sink: &PubSubSink,
+    subscriber: &Subscriber,
     subscribe: bool,
     channels: &[String],
 ) -> Result<(), String> {
     const CHUNK: usize = 512;
     let within = shared.config.publish_timeout;
     for chunk in channels.chunks(CHUNK) {
-        let requests = chunk.iter().map(|channel| {
-            let mut sink = sink.clone();
-            async move {
-                if subscribe {
-                    sink.subscribe(channel.as_str()).await
-                } else {
-                    sink.unsubscribe(channel.as_str()).await
-                }
-            }
-        });
+        let requests = chunk
+            .iter()
+            .map(|channel| subscriber.change(subscribe, channel.clone()));
         let verb = if subscribe {
             "SUBSCRIBE"
         } else {

@@ -203,3 +203,114 @@ fn ping(port: u16) -> bool {
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
+
+/// A local Redis Cluster of `masters` primaries (no replicas), each a
+/// [`RedisServer`] on a free loopback port, with the 16384 slots split
+/// evenly. For the sharded pub/sub mode (`RedisConfig::cluster`, feature
+/// `cluster`). Needs Redis 7.0 or later; dropping it kills every node.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    config_files: Vec<std::path::PathBuf>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, assigns the slots, joins them and waits until
+    /// every node reports `cluster_state:ok`. Panics, with the reason, if
+    /// that fails.
+    pub fn start(masters: usize) -> Self {
+        assert!(masters >= 1, "a cluster needs a node");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            config_files: Vec::new(),
+        };
+        for i in 0..masters {
+            let file = std::env::temp_dir().join(format!(
+                "ori-redis-cluster-{}-{stamp}-{i}.conf",
+                std::process::id()
+            ));
+            let path = file.to_string_lossy().into_owned();
+            cluster.config_files.push(file);
+            cluster.nodes.push(RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &path,
+                "--cluster-node-timeout",
+                "2000",
+            ]));
+        }
+        let per = 16384 / masters;
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            let first = i * per;
+            let last = if i + 1 == masters {
+                16383
+            } else {
+                first + per - 1
+            };
+            let reply = node
+                .command(&[
+                    b"CLUSTER",
+                    b"ADDSLOTSRANGE",
+                    first.to_string().as_bytes(),
+                    last.to_string().as_bytes(),
+                ])
+                .unwrap_or_else(|e| panic!("CLUSTER ADDSLOTSRANGE: {e}"));
+            assert!(
+                reply.starts_with(b"+OK"),
+                "CLUSTER ADDSLOTSRANGE: {reply:?}"
+            );
+        }
+        for node in &cluster.nodes[1..] {
+            let port = node.port().to_string();
+            let reply = cluster.nodes[0]
+                .command(&[b"CLUSTER", b"MEET", b"127.0.0.1", port.as_bytes()])
+                .unwrap_or_else(|e| panic!("CLUSTER MEET: {e}"));
+            assert!(reply.starts_with(b"+OK"), "CLUSTER MEET: {reply:?}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let known = format!("cluster_known_nodes:{masters}");
+        loop {
+            let ready = cluster.nodes.iter().all(|n| {
+                n.command(&[b"CLUSTER", b"INFO"]).is_ok_and(|info| {
+                    let info = String::from_utf8_lossy(&info);
+                    info.contains("cluster_state:ok")
+                        && info.contains("cluster_slots_ok:16384")
+                        && info.contains(&known)
+                })
+            });
+            if ready {
+                return cluster;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the local Redis Cluster did not reach cluster_state:ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The nodes (slot ranges in order: node `i` owns the `i`-th range).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        for file in &self.config_files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The two ways of talking to Redis: one server with classic pub/sub
+//! (`PUBLISH` / `SUBSCRIBE`), or a Redis Cluster with sharded pub/sub
+//! (`SPUBLISH` / `SSUBSCRIBE`, feature `cluster`). The task and the publish
+//! path see only [`Publisher`] and [`Subscriber`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Msg, RedisResult};
+
+/// What a subscriber connection produced.
+pub(crate) enum Event {
+    /// A message on a subscribed channel.
+    Message(Msg),
+    /// The connection is gone.
+    Closed,
+    /// One node connection of a cluster dropped (the cluster client
+    /// reconnects it by itself): check that the cluster answers, then make
+    /// sure every channel is still subscribed.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    NodeDisconnected,
+}
+
+/// Where Redis is, ready to open connections.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// One server (or a proxy in front of several).
+    Single(redis::Client),
+    /// A Redis Cluster: sharded pub/sub, each channel on the shard that
+    /// owns its slot.
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+/// The publishing connection. Cheap to clone (multiplexed).
+#[derive(Clone)]
+pub(crate) enum Publisher {
+    Single(MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// The subscribing connection and its incoming messages.
+pub(crate) enum Subscriber {
+    Single {
+        sink: PubSubSink,
+        stream: PubSubStream,
+    },
+    #[cfg(feature = "cluster")]
+    Cluster {
+        conn: redis::cluster_async::ClusterConnection,
+        pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    },
+}
+
+fn timed_out(what: &str, after: Duration) -> String {
+    format!("{what} timed out after {after:?}")
+}
+
+impl Backend {
+    /// Opens a publisher and a subscriber, each within `connect_timeout`;
+    /// commands on them time out after `response_timeout`.
+    pub(crate) async fn connect(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<(Publisher, Subscriber), String> {
+        match self {
+            Backend::Single(client) => {
+                let publisher = self
+                    .connect_publisher(connect_timeout, response_timeout)
+                    .await?;
+                let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| timed_out("connecting", connect_timeout))?
+                    .map_err(|e| e.to_string())?;
+                let (sink, stream) = pubsub.split();
+                Ok((publisher, Subscriber::Single { sink, stream }))
+            }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(nodes) => {
+                let publisher = self
+                    .connect_publisher(connect_timeout, response_timeout)
+                    .await?;
+                let (tx, pushes) = tokio::sync::mpsc::unbounded_channel();
+                let client =
+                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .use_protocol(redis::ProtocolVersion::RESP3)
+                        .push_sender(tx)
+                        .connection_timeout(connect_timeout)
+                        .response_timeout(response_timeout)
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| timed_out("connecting", connect_timeout))?
+                    .map_err(|e| e.to_string())?;
+                Ok((publisher, Subscriber::Cluster { conn, pushes }))
+            }
+        }
+    }
+
+    /// Opens a publisher alone (to replace one that stopped answering).
+    pub(crate) async fn connect_publisher(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Publisher, String> {
+        match self {
+            Backend::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(response_timeout));
+                let conn = tokio::time::timeout(
+                    connect_timeout,
+                    client.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map_err(|_| timed_out("connecting", connect_timeout))?
+                .map_err(|e| e.to_string())?;
+                Ok(Publisher::Single(conn))
+            }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(nodes) => {
+                let client =
+                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(connect_timeout)
+                        .response_timeout(response_timeout)
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| timed_out("connecting", connect_timeout))?
+                    .map_err(|e| e.to_string())?;
+                Ok(Publisher::Cluster(conn))
+            }
+        }
+    }
+}
+
+impl Publisher {
+    /// `PUBLISH` (or `SPUBLISH`); the number of receiving connections.
+    pub(crate) async fn publish(&mut self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
+        match self {
+            Publisher::Single(c) => {
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(c)
+                    .await
+            }
+            #[cfg(feature = "cluster")]
+            Publisher::Cluster(c) => {
+                redis::cmd("SPUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(c)
+                    .await
+            }
+        }
+    }
+
+    pub(crate) async fn ping(&mut self) -> RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self {
+            Publisher::Single(c) => ping.query_async::<redis::Value>(c).await.map(|_| ()),
+            #[cfg(feature = "cluster")]
+            Publisher::Cluster(c) => ping.query_async::<redis::Value>(c).await.map(|_| ()),
+        }
+    }
+}
+
+impl Subscriber {
+    /// The next message or connection event.
+    pub(crate) async fn next(&mut self) -> Event {
+        match self {
+            Subscriber::Single { stream, .. } => match stream.next().await {
+                Some(msg) => Event::Message(msg),
+                None => Event::Closed,
+            },
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster { pushes, .. } => loop {
+                let Some(push) = pushes.recv().await else {
+                    return Event::Closed;
+                };
+                match push.kind {
+                    redis::PushKind::Disconnection => return Event::NodeDisconnected,
+                    redis::PushKind::SMessage | redis::PushKind::Message => {
+                        if let Some(msg) = Msg::from_push_info(push) {
+                            return Event::Message(msg);
+                        }
+                    }
+                    _ => {}
+                }
+            },
+        }
+    }
+
+    pub(crate) async fn ping(&mut self) -> RedisResult<()> {
+        match self {
+            Subscriber::Single { sink, .. } => sink.ping::<redis::Value>().await.map(|_| ()),
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster { conn, .. } => redis::cmd("PING")
+                .query_async::<redis::Value>(conn)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// One `(S)SUBSCRIBE` or `(S)UNSUBSCRIBE` of one channel, as a future
+    /// that can run concurrently with others (they are pipelined).
+    pub(crate) fn change(
+        &self,
+        subscribe: bool,
+        channel: String,
+    ) -> impl Future<Output = RedisResult<()>> + Send + 'static {
+        enum Conn {
+            Single(PubSubSink),
+            #[cfg(feature = "cluster")]
+            Cluster(redis::cluster_async::ClusterConnection),
+        }
+        let conn = match self {
+            Subscriber::Single { sink, .. } => Conn::Single(sink.clone()),
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster { conn, .. } => Conn::Cluster(conn.clone()),
+        };
+        async move {
+            match conn {
+                Conn::Single(mut sink) if subscribe => sink.subscribe(channel).await,
+                Conn::Single(mut sink) => sink.unsubscribe(channel).await,
+                #[cfg(feature = "cluster")]
+                Conn::Cluster(mut c) if subscribe => c.ssubscribe(channel).await,
+                #[cfg(feature = "cluster")]
+                Conn::Cluster(mut c) => c.sunsubscribe(channel).await,
+            }
+        }
+    }
+}
