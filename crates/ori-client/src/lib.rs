@@ -1,0 +1,713 @@
+//! `ori-client`: a Rust WebSocket client for Ori servers, the Rust
+//! counterpart of the TypeScript client in `clients/ts` (see
+//! `docs/PROTOCOL.md`).
+//!
+//! - rooms joined with [`Client::join_room`] are re-joined after every
+//!   reconnect;
+//! - typed messages with the same definitions the server uses
+//!   ([`Definition`], [`ServerMessage`], [`JoinRoom`], ...): [`Client::emit`]
+//!   sends them flat (`{"type", ...data}`), [`Client::on`] receives envelopes
+//!   `{"name","data","timestamp"}` and flat `{"type",...}` messages;
+//! - [`Client::request`] calls a socket-router route and matches the reply by
+//!   correlation id;
+//! - reconnect with full-jitter exponential back-off ([`Backoff`]), no
+//!   reconnect after close 1008 or 1011, a connection timeout, a `2`/`3`
+//!   heartbeat whose missing pong forces a reconnect;
+//! - messages sent while disconnected are buffered (bounded) and flushed on
+//!   connect;
+//! - [`Client::events`]: a stream of [`Event`]s.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use futures_util::StreamExt;
+//! use ori_client::{Client, ServerMessage};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+//! struct Notification { message: String }
+//! static NOTIFICATION: ServerMessage<Notification> = ServerMessage::define("notification");
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder("ws://127.0.0.1:3000/ws")
+//!     .header("authorization", "Bearer secret")
+//!     .build()?;
+//! let mut notifications = client.on(&NOTIFICATION);
+//! client.join_room("lobby")?;
+//! let reply = client
+//!     .request("publish", &serde_json::json!({"topic": "lobby", "message": "hi"}), Duration::from_secs(5))
+//!     .await?;
+//! assert_eq!(reply, serde_json::json!({"published": true}));
+//! let n = notifications.next().await.unwrap();
+//! assert_eq!(n.message, "hi");
+//! # Ok(()) }
+//! ```
+//!
+//! The client runs as a background tokio task owning the socket; [`Client`]
+//! is a cheap handle to it. The task ends when [`Client::close`] is called,
+//! when every handle is dropped, after a close 1008/1011, or when the
+//! reconnect attempts are exhausted.
+
+mod actor;
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+
+pub use ori::messages::{
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData,
+    ServerMessage,
+};
+
+/// Close codes after which the client does not reconnect (PROTOCOL.md
+/// section 6: refused or failed connection guard).
+pub const FINAL_CLOSE_CODES: [u16; 2] = [1008, 1011];
+
+/// Full-jitter exponential back-off between reconnect attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The ceiling of the first delay.
+    pub initial: Duration,
+    /// The largest ceiling.
+    pub max: Duration,
+    /// Attempts after a disconnect before giving up (`None`: never give up).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Backoff {
+    /// 1 s initial, 30 s max, unlimited attempts (as the TypeScript client).
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            max_attempts: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// The ceiling of attempt `attempt` (counting from 0):
+    /// `min(max, initial * 2^attempt)`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 2u32.checked_pow(attempt.min(31)).unwrap_or(u32::MAX);
+        self.initial
+            .checked_mul(factor)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
+    /// The delay of attempt `attempt`: `random` (in `[0, 1]`) times its
+    /// [ceiling](Self::ceiling), so uniformly in `[0, ceiling]` for a uniform
+    /// `random`.
+    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+        self.ceiling(attempt).mul_f64(random.clamp(0.0, 1.0))
+    }
+}
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The first connection attempt is under way.
+    Connecting,
+    /// The socket is open.
+    Connected,
+    /// Waiting for (or making) a reconnect attempt.
+    Reconnecting,
+    /// Not connected and not trying: closed, refused, or gave up.
+    Disconnected,
+}
+
+/// A data frame received from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(bytes::Bytes),
+}
+
+/// What happens to the connection, and every message received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The socket opened; rooms were re-joined and the buffer flushed.
+    Connected {
+        /// True when this is not the client's first connection.
+        reconnected: bool,
+    },
+    /// An open connection closed.
+    Disconnected {
+        /// The close code (1005 when the server sent none, 1006 when the
+        /// connection dropped without a close frame, 4000 after a heartbeat
+        /// timeout).
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// A reconnect attempt is scheduled after `delay`.
+    ReconnectAttempt {
+        /// 1 for the first attempt after a disconnect.
+        attempt: u32,
+        /// The back-off delay before the attempt.
+        delay: Duration,
+    },
+    /// A data frame from the server (everything but the `3` pong).
+    Message(Message),
+    /// Something went wrong; the client carries on unless it says so.
+    Error(ClientError),
+}
+
+/// Errors of the client (also reported as [`Event::Error`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The URL or a header is not valid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A room name is not a topic a client may join.
+    #[error("invalid room {room:?}: {reason}")]
+    InvalidRoom {
+        /// The room.
+        room: String,
+        /// Why.
+        reason: String,
+    },
+    /// Data could not be serialized to JSON.
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+    /// The client is closed (closed, refused with 1008/1011, or gave up).
+    #[error("the client is closed")]
+    Closed,
+    /// A connection attempt failed.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// A connection attempt took longer than the connection timeout.
+    #[error("connection timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// No pong (or any message) within the pong timeout; reconnecting.
+    #[error("no pong within {0:?}; reconnecting")]
+    HeartbeatTimeout(Duration),
+    /// The server closed with a final code (1008, 1011); not reconnecting.
+    #[error("connection closed by the server ({code} {reason}); not reconnecting")]
+    Refused {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// Reconnect attempts exhausted.
+    #[error("gave up reconnecting after {0} attempts")]
+    GaveUp(u32),
+    /// The send buffer was full; the oldest message was dropped.
+    #[error("send buffer full ({0}); dropped the oldest message")]
+    BufferFull(usize),
+    /// The server sent `{"type":"error","message":...}`.
+    #[error("server error: {0}")]
+    Server(String),
+}
+
+/// Why a [`Client::request`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The server replied with an `error` (`Forbidden`, `Validation failed: ...`, ...).
+    #[error("{message}")]
+    Server {
+        /// The request's message type.
+        ty: String,
+        /// The reply's `error`.
+        message: String,
+    },
+    /// No reply in time.
+    #[error("request {ty} timed out after {timeout:?}")]
+    Timeout {
+        /// The request's message type.
+        ty: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The connection closed after the request went out, or the client is closed.
+    #[error("connection closed before the reply to {ty}")]
+    Closed {
+        /// The request's message type.
+        ty: String,
+    },
+    /// The data could not be serialized.
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
+}
+
+/// Builds a [`Client`]: `Client::builder(url)...build()`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    reconnect: Option<Backoff>,
+    heartbeat: Option<(Duration, Duration)>,
+    connect_timeout: Duration,
+    buffer_size: usize,
+}
+
+impl ClientBuilder {
+    /// Adds a header to the upgrade request (`authorization`, ...).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Reconnects after an unexpected close with this back-off (the default
+    /// is [`Backoff::default`]).
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.reconnect = Some(backoff);
+        self
+    }
+
+    /// Never reconnects: the first close (or failed connection) ends the client.
+    pub fn no_reconnect(mut self) -> Self {
+        self.reconnect = None;
+        self
+    }
+
+    /// Sends the `2` ping every `interval`; without the `3` pong (or any
+    /// message) within `pong_timeout` the connection is dropped and a
+    /// reconnect follows. Default 25 s / 10 s.
+    pub fn heartbeat(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.heartbeat = Some((interval, pong_timeout));
+        self
+    }
+
+    /// Disables the heartbeat.
+    pub fn no_heartbeat(mut self) -> Self {
+        self.heartbeat = None;
+        self
+    }
+
+    /// How long one connection attempt (TCP + upgrade) may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most messages buffered while disconnected; beyond it the oldest
+    /// are dropped (default 100).
+    pub fn buffer_size(mut self, size: usize) -> Self {
+        self.buffer_size = size;
+        self
+    }
+
+    /// Validates the URL and headers and starts the background task, which
+    /// connects right away.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let config = Config {
+            url: self.url,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(k, v)| {
+                    let name = HeaderName::try_from(k.as_str())
+                        .map_err(|e| ClientError::Config(format!("header {k:?}: {e}")))?;
+                    let value = HeaderValue::try_from(v.as_str())
+                        .map_err(|e| ClientError::Config(format!("header {k:?} value: {e}")))?;
+                    Ok((name, value))
+                })
+                .collect::<Result<_, ClientError>>()?,
+            reconnect: self.reconnect,
+            heartbeat: self.heartbeat,
+            connect_timeout: self.connect_timeout,
+            buffer_size: self.buffer_size.max(1),
+        };
+        config.request()?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State {
+                conn: ConnectionState::Connecting,
+                rooms: BTreeSet::new(),
+                handlers: HashMap::new(),
+                events: vec![events_tx],
+                first_events: Some(events_rx),
+                pending: HashMap::new(),
+                buffered: 0,
+            }),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(actor::run(shared.clone(), rx));
+        Ok(Client { tx, shared })
+    }
+}
+
+pub(crate) struct Config {
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    reconnect: Option<Backoff>,
+    heartbeat: Option<(Duration, Duration)>,
+    connect_timeout: Duration,
+    buffer_size: usize,
+}
+
+impl Config {
+    fn request(
+        &self,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, ClientError> {
+        let mut req = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Config(format!("url {:?}: {e}", self.url)))?;
+        for (k, v) in &self.headers {
+            req.headers_mut().append(k.clone(), v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub(crate) struct Pending {
+    ty: String,
+    reply: oneshot::Sender<Result<Value, RequestError>>,
+    /// The connection the request went out on.
+    sent_on: Option<u64>,
+}
+
+pub(crate) struct State {
+    conn: ConnectionState,
+    rooms: BTreeSet<String>,
+    handlers: HashMap<String, Vec<mpsc::UnboundedSender<Value>>>,
+    events: Vec<mpsc::UnboundedSender<Event>>,
+    first_events: Option<mpsc::UnboundedReceiver<Event>>,
+    pending: HashMap<String, Pending>,
+    buffered: usize,
+}
+
+pub(crate) struct Shared {
+    config: Config,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn event(&self, event: Event) {
+        let mut st = self.lock();
+        st.events.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+}
+
+/// What the handle asks the background task to do.
+pub(crate) enum Command {
+    Send {
+        text: String,
+        correlation: Option<String>,
+    },
+    Join(String),
+    Leave(String),
+    Close,
+}
+
+/// A handle to the connection (cheap to clone; every clone drives the same
+/// socket).
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.shared.config.url)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts building a client for `url` (`ws://host:port/ws`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            reconnect: Some(Backoff::default()),
+            heartbeat: Some((Duration::from_secs(25), Duration::from_secs(10))),
+            connect_timeout: Duration::from_secs(10),
+            buffer_size: 100,
+        }
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.lock().conn
+    }
+
+    /// The rooms this client is in (re-joined after every reconnect).
+    pub fn rooms(&self) -> Vec<String> {
+        self.shared.lock().rooms.iter().cloned().collect()
+    }
+
+    /// Messages waiting for a connection.
+    pub fn buffered(&self) -> usize {
+        self.shared.lock().buffered
+    }
+
+    fn command(&self, cmd: Command) -> Result<(), ClientError> {
+        self.tx.send(cmd).map_err(|_| ClientError::Closed)
+    }
+
+    /// Joins `room` now (or on the next connect), and again after every
+    /// reconnect. Joining a room twice does nothing.
+    pub fn join_room(&self, room: &str) -> Result<(), ClientError> {
+        ClientTopic::new(room).map_err(|e| ClientError::InvalidRoom {
+            room: room.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.command(Command::Join(room.to_owned()))?;
+        self.shared.lock().rooms.insert(room.to_owned());
+        Ok(())
+    }
+
+    /// Leaves `room` (nothing is buffered: a new connection starts in no room).
+    pub fn leave_room(&self, room: &str) -> Result<(), ClientError> {
+        self.command(Command::Leave(room.to_owned()))?;
+        self.shared.lock().rooms.remove(room);
+        Ok(())
+    }
+
+    /// Sends `{"type": def.name(), ...data}` (flat, as the original browser
+    /// client does); data that is not an object goes as `{"type", "data"}`,
+    /// `null` as `{"type"}`. Buffered while disconnected.
+    pub fn emit<D: Definition>(&self, def: &D, data: &D::Data) -> Result<(), ClientError> {
+        let text = flat(def.name(), data)?;
+        self.send_raw(text)
+    }
+
+    /// Sends `value` as JSON (buffered while disconnected).
+    pub fn send_json(&self, value: &Value) -> Result<(), ClientError> {
+        self.send_raw(value.to_string())
+    }
+
+    /// Sends a text frame as is (buffered while disconnected).
+    pub fn send_raw(&self, text: impl Into<String>) -> Result<(), ClientError> {
+        self.command(Command::Send {
+            text: text.into(),
+            correlation: None,
+        })
+    }
+
+    /// Receives the data of `def`'s messages: envelopes
+    /// `{"name","data","timestamp"}` named `def.name()` give their `data`,
+    /// flat messages `{"type",...}` with that `type` the whole object.
+    /// Messages that do not deserialize into `D::Data` are skipped. Dropping
+    /// the stream unsubscribes.
+    pub fn on<D: Definition>(&self, def: &D) -> Subscription<D::Data> {
+        Subscription {
+            rx: self.on_name(def.name()),
+            data: PhantomData,
+        }
+    }
+
+    /// Like [`on`](Self::on), untyped: the raw JSON of messages named `name`.
+    pub fn on_name(&self, name: &str) -> mpsc::UnboundedReceiver<Value> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared
+            .lock()
+            .handlers
+            .entry(name.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// A stream of [`Event`]s. The first call gets every event since
+    /// [`build`](ClientBuilder::build) (so the first `Connected` is never
+    /// missed); later calls get the events from then on. The stream ends
+    /// when the client's task ends.
+    pub fn events(&self) -> EventStream {
+        let mut st = self.shared.lock();
+        if self.tx.is_closed() {
+            // The task has ended: an already ended stream.
+            let (_, rx) = mpsc::unbounded_channel();
+            return EventStream { rx };
+        }
+        let rx = st.first_events.take().unwrap_or_else(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            st.events.push(tx);
+            rx
+        });
+        EventStream { rx }
+    }
+
+    /// Calls the socket-router route `ty`: sends
+    /// `{"type","data","correlationId"}` (buffered while disconnected) and
+    /// returns the reply's `data`; fails with the reply's `error`, after
+    /// `timeout`, or when the connection closes after the request went out.
+    pub async fn request(
+        &self,
+        ty: &str,
+        data: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, RequestError> {
+        let data = serde_json::to_value(data).map_err(|e| RequestError::Encode(e.to_string()))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let text = serde_json::json!({"type": ty, "data": data, "correlationId": id}).to_string();
+        let (reply, rx) = oneshot::channel();
+        self.shared.lock().pending.insert(
+            id.clone(),
+            Pending {
+                ty: ty.to_owned(),
+                reply,
+                sent_on: None,
+            },
+        );
+        if self
+            .command(Command::Send {
+                text,
+                correlation: Some(id.clone()),
+            })
+            .is_err()
+        {
+            self.shared.lock().pending.remove(&id);
+            return Err(RequestError::Closed { ty: ty.to_owned() });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RequestError::Closed { ty: ty.to_owned() }),
+            Err(_) => {
+                // Also keeps a still buffered request from being sent later.
+                self.shared.lock().pending.remove(&id);
+                Err(RequestError::Timeout {
+                    ty: ty.to_owned(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Closes the connection (1000) and ends the background task; pending
+    /// requests fail with [`RequestError::Closed`]. Later sends fail with
+    /// [`ClientError::Closed`].
+    pub fn close(&self) {
+        let _ = self.tx.send(Command::Close);
+    }
+
+    /// True once the background task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// `{"type": name, ...data}`.
+fn flat(name: &str, data: &impl Serialize) -> Result<String, ClientError> {
+    let value = serde_json::to_value(data).map_err(|e| ClientError::Encode(e.to_string()))?;
+    let value = match value {
+        Value::Object(mut map) => {
+            map.insert("type".into(), Value::String(name.to_owned()));
+            Value::Object(map)
+        }
+        Value::Null => serde_json::json!({ "type": name }),
+        other => serde_json::json!({ "type": name, "data": other }),
+    };
+    Ok(value.to_string())
+}
+
+/// The typed messages of one definition, from [`Client::on`].
+#[derive(Debug)]
+pub struct Subscription<T> {
+    rx: mpsc::UnboundedReceiver<Value>,
+    data: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Subscription<T> {
+    /// The next message (`None` once the client's task has ended).
+    pub async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_next_item(cx)).await
+    }
+
+    fn poll_next_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(v)) => {
+                    if let Ok(t) = serde_json::from_value(v) {
+                        return Poll::Ready(Some(t));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Stream for Subscription<T> {
+    type Item = T;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.get_mut().poll_next_item(cx)
+    }
+}
+
+/// The client's [`Event`]s, from [`Client::events`].
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl EventStream {
+    /// The next event (`None` once the client's task has ended).
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_within_the_exponential_ceiling() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            max_attempts: None,
+        };
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(1), Duration::from_millis(200));
+        assert_eq!(b.ceiling(3), Duration::from_millis(800));
+        assert_eq!(b.ceiling(4), Duration::from_millis(1000));
+        assert_eq!(b.ceiling(1000), Duration::from_millis(1000));
+        assert_eq!(b.delay(2, 0.0), Duration::ZERO);
+        assert_eq!(b.delay(2, 1.0), Duration::from_millis(400));
+        assert_eq!(b.delay(2, 0.5), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn emit_is_flat() {
+        assert_eq!(
+            flat("room.join", &serde_json::json!({"room": "r"})).unwrap(),
+            r#"{"room":"r","type":"room.join"}"#
+        );
+        assert_eq!(
+            flat("heartbeat", &HeartbeatData {}).unwrap(),
+            r#"{"type":"heartbeat"}"#
+        );
+        assert_eq!(flat("x", &()).unwrap(), r#"{"type":"x"}"#);
+        assert_eq!(flat("x", &[1]).unwrap(), r#"{"data":[1],"type":"x"}"#);
+    }
+}
