@@ -65,8 +65,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 pub use ori::messages::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData,
-    ServerMessage,
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData, ServerMessage,
 };
 
 /// Close codes after which the client does not reconnect (PROTOCOL.md
