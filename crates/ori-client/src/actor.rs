@@ -229,12 +229,11 @@ impl Actor {
         let (code, reason) = match self.serve(&mut ws, reconnected).await {
             Ok(flow) => {
                 // Closed by the client.
-                let _ = ws
-                    .close(Some(CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "Client disconnect".into(),
-                    }))
-                    .await;
+                let close = ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "Client disconnect".into(),
+                }));
+                let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
                 self.closed(1000, "Client disconnect".into());
                 return flow;
             }
