@@ -426,7 +426,8 @@ impl Actor {
         }
         st.handlers.clear();
         st.events.clear();
-        st.first_events = None;
+        // A first `events()` call still gets what happened, then the end.
+        st.prelude = None;
         st.buffered = 0;
     }
 }

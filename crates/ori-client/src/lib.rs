@@ -334,8 +334,9 @@ impl ClientBuilder {
                 conn: ConnectionState::Connecting,
                 rooms: BTreeSet::new(),
                 handlers: HashMap::new(),
-                events: vec![events_tx],
+                events: Vec::new(),
                 first_events: Some(events_rx),
+                prelude: Some((events_tx, 0)),
                 pending: HashMap::new(),
                 buffered: 0,
             }),
@@ -384,6 +385,9 @@ pub(crate) struct State {
     handlers: HashMap<String, Vec<mpsc::UnboundedSender<Value>>>,
     events: Vec<mpsc::UnboundedSender<Event>>,
     first_events: Option<mpsc::UnboundedReceiver<Event>>,
+    /// Feeds `first_events` until `events()` takes it (with a count, bounded
+    /// by [`PRELUDE_MAX`]).
+    prelude: Option<(mpsc::UnboundedSender<Event>, usize)>,
     pending: HashMap<String, Pending>,
     buffered: usize,
 }
@@ -401,8 +405,20 @@ impl Shared {
     fn event(&self, event: Event) {
         let mut st = self.lock();
         st.events.retain(|tx| tx.send(event.clone()).is_ok());
+        if let Some((tx, count)) = &mut st.prelude {
+            if *count < PRELUDE_MAX && tx.send(event).is_ok() {
+                *count += 1;
+            } else {
+                // Nobody asked for events: stop keeping them.
+                st.prelude = None;
+                st.first_events = None;
+            }
+        }
     }
 }
+
+/// How many events the client keeps for a first [`Client::events`] call.
+const PRELUDE_MAX: usize = 256;
 
 /// What the handle asks the background task to do.
 pub(crate) enum Command {
@@ -528,22 +544,23 @@ impl Client {
         rx
     }
 
-    /// A stream of [`Event`]s. The first call gets every event since
+    /// A stream of [`Event`]s. The first call gets the events since
     /// [`build`](ClientBuilder::build) (so the first `Connected` is never
-    /// missed); later calls get the events from then on. The stream ends
-    /// when the client's task ends.
+    /// missed; up to 256 are kept until then); later calls get the events
+    /// from then on. The stream ends when the client's task ends.
     pub fn events(&self) -> EventStream {
         let mut st = self.shared.lock();
-        if self.tx.is_closed() {
-            // The task has ended: an already ended stream.
-            let (_, rx) = mpsc::unbounded_channel();
+        if let Some(rx) = st.first_events.take() {
+            if let Some((tx, _)) = st.prelude.take() {
+                st.events.push(tx);
+            }
             return EventStream { rx };
         }
-        let rx = st.first_events.take().unwrap_or_else(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Once the task has ended, the stream ends right away.
+        if !self.tx.is_closed() {
             st.events.push(tx);
-            rx
-        });
+        }
         EventStream { rx }
     }
 
