@@ -11,6 +11,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::Waker;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -58,6 +59,19 @@ struct OutboxState {
     /// writer has taken but not finished writing).
     queued_bytes: usize,
     status: OutboxStatus,
+    /// Woken instead of `notify` when set (see [`Outbox::set_waker`]).
+    waker: Option<Waker>,
+}
+
+impl OutboxState {
+    /// Tells the writer there is something to do. Called with the lock held,
+    /// so a registered waker must not lock this outbox.
+    fn wake(&self, notify: &Notify) {
+        match &self.waker {
+            Some(w) => w.wake_by_ref(),
+            None => notify.notify_one(),
+        }
+    }
 }
 
 /// One connection's bounded queue of encoded frames.
@@ -67,6 +81,13 @@ struct OutboxState {
 /// and writes it in one vectored call. A push never waits: past `limit`
 /// queued bytes the outbox drops its queue and asks the writer to close the
 /// connection with 1013.
+///
+/// The writer learns that there is work either through [`notified`]
+/// (`Outbox::notified`) or, after [`set_waker`](Outbox::set_waker), through
+/// a waker: one wake-up when the queue becomes non-empty, not one per frame,
+/// so frames pushed before the writer runs go out together.
+///
+/// [`notified`]: Outbox::notified
 pub struct Outbox {
     id: SocketId,
     limit: usize,
@@ -84,6 +105,7 @@ impl Outbox {
                 frames: VecDeque::new(),
                 queued_bytes: 0,
                 status: OutboxStatus::Open,
+                waker: None,
             }),
             notify: Notify::new(),
         }
@@ -106,16 +128,14 @@ impl Outbox {
         if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
             st.status = OutboxStatus::Overflowed;
             st.frames = VecDeque::new();
-            drop(st);
-            self.notify.notify_one();
+            st.wake(&self.notify);
             return Push::Overflow;
         }
         let was_empty = st.frames.is_empty();
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);
-        drop(st);
         if was_empty {
-            self.notify.notify_one();
+            st.wake(&self.notify);
         }
         Push::Queued
     }
@@ -131,13 +151,13 @@ impl Outbox {
             code,
             reason: reason.to_owned(),
         };
-        drop(st);
-        self.notify.notify_one();
+        st.wake(&self.notify);
         true
     }
 
     /// Marks the outbox closed for good (the connection ended): later pushes
-    /// are dropped and queued frames are freed.
+    /// are dropped, queued frames are freed and a registered waker is
+    /// dropped.
     pub fn shut(&self) {
         let mut st = lock(&self.state);
         if st.status == OutboxStatus::Open {
@@ -148,6 +168,29 @@ impl Outbox {
         }
         st.frames = VecDeque::new();
         st.queued_bytes = 0;
+        let waker = st.waker.take();
+        drop(st);
+        drop(waker);
+    }
+
+    /// Routes wake-ups to `waker` instead of [`notified`](Self::notified):
+    /// it is woken when the queue becomes non-empty, when a close is
+    /// requested and when the queue overflows (and at once if there is
+    /// already something to do). `None` goes back to `notified`; [`shut`]
+    /// drops the waker.
+    ///
+    /// The waker is called while the outbox's lock is held: waking must be
+    /// cheap and must not call back into this outbox.
+    ///
+    /// [`shut`]: Self::shut
+    pub fn set_waker(&self, waker: Option<Waker>) {
+        let mut st = lock(&self.state);
+        let old = std::mem::replace(&mut st.waker, waker);
+        if st.waker.is_some() && (!st.frames.is_empty() || st.status != OutboxStatus::Open) {
+            st.wake(&self.notify);
+        }
+        drop(st);
+        drop(old);
     }
 
     /// Moves every queued frame to the back of `into` and returns the status.
@@ -165,6 +208,20 @@ impl Outbox {
     pub fn written(&self, n: usize) {
         let mut st = lock(&self.state);
         st.queued_bytes = st.queued_bytes.saturating_sub(n);
+    }
+
+    /// [`written`](Self::written) and [`take`](Self::take) under one lock:
+    /// records that `n` bytes reached the socket, then moves every queued
+    /// frame to the back of `into` and returns the status.
+    pub fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+        let mut st = lock(&self.state);
+        st.queued_bytes = st.queued_bytes.saturating_sub(n);
+        if into.is_empty() {
+            std::mem::swap(into, &mut st.frames);
+        } else {
+            into.extend(st.frames.drain(..));
+        }
+        st.status.clone()
     }
 
     /// Bytes queued and not yet written.
@@ -629,6 +686,65 @@ mod tests {
             1
         );
         assert_eq!(fast.status(), OutboxStatus::Open);
+    }
+
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn wake_counter() -> Arc<WakeCount> {
+        Arc::new(WakeCount(Default::default()))
+    }
+
+    #[test]
+    fn a_registered_waker_is_woken_once_per_batch_and_dropped_on_shut() {
+        let wakes = wake_counter();
+        let count = || wakes.0.load(Ordering::Relaxed);
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        o.set_waker(Some(Waker::from(wakes.clone())));
+        assert_eq!(count(), 0, "nothing to do yet");
+        o.push(Bytes::from_static(b"a"));
+        o.push(Bytes::from_static(b"bc"));
+        assert_eq!(
+            count(),
+            1,
+            "one wake-up for frames pushed before the writer ran"
+        );
+        let mut q = VecDeque::new();
+        assert_eq!(o.take(&mut q), OutboxStatus::Open);
+        assert_eq!(q.len(), 2);
+        assert_eq!(o.queued_bytes(), 3);
+        o.push(Bytes::from_static(b"d"));
+        assert_eq!(count(), 2);
+        q.clear();
+        assert_eq!(o.written_and_take(3, &mut q), OutboxStatus::Open);
+        assert_eq!((q.len(), o.queued_bytes()), (1, 1));
+        assert!(o.close(1000, "bye"));
+        assert_eq!(count(), 3, "a close wakes the writer");
+        o.shut();
+        assert_eq!(Arc::strong_count(&wakes), 1, "shut drops the waker");
+        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+
+    #[test]
+    fn a_waker_set_while_work_is_pending_is_woken_at_once() {
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        o.push(Bytes::from_static(b"early"));
+        let wakes = wake_counter();
+        o.set_waker(Some(Waker::from(wakes.clone())));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        // Overflow wakes it too.
+        let small = Outbox::new(SocketId::new(), 4);
+        let wakes = wake_counter();
+        small.set_waker(Some(Waker::from(wakes.clone())));
+        small.push(Bytes::from_static(b"1234"));
+        assert_eq!(small.push(Bytes::from_static(b"5")), Push::Overflow);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+        assert_eq!(small.status(), OutboxStatus::Overflowed);
     }
 
     #[test]

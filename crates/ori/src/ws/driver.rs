@@ -1,23 +1,35 @@
-//! The task that owns one connection: decodes incoming frames and runs the
-//! handlers in arrival order, writes queued frames in batches, pings quiet
-//! peers, and performs the closing handshake.
+//! The task that owns one connection (decodes incoming frames, runs the
+//! handlers in arrival order, pings quiet peers, performs the closing
+//! handshake) and the shared writer that puts queued frames on the wire.
 //!
-//! One task per connection keeps an idle connection small: no read buffer
-//! is held between reads (bytes are read into a stack scratch buffer and
-//! only a partial frame is kept), and the outbound queue is empty.
+//! Writing is not done by the connection's task. A publish pushes one
+//! shared frame into each subscriber's [`Outbox`]; the first push into an
+//! empty outbox schedules the connection on a writer shard (one waker call,
+//! no task wake-up), and the shard's writer task writes every scheduled
+//! connection's queue with one non-blocking vectored write. The writer runs
+//! after the work that is ready at the time (a deferred wake-up), so frames
+//! published meanwhile go out together. A socket that pushes back keeps
+//! its queue and is scheduled again when it becomes writable; the writer
+//! never waits for one peer. The connection's task is woken only for
+//! input, its timer, and the rare write events (close frame written, write
+//! failed, socket drained).
+//!
+//! An idle connection holds no read buffer (bytes are read into a stack
+//! scratch buffer and only a partial frame is kept) and no queue buffer.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
-use ori_core::{Message, Outbox, OutboxStatus};
+use ori_core::{Hub, Message, Outbox, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -31,11 +43,17 @@ use crate::router::{Admission, ConnectionGuards};
 const SCRATCH: usize = 8 * 1024;
 const MAX_IOV: usize = 64;
 
-/// Counts running tasks so a shutdown can wait for them.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts running tasks so a shutdown can wait for them; the WebSocket
+/// tracker also hosts the writer shards of its connections.
 #[derive(Default)]
 pub(crate) struct Tracker {
     count: AtomicUsize,
     idle: Notify,
+    writers: OnceLock<Writers>,
 }
 
 pub(crate) struct TrackerGuard(Arc<Tracker>);
@@ -61,6 +79,10 @@ impl Tracker {
             notified.await;
         }
     }
+
+    fn writers(&self) -> &Writers {
+        self.writers.get_or_init(Writers::new)
+    }
 }
 
 impl Drop for TrackerGuard {
@@ -71,150 +93,454 @@ impl Drop for TrackerGuard {
     }
 }
 
-/// What a flush achieved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Flushed {
-    /// Everything queued is written; `drained` if the socket pushed back
-    /// on the way.
-    Open { drained: bool },
-    /// Our close frame is written.
-    CloseSent { code: u16, reason: String },
+/// The writer shards: one writer task each (while it has connections),
+/// connections assigned round-robin. One shard per available core.
+struct Writers {
+    shards: Box<[Arc<Shard>]>,
+    next: AtomicUsize,
 }
 
-struct Writer<'a, W> {
-    io: W,
-    outbox: &'a Outbox,
-    metrics: &'a ori_core::HubMetrics,
+impl Writers {
+    fn new() -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+        Self {
+            shards: (0..n).map(|_| Arc::new(Shard::default())).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> Arc<Shard> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.shards[i].clone()
+    }
+}
+
+/// A connection's write side, as the writer task sees it.
+trait Flush: Send + Sync {
+    /// Writes what the connection has queued without waiting; returns the
+    /// frames written.
+    fn flush(self: Arc<Self>) -> u64;
+}
+
+#[derive(Default)]
+struct Shard {
+    state: Mutex<ShardState>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    /// Connections with something to write.
+    queue: Vec<Arc<dyn Flush>>,
+    /// The writer task, while it waits for work.
+    waker: Option<Waker>,
+    /// Whether a writer task exists.
+    running: bool,
+    /// Connections attached to this shard.
+    links: usize,
+}
+
+impl Shard {
+    /// A connection joins; starts the writer task if there is none. Must be
+    /// called inside the runtime.
+    fn attach(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        st.links += 1;
+        if !st.running {
+            st.running = true;
+            drop(st);
+            // Unconstrained: the cooperative budget would make a write
+            // after the 128th of a pass report a (false) `Pending`, which
+            // here means "the socket is full".
+            tokio::spawn(tokio::task::unconstrained(write_loop(self.clone())));
+        }
+    }
+
+    /// A connection left; the writer task ends with the last one.
+    fn detach(&self) {
+        let mut st = lock(&self.state);
+        st.links -= 1;
+        let waker = if st.links == 0 { st.waker.take() } else { None };
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn schedule(&self, link: Arc<dyn Flush>) {
+        let mut st = lock(&self.state);
+        st.queue.push(link);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Marks the shard writer-less however its task ends (also when the runtime
+/// drops it), so the next connection starts a new one.
+struct Running<'a>(&'a Shard);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).running = false;
+    }
+}
+
+/// The writer task of one shard.
+async fn write_loop(shard: Arc<Shard>) {
+    let _running = Running(&shard);
+    let mut batch: Vec<Arc<dyn Flush>> = Vec::new();
+    loop {
+        let more = poll_fn(|cx| {
+            let mut st = lock(&shard.state);
+            if !st.queue.is_empty() {
+                return Poll::Ready(true);
+            }
+            if st.links == 0 {
+                return Poll::Ready(false);
+            }
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        if !more {
+            return;
+        }
+        // Let the work that is ready now (more publishes, more requests) run
+        // first: whatever it queues goes out in the same writes.
+        tokio::task::yield_now().await;
+        std::mem::swap(&mut batch, &mut lock(&shard.state).queue);
+        // Between chunks, give the runtime a turn as well: a publish that
+        // arrives meanwhile joins the queues of the connections not yet
+        // written in this pass. Every scheduled connection is written once
+        // per pass, so a queue holds at most what was published during one
+        // pass.
+        let mut links = batch.drain(..);
+        loop {
+            for link in links.by_ref().take(CHUNK) {
+                link.flush();
+            }
+            if links.len() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(links);
+        if batch.capacity() > 1024 {
+            batch = Vec::new();
+        }
+    }
+}
+
+/// Connections a writer writes before it lets other tasks run.
+const CHUNK: usize = 64;
+
+/// Write events the connection's task waits for.
+const CLOSE_SENT: u8 = 1;
+const FAILED: u8 = 2;
+const DRAINED: u8 = 4;
+
+/// One connection's write side, shared by its outbox (as the outbox's
+/// waker), its shard's writer and its task.
+struct Link<W> {
+    outbox: Arc<Outbox>,
+    hub: Hub,
+    shard: Arc<Shard>,
+    /// In the shard's queue (or about to be).
+    scheduled: AtomicBool,
+    /// `CLOSE_SENT`, `FAILED`, `DRAINED`, for the connection's task.
+    events: AtomicU8,
+    /// The connection's task, while it waits for an event.
+    task: Mutex<Option<Waker>>,
+    /// Touched by the writer and, at the start and end of the connection,
+    /// by its task: never contended, never held while waiting.
+    write: Mutex<WriteState<W>>,
+}
+
+struct WriteState<W> {
+    /// `None` once the connection ended.
+    io: Option<W>,
+    /// Frames taken from the outbox, not yet fully written.
     pending: VecDeque<Bytes>,
     /// Bytes of `pending[0]` already written.
     offset: usize,
+    /// The socket pushed back since everything was last written.
     blocked: bool,
-    close_sent: Option<(u16, String)>,
+    /// The close frame in `pending` (or sent): nothing is taken after it.
+    close: Option<(u16, String)>,
+    /// The close frame is written or the socket failed: nothing more goes out.
+    done: bool,
 }
 
-impl<'a, W: AsyncWrite + Unpin + Send> Writer<'a, W> {
-    /// Waits until there is something to write, then writes it. Cancel-safe:
-    /// partially written state lives in `self`.
-    async fn flush_when_notified(&mut self) -> io::Result<Flushed> {
-        if let Some((code, reason)) = &self.close_sent {
-            let (code, reason) = (*code, reason.clone());
-            std::future::pending::<()>().await;
-            return Ok(Flushed::CloseSent { code, reason });
-        }
-        if self.pending.is_empty() {
-            self.outbox.notified().await;
-        }
-        self.flush().await
+impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
+    fn new(outbox: Arc<Outbox>, hub: Hub, shard: Arc<Shard>, io: W) -> Arc<Self> {
+        let link = Arc::new(Self {
+            outbox,
+            hub,
+            shard,
+            scheduled: AtomicBool::new(false),
+            events: AtomicU8::new(0),
+            task: Mutex::new(None),
+            write: Mutex::new(WriteState {
+                io: Some(io),
+                pending: VecDeque::new(),
+                offset: 0,
+                blocked: false,
+                close: None,
+                done: false,
+            }),
+        });
+        link.shard.attach();
+        link.outbox.set_waker(Some(Waker::from(link.clone())));
+        link
     }
 
-    /// Writes everything queued (and the close frame, if one is due).
-    async fn flush(&mut self) -> io::Result<Flushed> {
-        loop {
-            let status = self.outbox.take(&mut self.pending);
-            let close = match status {
-                OutboxStatus::Open => None,
-                OutboxStatus::Closing { code, reason } => Some((code, reason)),
-                OutboxStatus::Overflowed => {
-                    // Drop what the peer has not started to receive; a frame
-                    // already partly on the wire must be finished, or the
-                    // close frame would land inside it.
-                    if self.offset > 0 {
-                        self.pending.truncate(1);
-                        self.write_pending().await?;
-                    } else {
-                        self.pending.clear();
-                    }
-                    Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
+    fn signal(&self, event: u8) {
+        self.events.fetch_or(event, Ordering::AcqRel);
+        let waker = lock(&self.task).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits for a write event: `CLOSE_SENT` or `FAILED` (which stay set),
+    /// or `DRAINED` (reported once).
+    fn event(&self) -> impl Future<Output = u8> + Send + '_ {
+        poll_fn(|cx| {
+            let check = || {
+                let ev = self.events.load(Ordering::Acquire);
+                if ev & (CLOSE_SENT | FAILED) != 0 {
+                    Some(ev & (CLOSE_SENT | FAILED))
+                } else if ev & DRAINED != 0 {
+                    self.events.fetch_and(!DRAINED, Ordering::AcqRel);
+                    Some(DRAINED)
+                } else {
+                    None
                 }
             };
-            if !self.pending.is_empty() {
-                self.write_pending().await?;
-                continue;
+            if let Some(ev) = check() {
+                return Poll::Ready(ev);
             }
-            if let Some((code, reason)) = close {
-                self.pending.push_back(codec::encode_close(code, &reason));
-                self.write_pending().await?;
-                self.close_sent = Some((code, reason.clone()));
-                return Ok(Flushed::CloseSent { code, reason });
+            let mut task = lock(&self.task);
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
             }
-            if self.pending.capacity() > 64 {
-                self.pending = VecDeque::new();
+            drop(task);
+            // An event signalled before the waker was stored.
+            match check() {
+                Some(ev) => Poll::Ready(ev),
+                None => Poll::Pending,
             }
-            let drained = std::mem::take(&mut self.blocked);
-            return Ok(Flushed::Open { drained });
+        })
+    }
+
+    /// After a close was requested: waits (at most `timeout`) until the close
+    /// frame is written. False if the socket failed or timed out. Boxed: a
+    /// rare await that would otherwise enlarge every connection's future.
+    fn close_sent(&self, timeout: Duration) -> Pin<Box<impl Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            let wait = async {
+                loop {
+                    match self.event().await {
+                        CLOSE_SENT => return true,
+                        FAILED => return false,
+                        _ => {}
+                    }
+                }
+            };
+            tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+        })
+    }
+
+    /// The close frame that was written, if any.
+    fn sent_close(&self) -> Option<(u16, String)> {
+        let ws = lock(&self.write);
+        ws.done.then(|| ws.close.clone()).flatten()
+    }
+
+    /// The connection ended: stops writing, releases the socket's write half
+    /// (for a TCP stream: sends FIN) and leaves the shard. Idempotent.
+    fn detach(&self) {
+        let mut ws = lock(&self.write);
+        ws.done = true;
+        let Some(io) = ws.io.take() else {
+            return;
+        };
+        ws.pending = VecDeque::new();
+        drop(ws);
+        drop(io);
+        self.shard.detach();
+    }
+}
+
+/// Detaches a link however its connection's task ends, also when the task
+/// is dropped (the runtime shuts down): the outbox lets go of the link (its
+/// waker) and the shard of the connection.
+struct Detach<'a, W: AsyncWrite + Unpin + Send + 'static>(&'a Link<W>);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Drop for Detach<'_, W> {
+    fn drop(&mut self) {
+        self.0.outbox.shut();
+        self.0.detach();
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Wake for Link<W> {
+    fn wake(self: Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            let shard = self.shard.clone();
+            shard.schedule(self);
         }
     }
 
-    async fn write_pending(&mut self) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            let Self {
-                io,
-                pending,
-                offset,
-                blocked,
-                ..
-            } = self;
-            let n = poll_fn(|cx| {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut count = 0;
-                for (i, frame) in pending.iter().take(MAX_IOV).enumerate() {
-                    let start = if i == 0 { *offset } else { 0 };
-                    slices[i] = IoSlice::new(&frame[start..]);
-                    count += 1;
-                }
-                let polled = Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]);
-                if polled.is_pending() {
-                    *blocked = true;
-                }
-                polled
-            })
-            .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.advance(n);
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.shard.schedule(self.clone());
         }
-        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
+}
 
-    fn advance(&mut self, mut n: usize) {
-        self.outbox.written(n);
+/// What one non-blocking write attempt achieved.
+enum Wrote {
+    /// Everything due is written.
+    All,
+    /// The socket pushed back; the link is woken when it is writable.
+    Blocked,
+    /// The socket failed.
+    Failed,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
+    fn flush(self: Arc<Self>) -> u64 {
+        // Cleared before taking: a push after this schedules us again.
+        self.scheduled.store(false, Ordering::Release);
+        let mut guard = lock(&self.write);
+        let ws = &mut *guard;
+        if ws.done {
+            return 0;
+        }
+        let Some(io) = ws.io.as_mut() else {
+            return 0;
+        };
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
         let mut frames = 0u64;
-        while n > 0 {
-            let Some(front) = self.pending.front() else {
-                break;
-            };
-            let left = front.len() - self.offset;
-            if n >= left {
-                n -= left;
-                self.offset = 0;
-                self.pending.pop_front();
-                frames += 1;
-            } else {
-                self.offset += n;
-                n = 0;
-            }
-        }
-        self.metrics.frames_out.fetch_add(frames, Ordering::Relaxed);
-    }
-
-    /// Runs `fut` (a handler) to completion while writing whatever it and
-    /// others queue meanwhile, so a slow handler never stalls delivery.
-    async fn while_running(&mut self, fut: impl Future<Output = ()>) -> io::Result<()> {
-        let mut fut = pin!(fut);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut fut => return Ok(()),
-                flushed = self.flush_when_notified() => {
-                    if let Err(e) = flushed {
-                        fut.await;
-                        return Err(e);
+        let mut written = 0usize;
+        let outcome = loop {
+            if ws.close.is_none() {
+                let status = self
+                    .outbox
+                    .written_and_take(std::mem::take(&mut written), &mut ws.pending);
+                let close = match status {
+                    OutboxStatus::Open => None,
+                    OutboxStatus::Closing { code, reason } => Some((code, reason)),
+                    OutboxStatus::Overflowed => {
+                        // Drop what the peer has not started to receive; a
+                        // frame already partly on the wire must be finished,
+                        // or the close frame would land inside it.
+                        ws.pending.truncate(usize::from(ws.offset > 0));
+                        Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                     }
+                };
+                if let Some((code, reason)) = close {
+                    ws.pending.push_back(codec::encode_close(code, &reason));
+                    ws.close = Some((code, reason));
                 }
             }
+            if ws.pending.is_empty() {
+                break match Pin::new(&mut *io).poll_flush(&mut cx) {
+                    Poll::Ready(Ok(())) => Wrote::All,
+                    Poll::Ready(Err(_)) => Wrote::Failed,
+                    Poll::Pending => Wrote::Blocked,
+                };
+            }
+            match poll_write_pending(io, &ws.pending, ws.offset, &mut cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    frames += advance(&mut ws.pending, &mut ws.offset, n);
+                    written += n;
+                }
+                Poll::Ready(_) => break Wrote::Failed,
+                Poll::Pending => break Wrote::Blocked,
+            }
+            if ws.close.is_some() && ws.pending.is_empty() {
+                break Wrote::All;
+            }
+        };
+        if written > 0 {
+            self.outbox.written(written);
+        }
+        if frames > 0 {
+            self.hub
+                .metrics()
+                .frames_out
+                .fetch_add(frames, Ordering::Relaxed);
+        }
+        match outcome {
+            Wrote::All if ws.close.is_some() => {
+                ws.done = true;
+                drop(guard);
+                self.signal(CLOSE_SENT);
+            }
+            Wrote::All => {
+                // Idle: hold no queue buffer.
+                ws.pending = VecDeque::new();
+                if std::mem::take(&mut ws.blocked) {
+                    drop(guard);
+                    self.signal(DRAINED);
+                }
+            }
+            Wrote::Blocked => ws.blocked = true,
+            Wrote::Failed => {
+                ws.done = true;
+                ws.pending = VecDeque::new();
+                drop(guard);
+                self.signal(FAILED);
+            }
+        }
+        frames
+    }
+}
+
+/// One vectored write of (the start of) `pending`.
+fn poll_write_pending<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    pending: &VecDeque<Bytes>,
+    offset: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let mut count = 0;
+    for (i, frame) in pending.iter().take(MAX_IOV).enumerate() {
+        let start = if i == 0 { offset } else { 0 };
+        slices[i] = IoSlice::new(&frame[start..]);
+        count += 1;
+    }
+    Pin::new(io).poll_write_vectored(cx, &slices[..count])
+}
+
+/// Drops the `n` written bytes from the front of `pending`; returns the
+/// frames completed.
+fn advance(pending: &mut VecDeque<Bytes>, offset: &mut usize, mut n: usize) -> u64 {
+    let mut frames = 0;
+    while n > 0 {
+        let Some(front) = pending.front() else {
+            break;
+        };
+        let left = front.len() - *offset;
+        if n >= left {
+            n -= left;
+            *offset = 0;
+            pending.pop_front();
+            frames += 1;
+        } else {
+            *offset += n;
+            n = 0;
         }
     }
+    frames
 }
 
 /// Reads what is available into `buf`: into its spare capacity when a large
@@ -225,8 +551,8 @@ async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> 
         return reader.read_buf(buf).await;
     }
     poll_fn(|cx| {
-        let mut scratch = [0u8; SCRATCH];
-        let mut rb = ReadBuf::new(&mut scratch);
+        let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
+        let mut rb = ReadBuf::uninit(&mut scratch);
         match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) => {
                 buf.extend_from_slice(rb.filled());
@@ -254,115 +580,112 @@ impl End {
     }
 }
 
-/// Drives one accepted connection until it closes.
-pub(crate) async fn run<D, R, W>(
+/// Drives one accepted connection until it closes. `inbuf` holds bytes that
+/// arrived with the upgrade request.
+///
+/// Every idle connection is one suspended instance of this future, so it is
+/// kept small: rare awaits (guards, handlers, the closing handshake) are
+/// boxed, and the arguments are used in place (an `async fn` would keep a
+/// second copy of them).
+pub(crate) fn run<D, R, W>(
     rt: Arc<WsRuntime<D>>,
     conn: Conn<D>,
     mut reader: R,
     writer: W,
-    leftover: Bytes,
-) where
+    mut inbuf: BytesMut,
+) -> impl Future<Output = ()> + Send
+where
     D: Send + Sync + 'static,
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    // The connection counts as upgrading (for the connection limit) until
-    // it is registered in the hub or refused.
-    let upgrading = Upgrading(&rt.upgrading);
-    let id = conn.id();
-    let provider = conn.inner.provider.clone();
-    let hub = provider.hub();
-    let limits = &rt.limits;
-    let mut out = Writer {
-        io: writer,
-        outbox: &conn.inner.outbox,
-        metrics: hub.metrics(),
-        pending: VecDeque::new(),
-        offset: 0,
-        blocked: false,
-        close_sent: None,
-    };
-    let mut inbuf = BytesMut::from(&leftover[..]);
-    let mut decoder = Decoder::new(codec::Limits {
-        max_frame_size: limits.max_frame_size,
-        max_message_size: limits.max_message_size,
-        max_fragments: limits.max_fragments,
-    });
+    let link = Link::new(
+        conn.inner.outbox.clone(),
+        conn.inner.provider.hub().clone(),
+        rt.tasks.writers().pick(),
+        writer,
+    );
+    async move {
+        let _detach = Detach(&link);
+        // The connection counts as upgrading (for the connection limit) until
+        // it is registered in the hub or refused.
+        let upgrading = Upgrading(&rt.upgrading);
+        let id = conn.id();
+        let hub = conn.inner.provider.hub();
+        let limits = &rt.limits;
+        let mut decoder = Decoder::new(codec::Limits {
+            max_frame_size: limits.max_frame_size,
+            max_message_size: limits.max_message_size,
+            max_fragments: limits.max_fragments,
+        });
 
-    // Connection guards run before the connection joins anything.
-    let states = match rt.routers.admit(&conn).await {
-        Admission::Accepted(states) => states,
-        refused => {
-            let (code, reason) = match refused {
-                Admission::Failed(e) => {
-                    tracing::warn!(socket = %id, error = %e, "connection guard failed");
-                    (close_code::INTERNAL_ERROR, "Connection guard failed")
+        // Connection guards run before the connection joins anything.
+        let states = match Box::pin(rt.routers.admit(&conn)).await {
+            Admission::Accepted(states) => states,
+            refused => {
+                let (code, reason) = match refused {
+                    Admission::Failed(e) => {
+                        tracing::warn!(socket = %id, error = %e, "connection guard failed");
+                        (close_code::INTERNAL_ERROR, "Connection guard failed")
+                    }
+                    _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
+                };
+                drop(upgrading);
+                conn.close(code, reason);
+                if link.close_sent(limits.close_timeout).await {
+                    await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout)
+                        .await;
                 }
-                _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
-            };
-            drop(upgrading);
-            conn.close(code, reason);
-            if out.flush().await.is_ok() {
-                await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
+                conn.inner.outbox.shut();
+                conn.set_state(ReadyState::Closed);
+                link.detach();
+                return;
             }
-            conn.inner.outbox.shut();
-            conn.set_state(ReadyState::Closed);
-            return;
+        };
+
+        conn.inner
+            .provider
+            .register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
+        drop(upgrading);
+        conn.set_state(ReadyState::Open);
+        if rt.shutting_down() {
+            conn.close(close_code::GOING_AWAY, "Server shutting down");
         }
-    };
+        tracing::debug!(socket = %id, remote = ?conn.remote_addr(), "connection opened");
 
-    provider.register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
-    drop(upgrading);
-    conn.set_state(ReadyState::Open);
-    if rt.shutting_down() {
-        conn.close(close_code::GOING_AWAY, "Server shutting down");
-    }
-    tracing::debug!(socket = %id, remote = ?conn.remote_addr(), "connection opened");
-
-    let mut end = None;
-    if let Some(open) = &rt.handlers.open {
-        if out
-            .while_running(guarded("open", id, open(conn.clone())))
-            .await
-            .is_err()
-        {
-            end = Some(End::abnormal());
+        if let Some(open) = &rt.handlers.open {
+            Box::pin(guarded("open", id, open(conn.clone()))).await;
         }
-    }
 
-    let tick = limits
-        .ping_interval
-        .unwrap_or(limits.idle_timeout)
-        .min(limits.idle_timeout)
-        .max(Duration::from_millis(10));
-    let mut last_seen = Instant::now();
-    let mut ping_sent = false;
-    let mut timer = pin!(tokio::time::sleep(tick));
+        let tick = limits
+            .ping_interval
+            .unwrap_or(limits.idle_timeout)
+            .min(limits.idle_timeout)
+            .max(Duration::from_millis(10));
+        let mut last_seen = Instant::now();
+        let mut ping_sent = false;
+        let mut timer = pin!(tokio::time::sleep(tick));
 
-    // Bytes that arrived with the upgrade request are decoded before waiting.
-    let mut skip_wait = !inbuf.is_empty();
-    let end = match end {
-        Some(end) => end,
-        None => 'conn: loop {
+        // Bytes that arrived with the upgrade request are decoded before waiting.
+        let mut skip_wait = !inbuf.is_empty();
+        let end = 'conn: loop {
             if !std::mem::take(&mut skip_wait) {
                 tokio::select! {
                     biased;
-                    flushed = out.flush_when_notified() => match flushed {
-                        Ok(Flushed::Open { drained }) => {
-                            if drained {
-                                if let Some(drain) = &rt.handlers.drain {
-                                    if out.while_running(guarded("drain", id, drain(conn.clone()))).await.is_err() {
-                                        break 'conn End::abnormal();
-                                    }
-                                }
+                    event = link.event() => match event {
+                        DRAINED => {
+                            if let Some(drain) = &rt.handlers.drain {
+                                Box::pin(guarded("drain", id, drain(conn.clone()))).await;
                             }
+                            continue 'conn;
                         }
-                        Ok(Flushed::CloseSent { code, reason }) => {
+                        CLOSE_SENT => {
                             conn.set_state(ReadyState::Closing);
                             await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
+                            let (code, reason) = link.sent_close().unwrap_or((close_code::NORMAL, String::new()));
                             break 'conn End { code, reason };
                         }
-                        Err(_) => break 'conn End::abnormal(),
+                        _ => break 'conn End::abnormal(),
                     },
                     read = read_some(&mut reader, &mut inbuf) => match read {
                         Ok(0) | Err(_) => break 'conn End::abnormal(),
@@ -376,7 +699,7 @@ pub(crate) async fn run<D, R, W>(
                         if quiet >= limits.idle_timeout {
                             conn.close(close_code::GOING_AWAY, "Idle timeout");
                         } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                            out.outbox.push(codec::encode_frame(OpCode::Ping, b""));
+                            conn.inner.outbox.push(codec::encode_frame(OpCode::Ping, b""));
                             ping_sent = true;
                         }
                         timer.as_mut().reset(Instant::now() + tick);
@@ -393,9 +716,9 @@ pub(crate) async fn run<D, R, W>(
                     Err(e) => {
                         tracing::debug!(socket = %id, error = %e, "protocol error");
                         conn.close(e.code, e.reason);
-                        let sent = out.flush().await;
+                        let sent = link.close_sent(limits.close_timeout).await;
                         conn.set_state(ReadyState::Closing);
-                        if sent.is_ok() {
+                        if sent {
                             // The stream is unusable after a violation: wait for
                             // the peer's close with a fresh decoder on new bytes.
                             inbuf.clear();
@@ -414,29 +737,24 @@ pub(crate) async fn run<D, R, W>(
                         };
                     }
                 };
-                let handled = match frame {
+                match frame {
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
-                        out.while_running(dispatch(&rt, &conn, &states, message))
-                            .await
+                        Box::pin(dispatch(&rt, &conn, &states, message)).await;
                     }
                     Frame::Ping(payload) => {
-                        out.outbox.push(codec::encode_frame(OpCode::Pong, &payload));
-                        match &rt.handlers.ping {
-                            Some(h) => {
-                                out.while_running(guarded("ping", id, h(conn.clone(), payload)))
-                                    .await
-                            }
-                            None => Ok(()),
+                        conn.inner
+                            .outbox
+                            .push(codec::encode_frame(OpCode::Pong, &payload));
+                        if let Some(h) = &rt.handlers.ping {
+                            Box::pin(guarded("ping", id, h(conn.clone(), payload))).await;
                         }
                     }
-                    Frame::Pong(payload) => match &rt.handlers.pong {
-                        Some(h) => {
-                            out.while_running(guarded("pong", id, h(conn.clone(), payload)))
-                                .await
+                    Frame::Pong(payload) => {
+                        if let Some(h) = &rt.handlers.pong {
+                            Box::pin(guarded("pong", id, h(conn.clone(), payload))).await;
                         }
-                        None => Ok(()),
-                    },
+                    }
                     Frame::Close(close) => {
                         let (code, reason) =
                             close.unwrap_or((close_code::NO_STATUS, String::new()));
@@ -447,35 +765,47 @@ pub(crate) async fn run<D, R, W>(
                         };
                         conn.close(echo, "");
                         conn.set_state(ReadyState::Closing);
-                        let _ = out.flush().await;
+                        link.close_sent(limits.close_timeout).await;
                         break 'conn End { code, reason };
                     }
-                };
-                if handled.is_err() {
+                }
+                if link.events.load(Ordering::Acquire) & FAILED != 0 {
                     break 'conn End::abnormal();
                 }
-                if let Some((code, reason)) = out.close_sent.clone() {
-                    // A handler closed the connection: stop dispatching.
+                if conn.inner.outbox.status() != OutboxStatus::Open {
+                    // A handler closed the connection (or it overflowed): stop
+                    // dispatching, finish the closing handshake.
                     conn.set_state(ReadyState::Closing);
+                    if !link.close_sent(limits.close_timeout).await {
+                        break 'conn End::abnormal();
+                    }
                     await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout)
                         .await;
+                    let (code, reason) = link
+                        .sent_close()
+                        .unwrap_or((close_code::NORMAL, String::new()));
                     break 'conn End { code, reason };
                 }
             }
             if inbuf.is_empty() && inbuf.capacity() > 0 {
                 inbuf = BytesMut::new();
             }
-        },
-    };
+        };
 
-    provider.disconnect(&id);
-    conn.inner.outbox.shut();
-    conn.set_state(ReadyState::Closed);
-    drop(out);
-    drop(reader);
-    tracing::debug!(socket = %id, code = end.code, "connection closed");
-    if let Some(close) = &rt.handlers.close {
-        guarded("close", id, close(conn.clone(), end.code, end.reason)).await;
+        conn.inner.provider.disconnect(&id);
+        conn.inner.outbox.shut();
+        conn.set_state(ReadyState::Closed);
+        link.detach();
+        drop(reader);
+        tracing::debug!(socket = %id, code = end.code, "connection closed");
+        if let Some(close) = &rt.handlers.close {
+            Box::pin(guarded(
+                "close",
+                id,
+                close(conn.clone(), end.code, end.reason),
+            ))
+            .await;
+        }
     }
 }
 
@@ -498,8 +828,18 @@ async fn dispatch<D: Send + Sync + 'static>(
 }
 
 /// After our close frame: read until the peer's close frame, end of stream,
-/// an unreadable frame, or the timeout, discarding data.
-async fn await_peer_close<R: AsyncRead + Unpin>(
+/// an unreadable frame, or the timeout, discarding data. Boxed: a rare
+/// await that would otherwise enlarge every connection's future.
+fn await_peer_close<'a, R: AsyncRead + Unpin + Send>(
+    reader: &'a mut R,
+    inbuf: &'a mut BytesMut,
+    decoder: &'a mut Decoder,
+    timeout: Duration,
+) -> Pin<Box<impl Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move { await_peer_close_inner(reader, inbuf, decoder, timeout).await })
+}
+
+async fn await_peer_close_inner<R: AsyncRead + Unpin>(
     reader: &mut R,
     inbuf: &mut BytesMut,
     decoder: &mut Decoder,
@@ -521,4 +861,62 @@ async fn await_peer_close<R: AsyncRead + Unpin>(
         }
     };
     let _ = tokio::time::timeout(timeout, wait).await;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU8};
+
+    use ori_core::{InProcProvider, Provider, SocketId};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::emitter::SocketEmitter;
+    use crate::ws::conn::ConnInner;
+    use crate::ws::Handlers;
+
+    pub(crate) fn runtime() -> Arc<WsRuntime<()>> {
+        let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
+        Arc::new(WsRuntime {
+            provider: provider.clone(),
+            emitter: SocketEmitter::new(provider),
+            handlers: Handlers::default(),
+            routers: Default::default(),
+            upgrade: None,
+            limits: Default::default(),
+            tasks: Default::default(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            upgrading: Default::default(),
+        })
+    }
+
+    pub(crate) fn conn(rt: &WsRuntime<()>) -> Conn<()> {
+        let id = SocketId::new();
+        Conn {
+            inner: Arc::new(ConnInner {
+                id,
+                data: (),
+                remote_addr: None,
+                outbox: Arc::new(Outbox::new(id, 1024)),
+                provider: rt.provider.clone(),
+                emitter: rt.emitter.clone(),
+                state: AtomicU8::new(0),
+            }),
+        }
+    }
+
+    /// The connection task's state is what every idle connection costs.
+    #[tokio::test]
+    async fn connection_future_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (r, w) = client.into_split();
+        let rt = runtime();
+        let fut = run(rt.clone(), conn(&rt), r, w, BytesMut::new());
+        let size = std::mem::size_of_val(&fut);
+        println!("driver::run future: {size} bytes");
+        assert!(size <= 1024, "driver future grew to {size} bytes");
+    }
 }

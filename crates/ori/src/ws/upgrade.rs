@@ -2,14 +2,17 @@
 //! runs the upgrade (authentication) handler under its timeout, answers
 //! 101 and hands the upgraded stream to the connection task.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use bytes::Bytes;
+use bytes::BytesMut;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
 use ori_core::{Outbox, Provider, SocketId};
@@ -17,7 +20,7 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 use super::conn::{ConnInner, ReadyState};
-use super::driver::{self, Tracker};
+use super::driver::{self, Tracker, TrackerGuard};
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
 use super::{Conn, Handlers};
 use crate::emitter::SocketEmitter;
@@ -207,45 +210,13 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     drop(guard);
     rt.upgrading.fetch_add(1, Ordering::AcqRel);
     let task_guard = rt.tasks.enter();
-    let rt2 = rt.clone();
-    tokio::spawn(async move {
-        let _task = task_guard;
-        let _upgrading = Upgrading(&rt2.upgrading);
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let id = SocketId::new();
-        let conn = Conn {
-            inner: Arc::new(ConnInner {
-                id,
-                data,
-                remote_addr,
-                outbox: Arc::new(Outbox::new(id, rt2.limits.outbound_queue_limit)),
-                provider: rt2.provider.clone(),
-                emitter: rt2.emitter.clone(),
-                state: AtomicU8::new(ReadyState::Connecting as u8),
-            }),
-        };
-        // The connection task releases the upgrading slot once the
-        // connection is registered (or refused by a guard).
-        std::mem::forget(_upgrading);
-        // Our own server hands over the TCP stream itself; behind another
-        // server stack the upgraded stream is used through its trait object.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let (r, w) = parts.io.into_inner().into_split();
-                driver::run(rt2, conn, r, w, parts.read_buf).await;
-            }
-            Err(upgraded) => {
-                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                driver::run(rt2, conn, r, w, Bytes::new()).await;
-            }
-        }
-    });
+    tokio::spawn(connection_task(
+        UpgradeSlot(Some(rt.clone())),
+        on_upgrade,
+        data,
+        remote_addr,
+        task_guard,
+    ));
 
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -256,6 +227,89 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// An upgrading slot (see [`WsRuntime::upgrading`]) held by a connection
+/// task until the upgrade completes; released on drop unless handed on.
+struct UpgradeSlot<D>(Option<Arc<WsRuntime<D>>>);
+
+impl<D> UpgradeSlot<D> {
+    /// Hands the slot on to the connection task (which releases it once
+    /// the connection is registered).
+    fn hand_on(mut self) -> Arc<WsRuntime<D>> {
+        self.0.take().expect("slot handed on once")
+    }
+}
+
+impl<D> Drop for UpgradeSlot<D> {
+    fn drop(&mut self) {
+        if let Some(rt) = &self.0 {
+            rt.upgrading.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The task of one upgraded connection: waits for the HTTP server to hand
+/// over the stream, then drives the connection.
+///
+/// Built from combinators rather than one `async` block, so that what is
+/// only needed to start (the upgrade future, the user data and address
+/// before they move into the connection) does not stay in the state of
+/// every connection for its whole life.
+fn connection_task<D: Send + Sync + 'static>(
+    slot: UpgradeSlot<D>,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    data: D,
+    remote_addr: Option<SocketAddr>,
+    task_guard: TrackerGuard,
+) -> impl Future<Output = ()> + Send {
+    type Rare = Pin<Box<dyn Future<Output = ()> + Send>>;
+    on_upgrade
+        .then(move |upgraded| {
+            let upgraded = match upgraded {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade failed");
+                    return Either::Right(Box::pin(std::future::ready(())) as Rare);
+                }
+            };
+            let rt = slot.hand_on();
+            let id = SocketId::new();
+            let conn = Conn {
+                inner: Arc::new(ConnInner {
+                    id,
+                    data,
+                    remote_addr,
+                    outbox: Arc::new(Outbox::new(id, rt.limits.outbound_queue_limit)),
+                    provider: rt.provider.clone(),
+                    emitter: rt.emitter.clone(),
+                    state: AtomicU8::new(ReadyState::Connecting as u8),
+                }),
+            };
+            // Our own server hands over the TCP stream itself; behind another
+            // server stack the upgraded stream is used through its trait
+            // object (boxed: the rare case should not size the common one).
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    // Copy the bytes that came with the request: `read_buf`
+                    // shares the HTTP connection's whole read buffer, which
+                    // must not live as long as the WebSocket connection.
+                    let inbuf = if parts.read_buf.is_empty() {
+                        BytesMut::new()
+                    } else {
+                        BytesMut::from(&parts.read_buf[..])
+                    };
+                    drop(parts.read_buf);
+                    let (r, w) = parts.io.into_inner().into_split();
+                    Either::Left(driver::run(rt, conn, r, w, inbuf))
+                }
+                Err(upgraded) => {
+                    let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                    Either::Right(Box::pin(driver::run(rt, conn, r, w, BytesMut::new())) as Rare)
+                }
+            }
+        })
+        .map(move |()| drop(task_guard))
 }
 
 /// Without an upgrade handler the user data must be `()`.
@@ -274,6 +328,28 @@ mod tests {
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    /// Every idle connection is one suspended instance of this task.
+    #[tokio::test]
+    async fn connection_task_stays_small() {
+        let rt = crate::ws::driver::tests::runtime();
+        let mut req = Request::new(Body::empty());
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        rt.upgrading.fetch_add(1, Ordering::AcqRel);
+        let task = connection_task(
+            UpgradeSlot(Some(rt.clone())),
+            on_upgrade,
+            (),
+            None,
+            rt.tasks.enter(),
+        );
+        let size = std::mem::size_of_val(&task);
+        println!("connection task future: {size} bytes");
+        assert!(size <= 1024, "connection task grew to {size} bytes");
+        drop(task);
+        assert_eq!(rt.upgrading.load(Ordering::Acquire), 0, "slot released");
+        assert_eq!(rt.tasks.count(), 0);
     }
 
     #[test]
