@@ -32,8 +32,20 @@ struct Args {
     shutdown_timeout: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // On one core (for example pinned with `taskset -c 0`) a current-thread
+    // runtime does the same work without the cross-thread machinery of the
+    // multi-thread scheduler; with more cores, one worker per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
