@@ -30,13 +30,21 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "TypeScript client (clients/ts: unit tests; the committed bundle matches a fresh build)"
+step "TypeScript client (clients/ts: generated message types current; unit tests; the committed bundle matches a fresh build)"
 command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer" >&2; exit 1; }
 (
   cd clients/ts
   # npm ci when node_modules is missing or older than the lock file.
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci
+  fi
+  # The generated message types match the server's schemas (ori-schemas).
+  npm run gen:types
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git diff --exit-code -- src/generated/ && [ -z "$(git status --porcelain -- src/generated/)" ] || {
+      echo "clients/ts/src/generated/ is stale: run 'npm run gen:types' in clients/ts and commit it" >&2
+      exit 1
+    }
   fi
   npm test # builds dist/ first
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then

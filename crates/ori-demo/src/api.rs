@@ -56,7 +56,8 @@ impl Controller for Api {
             .post("/broadcast", Self::broadcast)
             .post("/send/:socketId", Self::send)
             .get("/topics/:topic", Self::topic)
-            .get("/stats", Self::stats);
+            .get("/stats", Self::stats)
+            .get("/schemas", Self::schemas);
     }
 }
 
@@ -98,6 +99,12 @@ impl Api {
         Ok(Json(
             json!({ "topic": topic.as_str(), "subscribers": subscribers }),
         ))
+    }
+
+    /// The JSON Schema of every client-to-server message's data, by name
+    /// ([`crate::message_schemas`]).
+    async fn schemas(self: Arc<Self>, _ctx: RequestContext) -> Json<Value> {
+        Json(Value::Object(crate::message_schemas()))
     }
 
     async fn stats(self: Arc<Self>, ctx: RequestContext) -> Json<Value> {

@@ -17,6 +17,22 @@ use std::time::Duration;
 use ori::{Handlers, Ori, Provider, WsOptions};
 
 pub use socket::{PublishData, PUBLISH};
+
+/// The JSON Schema of the data of every client-to-server message the demo
+/// validates, by message name: the registry's (`room.join`, `room.leave`,
+/// `heartbeat`) and the typed socket-router routes (`publish`).
+///
+/// Built from the same definitions the server validates with, so it cannot
+/// drift from them. `ori-schemas` prints it, `GET /api/schemas` serves it,
+/// and the TypeScript client generates its types from it.
+pub fn message_schemas() -> serde_json::Map<String, serde_json::Value> {
+    let mut schemas = socket::registry().schemas();
+    schemas.extend(socket::route_schemas());
+    // Sorted by name, so the output is stable.
+    let mut sorted: Vec<_> = schemas.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.into_iter().collect()
+}
 pub use web::{CLIENT_JS, INDEX_HTML};
 
 /// The demo's settings.

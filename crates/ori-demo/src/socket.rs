@@ -7,7 +7,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use ori::messages::{ClientTopic, Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, ServerMessage};
+use ori::messages::{
+    ClientTopic, Definition, Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, ServerMessage,
+};
 use ori::router::{SocketContext, SocketRouteBuilder, SocketRouter};
 use ori::{Conn, Message, PublishError};
 use schemars::JsonSchema;
@@ -59,6 +61,13 @@ impl DemoRouter {
         ctx.socket().publish(data.topic.topic(), payload).await?;
         Ok(json!({ "published": true }))
     }
+}
+
+/// The schemas of the typed routes of [`DemoRouter`] (its untyped routes,
+/// `echo` and `whoami`, accept any data), by name. Keep in step with
+/// `configure`.
+pub(crate) fn route_schemas() -> impl Iterator<Item = (String, Value)> {
+    [(PUBLISH.name().to_owned(), PUBLISH.schema().json().clone())].into_iter()
 }
 
 /// The registry behind the raw message handler.
