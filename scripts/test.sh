@@ -59,7 +59,9 @@ step "browser end-to-end (the demo's web page in headless Chromium)"
 # Debian's chromium, installed when missing (never a browser downloaded by npm).
 [ -x /usr/bin/chromium ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 cargo build --release -p ori-demo
-(cd clients/ts && npm run e2e)
+# The page as the browser showed it is kept as an artifact.
+mkdir -p target/e2e
+(cd clients/ts && E2E_SCREENSHOT="$(pwd)/../../target/e2e/demo-page.png" npm run e2e)
 
 step "WebSocket conformance (Autobahn TestSuite)"
 scripts/autobahn.sh
