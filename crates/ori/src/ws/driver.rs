@@ -217,10 +217,12 @@ async fn write_loop(shard: Arc<Shard>) {
         // arrives meanwhile joins the queues of the connections not yet
         // written in this pass. Every scheduled connection is written once
         // per pass, so a queue holds at most what was published during one
-        // pass.
+        // pass; and at most `MAX_YIELDS` turns per pass keep publishers from
+        // outrunning the writes when the server is saturated.
+        let chunk = CHUNK.max(batch.len().div_ceil(MAX_YIELDS + 1));
         let mut links = batch.drain(..);
         loop {
-            for link in links.by_ref().take(CHUNK) {
+            for link in links.by_ref().take(chunk) {
                 link.flush();
             }
             if links.len() == 0 {
@@ -235,8 +237,10 @@ async fn write_loop(shard: Arc<Shard>) {
     }
 }
 
-/// Connections a writer writes before it lets other tasks run.
+/// Connections a writer writes (at least) before it lets other tasks run.
 const CHUNK: usize = 64;
+/// Turns a writer gives other tasks during one pass (at most).
+const MAX_YIELDS: usize = 32;
 
 /// Write events the connection's task waits for.
 const CLOSE_SENT: u8 = 1;
@@ -903,6 +907,174 @@ pub(crate) mod tests {
                 state: AtomicU8::new(0),
             }),
         }
+    }
+
+    /// A write half that records each write and can push back.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Recorded>>);
+
+    #[derive(Default)]
+    struct Recorded {
+        /// Bytes accepted by each write call.
+        writes: Vec<usize>,
+        data: Vec<u8>,
+        /// While set, writes return `Pending` (the socket is full), or accept
+        /// only this many bytes once, then push back.
+        full: bool,
+        accept_once: Option<usize>,
+        waker: Option<Waker>,
+    }
+
+    impl Recorder {
+        fn unblock(&self) {
+            let mut r = lock(&self.0);
+            r.full = false;
+            if let Some(w) = r.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut r = lock(&self.0);
+            if r.full {
+                r.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let mut room = r.accept_once.take().unwrap_or(usize::MAX);
+            if room != usize::MAX {
+                r.full = true;
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(room);
+                r.data.extend_from_slice(&b[..take]);
+                n += take;
+                room -= take;
+            }
+            r.writes.push(n);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn text(s: &str) -> Bytes {
+        codec::encode_frame(OpCode::Text, s.as_bytes())
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("condition not reached within 1 s");
+    }
+
+    fn link(limit: usize) -> (Arc<Link<Recorder>>, Recorder, Arc<Outbox>, Hub) {
+        let tracker = Arc::new(Tracker::default());
+        let outbox = Arc::new(Outbox::new(SocketId::new(), limit));
+        let hub = Hub::new();
+        let io = Recorder::default();
+        let link = Link::new(
+            outbox.clone(),
+            hub.clone(),
+            tracker.writers().pick(),
+            io.clone(),
+        );
+        (link, io, outbox, hub)
+    }
+
+    #[tokio::test]
+    async fn frames_pushed_before_the_writer_runs_share_one_write() {
+        let (link, io, outbox, hub) = link(1 << 20);
+        let frames = [text("a"), text("bb"), text("ccc")];
+        for f in &frames {
+            outbox.push(f.clone());
+        }
+        let out = &hub.metrics().frames_out;
+        until(|| out.load(Ordering::Relaxed) == 3).await;
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        {
+            let r = lock(&io.0);
+            assert_eq!(r.writes, vec![expected.len()], "one vectored write");
+            assert_eq!(r.data, expected);
+        }
+        assert_eq!(outbox.queued_bytes(), 0);
+        // Later frames go out with a later write, in order.
+        outbox.push(text("d"));
+        until(|| out.load(Ordering::Relaxed) == 4).await;
+        assert_eq!(lock(&io.0).writes.len(), 2);
+        outbox.shut();
+        link.detach();
+        assert_eq!(Arc::strong_count(&link), 1, "the outbox let go of the link");
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_keeps_its_queue_and_resumes_when_writable() {
+        let (link, io, outbox, hub) = link(1 << 20);
+        lock(&io.0).accept_once = Some(3);
+        let (a, b) = (text("hello"), text("world"));
+        outbox.push(a.clone());
+        outbox.push(b.clone());
+        until(|| lock(&io.0).waker.is_some()).await;
+        assert_eq!(lock(&io.0).data, a[..3].to_vec(), "partial write kept");
+        assert_eq!(outbox.queued_bytes(), a.len() + b.len() - 3);
+        // More frames queue up behind while the socket is full.
+        let c = text("!");
+        outbox.push(c.clone());
+        io.unblock();
+        assert_eq!(link.event().await, DRAINED);
+        let expected: Vec<u8> = [a, b, c].iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(hub.metrics().frames_out.load(Ordering::Relaxed), 3);
+        assert_eq!(outbox.queued_bytes(), 0);
+        link.detach();
+    }
+
+    #[tokio::test]
+    async fn overflow_finishes_the_frame_on_the_wire_then_closes_with_1013() {
+        let (link, io, outbox, _hub) = link(16);
+        lock(&io.0).accept_once = Some(2);
+        let a = text("0123456789");
+        outbox.push(a.clone());
+        until(|| lock(&io.0).waker.is_some()).await;
+        assert_eq!(outbox.push(text("overflowing")), ori_core::Push::Overflow);
+        io.unblock();
+        assert_eq!(link.event().await, CLOSE_SENT);
+        let close = codec::encode_close(close_code::TRY_AGAIN_LATER, "Slow consumer");
+        let expected: Vec<u8> = [a, close].iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(
+            link.sent_close(),
+            Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
+        );
+        link.detach();
     }
 
     /// The connection task's state is what every idle connection costs.
