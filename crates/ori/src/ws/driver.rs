@@ -850,13 +850,22 @@ async fn await_peer_close_inner<R: AsyncRead + Unpin>(
     timeout: Duration,
 ) {
     let wait = async {
+        // Once the bytes stop making sense (the rest of an oversized frame,
+        // say), keep reading and dropping them until the peer closes: closing
+        // with unread input would reset the connection and could destroy our
+        // close frame before the peer reads it.
+        let mut discard = false;
         loop {
-            loop {
+            while !discard {
                 match decoder.decode(inbuf) {
-                    Ok(Some(Frame::Close(_))) | Err(_) => return,
+                    Ok(Some(Frame::Close(_))) => return,
                     Ok(Some(_)) => {}
                     Ok(None) => break,
+                    Err(_) => discard = true,
                 }
+            }
+            if discard {
+                inbuf.clear();
             }
             match read_some(reader, inbuf).await {
                 Ok(0) | Err(_) => return,
