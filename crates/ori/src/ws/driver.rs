@@ -28,6 +28,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
 use ori_core::{Hub, Message, Outbox, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -341,11 +342,30 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
         })
     }
 
-    /// After a close was requested: waits (at most `timeout`) until the close
-    /// frame is written. False if the socket failed or timed out. Boxed: a
+    /// Writes what is queued now, from the calling task, without waiting
+    /// (the connection's own task, after it produced output: replies to
+    /// the frames it just handled, its close frame), instead of leaving it
+    /// to the shard's writer. Cheap when nothing is queued.
+    fn flush_now(self: &Arc<Self>) {
+        if self.scheduled.load(Ordering::Acquire) {
+            self.clone().flush();
+        }
+    }
+
+    /// After a close was requested: writes the close frame now if the socket
+    /// takes it, else waits (at most `timeout`) until the writer has written
+    /// it. False if the socket failed or timed out. The wait is boxed: a
     /// rare await that would otherwise enlarge every connection's future.
-    fn close_sent(&self, timeout: Duration) -> Pin<Box<impl Future<Output = bool> + Send + '_>> {
-        Box::pin(async move {
+    fn close_sent(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Either<std::future::Ready<bool>, Pin<Box<impl Future<Output = bool> + Send + '_>>> {
+        self.flush_now();
+        let ev = self.events.load(Ordering::Acquire);
+        if ev & (CLOSE_SENT | FAILED) != 0 {
+            return Either::Left(std::future::ready(ev & CLOSE_SENT != 0));
+        }
+        Either::Right(Box::pin(async move {
             let wait = async {
                 loop {
                     match self.event().await {
@@ -356,7 +376,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
                 }
             };
             tokio::time::timeout(timeout, wait).await.unwrap_or(false)
-        })
+        }))
     }
 
     /// The close frame that was written, if any.
@@ -791,6 +811,9 @@ where
                     break 'conn End { code, reason };
                 }
             }
+            // Replies to what was just handled go out now, not with the
+            // writer's next pass.
+            link.flush_now();
             if inbuf.is_empty() && inbuf.capacity() > 0 {
                 inbuf = BytesMut::new();
             }
