@@ -95,3 +95,16 @@ impl ServerProbe {
         out.insert("server_rss_after_kib".into(), json!(rss_after));
     }
 }
+
+/// Counts a failed connection and keeps the first error's message.
+pub fn record_failure(
+    failures: &std::sync::atomic::AtomicUsize,
+    first_error: &std::sync::Mutex<Option<String>>,
+    e: &anyhow::Error,
+) {
+    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| format!("{e:#}"));
+}

@@ -70,11 +70,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<Value> {
                         close_hist.record(now_ns() - upgraded);
                     }
                     Err(e) => {
-                        failures.fetch_add(1, Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert_with(|| format!("{e:#}"));
+                        crate::common::record_failure(&failures, &first_error, &e);
                     }
                 }
                 if (i + 1) % 10_000 == 0 {

@@ -419,11 +419,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
                         }
                     }
                     Err(e) => {
-                        failures.fetch_add(1, Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert_with(|| format!("{e:#}"));
+                        crate::common::record_failure(&failures, &first_error, &e);
                     }
                 }
             }
