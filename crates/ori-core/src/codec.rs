@@ -152,6 +152,10 @@ struct Partial {
 pub struct Decoder {
     limits: Limits,
     partial: Option<Box<Partial>>,
+    /// For a text frame still arriving at the head of the buffer: how many
+    /// of its payload bytes are known to be valid UTF-8 (up to a character
+    /// boundary), so invalid text fails before the whole frame is in.
+    text_checked: usize,
 }
 
 impl Decoder {
@@ -160,6 +164,7 @@ impl Decoder {
         Self {
             limits,
             partial: None,
+            text_checked: 0,
         }
     }
 
@@ -180,23 +185,68 @@ impl Decoder {
             };
             let total = header.header_len + header.payload_len;
             if buf.len() < total {
+                self.check_arriving_text(&buf[header.header_len..], &header)?;
                 buf.reserve(total - buf.len());
                 return Ok(None);
             }
             buf.advance(header.header_len);
             let mut payload = buf.split_to(header.payload_len);
             unmask(&mut payload, header.mask);
-            if let Some(frame) = self.on_frame(header.fin, header.opcode, payload)? {
+            let checked = std::mem::take(&mut self.text_checked);
+            if let Some(frame) = self.on_frame(header.fin, header.opcode, payload, checked)? {
                 return Ok(Some(frame));
             }
         }
     }
 
+    /// Validates the part of a text frame's payload that has arrived so far
+    /// (`arrived`, still masked), continuing from where the last call
+    /// stopped. A code point cut by the end of what arrived, or by the
+    /// previous fragment's end, is completed by later bytes.
+    fn check_arriving_text(
+        &mut self,
+        arrived: &[u8],
+        header: &Header,
+    ) -> Result<(), ProtocolError> {
+        let carry: &[u8] = match (header.opcode, self.partial.as_deref()) {
+            (OpCode::Text, None) => &[],
+            (OpCode::Continuation, Some(p)) if p.opcode == OpCode::Text => {
+                &p.data[p.utf8_checked..]
+            }
+            _ => return Ok(()),
+        };
+        let start = self.text_checked;
+        if arrived.len() <= start {
+            return Ok(());
+        }
+        // Once past the first character the carried bytes are consumed.
+        let carry = if start == 0 { carry } else { &[] };
+        let mut scratch = Vec::with_capacity(carry.len() + arrived.len() - start);
+        scratch.extend_from_slice(carry);
+        scratch.extend(
+            arrived[start..]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ header.mask[(start + i) & 3]),
+        );
+        match std::str::from_utf8(&scratch) {
+            Ok(_) => self.text_checked = arrived.len(),
+            Err(e) if e.error_len().is_some() => return Err(invalid_utf8()),
+            Err(e) => {
+                self.text_checked = start + e.valid_up_to().saturating_sub(carry.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one complete frame. `checked`: how many leading payload
+    /// bytes [`Self::check_arriving_text`] already validated.
     fn on_frame(
         &mut self,
         fin: bool,
         opcode: OpCode,
         payload: BytesMut,
+        checked: usize,
     ) -> Result<Option<Frame>, ProtocolError> {
         match opcode {
             OpCode::Ping => Ok(Some(Frame::Ping(payload.freeze()))),
@@ -210,13 +260,13 @@ impl Decoder {
                     ));
                 }
                 if fin {
-                    return finish(opcode, payload.freeze()).map(Some);
+                    return finish(opcode, payload.freeze(), checked).map(Some);
                 }
                 let mut partial = Box::new(Partial {
                     opcode,
                     data: payload,
                     fragments: 1,
-                    utf8_checked: 0,
+                    utf8_checked: checked,
                 });
                 if opcode == OpCode::Text {
                     check_utf8_prefix(&mut partial)?;
@@ -243,6 +293,10 @@ impl Decoder {
                         close_code::MESSAGE_TOO_BIG,
                         "too many fragments",
                     ));
+                }
+                if checked > 0 {
+                    // The carried code point and `checked` bytes are valid.
+                    partial.utf8_checked = partial.data.len() + checked;
                 }
                 partial.data.extend_from_slice(&payload);
                 if partial.opcode == OpCode::Text {
@@ -385,10 +439,12 @@ pub fn unmask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-fn finish(opcode: OpCode, data: Bytes) -> Result<Frame, ProtocolError> {
+/// A complete unfragmented message; for text, the first `checked` bytes
+/// are already known to be valid UTF-8 up to a character boundary.
+fn finish(opcode: OpCode, data: Bytes, checked: usize) -> Result<Frame, ProtocolError> {
     Ok(Frame::Message(match opcode {
         OpCode::Text => {
-            if std::str::from_utf8(&data).is_err() {
+            if std::str::from_utf8(data.get(checked..).unwrap_or_default()).is_err() {
                 return Err(invalid_utf8());
             }
             Message::Text(Utf8Bytes::from_checked(data))
@@ -609,6 +665,81 @@ mod tests {
             let err = decode_all(&bytes, Limits::default()).unwrap_err();
             assert_eq!(err.code, code, "{bytes:02x?}: {err}");
         }
+    }
+
+    /// Feeds `bytes` in pieces of `step` and returns the first result that
+    /// is not `Ok(None)`, with how many bytes had been fed by then.
+    fn feed_in_steps(bytes: &[u8], step: usize) -> (usize, Result<Vec<Frame>, ProtocolError>) {
+        let mut dec = Decoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        let mut out = vec![];
+        for (i, chunk) in bytes.chunks(step).enumerate() {
+            buf.extend_from_slice(chunk);
+            loop {
+                match dec.decode(&mut buf) {
+                    Ok(Some(f)) => out.push(f),
+                    Ok(None) => break,
+                    Err(e) => return ((i * step + chunk.len()).min(bytes.len()), Err(e)),
+                }
+            }
+        }
+        (bytes.len(), Ok(out))
+    }
+
+    #[test]
+    fn invalid_utf8_in_one_large_text_frame_fails_before_the_frame_ends() {
+        // valid text, an invalid byte, then much more that has not arrived
+        let mut payload = "κόσμε".repeat(10).into_bytes();
+        let bad_at = payload.len();
+        payload.push(0xF5);
+        payload.extend(std::iter::repeat_n(b'a', 1000));
+        let bytes = client_frame(true, 1, &payload, M);
+        let header = bytes.len() - payload.len();
+        let (fed, got) = feed_in_steps(&bytes, 7);
+        assert_eq!(got.unwrap_err().code, 1007);
+        assert!(fed <= header + bad_at + 7, "failed only after {fed} bytes");
+        // the same inside a continuation frame of a fragmented message
+        let mut bytes = client_frame(false, 1, b"ok ", M);
+        let start = bytes.len();
+        bytes.extend(client_frame(true, 0, &payload, M));
+        let (fed, got) = feed_in_steps(&bytes, 5);
+        assert_eq!(got.unwrap_err().code, 1007);
+        assert!(
+            fed < start + 14 + bad_at + 5,
+            "failed only after {fed} bytes"
+        );
+    }
+
+    #[test]
+    fn code_points_split_by_reads_or_fragments_are_accepted() {
+        let text = "a€𝄞ö€𝄞".repeat(20);
+        let single = client_frame(true, 1, text.as_bytes(), M);
+        // split at every position the text's bytes allow, read by read
+        for step in 1..=9 {
+            let (_, got) = feed_in_steps(&single, step);
+            assert_eq!(got.unwrap(), vec![Frame::Message(text.as_str().into())]);
+        }
+        // fragments cut inside code points, each arriving in small reads
+        let b = text.as_bytes();
+        let bytes = [
+            client_frame(false, 1, &b[..2], M),
+            client_frame(false, 0, &b[2..5], M),
+            client_frame(false, 0, &b[5..7], M),
+            client_frame(true, 0, &b[7..], M),
+        ]
+        .concat();
+        for step in [1, 2, 3, 5, 64] {
+            let (_, got) = feed_in_steps(&bytes, step);
+            assert_eq!(got.unwrap(), vec![Frame::Message(text.as_str().into())]);
+        }
+        // a code point cut by a fragment and then invalidated fails fast
+        let bytes = [
+            client_frame(false, 1, &[b'x', 0xF0, 0x9D], M),
+            client_frame(true, 0, &[0x84, 0x41, b'y', b'y', b'y', b'y'], M),
+        ]
+        .concat();
+        let (_, got) = feed_in_steps(&bytes, 1);
+        assert_eq!(got.unwrap_err().code, 1007);
     }
 
     #[test]
