@@ -1,0 +1,118 @@
+//! The fixtures of the hot-path micro-benchmarks, shared by `ori-bench
+//! micro` (its own timing loop) and the Criterion benches
+//! (`benches/hot_paths.rs`, which includes this file by path).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ori::messages::{RoomData, Schema};
+use ori_core::{Hub, Message, Outbox, SocketId, Topic};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A topic name of typical length (30 characters).
+pub const TOPIC_NAME: &str = "account:6f1c2d3e-room.updates";
+
+/// A message with a typical shape: a room, a short text, an optional
+/// number and a small list.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct ChatMessage {
+    room: ori::messages::ClientTopic,
+    #[schemars(length(min = 1, max = 2000))]
+    text: String,
+    reply_to: Option<u64>,
+    #[schemars(length(max = 10))]
+    mentions: Vec<String>,
+}
+
+/// The 128-byte text message that is published, encoded and decoded.
+pub fn message_128b() -> Message {
+    Message::text("x".repeat(128))
+}
+
+/// A masked client frame carrying `message` (as a client sends it).
+pub fn masked_frame(message: &Message) -> Vec<u8> {
+    let payload = message.as_bytes();
+    let mut frame = vec![0x81, 0x80 | 126];
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    let mask = [1u8, 2, 3, 4];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A hub with `subscribers` registered outboxes, all on one topic `bench`,
+/// plus `other_topics` topics of one subscriber each (`topic-<i>`, spread
+/// over the outboxes), so lookups and subscriptions run on a populated map.
+pub struct FanoutHub {
+    /// The hub.
+    pub hub: Hub,
+    /// The topic every outbox joined.
+    pub topic: Topic,
+    /// The subscribers' outboxes.
+    pub outboxes: Vec<Arc<Outbox>>,
+    scratch: VecDeque<bytes::Bytes>,
+}
+
+impl FanoutHub {
+    /// Builds the hub.
+    pub fn new(subscribers: usize, other_topics: usize) -> Self {
+        let hub = Hub::new();
+        let topic = Topic::new("bench").expect("valid topic");
+        let outboxes: Vec<Arc<Outbox>> = (0..subscribers.max(1))
+            .map(|_| {
+                let o = Arc::new(Outbox::new(SocketId::new(), 1 << 20));
+                hub.register(o.clone(), 1 << 20);
+                let _ = hub.subscribe(o.id(), &topic);
+                o
+            })
+            .collect();
+        for i in 0..other_topics {
+            let t = Topic::new(&format!("topic-{i}")).expect("valid topic");
+            let _ = hub.subscribe(outboxes[i % outboxes.len()].id(), &t);
+        }
+        Self {
+            hub,
+            topic,
+            outboxes,
+            scratch: VecDeque::new(),
+        }
+    }
+
+    /// Publishes `message` to `bench`, then drains every outbox as the
+    /// writers would.
+    pub fn publish_and_drain(&mut self, message: &Message) -> usize {
+        let delivered = self.hub.publish_local(&self.topic, message);
+        for o in &self.outboxes {
+            o.take(&mut self.scratch);
+            let bytes: usize = self.scratch.drain(..).map(|f| f.len()).sum();
+            o.written(bytes);
+        }
+        delivered
+    }
+}
+
+/// The schema of the demo's `room.join` data, and a valid instance.
+pub fn room_join() -> (Arc<Schema>, Value) {
+    (Schema::of::<RoomData>(), json!({ "room": "lobby:42" }))
+}
+
+/// The schema of [`ChatMessage`], and a valid instance.
+pub fn chat_message() -> (Arc<Schema>, Value) {
+    (
+        Schema::of::<ChatMessage>(),
+        json!({
+            "room": "team:7",
+            "text": "Ship it after the review, please",
+            "reply_to": 1234,
+            "mentions": ["ann", "bob"]
+        }),
+    )
+}
+
+/// Parses, validates and deserializes a chat message from its text.
+pub fn parse_chat(schema: &Schema, text: &str) -> bool {
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    schema.parse::<ChatMessage>(value).is_ok()
+}
