@@ -692,6 +692,7 @@ where
 
         // Bytes that arrived with the upgrade request are decoded before waiting.
         let mut skip_wait = !inbuf.is_empty();
+        let mut bucket = limits.inbound_rate.map(Bucket::new);
         let end = 'conn: loop {
             if !std::mem::take(&mut skip_wait) {
                 tokio::select! {
@@ -764,7 +765,21 @@ where
                 match frame {
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
-                        Box::pin(dispatch(&rt, &conn, &states, message)).await;
+                        match bucket.as_mut().map(Bucket::take) {
+                            None | Some(Admit::Yes) => {
+                                Box::pin(dispatch(&rt, &conn, &states, message)).await;
+                            }
+                            Some(Admit::Drop) => {
+                                conn.inner.outbox.push(codec::encode_frame(
+                                    OpCode::Text,
+                                    RATE_LIMITED_REPLY.as_bytes(),
+                                ));
+                            }
+                            Some(Admit::Close) => {
+                                tracing::debug!(socket = %id, "inbound rate limit: closing");
+                                conn.close(close_code::POLICY_VIOLATION, "Rate limit exceeded");
+                            }
+                        }
                     }
                     Frame::Ping(payload) => {
                         conn.inner
@@ -832,6 +847,57 @@ where
                 close(conn.clone(), end.code, end.reason),
             ))
             .await;
+        }
+    }
+}
+
+/// The reply to a message dropped by the inbound rate limit.
+const RATE_LIMITED_REPLY: &str = r#"{"type":"error","message":"Rate limit exceeded"}"#;
+
+/// A connection's inbound token bucket (see `WsOptions::inbound_rate_limit`).
+struct Bucket {
+    per_second: f32,
+    burst: u32,
+    tokens: f32,
+    /// Messages refused in a row.
+    refused: u32,
+    at: Instant,
+}
+
+/// The bucket's verdict on one message.
+enum Admit {
+    Yes,
+    Drop,
+    Close,
+}
+
+impl Bucket {
+    fn new(rate: super::options::InboundRate) -> Self {
+        Self {
+            per_second: rate.per_second as f32,
+            burst: rate.burst,
+            tokens: rate.burst as f32,
+            refused: 0,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> Admit {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f32();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst as f32);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            Admit::Yes
+        } else {
+            self.refused += 1;
+            if self.refused >= self.burst {
+                Admit::Close
+            } else {
+                Admit::Drop
+            }
         }
     }
 }

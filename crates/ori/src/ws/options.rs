@@ -80,6 +80,17 @@ pub(crate) struct Limits {
     pub idle_timeout: Duration,
     pub close_timeout: Duration,
     pub allowed_origins: Option<Vec<String>>,
+    pub inbound_rate: Option<InboundRate>,
+}
+
+/// The inbound rate limit: a token bucket per connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InboundRate {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size; also how many refused messages in a row close the
+    /// connection.
+    pub burst: u32,
 }
 
 impl Default for Limits {
@@ -96,6 +107,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             close_timeout: Duration::from_secs(3),
             allowed_origins: None,
+            inbound_rate: None,
         }
     }
 }
@@ -204,6 +216,39 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// (default 3 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.limits.close_timeout = timeout;
+        self
+    }
+
+    /// Limits every connection to `per_second` inbound data messages per
+    /// second, with bursts of up to `burst` (default: no limit).
+    ///
+    /// The limit applies to every text and binary message before it is
+    /// dispatched, to routers and the raw message handler alike; control
+    /// frames (ping, pong, close) are not counted. Each connection has its
+    /// own token bucket, so one client's flood never slows another.
+    ///
+    /// - A message over the limit is **dropped** (no router or handler sees
+    ///   it) and the client gets the error reply
+    ///   `{"type":"error","message":"Rate limit exceeded"}`, like the other
+    ///   message errors of the protocol.
+    /// - A client that keeps sending while limited, `burst` refused messages
+    ///   in a row (at least 1), is closed with **1008** `Rate limit exceeded`.
+    ///
+    /// A connection that slows down below the rate is never closed. Off by
+    /// default; when off, the check costs one branch per message.
+    /// `per_second` must be positive and finite, or the limit stays off.
+    ///
+    /// ```
+    /// use ori::WsOptions;
+    /// // 20 messages per second, bursts of 40.
+    /// let options = WsOptions::new().inbound_rate_limit(20.0, 40);
+    /// ```
+    pub fn inbound_rate_limit(mut self, per_second: f64, burst: u32) -> Self {
+        self.limits.inbound_rate =
+            (per_second.is_finite() && per_second > 0.0).then(|| InboundRate {
+                per_second,
+                burst: burst.max(1),
+            });
         self
     }
 
