@@ -123,6 +123,19 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
     })
 }
 
+/// Fuzzing entry point (not a stable API): decodes arbitrary bytes as an
+/// envelope, as a subscriber does with whatever arrives on a channel. Panics
+/// only if an invariant breaks: an accepted envelope re-encodes to exactly
+/// the same bytes, and a truncation is reported with the length seen.
+#[doc(hidden)]
+pub fn fuzz_decode(bytes: &[u8]) {
+    match decode(bytes) {
+        Ok(e) => assert_eq!(encode(&e.origin, &e.topic, &e.message), bytes),
+        Err(Malformed::Truncated(n)) => assert_eq!(n, bytes.len()),
+        Err(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,9 @@ mod app;
 mod context;
 mod emitter;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod messages;
 pub mod metrics;
