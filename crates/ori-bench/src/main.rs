@@ -1,8 +1,8 @@
 //! `ori-bench`: a load generator for Ori servers (the demo's contract of
 //! PROTOCOL.md sections 2 and 7).
 //!
-//! Subcommands `fanout`, `idle` and `connect` each print one JSON line of
-//! results to stdout; progress and warnings go to stderr. The WebSocket and
+//! Subcommands `fanout`, `idle`, `connect`, `storm`, `slow` and `soak` each
+//! print one JSON line of results to stdout; progress and warnings go to stderr. The WebSocket and
 //! HTTP clients are written by hand on raw tokio sockets so that the
 //! generator spends less per delivery than the server it measures. Targets
 //! are restricted to loopback addresses. See README.md.
@@ -14,6 +14,9 @@ mod hist;
 mod http;
 mod idle;
 mod micro;
+mod slow;
+mod soak;
+mod storm;
 mod sys;
 mod target;
 mod ws;
@@ -43,6 +46,15 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// In-process micro-benchmarks of the hot paths (no server needed).
     Micro(micro::MicroArgs),
+    /// Reconnect storm: every subscriber disconnects and rejoins within a
+    /// window while a publisher publishes; delivery after each rejoin.
+    Storm(storm::StormArgs),
+    /// Slow consumers: clients that never read next to clients that do;
+    /// losses and latency of the fast ones, how the slow ones were closed.
+    Slow(slow::SlowArgs),
+    /// Long run with steady churn: server RSS and threads over time, loss
+    /// of the stable subscribers.
+    Soak(soak::SoakArgs),
 }
 
 /// Rounds to three decimals (for the JSON output).
@@ -66,6 +78,9 @@ fn main() -> anyhow::Result<()> {
             Command::Idle(a) => idle::run(a).await,
             Command::Connect(a) => connect::run(a).await,
             Command::Micro(a) => micro::run(a),
+            Command::Storm(a) => storm::run(a).await,
+            Command::Slow(a) => slow::run(a).await,
+            Command::Soak(a) => soak::run(a).await,
         }
     });
     // Leftover tasks (aborted subscribers) must not hold up the exit.

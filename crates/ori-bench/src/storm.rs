@@ -1,0 +1,851 @@
+//! `storm`: N subscribers over T topics, a steady sequenced publisher; then
+//! every client disconnects and reconnects within a window, rejoins, and
+//! must receive every message published after its rejoin was acknowledged.
+//!
+//! Also the pieces `slow` and `soak` share: the sequenced publisher
+//! ([`Topics`], [`publish_loop`]), the join with its acknowledgement
+//! ([`connect_join`]), the delivery-checking reader ([`Track`], [`reader`])
+//! and the server sampler ([`Sampler`]).
+//!
+//! "Acknowledged" follows PROTOCOL.md: a successful `room.join` has no reply,
+//! so the client sends `2` after it and waits for `3`; the server handles a
+//! connection's frames in order, so the `3` proves the join took effect.
+//! Each topic's publishes are numbered when the request is started; a
+//! client reads the topic's counter after the `3`, and every successful
+//! publish numbered from there on was sent after the join took effect, so
+//! it must arrive.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{json, Map, Value};
+use tokio::sync::{watch, Semaphore};
+
+use crate::common::{Common, ServerProbe};
+use crate::hist::Histogram;
+use crate::http::HttpConn;
+use crate::sys::now_ns;
+use crate::target::Target;
+use crate::ws::{self, WsConn};
+
+/// Options of `ori-bench storm`.
+#[derive(Debug, clap::Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    common: Common,
+    /// WebSocket subscriber connections.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Topics `storm-0` .. `storm-<T-1>`; subscriber i joins `storm-<i % T>`.
+    #[arg(long, default_value_t = 10)]
+    topics: usize,
+    /// Publishes per second (one keep-alive HTTP publisher, topics in turn).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Length of the notification text in bytes (at least the
+    /// `<seq>:<send_ns>:` prefix).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds of publishing before the storm.
+    #[arg(long, default_value_t = 2.0)]
+    before: f64,
+    /// Seconds over which all clients disconnect and reconnect (client i
+    /// drops its connection at `i * window / N`).
+    #[arg(long, default_value_t = 3.0)]
+    window: f64,
+    /// Seconds of publishing after the last client rejoined.
+    #[arg(long, default_value_t = 5.0)]
+    after: f64,
+    /// Seconds to wait for outstanding deliveries after publishing stops.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Connections being opened at once during the initial connect (the
+    /// storm itself is paced by --window only).
+    #[arg(long, default_value_t = 500)]
+    connect_concurrency: usize,
+    /// Attempts per reconnect before the client counts as failed.
+    #[arg(long, default_value_t = 5)]
+    attempts: u32,
+    /// Initial read buffer per subscriber, bytes.
+    #[arg(long, default_value_t = 4096)]
+    read_buffer: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Shared pieces (also used by `slow` and `soak`).
+// ---------------------------------------------------------------------------
+
+/// The numbered publishes of each topic.
+pub(crate) struct Topics {
+    /// The room name prefix (`<prefix>-<t>`).
+    pub prefix: String,
+    /// Per topic: publishes started so far (the next sequence number).
+    started: Vec<AtomicU64>,
+    /// Per topic: sequence numbers whose publish failed (no 2xx).
+    failed: Mutex<Vec<Vec<u64>>>,
+}
+
+impl Topics {
+    /// `n` topics named `<prefix>-0` ...
+    pub fn new(prefix: &str, n: usize) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            started: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            failed: Mutex::new(vec![Vec::new(); n]),
+        }
+    }
+
+    /// Number of topics.
+    pub fn len(&self) -> usize {
+        self.started.len()
+    }
+
+    /// The room name of topic `t`.
+    pub fn room(&self, t: usize) -> String {
+        format!("{}-{t}", self.prefix)
+    }
+
+    /// The next sequence number of topic `t` (read after a join's
+    /// acknowledgement: the first one the subscriber must receive).
+    pub fn next_seq(&self, t: usize) -> u64 {
+        self.started[t].load(Relaxed)
+    }
+
+    /// Successful publishes of topic `t` numbered `from` or later.
+    pub fn expected(&self, t: usize, from: u64) -> u64 {
+        let end = self.started[t].load(Relaxed);
+        if from >= end {
+            return 0;
+        }
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let bad = failed[t].iter().filter(|&&s| s >= from).count() as u64;
+        (end - from).saturating_sub(bad)
+    }
+
+    /// Successful publishes over all topics.
+    pub fn total_ok(&self) -> u64 {
+        (0..self.len()).map(|t| self.expected(t, 0)).sum()
+    }
+}
+
+/// What the publisher did.
+#[derive(Default, Debug)]
+pub(crate) struct PubStats {
+    pub ok: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Publishes `{"message":"<seq>:<send_ns>:xxx"}` to the topics in turn at
+/// `rate` per second until `stop` is set. Every loop iteration either sleeps
+/// until the next publish is due or sends one request (bounded by `timeout`).
+pub(crate) async fn publish_loop(
+    target: Target,
+    topics: Arc<Topics>,
+    rate: f64,
+    payload: usize,
+    stop: Arc<AtomicBool>,
+    timeout: Duration,
+) -> PubStats {
+    let mut res = PubStats::default();
+    let prefixes: Vec<Vec<u8>> = (0..topics.len())
+        .map(|t| {
+            format!(
+                "POST /api/notify/{} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                topics.room(t),
+                target.host_header
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut body: Vec<u8> = Vec::with_capacity(payload + 64);
+    let mut req: Vec<u8> = Vec::with_capacity(payload + 256);
+    let mut conn: Option<HttpConn> = None;
+    let start = now_ns();
+    let mut attempts: u64 = 0;
+    let mut topic = 0usize;
+    while !stop.load(Relaxed) {
+        let now = now_ns();
+        let due = start + (attempts as f64 * 1e9 / rate) as u64;
+        if due > now {
+            tokio::time::sleep(Duration::from_nanos((due - now).min(50_000_000))).await;
+            continue;
+        }
+        attempts += 1;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match HttpConn::connect(&target, timeout).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    res.errors += 1;
+                    res.last_error = Some(format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let seq = topics.started[topic].fetch_add(1, Relaxed);
+        body.clear();
+        body.extend_from_slice(b"{\"message\":\"");
+        write_u64(&mut body, seq);
+        body.push(b':');
+        write_u64(&mut body, now_ns());
+        body.push(b':');
+        let text_len = body.len() - 12;
+        if text_len < payload {
+            body.resize(body.len() + payload - text_len, b'x');
+        }
+        body.extend_from_slice(b"\"}");
+        req.clear();
+        req.extend_from_slice(&prefixes[topic]);
+        write_u64(&mut req, body.len() as u64);
+        req.extend_from_slice(b"\r\n\r\n");
+        req.extend_from_slice(&body);
+        let ok = match c.request(&req, timeout).await {
+            Ok(200..=299) => {
+                if c.closed {
+                    conn = None;
+                }
+                true
+            }
+            Ok(status) => {
+                res.last_error = Some(format!("HTTP {status}"));
+                if c.closed {
+                    conn = None;
+                }
+                false
+            }
+            Err(e) => {
+                res.last_error = Some(format!("{e:#}"));
+                conn = None;
+                false
+            }
+        };
+        if ok {
+            res.ok += 1;
+        } else {
+            res.errors += 1;
+            topics.failed.lock().unwrap_or_else(|e| e.into_inner())[topic].push(seq);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        topic = (topic + 1) % topics.len();
+    }
+    res
+}
+
+/// Appends the decimal digits of `v` (no allocation).
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+const NEEDLE: &[u8] = b"\"message\":\"";
+
+/// The `(seq, send_ns)` stamped into a notification's text, `None` for any
+/// other frame.
+pub(crate) fn parse_seq_stamp(payload: &[u8]) -> Option<(u64, u64)> {
+    let at = ws::find(payload, NEEDLE)? + NEEDLE.len();
+    let mut it = payload[at..].iter();
+    let mut num = || {
+        let (mut v, mut digits) = (0u64, 0);
+        loop {
+            match *it.next()? {
+                c @ b'0'..=b'9' => {
+                    v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                    digits += 1;
+                }
+                b':' if digits > 0 => return Some(v),
+                _ => return None,
+            }
+        }
+    };
+    let seq = num()?;
+    let sent = num()?;
+    Some((seq, sent))
+}
+
+/// Connects, joins `room`, and waits for the `3` that acknowledges the join.
+pub(crate) async fn connect_join(
+    target: &Target,
+    buf: usize,
+    timeout: Duration,
+    room: &str,
+) -> anyhow::Result<WsConn> {
+    let mut conn = WsConn::connect(target, buf, timeout).await?;
+    conn.send_text(&format!("{{\"type\":\"room.join\",\"room\":\"{room}\"}}"))
+        .await?;
+    conn.ping_roundtrip(timeout).await?;
+    Ok(conn)
+}
+
+/// One subscription's delivery counters (updated once per read batch).
+pub(crate) struct Track {
+    /// The topic index.
+    pub topic: usize,
+    /// The first sequence number it must receive (`u64::MAX` until set).
+    pub from: AtomicU64,
+    /// Distinct notifications numbered `from` or later (in order).
+    pub received: AtomicU64,
+    /// Notifications numbered `from` or later that came out of order or
+    /// twice.
+    pub disorder: AtomicU64,
+    /// 0 while open; the close code, or 1 for end of stream / read error.
+    pub closed: AtomicU32,
+}
+
+impl Track {
+    /// A subscription of topic `topic` that must receive from `from` on.
+    pub fn new(topic: usize, from: u64) -> Self {
+        Self {
+            topic,
+            from: AtomicU64::new(from),
+            received: AtomicU64::new(0),
+            disorder: AtomicU64::new(0),
+            closed: AtomicU32::new(0),
+        }
+    }
+
+    /// Expected minus received, and received minus expected, for it.
+    pub fn loss_extra(&self, topics: &Topics) -> (u64, u64) {
+        let exp = topics.expected(self.topic, self.from.load(Relaxed));
+        let got = self.received.load(Relaxed);
+        (exp.saturating_sub(got), got.saturating_sub(exp))
+    }
+}
+
+/// Reads notifications until the connection ends (or the task is dropped).
+/// With `latency`, records publish-to-delivery times in this thread's
+/// histogram ([`crate::hist::with_local`]). No allocation per frame.
+pub(crate) async fn reader(mut conn: WsConn, track: Arc<Track>, latency: bool) {
+    let from = track.from.load(Relaxed);
+    let mut last: Option<u64> = None;
+    let mut need_fill = true;
+    let mut now = 0;
+    loop {
+        if need_fill {
+            match conn.fill().await {
+                Ok(0) | Err(_) => {
+                    track.closed.store(1, Relaxed);
+                    return;
+                }
+                Ok(_) => {}
+            }
+            if latency {
+                now = now_ns();
+            }
+        }
+        let (mut got, mut disorder) = (0u64, 0u64);
+        let mut ping = None;
+        let mut close = None;
+        let mut error = false;
+        crate::hist::with_local(|h| loop {
+            match conn.next_frame() {
+                Ok(Some(f)) => match f.op {
+                    ws::OP_TEXT => {
+                        if let Some((seq, sent)) = parse_seq_stamp(conn.payload(&f)) {
+                            if seq >= from {
+                                if last.is_none_or(|l| seq > l) {
+                                    got += 1;
+                                    last = Some(seq);
+                                    if latency {
+                                        h.record(now.saturating_sub(sent));
+                                    }
+                                } else {
+                                    disorder += 1;
+                                }
+                            }
+                        }
+                    }
+                    ws::OP_PING => {
+                        ping = Some(f);
+                        break;
+                    }
+                    ws::OP_CLOSE => {
+                        close = Some(conn.close_code(&f));
+                        break;
+                    }
+                    _ => {}
+                },
+                Ok(None) => break,
+                Err(_) => {
+                    error = true;
+                    break;
+                }
+            }
+        });
+        if got > 0 {
+            track.received.fetch_add(got, Relaxed);
+        }
+        if disorder > 0 {
+            track.disorder.fetch_add(disorder, Relaxed);
+        }
+        if error {
+            track.closed.store(1, Relaxed);
+            return;
+        }
+        if let Some(code) = close {
+            track.closed.store(u32::from(code.max(2)), Relaxed);
+            let _ = conn.send(ws::OP_CLOSE, &code.to_be_bytes()).await;
+            return;
+        }
+        if let Some(f) = ping {
+            if conn.pong(&f).await.is_err() {
+                track.closed.store(1, Relaxed);
+                return;
+            }
+            need_fill = false;
+        } else {
+            need_fill = true;
+        }
+    }
+}
+
+/// Samples the server's RSS every `every` in the background: maximum, last,
+/// and a coarse series.
+pub(crate) struct Sampler {
+    max: Arc<AtomicU64>,
+    last: Arc<AtomicU64>,
+    series: Arc<Mutex<Vec<(f64, u64)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sampler {
+    /// Starts sampling (does nothing without a server PID). Keeps one series
+    /// point per `keep_every` samples (bounded to 10,000 points).
+    pub fn start(pid: Option<u32>, every: Duration, keep_every: u32) -> Self {
+        let s = Self {
+            max: Arc::default(),
+            last: Arc::default(),
+            series: Arc::default(),
+            stop: Arc::default(),
+        };
+        if let Some(pid) = pid {
+            let (max, last, series, stop) = (
+                s.max.clone(),
+                s.last.clone(),
+                s.series.clone(),
+                s.stop.clone(),
+            );
+            let pid = pid.to_string();
+            let t0 = now_ns();
+            tokio::spawn(async move {
+                let mut n: u32 = 0;
+                while !stop.load(Relaxed) {
+                    if let Some(rss) = crate::sys::rss_kib(&pid) {
+                        max.fetch_max(rss, Relaxed);
+                        last.store(rss, Relaxed);
+                        if n % keep_every.max(1) == 0 {
+                            let mut v = series.lock().unwrap_or_else(|e| e.into_inner());
+                            if v.len() < 10_000 {
+                                v.push((crate::round3((now_ns() - t0) as f64 / 1e9), rss));
+                            }
+                        }
+                    }
+                    n = n.wrapping_add(1);
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+        s
+    }
+
+    /// Stops and adds `server_rss_max_kib`, `server_rss_end_kib` and
+    /// `server_rss_series` (`[seconds, KiB]` pairs) to `out`.
+    pub fn finish(&self, out: &mut Map<String, Value>) {
+        self.stop.store(true, Relaxed);
+        let max = self.max.load(Relaxed);
+        if max == 0 {
+            return;
+        }
+        out.insert("server_rss_max_kib".into(), json!(max));
+        out.insert("server_rss_end_kib".into(), json!(self.last.load(Relaxed)));
+        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        out.insert("server_rss_series".into(), json!(*series));
+    }
+}
+
+/// Sleeps until `now_ns() >= t`.
+pub(crate) async fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
+    }
+}
+
+/// Checks a duration argument.
+pub(crate) fn check_secs(name: &str, v: f64, max: f64) -> anyhow::Result<()> {
+    if !(v.is_finite() && (0.0..=max).contains(&v)) {
+        bail!("--{name} must be 0..={max} seconds");
+    }
+    Ok(())
+}
+
+/// Checks rate and payload arguments.
+pub(crate) fn check_rate_payload(rate: f64, payload: usize) -> anyhow::Result<()> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
+        bail!("--rate must be in (0, 1e6]");
+    }
+    if payload > 1_000_000 {
+        bail!("--payload must be at most 1000000 bytes (the demo's body limit is 1 MiB)");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The storm.
+// ---------------------------------------------------------------------------
+
+/// One client's state, shared with the main task.
+struct Client {
+    /// The subscription after the rejoin (None until acknowledged).
+    after: Mutex<Option<Arc<Track>>>,
+    /// Disconnect-to-acknowledgement time of the rejoin, ns.
+    rejoin_ns: AtomicU64,
+    /// `now_ns` of the rejoin's acknowledgement.
+    acked_at: AtomicU64,
+    /// Reconnect attempts that failed (before a success or giving up).
+    retries: AtomicU32,
+}
+
+struct Shared {
+    target: Target,
+    topics: Arc<Topics>,
+    timeout: Duration,
+    buf: usize,
+    n: usize,
+    window_ns: u64,
+    attempts: u32,
+    connected: AtomicUsize,
+    rejoined: AtomicUsize,
+    failed_initial: AtomicUsize,
+    failed_rejoin: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+    sem: Semaphore,
+}
+
+async fn storm_client(
+    i: usize,
+    client: Arc<Client>,
+    sh: Arc<Shared>,
+    mut storm_at: watch::Receiver<u64>,
+) {
+    let topic = i % sh.topics.len();
+    let room = sh.topics.room(topic);
+    let conn = {
+        let Ok(_permit) = sh.sem.acquire().await else {
+            return;
+        };
+        match connect_join(&sh.target, sh.buf, sh.timeout, &room).await {
+            Ok(c) => c,
+            Err(e) => {
+                crate::common::record_failure(&sh.failed_initial, &sh.first_error, &e);
+                return;
+            }
+        }
+    };
+    let before = Arc::new(Track::new(topic, sh.topics.next_seq(topic)));
+    sh.connected.fetch_add(1, Relaxed);
+    // Read until this client's turn in the storm.
+    let start = match storm_at.wait_for(|&t| t != 0).await {
+        Ok(t) => *t,
+        Err(_) => return,
+    };
+    let at = start + (i as u64 * sh.window_ns) / sh.n.max(1) as u64;
+    tokio::select! {
+        _ = reader(conn, before, false) => {}
+        _ = sleep_until_ns(at) => {}
+    }
+    // The connection was dropped with the reader: reconnect and rejoin.
+    let t0 = now_ns();
+    let mut last_err = None;
+    for attempt in 0..sh.attempts.max(1) {
+        match connect_join(&sh.target, sh.buf, sh.timeout, &room).await {
+            Ok(conn) => {
+                let t1 = now_ns();
+                let track = Arc::new(Track::new(topic, sh.topics.next_seq(topic)));
+                client.rejoin_ns.store(t1 - t0, Relaxed);
+                client.acked_at.store(t1, Relaxed);
+                *client.after.lock().unwrap_or_else(|e| e.into_inner()) = Some(track.clone());
+                sh.rejoined.fetch_add(1, Relaxed);
+                reader(conn, track, false).await;
+                return;
+            }
+            Err(e) => {
+                client.retries.fetch_add(1, Relaxed);
+                last_err = Some(e);
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+    if let Some(e) = last_err {
+        crate::common::record_failure(&sh.failed_rejoin, &sh.first_error, &e);
+    }
+}
+
+/// Runs the reconnect storm and returns its result line.
+pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
+    if a.subscribers == 0 || a.subscribers > 200_000 {
+        bail!("--subscribers must be 1..=200000");
+    }
+    if a.topics == 0 || a.topics > 10_000 {
+        bail!("--topics must be 1..=10000");
+    }
+    check_rate_payload(a.rate, a.payload)?;
+    check_secs("before", a.before, 600.0)?;
+    check_secs("window", a.window, 600.0)?;
+    check_secs("after", a.after, 600.0)?;
+    check_secs("drain", a.drain, 60.0)?;
+    if a.attempts == 0 || a.attempts > 100 {
+        bail!("--attempts must be 1..=100");
+    }
+    let target = a.common.target()?;
+    let probe = ServerProbe::new(a.common.server_pid)?;
+    crate::sys::ensure_nofile((a.subscribers * 2 + 64) as u64)?;
+    let timeout = a.common.timeout();
+    let rss_before = probe.rss();
+    let sampler = Sampler::start(a.common.server_pid, Duration::from_millis(200), 5);
+
+    let topics = Arc::new(Topics::new("storm", a.topics));
+    let sh = Arc::new(Shared {
+        target: target.clone(),
+        topics: topics.clone(),
+        timeout,
+        buf: a.read_buffer.clamp(256, 1 << 24),
+        n: a.subscribers,
+        window_ns: (a.window * 1e9) as u64,
+        attempts: a.attempts,
+        connected: AtomicUsize::new(0),
+        rejoined: AtomicUsize::new(0),
+        failed_initial: AtomicUsize::new(0),
+        failed_rejoin: AtomicUsize::new(0),
+        first_error: Mutex::new(None),
+        sem: Semaphore::new(a.connect_concurrency.clamp(1, 10_000)),
+    });
+    let (storm_tx, storm_rx) = watch::channel(0u64);
+    let clients: Vec<Arc<Client>> = (0..a.subscribers)
+        .map(|_| {
+            Arc::new(Client {
+                after: Mutex::new(None),
+                rejoin_ns: AtomicU64::new(0),
+                acked_at: AtomicU64::new(0),
+                retries: AtomicU32::new(0),
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(storm_client(i, c.clone(), sh.clone(), storm_rx.clone())))
+        .collect();
+
+    // Initial connect (bounded by the hang guard).
+    let t_connect = now_ns();
+    let guard = t_connect + (timeout.as_nanos() as u64) * 4 + a.subscribers as u64 * 5_000_000;
+    loop {
+        let done = sh.connected.load(Relaxed) + sh.failed_initial.load(Relaxed);
+        if done >= a.subscribers || now_ns() > guard {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_s = (now_ns() - t_connect) as f64 / 1e9;
+    let connected = sh.connected.load(Relaxed);
+    eprintln!("{connected} subscribers joined in {connect_s:.2}s");
+    if connected == 0 {
+        for t in &tasks {
+            t.abort();
+        }
+        bail!(
+            "no subscriber could join; first error: {}",
+            sh.first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default()
+        );
+    }
+
+    // Publisher.
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn(publish_loop(
+        target.clone(),
+        topics.clone(),
+        a.rate,
+        a.payload,
+        stop.clone(),
+        timeout,
+    ));
+    tokio::time::sleep(Duration::from_secs_f64(a.before)).await;
+
+    // The storm.
+    let cpu0 = probe.cpu();
+    let storm_start = now_ns() + 10_000_000;
+    storm_tx.send_replace(storm_start);
+    let guard = storm_start
+        + (a.window * 1e9) as u64
+        + (timeout.as_nanos() as u64) * u64::from(a.attempts) * 2
+        + 30_000_000_000;
+    loop {
+        let done = sh.rejoined.load(Relaxed) + sh.failed_rejoin.load(Relaxed);
+        if done >= connected || now_ns() > guard {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let storm_end = clients
+        .iter()
+        .map(|c| c.acked_at.load(Relaxed))
+        .max()
+        .unwrap_or(storm_start);
+    let reconnect_s = storm_end.saturating_sub(storm_start) as f64 / 1e9;
+    eprintln!(
+        "{} clients rejoined within {reconnect_s:.2}s of the storm's start",
+        sh.rejoined.load(Relaxed)
+    );
+    let cpu1 = probe.cpu();
+
+    tokio::time::sleep(Duration::from_secs_f64(a.after)).await;
+    stop.store(true, Relaxed);
+    let pubs = tokio::time::timeout(timeout + Duration::from_secs(1), publisher)
+        .await
+        .map_err(|_| anyhow::anyhow!("the publisher did not stop in time"))??;
+
+    // Drain.
+    let tracks: Vec<Arc<Track>> = clients
+        .iter()
+        .filter_map(|c| c.after.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .collect();
+    let lost_now =
+        |tracks: &[Arc<Track>]| tracks.iter().map(|t| t.loss_extra(&topics).0).sum::<u64>();
+    let drain_end = now_ns() + (a.drain * 1e9) as u64;
+    while lost_now(&tracks) > 0 && now_ns() < drain_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    let rss_after = probe.rss();
+
+    let mut rejoin = Histogram::new();
+    let mut retries = 0u64;
+    for c in &clients {
+        let ns = c.rejoin_ns.load(Relaxed);
+        if ns > 0 {
+            rejoin.record(ns);
+        }
+        retries += u64::from(c.retries.load(Relaxed));
+    }
+    let (mut expected, mut received, mut lost, mut extra, mut disorder) = (0, 0, 0, 0, 0);
+    let (mut with_loss, mut closed) = (0u64, 0u64);
+    let mut worst: Option<(u64, u64, u64)> = None;
+    for t in &tracks {
+        let exp = topics.expected(t.topic, t.from.load(Relaxed));
+        let got = t.received.load(Relaxed);
+        expected += exp;
+        received += got;
+        let (l, x) = t.loss_extra(&topics);
+        lost += l;
+        extra += x;
+        disorder += t.disorder.load(Relaxed);
+        if l > 0 {
+            with_loss += 1;
+            if worst.is_none_or(|w| l > w.2) {
+                worst = Some((exp, got, l));
+            }
+        }
+        if t.closed.load(Relaxed) != 0 {
+            closed += 1;
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("mode".into(), json!("storm"));
+    out.insert("subscribers".into(), json!(a.subscribers));
+    out.insert("subscribers_joined".into(), json!(connected));
+    out.insert("topics".into(), json!(a.topics));
+    out.insert("rate".into(), json!(a.rate));
+    out.insert("payload_bytes".into(), json!(a.payload));
+    out.insert("window_s".into(), json!(a.window));
+    out.insert("connect_s".into(), json!(crate::round3(connect_s)));
+    out.insert("rejoined".into(), json!(tracks.len()));
+    out.insert(
+        "rejoin_failed".into(),
+        json!(sh.failed_rejoin.load(Relaxed)),
+    );
+    out.insert("reconnect_retries".into(), json!(retries));
+    out.insert("reconnect_s".into(), json!(crate::round3(reconnect_s)));
+    rejoin.summary_ms("rejoin_", &mut out);
+    out.insert("publishes".into(), json!(topics.total_ok()));
+    out.insert("publish_errors".into(), json!(pubs.errors));
+    out.insert("expected_after_rejoin".into(), json!(expected));
+    out.insert("received_after_rejoin".into(), json!(received));
+    out.insert("lost".into(), json!(lost));
+    out.insert("extra".into(), json!(extra));
+    out.insert("out_of_order".into(), json!(disorder));
+    out.insert("subscribers_with_loss".into(), json!(with_loss));
+    out.insert("subscribers_closed_by_server".into(), json!(closed));
+    if let Some((e, g, l)) = worst {
+        out.insert(
+            "worst_subscriber".into(),
+            json!({"expected": e, "received": g, "lost": l}),
+        );
+    }
+    probe.report(
+        &mut out,
+        cpu0,
+        cpu1,
+        rss_before,
+        rss_after,
+        reconnect_s.max(1e-3),
+    );
+    if let Some(e) = &pubs.last_error {
+        out.insert("last_publish_error".into(), json!(e));
+    }
+    if let Some(e) = sh
+        .first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        out.insert("first_connect_error".into(), json!(e));
+    }
+    sampler.finish(&mut out);
+    Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_stamp_parsing() {
+        let frame = br#"{"type":"notification","message":"12:345678:xxxx","timestamp":1}"#;
+        assert_eq!(parse_seq_stamp(frame), Some((12, 345_678)));
+        assert_eq!(parse_seq_stamp(br#"{"message":"1:2"}"#), None);
+        assert_eq!(parse_seq_stamp(br#"{"message":":2:"}"#), None);
+        assert_eq!(parse_seq_stamp(b"3"), None);
+    }
+
+    #[test]
+    fn expected_skips_failed_publishes() {
+        let t = Topics::new("x", 2);
+        t.started[0].store(10, Relaxed);
+        t.failed.lock().unwrap()[0].extend([2, 7]);
+        assert_eq!(t.expected(0, 0), 8);
+        assert_eq!(t.expected(0, 5), 4);
+        assert_eq!(t.expected(0, 10), 0);
+        assert_eq!(t.expected(1, 0), 0);
+        assert_eq!(t.total_ok(), 8);
+    }
+}
