@@ -183,6 +183,7 @@ impl Decoder {
             let Some(header) = parse_header(buf, &self.limits)? else {
                 return Ok(None);
             };
+            self.check_sequence(&header)?;
             let total = header.header_len + header.payload_len;
             if buf.len() < total {
                 self.check_arriving_text(&buf[header.header_len..], &header)?;
@@ -196,6 +197,39 @@ impl Decoder {
             if let Some(frame) = self.on_frame(header.fin, header.opcode, payload, checked)? {
                 return Ok(Some(frame));
             }
+        }
+    }
+
+    /// Judges a data frame by its header alone, before its payload arrives:
+    /// whether it may come now (a continuation only inside a fragmented
+    /// message, a new message only outside one) and whether it keeps the
+    /// message within the size and fragment limits.
+    fn check_sequence(&self, header: &Header) -> Result<(), ProtocolError> {
+        match (header.opcode, self.partial.as_deref()) {
+            (OpCode::Continuation, None) => Err(ProtocolError::new(
+                close_code::PROTOCOL_ERROR,
+                "continuation frame without a message",
+            )),
+            (OpCode::Continuation, Some(p)) => {
+                if p.data.len() + header.payload_len > self.limits.max_message_size {
+                    return Err(ProtocolError::new(
+                        close_code::MESSAGE_TOO_BIG,
+                        "message too big",
+                    ));
+                }
+                if p.fragments + 1 > self.limits.max_fragments {
+                    return Err(ProtocolError::new(
+                        close_code::MESSAGE_TOO_BIG,
+                        "too many fragments",
+                    ));
+                }
+                Ok(())
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::new(
+                close_code::PROTOCOL_ERROR,
+                "new data frame inside a fragmented message",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -740,6 +774,41 @@ mod tests {
         .concat();
         let (_, got) = feed_in_steps(&bytes, 1);
         assert_eq!(got.unwrap_err().code, 1007);
+    }
+
+    #[test]
+    fn out_of_sequence_and_oversized_fragments_fail_on_their_header() {
+        let limits = Limits {
+            max_frame_size: 100,
+            max_message_size: 150,
+            max_fragments: 2,
+        };
+        let header_only = |open: &[u8], next: Vec<u8>| {
+            let mut dec = Decoder::new(limits);
+            let mut buf = BytesMut::from(open);
+            assert_eq!(dec.decode(&mut buf), Ok(None));
+            // the header and mask of `next`, none of its payload
+            buf.extend_from_slice(&next[..6]);
+            dec.decode(&mut buf).unwrap_err().code
+        };
+        let open = client_frame(false, 1, &[b'a'; 100], M);
+        assert_eq!(
+            header_only(&[], client_frame(true, 0, &[b'x'; 50], M)),
+            1002
+        );
+        assert_eq!(
+            header_only(&open, client_frame(true, 1, &[b'x'; 50], M)),
+            1002
+        );
+        assert_eq!(
+            header_only(&open, client_frame(true, 0, &[b'x'; 51], M)),
+            1009
+        );
+        let two = [open.clone(), client_frame(false, 0, b"b", M)].concat();
+        assert_eq!(
+            header_only(&two, client_frame(true, 0, &[b'x'; 10], M)),
+            1009
+        );
     }
 
     #[test]
