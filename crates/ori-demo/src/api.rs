@@ -6,6 +6,12 @@ use ori::{Controller, HttpError, Json, RequestContext, RouteBuilder, SocketId, T
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// The answer of the publishing routes: `{"sent":true}` (or false).
+#[derive(Serialize)]
+struct Sent {
+    sent: bool,
+}
+
 /// The body of the publishing routes.
 #[derive(Deserialize)]
 struct MessageBody {
@@ -38,7 +44,13 @@ impl<'a> Notification<'a> {
     }
 
     pub(crate) fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        // Sized once: the text plus the fixed fields (type, timestamp,
+        // a UUID correlation id) and some room for escapes.
+        let mut out = Vec::with_capacity(self.message.len() + 128);
+        if serde_json::to_writer(&mut out, self).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -62,7 +74,7 @@ impl Controller for Api {
 }
 
 impl Api {
-    async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+    async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Sent>, HttpError> {
         let topic = topic_param(&ctx, "topic")?;
         if topic.is_reserved() {
             return Err(HttpError::bad_request("Invalid topic: reserved topic"));
@@ -71,7 +83,7 @@ impl Api {
         let socket = ctx.socket();
         let payload = Notification::new(&body.message, socket.correlation_id()).to_json();
         socket.publish(topic, payload).await?;
-        Ok(Json(json!({ "sent": true })))
+        Ok(Json(Sent { sent: true }))
     }
 
     async fn broadcast(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {

@@ -137,7 +137,38 @@ fn correlation_id(headers: &HeaderMap) -> Arc<str> {
         .map(str::trim)
         .find(|v| !v.is_empty())
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+        .unwrap_or_else(fresh_correlation_id)
+}
+
+/// A fresh random UUID v4 for a request without a correlation id.
+///
+/// Correlation ids tie log lines and replies together; they are not
+/// secrets. So they come from a per-thread generator (SplitMix64) seeded
+/// once from the system's random source, rather than one `getrandom`
+/// system call per request, and are formatted without `fmt`.
+fn fresh_correlation_id() -> Arc<str> {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            seed.0 ^ seed.1.rotate_left(32)
+        });
+    }
+    fn next(state: &Cell<u64>) -> u64 {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let (hi, lo) = STATE.with(|s| (next(s), next(s)));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_le_bytes());
+    bytes[8..].copy_from_slice(&lo.to_le_bytes());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Arc::from(&*id.hyphenated().encode_lower(&mut buf))
 }
 
 /// Everything a controller handler gets about its request.
@@ -485,6 +516,20 @@ impl<E: Emitter> HttpRoutes<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_correlation_ids_are_distinct_uuid_v4() {
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| fresh_correlation_id().to_string())
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::try_parse(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(id.len(), 36);
+            assert_eq!(id, &id.to_lowercase());
+        }
+    }
 
     #[test]
     fn paths_join_and_translate_params() {
