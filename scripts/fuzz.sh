@@ -27,12 +27,12 @@ skip() {
 command -v rustup >/dev/null || skip "rustup is not installed (a nightly toolchain is needed)"
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "installing the nightly toolchain"
-  rustup toolchain install nightly --profile minimal >/dev/null 2>&1 ||
+  timeout 900 rustup toolchain install nightly --profile minimal >/dev/null 2>&1 ||
     skip "could not install the nightly toolchain"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
-  cargo install cargo-fuzz --locked >/dev/null 2>&1 || skip "could not install cargo-fuzz"
+  timeout 1800 cargo install cargo-fuzz --locked >/dev/null 2>&1 || skip "could not install cargo-fuzz"
 fi
 command -v c++ >/dev/null || skip "no C++ compiler (libFuzzer is built from source)"
 
