@@ -611,7 +611,8 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
     }
     let target = a.common.target()?;
     let probe = ServerProbe::new(a.common.server_pid)?;
-    crate::sys::ensure_nofile((a.subscribers * 2 + 64) as u64)?;
+    // A client drops its connection before it reconnects: one descriptor each.
+    crate::sys::ensure_nofile((a.subscribers + 64) as u64)?;
     let timeout = a.common.timeout();
     let rss_before = probe.rss();
     let sampler = Sampler::start(a.common.server_pid, Duration::from_millis(200), 5);
