@@ -692,7 +692,8 @@ where
 
         // Bytes that arrived with the upgrade request are decoded before waiting.
         let mut skip_wait = !inbuf.is_empty();
-        let mut bucket = limits.inbound_rate.map(Bucket::new);
+        // Boxed: a connection without the limit keeps 8 bytes for it.
+        let mut bucket = limits.inbound_rate.map(|r| Box::new(Bucket::new(r)));
         let end = 'conn: loop {
             if !std::mem::take(&mut skip_wait) {
                 tokio::select! {
@@ -765,7 +766,7 @@ where
                 match frame {
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
-                        match bucket.as_mut().map(Bucket::take) {
+                        match bucket.as_deref_mut().map(Bucket::take) {
                             None | Some(Admit::Yes) => {
                                 Box::pin(dispatch(&rt, &conn, &states, message)).await;
                             }
