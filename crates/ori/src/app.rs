@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ori_core::codec::close_code;
 use ori_core::{InProcProvider, Provider};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tower_service::Service;
 
@@ -314,7 +314,9 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
 
     /// Validates the set-up, starts the provider and listens on `addr`: a
     /// port (all interfaces; `0` picks a free one), a `SocketAddr`, or
-    /// `"host:port"`.
+    /// `"host:port"`. The listen backlog is 4096 (the kernel may cap it, on
+    /// Linux at `net.core.somaxconn`), so a reconnect storm queues instead
+    /// of having its connection attempts dropped and retried a second later.
     pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<App<E>, Error> {
         let addr = match addr.into() {
             ListenAddr::Addr(a) => a,
@@ -325,8 +327,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 )
             })?,
         };
-        let listener = TcpListener::bind(addr).await?;
-        self.serve(listener).await
+        self.serve(bind(addr)?).await
     }
 
     /// Like [`listen`](Self::listen), on a listener you bound yourself.
@@ -496,6 +497,22 @@ impl<E: Emitter> App<E> {
         }
         *stopped = true;
     }
+}
+
+/// Pending connections the kernel may queue before `accept`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener like `TcpListener::bind`, with a larger backlog.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(

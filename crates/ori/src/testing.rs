@@ -230,7 +230,12 @@ impl TestSocket {
                     .map_err(|_| ConnectError::Other("bad header value".into()))?,
             );
         }
-        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await {
+        match tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async_with_config(req, None, true),
+        )
+        .await
+        {
             Err(_) => Err(ConnectError::Other("connect timed out".into())),
             Ok(Ok((ws, _))) => Ok(Self { ws }),
             Ok(Err(tungstenite::Error::Http(resp))) => Err(ConnectError::Status(resp.status())),
