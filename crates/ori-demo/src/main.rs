@@ -30,22 +30,32 @@ struct Args {
     /// Seconds a graceful shutdown waits for connections to close.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Runtime worker threads (0: one per core this process may run on; 1:
+    /// a single-threaded runtime).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     // On one core (for example pinned with `taskset -c 0`) a current-thread
     // runtime does the same work without the cross-thread machinery of the
     // multi-thread scheduler; with more cores, one worker per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut runtime = if cores == 1 {
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
     };
-    runtime.enable_all().build()?.block_on(run())
+    runtime.enable_all().build()?.block_on(run(args))
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -54,7 +64,6 @@ async fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
     let config = ori_demo::Config {
         token: args.token,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
