@@ -59,7 +59,10 @@ fn sigterm(child: &Child) {
 }
 
 /// A POST /api/notify request whose body is sent in two parts: the head
-/// and the first half now, the rest on [`finish`](Self::finish).
+/// and the first half now, the rest on [`finish`](Self::finish). The head
+/// carries `Expect: 100-continue`, and `begin` returns once the server
+/// answered `100 Continue`: the handler is then reading the body, so the
+/// request is in flight for sure.
 struct SlowPost {
     stream: TcpStream,
     rest: Vec<u8>,
@@ -70,12 +73,27 @@ impl SlowPost {
         let body = json!({"message": "sent across the shutdown"}).to_string();
         let head = format!(
             "POST /api/notify/{topic} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
+             Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let half = body.len() / 2;
         stream.write_all(head.as_bytes()).await.expect("write head");
+        let mut interim = Vec::new();
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") && interim.len() < 1024 {
+            let n = tokio::time::timeout(GUARD, stream.read(&mut byte))
+                .await
+                .expect("100 Continue in time")
+                .expect("read");
+            assert_eq!(n, 1, "connection closed before 100 Continue: {interim:?}");
+            interim.push(byte[0]);
+        }
+        assert!(
+            interim.starts_with(b"HTTP/1.1 100"),
+            "{:?}",
+            String::from_utf8_lossy(&interim)
+        );
         stream
             .write_all(&body.as_bytes()[..half])
             .await
@@ -198,9 +216,6 @@ async fn sigterm_under_load_closes_every_socket_with_1001_and_completes_the_infl
 
     eprintln!("{:?}: {SOCKETS} sockets joined, publishing", t0.elapsed());
     let inflight = SlowPost::begin(addr, room).await;
-    // Let the server read the head (not a timing assertion: if it has not,
-    // the request is simply not in flight yet and the test checks less).
-    tokio::time::sleep(Duration::from_millis(200)).await;
     sigterm(&child);
 
     for r in readers {
@@ -238,7 +253,6 @@ async fn a_request_held_past_the_grace_period_does_not_keep_the_process_alive() 
     ws.send_text("2").await;
     assert_eq!(ws.recv_text().await, "3");
     let held = SlowPost::begin(addr, "held").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     sigterm(&child);
     assert_eq!(
         ws.expect_close().await,
