@@ -34,7 +34,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
   timeout 1800 cargo install cargo-fuzz --locked >/dev/null 2>&1 || skip "could not install cargo-fuzz"
 fi
-command -v c++ >/dev/null || skip "no C++ compiler (libFuzzer is built from source)"
+if ! command -v c++ >/dev/null; then
+  # libFuzzer is built from source: install a C++ compiler when we can.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing g++"
+    (timeout 600 apt-get update && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y g++) >/dev/null 2>&1 || true
+  fi
+  command -v c++ >/dev/null || skip "no C++ compiler (libFuzzer is built from source)"
+fi
 
 fuzz=(cargo +nightly fuzz)
 dirs=(--fuzz-dir fuzz --target-dir target/fuzz)
