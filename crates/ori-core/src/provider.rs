@@ -17,8 +17,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProviderError {
-    /// The backend could not be reached or refused the connection.
-    #[error("provider backend unavailable: {0}")]
+    /// The backend could not be reached or refused the connection; the
+    /// cause is the error's [`source`](std::error::Error::source).
+    #[error("provider backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The provider is misconfigured.
     #[error("provider misconfigured: {0}")]
