@@ -17,15 +17,5 @@ fn redis_envelope_corpus() {
     ]
     .iter()
     .collect();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the redis_envelope corpus")
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "the redis_envelope corpus is empty");
-    for path in files {
-        let data = std::fs::read(&path).expect("corpus file");
-        let outcome = std::panic::catch_unwind(|| ori_redis::envelope::fuzz_decode(&data));
-        assert!(outcome.is_ok(), "{} panicked", path.display());
-    }
+    ori::fuzzing::replay_corpus(&dir, ori_redis::envelope::fuzz_decode);
 }

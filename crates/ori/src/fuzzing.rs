@@ -1,11 +1,13 @@
 //! Fuzzing entry points (feature `fuzzing`, not a stable API): one function
-//! per fuzz target, each taking arbitrary bytes. The fuzz targets in `fuzz/`
-//! and the corpus replay test both call these, so the harness is written
-//! once. Every function panics only when an invariant breaks; a panic in
+//! per fuzz target, each taking arbitrary bytes ([`DispatchRig`] for the
+//! dispatch path of a given app), and [`replay_corpus`]. The fuzz targets in
+//! `fuzz/` and the corpus replay tests both call these, so the harness is
+//! written once. Every function panics only when an invariant breaks; a panic in
 //! the code under test is a finding.
 
-use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,15 +15,49 @@ use ori_core::codec::{self, close_code, Decoder, Frame, Limits, OpCode};
 use ori_core::{Message, SocketId, Topic, TopicError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::messages::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, MessageRegistry,
-    RegistryError, RoomData, Schema, ServerMessage,
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RegistryError,
+    RoomData, Schema, ServerMessage,
 };
-use crate::router::{correlation_id, SocketContext, SocketRouteBuilder, SocketRouter};
-use crate::{Conn, Handlers, Ori, PublishError};
+use crate::router::correlation_id;
+use crate::{Emitter, Ori};
+
+// ---------------------------------------------------------------- corpus
+
+/// Runs `harness` on every file of the corpus in `dir` (sorted by name) and
+/// panics naming the first file that panics, also when the panic was caught
+/// inside the server (a panicking handler): the fuzzer reports those as
+/// crashes too. Panics when the corpus is empty. This is how the ordinary
+/// tests replay the committed seeds (`fuzz/corpus/<target>/`).
+pub fn replay_corpus(dir: &Path, harness: impl Fn(&[u8])) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    let panics = Arc::new(AtomicUsize::new(0));
+    let seen = panics.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        default_hook(info);
+    }));
+    for path in files {
+        let data = std::fs::read(&path).expect("corpus file");
+        let before = panics.load(Ordering::SeqCst);
+        // The run stops at the first panic, so no broken state is reused.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| harness(&data)));
+        assert!(
+            outcome.is_ok() && panics.load(Ordering::SeqCst) == before,
+            "{} panicked",
+            path.display()
+        );
+    }
+}
 
 // ---------------------------------------------------------------- frames
 
@@ -204,7 +240,8 @@ pub fn topic_and_socket_id(data: &[u8]) {
 
 // ------------------------------------------------------- message validation
 
-/// The data of the demo-like `publish` route.
+/// The data of a `publish` route shaped like the demo's (the demo's own
+/// definition lives in ori-demo, which depends on this crate).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct PublishData {
     topic: ClientTopic,
@@ -293,98 +330,31 @@ pub fn message_validation(data: &[u8]) {
 
 // ------------------------------------------------------------------ dispatch
 
-/// A socket router like the demo's: `echo`, `whoami`, typed `publish`.
-struct DemoLikeRouter;
-
-impl SocketRouter for DemoLikeRouter {
-    type State = ();
-
-    fn configure(&self, r: &mut SocketRouteBuilder<Self>) {
-        r.on("echo", Self::echo)
-            .on("whoami", Self::whoami)
-            .on_typed(PUBLISH, Self::publish);
-    }
-}
-
-impl DemoLikeRouter {
-    async fn echo(self: Arc<Self>, ctx: SocketContext<()>) -> Result<Value, Infallible> {
-        Ok(ctx.data().clone())
-    }
-
-    async fn whoami(self: Arc<Self>, ctx: SocketContext<()>) -> Result<Value, Infallible> {
-        Ok(json!({ "socketId": ctx.socket_id().to_string() }))
-    }
-
-    async fn publish(
-        self: Arc<Self>,
-        ctx: SocketContext<()>,
-        data: PublishData,
-    ) -> Result<Value, PublishError> {
-        let note = json!({ "type": "notification", "message": data.message });
-        ctx.socket()
-            .publish(data.topic.topic(), note.to_string())
-            .await?;
-        Ok(json!({ "published": true }))
-    }
-}
-
-/// The demo-like app: the router above, then the raw handler answering the
-/// `2` ping and running the message registry.
-fn demo_like_app() -> Ori {
-    let registry = Arc::new(
-        MessageRegistry::new()
-            .on(JoinRoom, |ws: Conn, data| async move {
-                ws.subscribe(data.room.topic())
-            })
-            .on(LeaveRoom, |ws: Conn, data| async move {
-                ws.unsubscribe(data.room.topic())
-            })
-            .on(Heartbeat, |ws: Conn, _| async move {
-                ws.send(json!({ "type": "heartbeat", "timestamp": 0 }).to_string());
-            }),
-    );
-    Ori::create()
-        .websocket()
-        .socket_router(DemoLikeRouter)
-        .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
-            let registry = registry.clone();
-            async move {
-                let Some(text) = msg.as_text() else {
-                    return;
-                };
-                if text == "2" {
-                    ws.send("3");
-                    return;
-                }
-                if let Err(e) = registry.handle_text(&ws, text).await {
-                    ws.send(e.to_reply());
-                }
-            }
-        }))
-}
-
-struct DispatchRig {
+/// The `dispatch` harness around one application: a runtime and the
+/// app's router, built once and reused for every input (the fuzzer runs
+/// millions). The fuzz target and the corpus replay test build it from the
+/// demo application, so the fuzzer drives the real dispatch path.
+pub struct DispatchRig {
     rt: tokio::runtime::Runtime,
     router: axum::Router,
-    _app: crate::App,
+    _app: Box<dyn std::any::Any + Send + Sync>,
 }
 
-fn rig() -> &'static DispatchRig {
-    static RIG: OnceLock<DispatchRig> = OnceLock::new();
-    RIG.get_or_init(|| {
+impl DispatchRig {
+    /// Builds `app` (its router, as [`Ori::into_router`] gives it) on a
+    /// runtime of its own.
+    pub fn new<E: Emitter, D: Send + Sync + 'static>(app: Ori<E, D>) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let (router, app) = rt
-            .block_on(demo_like_app().into_router())
-            .expect("demo-like app builds");
-        DispatchRig {
+        let (router, app) = rt.block_on(app.into_router()).expect("the app builds");
+        Self {
             rt,
             router,
-            _app: app,
+            _app: Box::new(app),
         }
-    })
+    }
 }
 
 const HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
@@ -415,76 +385,77 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
-/// Target `dispatch`: inbound text through the connection task's dispatch
-/// (the `2` ping, the socket router, the message registry, the raw
-/// handler) of a demo-like app, over an in-memory connection.
-///
-/// The input is split at newlines into up to 8 text messages, sent after
-/// the upgrade and followed by a close. Checks: no panic anywhere (a
-/// panicking handler is caught by the server, but the fuzzer's panic hook
-/// still sees it); the server answers `2` with `3` and everything else it
-/// sends with JSON; it echoes the close with 1000, then ends the
-/// connection.
-pub fn dispatch(data: &[u8]) {
-    let rig = rig();
-    let text = String::from_utf8_lossy(data);
-    let messages: Vec<&str> = text.split('\n').take(8).collect();
-    let mut input = HANDSHAKE.to_vec();
-    for m in &messages {
-        let frame = codec::encode_frame(OpCode::Text, m.as_bytes());
-        input.extend(mask_server_frame(&frame, [1, 2, 3, 4]));
-    }
-    input.extend(mask_server_frame(
-        &codec::encode_close(close_code::NORMAL, ""),
-        [9, 8, 7, 6],
-    ));
-    let router = rig.router.clone();
-    let output = rig.rt.block_on(async move {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let mut router = router.clone();
-                async move { tower_service::Service::call(&mut router, req).await }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(server), service)
-                .with_upgrades()
-                .await;
-        });
-        let exchange = async {
-            client.write_all(&input).await.expect("write");
-            let mut out = Vec::new();
-            client.read_to_end(&mut out).await.expect("read");
-            out
-        };
-        tokio::time::timeout(Duration::from_secs(20), exchange)
-            .await
-            .expect("the server did not end the connection after the close handshake")
-    });
-    let end = output
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    assert!(output.starts_with(b"HTTP/1.1 101"), "upgrade refused");
-    let frames = server_frames(&output[end + 4..]);
-    let (last, replies) = frames.split_last().expect("the server's close frame");
-    assert_eq!(last.0, 0x8, "the last frame is the close");
-    assert_eq!(
-        last.1,
-        close_code::NORMAL.to_be_bytes(),
-        "close echoed with 1000"
-    );
-    let mut pongs = 0;
-    for (op, payload) in replies {
-        assert_eq!(*op, 0x1, "replies are text");
-        let reply = std::str::from_utf8(payload).expect("UTF-8 reply");
-        if reply == "3" {
-            pongs += 1;
-        } else {
-            let v: Value = serde_json::from_str(reply).expect("replies are JSON");
-            assert!(v.get("type").is_some(), "reply without a type: {reply}");
+impl DispatchRig {
+    /// Target `dispatch`: inbound text through the connection task's
+    /// dispatch (the `2` ping, the socket routers, the raw handler, for the
+    /// demo its message registry) over an in-memory connection.
+    ///
+    /// The input is split at newlines into up to 8 text messages, sent
+    /// after the upgrade and followed by a close. Checks: no panic anywhere
+    /// (a panicking handler is caught by the server, but the fuzzer's panic
+    /// hook still sees it); the server answers `2` with `3` and everything
+    /// else it sends with JSON; it echoes the close with 1000, then ends the
+    /// connection.
+    pub fn run(&self, data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let messages: Vec<&str> = text.split('\n').take(8).collect();
+        let mut input = HANDSHAKE.to_vec();
+        for m in &messages {
+            let frame = codec::encode_frame(OpCode::Text, m.as_bytes());
+            input.extend(mask_server_frame(&frame, [1, 2, 3, 4]));
         }
+        input.extend(mask_server_frame(
+            &codec::encode_close(close_code::NORMAL, ""),
+            [9, 8, 7, 6],
+        ));
+        let router = self.router.clone();
+        let output = self.rt.block_on(async move {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let mut router = router.clone();
+                    async move { tower_service::Service::call(&mut router, req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(server), service)
+                    .with_upgrades()
+                    .await;
+            });
+            let exchange = async {
+                client.write_all(&input).await.expect("write");
+                let mut out = Vec::new();
+                client.read_to_end(&mut out).await.expect("read");
+                out
+            };
+            tokio::time::timeout(Duration::from_secs(20), exchange)
+                .await
+                .expect("the server did not end the connection after the close handshake")
+        });
+        let end = output
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        assert!(output.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        let frames = server_frames(&output[end + 4..]);
+        let (last, replies) = frames.split_last().expect("the server's close frame");
+        assert_eq!(last.0, 0x8, "the last frame is the close");
+        assert_eq!(
+            last.1,
+            close_code::NORMAL.to_be_bytes(),
+            "close echoed with 1000"
+        );
+        let mut pongs = 0;
+        for (op, payload) in replies {
+            assert_eq!(*op, 0x1, "replies are text");
+            let reply = std::str::from_utf8(payload).expect("UTF-8 reply");
+            if reply == "3" {
+                pongs += 1;
+            } else {
+                let v: Value = serde_json::from_str(reply).expect("replies are JSON");
+                assert!(v.get("type").is_some(), "reply without a type: {reply}");
+            }
+        }
+        let pings = messages.iter().filter(|m| **m == "2").count();
+        assert_eq!(pongs, pings, "every `2` is answered by `3`");
     }
-    let pings = messages.iter().filter(|m| **m == "2").count();
-    assert_eq!(pongs, pings, "every `2` is answered by `3`");
 }
