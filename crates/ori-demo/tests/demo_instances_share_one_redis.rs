@@ -3,45 +3,32 @@
 //! on B reaches a socket on A, and a broadcast on either reaches both. An
 //! unreachable Redis stops the demo at start-up with a clear message.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::DemoProcess;
 use ori::testing::{self, Method, TestResponse, TestSocket};
 use ori_redis::testing::RedisServer;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One demo process and its address.
 struct Demo {
-    child: Child,
+    process: DemoProcess,
     addr: SocketAddr,
 }
 
 impl Demo {
     async fn start(redis_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ori-demo"))
-            .args(["--port", "0", "--redis", redis_url])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn ori-demo");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
-            .await
-            .expect("listening line in time")
-            .expect("read stdout")
-            .expect("a line");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an address");
-        Self { child, addr }
+        let process = DemoProcess::start(&["--redis", redis_url]).await;
+        let addr = process.socket_addr();
+        Self { process, addr }
     }
 
     async fn connect(&self) -> TestSocket {
@@ -63,13 +50,8 @@ impl Demo {
 
     /// SIGTERM, then the exit status must be success.
     async fn stop(mut self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let status = tokio::time::timeout(WAIT, self.child.wait())
+        self.process.sigterm();
+        let status = tokio::time::timeout(WAIT, self.process.child.wait())
             .await
             .expect("exits in time")
             .expect("wait");

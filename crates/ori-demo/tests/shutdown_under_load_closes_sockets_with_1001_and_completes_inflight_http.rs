@@ -7,56 +7,22 @@
 //! `--shutdown-timeout` has passed, and the held connection is dropped
 //! without a response.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::DemoProcess;
 use ori::testing::{Received, TestSocket};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 const SOCKETS: usize = 500;
 /// Hang guard for any single wait.
 const GUARD: Duration = Duration::from_secs(30);
-
-/// Starts the demo binary; returns it and its address.
-async fn start(args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ori-demo"))
-        .args(["--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn ori-demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(GUARD, lines.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read stdout")
-        .expect("a line");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("an address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
 
 /// A POST /api/notify request whose body is sent in two parts: the head
 /// and the first half now, the rest on [`finish`](Self::finish). The head
@@ -145,11 +111,11 @@ async fn publish(addr: SocketAddr, topic: &str, n: u64) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_closes_every_socket_with_1001_and_completes_the_inflight_request() {
     let t0 = std::time::Instant::now();
-    let (mut child, addr) = start(&["--shutdown-timeout", "20"]).await;
+    let mut demo = DemoProcess::start(&["--shutdown-timeout", "20"]).await;
+    let addr = demo.socket_addr();
     let url = format!("ws://{addr}/ws");
     let room = "load";
-    // Joined concurrently (the test client does not set TCP_NODELAY, so a
-    // join followed by `2` waits for a delayed ACK on each connection).
+    // Joined concurrently, so that 500 joins take little time.
     let joins: Vec<_> = (0..SOCKETS)
         .map(|_| {
             let url = url.clone();
@@ -216,7 +182,7 @@ async fn sigterm_under_load_closes_every_socket_with_1001_and_completes_the_infl
 
     eprintln!("{:?}: {SOCKETS} sockets joined, publishing", t0.elapsed());
     let inflight = SlowPost::begin(addr, room).await;
-    sigterm(&child);
+    demo.sigterm();
 
     for r in readers {
         let (close, _) = tokio::time::timeout(GUARD, r)
@@ -236,7 +202,7 @@ async fn sigterm_under_load_closes_every_socket_with_1001_and_completes_the_infl
     running.store(false, SeqCst);
     let _ = tokio::time::timeout(GUARD, publisher).await;
 
-    let status = tokio::time::timeout(GUARD, child.wait())
+    let status = tokio::time::timeout(GUARD, demo.child.wait())
         .await
         .expect("exits within the grace period (hang guard)")
         .expect("wait");
@@ -246,14 +212,15 @@ async fn sigterm_under_load_closes_every_socket_with_1001_and_completes_the_infl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_held_past_the_grace_period_does_not_keep_the_process_alive() {
-    let (mut child, addr) = start(&["--shutdown-timeout", "1"]).await;
+    let mut demo = DemoProcess::start(&["--shutdown-timeout", "1"]).await;
+    let addr = demo.socket_addr();
     let mut ws = TestSocket::connect(&format!("ws://{addr}/ws"), &[])
         .await
         .expect("connect");
     ws.send_text("2").await;
     assert_eq!(ws.recv_text().await, "3");
     let held = SlowPost::begin(addr, "held").await;
-    sigterm(&child);
+    demo.sigterm();
     assert_eq!(
         ws.expect_close().await,
         Some((1001, "Server shutting down".to_owned()))
@@ -261,7 +228,7 @@ async fn a_request_held_past_the_grace_period_does_not_keep_the_process_alive() 
     // The rest of the body never comes: the process exits anyway once the
     // grace period is over, and exits 0 (the shutdown itself succeeded; the
     // timeout is logged as a warning).
-    let status = tokio::time::timeout(GUARD, child.wait())
+    let status = tokio::time::timeout(GUARD, demo.child.wait())
         .await
         .expect("exits after the grace period (hang guard)")
         .expect("wait");
