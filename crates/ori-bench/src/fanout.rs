@@ -81,30 +81,27 @@ struct Window {
 
 const NEEDLE: &[u8] = b"\"message\":\"";
 
-/// The send time stamped into a notification: finds `"message":"` and
-/// parses `<seq>:<send_ns>:`. `None` for any other frame.
-fn parse_stamp(payload: &[u8]) -> Option<u64> {
+/// The `(seq, send_ns)` stamped into a notification's text, `None` for any
+/// other frame.
+pub(crate) fn parse_seq_stamp(payload: &[u8]) -> Option<(u64, u64)> {
     let at = ws::find(payload, NEEDLE)? + NEEDLE.len();
     let mut it = payload[at..].iter();
-    let mut digits = 0;
-    loop {
-        match it.next()? {
-            b'0'..=b'9' => digits += 1,
-            b':' if digits > 0 => break,
-            _ => return None,
-        }
-    }
-    let (mut v, mut digits) = (0u64, 0);
-    loop {
-        match *it.next()? {
-            c @ b'0'..=b'9' => {
-                v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                digits += 1;
+    let mut num = || {
+        let (mut v, mut digits) = (0u64, 0);
+        loop {
+            match *it.next()? {
+                c @ b'0'..=b'9' => {
+                    v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                    digits += 1;
+                }
+                b':' if digits > 0 => return Some(v),
+                _ => return None,
             }
-            b':' if digits > 0 => return Some(v),
-            _ => return None,
         }
-    }
+    };
+    let seq = num()?;
+    let sent = num()?;
+    Some((seq, sent))
 }
 
 enum Event {
@@ -136,15 +133,17 @@ async fn subscriber(mut conn: WsConn, stats: Arc<SubStats>, window: Arc<Window>)
         let event = hist::with_local(|h| loop {
             match conn.next_frame() {
                 Ok(Some(f)) => match f.op {
-                    ws::OP_TEXT | ws::OP_BINARY => match parse_stamp(conn.payload(&f)) {
-                        Some(sent) => {
-                            got += 1;
-                            if sent >= w_start && sent < w_end {
-                                h.record(now.saturating_sub(sent));
+                    ws::OP_TEXT | ws::OP_BINARY => {
+                        match parse_seq_stamp(conn.payload(&f)).map(|(_, sent)| sent) {
+                            Some(sent) => {
+                                got += 1;
+                                if sent >= w_start && sent < w_end {
+                                    h.record(now.saturating_sub(sent));
+                                }
                             }
+                            None => other += 1,
                         }
-                        None => other += 1,
-                    },
+                    }
                     ws::OP_PING => break Event::Ping(f),
                     ws::OP_CLOSE => break Event::Close(conn.close_code(&f)),
                     _ => {}
@@ -319,7 +318,7 @@ async fn publisher(
 }
 
 /// Appends the decimal digits of `v` (no allocation).
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
@@ -659,14 +658,14 @@ mod tests {
     #[test]
     fn stamp_parsing() {
         let frame = br#"{"type":"notification","message":"12:345678:xxxx","timestamp":1,"correlationId":"a"}"#;
-        assert_eq!(parse_stamp(frame), Some(345_678));
+        assert_eq!(parse_seq_stamp(frame), Some((12, 345_678)));
         assert_eq!(
-            parse_stamp(br#"{"type":"error","message":"Invalid JSON"}"#),
+            parse_seq_stamp(br#"{"type":"error","message":"Invalid JSON"}"#),
             None
         );
-        assert_eq!(parse_stamp(br#"{"message":"1:2"}"#), None);
-        assert_eq!(parse_stamp(br#"{"message":":2:"}"#), None);
-        assert_eq!(parse_stamp(b"3"), None);
+        assert_eq!(parse_seq_stamp(br#"{"message":"1:2"}"#), None);
+        assert_eq!(parse_seq_stamp(br#"{"message":":2:"}"#), None);
+        assert_eq!(parse_seq_stamp(b"3"), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
 use crate::common::{Common, ServerProbe};
+use crate::fanout::{parse_seq_stamp, write_u64};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
 use crate::sys::now_ns;
@@ -233,46 +234,6 @@ pub(crate) async fn publish_loop(
         topic = (topic + 1) % topics.len();
     }
     res
-}
-
-/// Appends the decimal digits of `v` (no allocation).
-pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
-}
-
-const NEEDLE: &[u8] = b"\"message\":\"";
-
-/// The `(seq, send_ns)` stamped into a notification's text, `None` for any
-/// other frame.
-pub(crate) fn parse_seq_stamp(payload: &[u8]) -> Option<(u64, u64)> {
-    let at = ws::find(payload, NEEDLE)? + NEEDLE.len();
-    let mut it = payload[at..].iter();
-    let mut num = || {
-        let (mut v, mut digits) = (0u64, 0);
-        loop {
-            match *it.next()? {
-                c @ b'0'..=b'9' => {
-                    v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                    digits += 1;
-                }
-                b':' if digits > 0 => return Some(v),
-                _ => return None,
-            }
-        }
-    };
-    let seq = num()?;
-    let sent = num()?;
-    Some((seq, sent))
 }
 
 /// Connects, joins `room`, and waits for the `3` that acknowledges the join.
@@ -828,15 +789,6 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seq_stamp_parsing() {
-        let frame = br#"{"type":"notification","message":"12:345678:xxxx","timestamp":1}"#;
-        assert_eq!(parse_seq_stamp(frame), Some((12, 345_678)));
-        assert_eq!(parse_seq_stamp(br#"{"message":"1:2"}"#), None);
-        assert_eq!(parse_seq_stamp(br#"{"message":":2:"}"#), None);
-        assert_eq!(parse_seq_stamp(b"3"), None);
-    }
 
     #[test]
     fn expected_skips_failed_publishes() {
