@@ -33,6 +33,16 @@ pub enum PublishError {
     /// The message could not be serialized.
     #[error("cannot serialize message: {0}")]
     Serialize(String),
+    /// The instance's outbound budget stayed spent (more bytes queued to
+    /// its connections than it allows) for the whole wait timeout: delivery
+    /// is behind and the publish was refused rather than queued.
+    #[error("Cannot publish to topic \"{topic}\": outbound budget exhausted for {waited:?} (delivery is behind)")]
+    Overloaded {
+        /// The topic (or internal topic) of the refused publish.
+        topic: String,
+        /// How long the publish waited for room.
+        waited: std::time::Duration,
+    },
     /// The provider's backend failed (for example Redis is unreachable).
     #[error("provider error: {0}")]
     Provider(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -8,246 +8,17 @@
 //! never wait for a fan-out and no lock is ever held across I/O.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::task::Waker;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use crate::codec::{self, close_code};
-use crate::{Message, SocketId, SubscribeError, Topic};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing here panics while holding a lock, but a poisoned lock must not
-    // take every other connection down with it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The state of an [`Outbox`] as its writer sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboxStatus {
-    /// Accepting frames.
-    Open,
-    /// A close was requested: write what is queued, then the close frame.
-    Closing {
-        /// Close code.
-        code: u16,
-        /// Close reason.
-        reason: String,
-    },
-    /// The reader fell too far behind: queued frames were dropped; close
-    /// with 1013.
-    Overflowed,
-}
-
-/// The outcome of [`Outbox::push`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// The frame is queued.
-    Queued,
-    /// The queue limit was exceeded; the connection is being closed (1013).
-    Overflow,
-    /// The connection is closing or closed; the frame was dropped.
-    Closed,
-}
-
-struct OutboxState {
-    frames: VecDeque<Bytes>,
-    /// Bytes queued and not yet written to the socket (including frames the
-    /// writer has taken but not finished writing).
-    queued_bytes: usize,
-    status: OutboxStatus,
-    /// Woken instead of `notify` when set (see [`Outbox::set_waker`]).
-    waker: Option<Waker>,
-}
-
-impl OutboxState {
-    /// Tells the writer there is something to do. Called with the lock held,
-    /// so a registered waker must not lock this outbox.
-    fn wake(&self, notify: &Notify) {
-        match &self.waker {
-            Some(w) => w.wake_by_ref(),
-            None => notify.notify_one(),
-        }
-    }
-}
-
-/// One connection's bounded queue of encoded frames.
-///
-/// Producers (publishes, direct sends, the connection's own replies) push
-/// shared [`Bytes`]; the connection's writer takes everything queued at once
-/// and writes it in one vectored call. A push never waits: past `limit`
-/// queued bytes the outbox drops its queue and asks the writer to close the
-/// connection with 1013.
-///
-/// The writer learns that there is work either through [`notified`]
-/// (`Outbox::notified`) or, after [`set_waker`](Outbox::set_waker), through
-/// a waker: one wake-up when the queue becomes non-empty, not one per frame,
-/// so frames pushed before the writer runs go out together.
-///
-/// [`notified`]: Outbox::notified
-pub struct Outbox {
-    id: SocketId,
-    limit: usize,
-    state: Mutex<OutboxState>,
-    notify: Notify,
-}
-
-impl Outbox {
-    /// An empty outbox for connection `id`, holding at most `limit` bytes.
-    pub fn new(id: SocketId, limit: usize) -> Self {
-        Self {
-            id,
-            limit,
-            state: Mutex::new(OutboxState {
-                frames: VecDeque::new(),
-                queued_bytes: 0,
-                status: OutboxStatus::Open,
-                waker: None,
-            }),
-            notify: Notify::new(),
-        }
-    }
-
-    /// The connection this outbox belongs to.
-    pub fn id(&self) -> &SocketId {
-        &self.id
-    }
-
-    /// Queues an encoded frame. Fails with [`Push::Overflow`] when the bytes
-    /// already queued plus this frame exceed the limit.
-    pub fn push(&self, frame: Bytes) -> Push {
-        let mut st = lock(&self.state);
-        if st.status != OutboxStatus::Open {
-            return Push::Closed;
-        }
-        // One frame larger than the limit still goes out on an empty queue:
-        // the limit bounds how far a reader falls behind, not message size.
-        if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
-            st.status = OutboxStatus::Overflowed;
-            st.frames = VecDeque::new();
-            st.wake(&self.notify);
-            return Push::Overflow;
-        }
-        let was_empty = st.frames.is_empty();
-        st.queued_bytes += frame.len();
-        st.frames.push_back(frame);
-        if was_empty {
-            st.wake(&self.notify);
-        }
-        Push::Queued
-    }
-
-    /// Asks the writer to send `code`/`reason` after what is already queued.
-    /// Returns `false` if the outbox was already closing.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
-        let mut st = lock(&self.state);
-        if st.status != OutboxStatus::Open {
-            return false;
-        }
-        st.status = OutboxStatus::Closing {
-            code,
-            reason: reason.to_owned(),
-        };
-        st.wake(&self.notify);
-        true
-    }
-
-    /// Marks the outbox closed for good (the connection ended): later pushes
-    /// are dropped, queued frames are freed and a registered waker is
-    /// dropped.
-    pub fn shut(&self) {
-        let mut st = lock(&self.state);
-        if st.status == OutboxStatus::Open {
-            st.status = OutboxStatus::Closing {
-                code: close_code::NORMAL,
-                reason: String::new(),
-            };
-        }
-        st.frames = VecDeque::new();
-        st.queued_bytes = 0;
-        let waker = st.waker.take();
-        drop(st);
-        drop(waker);
-    }
-
-    /// Routes wake-ups to `waker` instead of [`notified`](Self::notified):
-    /// it is woken when the queue becomes non-empty, when a close is
-    /// requested and when the queue overflows (and at once if there is
-    /// already something to do). `None` goes back to `notified`; [`shut`]
-    /// drops the waker.
-    ///
-    /// The waker is called while the outbox's lock is held: waking must be
-    /// cheap and must not call back into this outbox.
-    ///
-    /// [`shut`]: Self::shut
-    pub fn set_waker(&self, waker: Option<Waker>) {
-        let mut st = lock(&self.state);
-        let old = std::mem::replace(&mut st.waker, waker);
-        if st.waker.is_some() && (!st.frames.is_empty() || st.status != OutboxStatus::Open) {
-            st.wake(&self.notify);
-        }
-        drop(st);
-        drop(old);
-    }
-
-    /// Moves every queued frame to the back of `into` and returns the status.
-    pub fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
-        let mut st = lock(&self.state);
-        if into.is_empty() {
-            std::mem::swap(into, &mut st.frames);
-        } else {
-            into.extend(st.frames.drain(..));
-        }
-        st.status.clone()
-    }
-
-    /// Records that `n` queued bytes reached the socket.
-    pub fn written(&self, n: usize) {
-        let mut st = lock(&self.state);
-        st.queued_bytes = st.queued_bytes.saturating_sub(n);
-    }
-
-    /// [`written`](Self::written) and [`take`](Self::take) under one lock:
-    /// records that `n` bytes reached the socket, then moves every queued
-    /// frame to the back of `into` and returns the status.
-    pub fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> OutboxStatus {
-        let mut st = lock(&self.state);
-        st.queued_bytes = st.queued_bytes.saturating_sub(n);
-        if into.is_empty() {
-            std::mem::swap(into, &mut st.frames);
-        } else {
-            into.extend(st.frames.drain(..));
-        }
-        st.status.clone()
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued_bytes(&self) -> usize {
-        lock(&self.state).queued_bytes
-    }
-
-    /// The current status.
-    pub fn status(&self) -> OutboxStatus {
-        lock(&self.state).status.clone()
-    }
-
-    /// Resolves when something was pushed or a close was requested since the
-    /// last time it resolved.
-    pub async fn notified(&self) {
-        self.notify.notified().await
-    }
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
+use crate::codec;
+use crate::{Budget, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 /// Counters of the hub, readable at any time (for `/metrics`).
 #[derive(Debug, Default)]
@@ -307,6 +78,15 @@ pub struct Hub {
 struct HubInner {
     state: RwLock<State>,
     metrics: HubMetrics,
+    budget: Arc<Budget>,
+}
+
+/// [`Hub::reserve`] gave up: the outbound budget stayed spent for its wait
+/// timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded {
+    /// How long the publisher waited.
+    pub waited: Duration,
 }
 
 impl Hub {
@@ -332,6 +112,123 @@ impl Hub {
     /// The hub's counters.
     pub fn metrics(&self) -> &HubMetrics {
         &self.inner.metrics
+    }
+
+    /// The instance's outbound budget: every outbox made with
+    /// [`new_outbox`](Self::new_outbox) is charged to it.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.inner.budget
+    }
+
+    /// An outbox for connection `id`, holding at most `limit` bytes, charged
+    /// to this hub's [`budget`](Self::budget).
+    pub fn new_outbox(&self, id: SocketId, limit: usize) -> Outbox {
+        Outbox::with_budget(id, limit, self.inner.budget.clone())
+    }
+
+    /// Waits until the outbound budget has room (at once when it has): what
+    /// every publish does before it queues its fan-out, so that publishers
+    /// slow down to the pace of delivery instead of growing the queues.
+    ///
+    /// Gives up after the budget's [wait timeout](Budget::wait_timeout).
+    /// While it waits, each time the budget has stayed spent for
+    /// [`shed_after`](Budget::shed_after), the largest queues are dropped
+    /// and their connections closed with 1013: the readers holding the
+    /// budget are the slow ones, and they must not stall everyone else.
+    ///
+    /// ```
+    /// # futures_util::future::FutureExt::now_or_never(async {
+    /// let hub = ori_core::Hub::new();
+    /// assert!(hub.reserve().await.is_ok()); // nothing queued: no wait
+    /// # }).unwrap();
+    /// ```
+    pub async fn reserve(&self) -> Result<(), Overloaded> {
+        if self.inner.budget.has_room() {
+            return Ok(());
+        }
+        let timeout = self.inner.budget.wait_timeout();
+        match self.wait_for_room(Some(timeout)).await {
+            Ok(()) => Ok(()),
+            Err(waited) => Err(Overloaded { waited }),
+        }
+    }
+
+    /// [`reserve`](Self::reserve) without a timeout: for a reader that
+    /// cannot fail its input and must stop reading instead (the Redis
+    /// provider's subscription).
+    pub async fn room(&self) {
+        if !self.inner.budget.has_room() {
+            let _ = self.wait_for_room(None).await;
+        }
+    }
+
+    async fn wait_for_room(&self, timeout: Option<Duration>) -> Result<(), Duration> {
+        let budget = &*self.inner.budget;
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let mut shed_at = started + budget.shed_after();
+        loop {
+            let notified = pin!(budget.room().notified());
+            let mut notified = notified;
+            notified.as_mut().enable();
+            if budget.has_room() {
+                budget.record_wait(started.elapsed(), false);
+                return Ok(());
+            }
+            let wake_at = deadline.map_or(shed_at, |d| d.min(shed_at));
+            tokio::select! {
+                () = notified => continue,
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                budget.record_wait(started.elapsed(), true);
+                return Err(started.elapsed());
+            }
+            if now >= shed_at {
+                self.shed();
+                shed_at = now + budget.shed_after();
+            }
+        }
+    }
+
+    /// Closes (1013) the connections with the largest queues until what is
+    /// queued is back under the budget. Returns how many were closed.
+    pub fn shed(&self) -> usize {
+        let budget = &*self.inner.budget;
+        let Some(_guard) = budget.try_shed() else {
+            return 0;
+        };
+        let mut queues: Vec<(usize, Arc<Outbox>)> = self
+            .read()
+            .conns
+            .values()
+            .filter_map(|e| {
+                let q = e.outbox.queued_bytes();
+                (q > 0).then(|| (q, e.outbox.clone()))
+            })
+            .collect();
+        queues.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let target = budget.limit();
+        let mut used = budget.used();
+        let mut closed = 0;
+        for (queued, outbox) in queues {
+            if used <= target {
+                break;
+            }
+            if outbox.overflow() {
+                closed += 1;
+                used = used.saturating_sub(queued);
+            }
+        }
+        if closed > 0 {
+            budget.count_shed(closed as u64);
+            self.inner
+                .metrics
+                .slow_consumer_closes
+                .fetch_add(closed as u64, Ordering::Relaxed);
+        }
+        closed
     }
 
     /// Adds a connection: from now on it receives broadcasts and direct
@@ -535,13 +432,26 @@ impl Hub {
     fn fan_out<'a>(&self, outboxes: impl Iterator<Item = &'a Outbox>, frame: &Bytes) -> usize {
         let mut delivered = 0u64;
         let mut overflowed = 0u64;
+        // The deliveries charged to the hub's budget are charged at once,
+        // after the loop: one atomic update per publish, not one per
+        // subscriber.
+        let budget = &self.inner.budget;
+        let mut charged = 0usize;
         for outbox in outboxes {
-            match outbox.push(frame.clone()) {
-                Push::Queued => delivered += 1,
+            match outbox.enqueue(frame.clone()) {
+                Push::Queued => {
+                    delivered += 1;
+                    match outbox.budget() {
+                        Some(b) if Arc::ptr_eq(b, budget) => charged += frame.len(),
+                        Some(b) => b.charge(frame.len()),
+                        None => {}
+                    }
+                }
                 Push::Overflow => overflowed += 1,
                 Push::Closed => {}
             }
         }
+        budget.charge(charged);
         let m = &self.inner.metrics;
         m.deliveries.fetch_add(delivered, Ordering::Relaxed);
         if overflowed > 0 {
@@ -584,6 +494,7 @@ impl std::fmt::Debug for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OutboxStatus;
 
     fn conn(hub: &Hub, limit: usize) -> Arc<Outbox> {
         let o = Arc::new(Outbox::new(SocketId::new(), limit));
@@ -592,7 +503,7 @@ mod tests {
     }
 
     fn drain(o: &Outbox) -> Vec<Bytes> {
-        let mut q = VecDeque::new();
+        let mut q = std::collections::VecDeque::new();
         o.take(&mut q);
         q.into_iter().collect()
     }
@@ -688,75 +599,83 @@ mod tests {
         assert_eq!(fast.status(), OutboxStatus::Open);
     }
 
-    struct WakeCount(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for WakeCount {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn wake_counter() -> Arc<WakeCount> {
-        Arc::new(WakeCount(Default::default()))
+    fn budgeted(hub: &Hub, limit: usize) -> Arc<Outbox> {
+        let o = Arc::new(hub.new_outbox(SocketId::new(), limit));
+        hub.register(o.clone(), 8);
+        o
     }
 
     #[test]
-    fn a_registered_waker_is_woken_once_per_batch_and_dropped_on_shut() {
-        let wakes = wake_counter();
-        let count = || wakes.0.load(Ordering::Relaxed);
-        let o = Outbox::new(SocketId::new(), 1 << 20);
-        o.set_waker(Some(Waker::from(wakes.clone())));
-        assert_eq!(count(), 0, "nothing to do yet");
-        o.push(Bytes::from_static(b"a"));
-        o.push(Bytes::from_static(b"bc"));
+    fn a_fan_out_charges_every_delivery_and_writes_release_them() {
+        let hub = Hub::new();
+        let (a, b) = (budgeted(&hub, 1 << 20), budgeted(&hub, 1 << 20));
+        let unbudgeted = conn(&hub, 1 << 20);
+        hub.broadcast_local(&"0123456789".into());
+        let frame = 12;
+        assert_eq!(hub.budget().used(), 2 * frame);
+        let mut q = std::collections::VecDeque::new();
+        a.take(&mut q);
+        a.written(frame);
+        assert_eq!(hub.budget().used(), frame);
+        b.shut();
+        unbudgeted.shut();
+        assert_eq!(hub.budget().used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserve_waits_for_room_then_fails_after_the_timeout() {
+        let hub = Hub::new();
+        hub.budget().set_limit(10);
+        hub.budget().set_wait_timeout(Duration::from_millis(100));
+        hub.budget().set_shed_after(Duration::from_secs(60));
+        let o = budgeted(&hub, 1 << 20);
+        hub.broadcast_local(&"0123456789".into());
+        assert!(!hub.budget().has_room());
+        // Room comes back when the writer writes.
+        let (mut q, hub2, o2) = (std::collections::VecDeque::new(), hub.clone(), o.clone());
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            o2.take(&mut q);
+            o2.written(12);
+            drop(hub2);
+        });
+        assert_eq!(hub.reserve().await, Ok(()));
+        writer.await.unwrap();
+        assert_eq!(hub.budget().waits(), 1);
+        // Nobody writes: the publisher gives up.
+        hub.broadcast_local(&"0123456789".into());
+        let err = hub.reserve().await.unwrap_err();
+        assert!(err.waited >= Duration::from_millis(100));
+        assert_eq!(hub.budget().timeouts(), 1);
         assert_eq!(
-            count(),
-            1,
-            "one wake-up for frames pushed before the writer ran"
+            o.status(),
+            OutboxStatus::Open,
+            "no shedding before shed_after"
         );
-        let mut q = VecDeque::new();
-        assert_eq!(o.take(&mut q), OutboxStatus::Open);
-        assert_eq!(q.len(), 2);
-        assert_eq!(o.queued_bytes(), 3);
-        o.push(Bytes::from_static(b"d"));
-        assert_eq!(count(), 2);
-        q.clear();
-        assert_eq!(o.written_and_take(3, &mut q), OutboxStatus::Open);
-        assert_eq!((q.len(), o.queued_bytes()), (1, 1));
-        assert!(o.close(1000, "bye"));
-        assert_eq!(count(), 3, "a close wakes the writer");
-        o.shut();
-        assert_eq!(Arc::strong_count(&wakes), 1, "shut drops the waker");
-        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
     }
 
-    #[test]
-    fn a_waker_set_while_work_is_pending_is_woken_at_once() {
-        let o = Outbox::new(SocketId::new(), 1 << 20);
-        o.push(Bytes::from_static(b"early"));
-        let wakes = wake_counter();
-        o.set_waker(Some(Waker::from(wakes.clone())));
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
-        // Overflow wakes it too.
-        let small = Outbox::new(SocketId::new(), 4);
-        let wakes = wake_counter();
-        small.set_waker(Some(Waker::from(wakes.clone())));
-        small.push(Bytes::from_static(b"1234"));
-        assert_eq!(small.push(Bytes::from_static(b"5")), Push::Overflow);
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
-        assert_eq!(small.status(), OutboxStatus::Overflowed);
-    }
-
-    #[test]
-    fn written_bytes_free_queue_space() {
-        let o = Outbox::new(SocketId::new(), 10);
-        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
-        let taken = drain(&o);
-        assert_eq!(o.queued_bytes(), 6);
-        o.written(taken[0].len());
-        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
-        assert!(o.close(1000, "bye"));
-        assert!(!o.close(1000, "again"));
-        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_sheds_the_largest_queue_and_spares_the_rest() {
+        let hub = Hub::new();
+        hub.budget().set_limit(100);
+        hub.budget().set_shed_after(Duration::from_millis(50));
+        let (slow, fast) = (budgeted(&hub, 1 << 20), budgeted(&hub, 1 << 20));
+        let t = Topic::new("t").unwrap();
+        hub.subscribe(slow.id(), &t).unwrap();
+        let msg: Message = "x".repeat(40).into();
+        for _ in 0..4 {
+            hub.publish_local(&t, &msg);
+        }
+        hub.send_local(fast.id(), &"small".into());
+        assert!(!hub.budget().has_room());
+        assert_eq!(hub.reserve().await, Ok(()));
+        assert_eq!(slow.status(), OutboxStatus::Overflowed);
+        assert_eq!(fast.status(), OutboxStatus::Open);
+        assert_eq!(hub.budget().shed_count(), 1);
+        assert_eq!(
+            hub.budget().used(),
+            7,
+            "only the fast reader's frame is left"
+        );
     }
 }

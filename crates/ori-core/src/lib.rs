@@ -8,17 +8,21 @@
 //! the single source of truth for local subscriptions; providers add only the
 //! hop between instances and hand every message back to [`Hub::publish_local`].
 
+mod budget;
 pub mod codec;
 mod error;
 mod hub;
 mod message;
+mod outbox;
 mod provider;
 mod socket_id;
 mod topic;
 
+pub use budget::{Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT};
 pub use error::{PublishError, SubscribeError};
-pub use hub::{Hub, HubMetrics, Outbox, OutboxStatus, Push, Subscription};
+pub use hub::{Hub, HubMetrics, Overloaded, Subscription};
 pub use message::{Message, Utf8Bytes};
+pub use outbox::{Outbox, OutboxStatus, Push};
 pub use provider::{BoxFuture, InProcProvider, Provider, ProviderError};
 pub use socket_id::{SocketId, SocketIdError};
 pub use topic::{Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX};

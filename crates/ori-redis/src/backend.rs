@@ -6,16 +6,20 @@
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Msg, RedisResult};
+use ori_core::Hub;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, IntoConnectionInfo, Msg, RedisResult};
+
+use crate::paced::{Deliver, Paced};
 
 /// What a subscriber connection produced.
 pub(crate) enum Event {
-    /// A message on a subscribed channel.
+    /// A message on a subscribed channel (a cluster's; one server's are
+    /// delivered by its paced reader).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Message(Msg),
-    /// The connection is gone.
-    Closed,
+    /// The connection is gone, and why.
+    Closed(String),
     /// One node connection of a cluster dropped (the cluster client
     /// reconnects it by itself): check that the cluster answers, then make
     /// sure every channel is still subscribed.
@@ -44,15 +48,18 @@ pub(crate) enum Publisher {
 
 /// The subscribing connection and its incoming messages.
 pub(crate) enum Subscriber {
-    Single {
-        sink: PubSubSink,
-        stream: PubSubStream,
-    },
+    /// Paced by the hub's outbound budget (see [`crate::paced`]).
+    Single(Paced),
     #[cfg(feature = "cluster")]
     Cluster {
         conn: redis::cluster_async::ClusterConnection,
         pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
     },
+}
+
+/// A paced subscriber's failure, as the client library's error type.
+fn lost(reason: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "subscriber connection", reason))
 }
 
 fn timed_out(what: &str, after: Duration) -> String {
@@ -61,23 +68,28 @@ fn timed_out(what: &str, after: Duration) -> String {
 
 impl Backend {
     /// Opens a publisher and a subscriber, each within `connect_timeout`;
-    /// commands on them time out after `response_timeout`.
+    /// commands on them time out after `response_timeout`. One server's
+    /// subscriber hands its messages to `deliver`, reading no faster than
+    /// `hub` has room.
     pub(crate) async fn connect(
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
+        hub: &Hub,
+        deliver: Deliver,
     ) -> Result<(Publisher, Subscriber), String> {
         match self {
             Backend::Single(client) => {
                 let publisher = self
                     .connect_publisher(connect_timeout, response_timeout)
                     .await?;
-                let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
-                    .await
-                    .map_err(|_| timed_out("connecting", connect_timeout))?
+                let info = client
+                    .get_connection_info()
+                    .clone()
+                    .into_connection_info()
                     .map_err(|e| e.to_string())?;
-                let (sink, stream) = pubsub.split();
-                Ok((publisher, Subscriber::Single { sink, stream }))
+                let paced = Paced::connect(&info, connect_timeout, hub.clone(), deliver).await?;
+                Ok((publisher, Subscriber::Single(paced)))
             }
             #[cfg(feature = "cluster")]
             Backend::Cluster(nodes) => {
@@ -176,14 +188,11 @@ impl Subscriber {
     /// The next message or connection event.
     pub(crate) async fn next(&mut self) -> Event {
         match self {
-            Subscriber::Single { stream, .. } => match stream.next().await {
-                Some(msg) => Event::Message(msg),
-                None => Event::Closed,
-            },
+            Subscriber::Single(paced) => Event::Closed(paced.closed().await),
             #[cfg(feature = "cluster")]
             Subscriber::Cluster { pushes, .. } => loop {
                 let Some(push) = pushes.recv().await else {
-                    return Event::Closed;
+                    return Event::Closed("subscriber connection closed".to_owned());
                 };
                 match push.kind {
                     redis::PushKind::Disconnection => return Event::NodeDisconnected,
@@ -200,7 +209,7 @@ impl Subscriber {
 
     pub(crate) async fn ping(&mut self) -> RedisResult<()> {
         match self {
-            Subscriber::Single { sink, .. } => sink.ping::<redis::Value>().await.map(|_| ()),
+            Subscriber::Single(paced) => paced.request(&["PING"]).await.map_err(lost),
             #[cfg(feature = "cluster")]
             Subscriber::Cluster { conn, .. } => redis::cmd("PING")
                 .query_async::<redis::Value>(conn)
@@ -217,19 +226,25 @@ impl Subscriber {
         channel: String,
     ) -> impl Future<Output = RedisResult<()>> + Send + 'static {
         enum Conn {
-            Single(PubSubSink),
+            Single(std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>),
             #[cfg(feature = "cluster")]
             Cluster(redis::cluster_async::ClusterConnection),
         }
         let conn = match self {
-            Subscriber::Single { sink, .. } => Conn::Single(sink.clone()),
+            Subscriber::Single(paced) => {
+                let verb = if subscribe {
+                    "SUBSCRIBE"
+                } else {
+                    "UNSUBSCRIBE"
+                };
+                Conn::Single(Box::pin(paced.request(&[verb, &channel])))
+            }
             #[cfg(feature = "cluster")]
             Subscriber::Cluster { conn, .. } => Conn::Cluster(conn.clone()),
         };
         async move {
             match conn {
-                Conn::Single(mut sink) if subscribe => sink.subscribe(channel).await,
-                Conn::Single(mut sink) => sink.unsubscribe(channel).await,
+                Conn::Single(request) => request.await.map_err(lost),
                 #[cfg(feature = "cluster")]
                 Conn::Cluster(mut c) if subscribe => c.ssubscribe(channel).await,
                 #[cfg(feature = "cluster")]

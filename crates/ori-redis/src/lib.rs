@@ -84,6 +84,7 @@
 mod backend;
 mod config;
 pub mod envelope;
+mod paced;
 mod task;
 #[cfg(feature = "testing")]
 pub mod testing;

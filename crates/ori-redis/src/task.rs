@@ -23,10 +23,20 @@ pub(crate) struct Live {
 
 /// Opens both connections, each within the connect timeout, and subscribes
 /// the broadcast channel.
-pub(crate) async fn connect(shared: &Shared, backend: &Backend) -> Result<Live, String> {
+pub(crate) async fn connect(shared: &Arc<Shared>, backend: &Backend) -> Result<Live, String> {
     let connect_timeout = shared.config.connect_timeout;
+    let mut throttle = Throttle::default();
+    let delivering = shared.clone();
+    let deliver = Box::new(move |channel: &str, payload: &[u8]| {
+        deliver(&delivering, channel, payload, &mut throttle);
+    });
     let (publisher, subscriber) = backend
-        .connect(connect_timeout, shared.config.publish_timeout)
+        .connect(
+            connect_timeout,
+            shared.config.publish_timeout,
+            &shared.hub,
+            deliver,
+        )
         .await?;
     let broadcast = subscriber.change(true, shared.channels.broadcast().to_owned());
     tokio::time::timeout(connect_timeout, broadcast)
@@ -85,6 +95,7 @@ enum Exit {
 }
 
 /// Logs malformed envelopes once per burst.
+#[derive(Default)]
 struct Throttle {
     last: Option<Instant>,
     suppressed: u64,
@@ -124,10 +135,7 @@ pub(crate) async fn run(
     let url = shared.config.redacted_url();
     let mut upstream = Upstream::default();
     let mut backoff = Backoff::new(&shared.config);
-    let mut throttle = Throttle {
-        last: None,
-        suppressed: 0,
-    };
+    let mut throttle = Throttle::default();
     let mut down_since: Option<Instant> = initial.is_none().then(Instant::now);
     let mut ever_connected = initial.is_some();
     let mut attempts = 0u64;
@@ -272,6 +280,11 @@ async fn serve(
                 }
             }
             _ = health.tick() => {
+                if !shared.hub.budget().has_room() {
+                    // The paced reader is holding back, so a PONG would wait
+                    // behind unread messages: check again next period.
+                    continue;
+                }
                 match tokio::time::timeout(answer_within, live.subscriber.ping()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Exit::Lost(format!("subscriber connection: {e}")),
@@ -282,8 +295,12 @@ async fn serve(
                 }
             }
             event = live.subscriber.next() => match event {
-                Event::Message(msg) => deliver(shared, &msg, throttle),
-                Event::Closed => return Exit::Lost("subscriber connection closed".to_owned()),
+                Event::Message(msg) => {
+                    // A cluster's pushes: taken no faster than delivered.
+                    shared.hub.room().await;
+                    deliver(shared, msg.get_channel_name(), msg.get_payload_bytes(), throttle);
+                }
+                Event::Closed(reason) => return Exit::Lost(reason),
                 Event::NodeDisconnected => {
                     if let Err(reason) = resync(shared, live, upstream).await {
                         return Exit::Lost(reason);
@@ -445,9 +462,8 @@ async fn run_batch(
 }
 
 /// Hands one received envelope to the hub, or drops it.
-fn deliver(shared: &Shared, msg: &redis::Msg, throttle: &mut Throttle) {
-    let channel = msg.get_channel_name();
-    let result = decode_for(shared, channel, msg.get_payload_bytes());
+fn deliver(shared: &Shared, channel: &str, payload: &[u8], throttle: &mut Throttle) {
+    let result = decode_for(shared, channel, payload);
     match result {
         Ok(None) => {}
         Ok(Some((kind, env))) => {

@@ -287,6 +287,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         let mut router =
             std::mem::take(&mut self.routes).into_router(self.ctx.clone(), self.body_limit);
         if let Some(ws) = self.ws {
+            ws.options.limits.budget.apply(ws.provider.hub().budget());
             let rt = Arc::new(WsRuntime {
                 provider: ws.provider,
                 emitter: self.base.clone(),

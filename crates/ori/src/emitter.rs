@@ -71,6 +71,17 @@ fn topic_error(name: String, reason: TopicError) -> PublishError {
 /// provider a publish travels over the network and can fail. Before the app
 /// listens they fail with [`PublishError::NotReady`]; in an app built without
 /// `.websocket()`, with [`PublishError::NotConfigured`].
+///
+/// When the `.await` completes, the message is **queued** for every local
+/// subscriber (one shared frame each) and, with a cross-instance provider,
+/// handed to the backend; the writers put it on the wire afterwards, each
+/// fast reader's within one writer pass. Before queueing, a publish waits
+/// while the instance's outbound budget is spent
+/// ([`WsOptions::outbound_budget`](crate::WsOptions::outbound_budget)), so a
+/// publisher never runs further ahead of delivery than the budget; past the
+/// [publish timeout](crate::WsOptions::publish_timeout) it fails with
+/// [`PublishError::Overloaded`]. Completion does not mean a client has
+/// received the message.
 #[derive(Clone, Default)]
 pub struct SocketEmitter {
     provider: Arc<OnceLock<Arc<dyn Provider>>>,
@@ -119,6 +130,7 @@ impl SocketEmitter {
     ) -> Result<(), PublishError> {
         let provider = self.provider_or_err()?;
         let topic = into_topic_checked(topic)?;
+        reserve(provider, || topic.to_string()).await?;
         provider.publish(topic, message.into()).await
     }
 
@@ -129,12 +141,16 @@ impl SocketEmitter {
         socket: SocketId,
         message: impl Into<Message>,
     ) -> Result<bool, PublishError> {
-        self.provider_or_err()?.send(socket, message.into()).await
+        let provider = self.provider_or_err()?;
+        reserve(provider, || Topic::for_socket(&socket).to_string()).await?;
+        provider.send(socket, message.into()).await
     }
 
     /// Sends `message` to every connected socket.
     pub async fn broadcast(&self, message: impl Into<Message>) -> Result<(), PublishError> {
-        self.provider_or_err()?.broadcast(message.into()).await
+        let provider = self.provider_or_err()?;
+        reserve(provider, || ori_core::BROADCAST_TOPIC.to_owned()).await?;
+        provider.broadcast(message.into()).await
     }
 
     /// Validates `data` against `definition`'s schema, then publishes the
@@ -197,6 +213,21 @@ pub(crate) fn envelope<Def: Definition>(
     map.insert("data".into(), value);
     map.insert("timestamp".into(), crate::messages::now_ms().into());
     Ok(serde_json::Value::Object(map).to_string())
+}
+
+/// Waits for room in the instance's outbound budget (no wait when there is).
+async fn reserve(
+    provider: &Arc<dyn Provider>,
+    topic: impl FnOnce() -> String,
+) -> Result<(), PublishError> {
+    provider
+        .hub()
+        .reserve()
+        .await
+        .map_err(|o| PublishError::Overloaded {
+            topic: topic(),
+            waited: o.waited,
+        })
 }
 
 fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {

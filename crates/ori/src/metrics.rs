@@ -3,11 +3,15 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use ori_core::Budget;
+
 use crate::emitter::SocketEmitter;
 
 /// Renders the instance's WebSocket metrics in the Prometheus text format
 /// (version 0.0.4): open connections, connections accepted, messages in and
-/// out, publishes, deliveries and slow-consumer closes.
+/// out, publishes, deliveries and slow-consumer closes, and the outbound
+/// budget: bytes queued, its limit, publishes that waited for room (and for
+/// how long), publishes refused, connections shed.
 ///
 /// ```
 /// let text = ori::metrics::render(&ori::SocketEmitter::default());
@@ -65,6 +69,49 @@ pub fn render(emitter: &SocketEmitter) -> String {
     ];
     for (name, help, value) in counters {
         gauge(name, help, "counter", value);
+    }
+    let budget = emitter.provider().map(|p| p.hub().budget());
+    let b = |f: fn(&ori_core::Budget) -> u64| budget.map_or(0, |b| f(b));
+    let budget_figures: [(&str, &str, &str, u64); 6] = [
+        (
+            "ori_outbound_queued_bytes",
+            "Bytes queued to all connections, not yet written (counted per subscriber).",
+            "gauge",
+            b(|b| b.used() as u64),
+        ),
+        (
+            "ori_outbound_budget_bytes",
+            "The outbound budget: queued bytes past which publishes wait.",
+            "gauge",
+            b(|b| b.limit() as u64),
+        ),
+        (
+            "ori_publish_waits_total",
+            "Publishes (and Redis reads) that waited for room in the outbound budget.",
+            "counter",
+            b(Budget::waits),
+        ),
+        (
+            "ori_publish_wait_microseconds_total",
+            "Time publishes spent waiting for room in the outbound budget.",
+            "counter",
+            b(|b| b.waited().as_micros() as u64),
+        ),
+        (
+            "ori_publish_overloaded_total",
+            "Publishes refused after waiting the publish timeout for room.",
+            "counter",
+            b(Budget::timeouts),
+        ),
+        (
+            "ori_budget_shed_total",
+            "Connections closed with 1013 because the budget stayed spent and theirs were the largest queues.",
+            "counter",
+            b(Budget::shed_count),
+        ),
+    ];
+    for (name, help, kind, value) in budget_figures {
+        gauge(name, help, kind, value);
     }
     out
 }

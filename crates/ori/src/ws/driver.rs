@@ -192,13 +192,6 @@ impl Drop for Running<'_> {
 async fn write_loop(shard: Arc<Shard>) {
     let _running = Running(&shard);
     let mut batch: Vec<Arc<dyn Flush>> = Vec::new();
-    // On a multi-thread runtime this writer runs beside the publishers, so
-    // its passes can be much shorter than the time it takes to publish; a
-    // saturated writer then writes few frames per `writev`. After a busy
-    // pass it lets the queues fill for a moment before the next one.
-    let beside_publishers = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
-    let mut busy = false;
     loop {
         let more = poll_fn(|cx| {
             let mut st = lock(&shard.state);
@@ -220,12 +213,7 @@ async fn write_loop(shard: Arc<Shard>) {
         // Let the work that is ready now (more publishes, more requests) run
         // first: whatever it queues goes out in the same writes.
         tokio::task::yield_now().await;
-        if busy && beside_publishers {
-            tokio::time::sleep(BUSY_PAUSE).await;
-        }
         std::mem::swap(&mut batch, &mut lock(&shard.state).queue);
-        let links_in_pass = batch.len() as u64;
-        let mut frames_in_pass = 0u64;
         // Between chunks, give the runtime a turn as well: a publish that
         // arrives meanwhile joins the queues of the connections not yet
         // written in this pass. Every scheduled connection is written once
@@ -236,7 +224,7 @@ async fn write_loop(shard: Arc<Shard>) {
         let mut links = batch.drain(..);
         loop {
             for link in links.by_ref().take(chunk) {
-                frames_in_pass += link.flush();
+                link.flush();
             }
             if links.len() == 0 {
                 break;
@@ -244,22 +232,11 @@ async fn write_loop(shard: Arc<Shard>) {
             tokio::task::yield_now().await;
         }
         drop(links);
-        busy =
-            links_in_pass >= BUSY_LINKS && frames_in_pass >= BUSY_FRAMES_PER_LINK * links_in_pass;
         if batch.capacity() > 1024 {
             batch = Vec::new();
         }
     }
 }
-
-/// A pass is busy when it wrote at least this many connections...
-const BUSY_LINKS: u64 = 64;
-/// ...with at least this many frames each on average (the publishers are
-/// outrunning the writes).
-const BUSY_FRAMES_PER_LINK: u64 = 4;
-/// How long a writer beside its publishers lets queues fill after a busy
-/// pass.
-const BUSY_PAUSE: Duration = Duration::from_millis(1);
 
 /// Connections a writer writes (at least) before it lets other tasks run.
 const CHUNK: usize = 64;
@@ -488,7 +465,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
                         // Drop what the peer has not started to receive; a
                         // frame already partly on the wire must be finished,
                         // or the close frame would land inside it.
-                        ws.pending.truncate(usize::from(ws.offset > 0));
+                        let keep = usize::from(ws.offset > 0);
+                        let dropped: usize = ws.pending.iter().skip(keep).map(Bytes::len).sum();
+                        ws.pending.truncate(keep);
+                        self.outbox.written(dropped);
                         Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                     }
                 };

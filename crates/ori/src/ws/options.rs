@@ -81,6 +81,33 @@ pub(crate) struct Limits {
     pub close_timeout: Duration,
     pub allowed_origins: Option<Vec<String>>,
     pub inbound_rate: Option<InboundRate>,
+    pub budget: BudgetLimits,
+}
+
+/// The instance's outbound budget (see `WsOptions::outbound_budget`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BudgetLimits {
+    pub bytes: usize,
+    pub publish_timeout: Duration,
+    pub shed_after: Duration,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        Self {
+            bytes: ori_core::DEFAULT_BUDGET,
+            publish_timeout: ori_core::DEFAULT_WAIT_TIMEOUT,
+            shed_after: ori_core::DEFAULT_SHED_AFTER,
+        }
+    }
+}
+
+impl BudgetLimits {
+    pub(crate) fn apply(&self, budget: &ori_core::Budget) {
+        budget.set_limit(self.bytes);
+        budget.set_wait_timeout(self.publish_timeout);
+        budget.set_shed_after(self.shed_after);
+    }
 }
 
 /// The inbound rate limit: a token bucket per connection.
@@ -108,6 +135,7 @@ impl Default for Limits {
             close_timeout: Duration::from_secs(3),
             allowed_origins: None,
             inbound_rate: None,
+            budget: BudgetLimits::default(),
         }
     }
 }
@@ -182,6 +210,54 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// 4 MiB). A reader that falls further behind is closed with 1013.
     pub fn outbound_queue_limit(mut self, bytes: usize) -> Self {
         self.limits.outbound_queue_limit = bytes;
+        self
+    }
+
+    /// Bytes that may wait in the outbound queues of all connections of
+    /// this instance together (default 16 MiB): the bound on how far
+    /// delivery may fall behind publishing.
+    ///
+    /// A publish (`publish`, `send`, `broadcast`, typed `emit`) first waits
+    /// while more than this is queued, then queues one shared frame per
+    /// subscriber and returns; so under overload the publishers (HTTP
+    /// handlers, services, the Redis provider's reader) slow down to the
+    /// pace of delivery instead of the queues growing, and a fast reader's
+    /// message waits about `budget / write rate` at most. A publish that
+    /// waits longer than [`publish_timeout`](Self::publish_timeout) fails
+    /// with [`PublishError::Overloaded`](crate::PublishError::Overloaded)
+    /// (HTTP 503 from a controller). Bytes are counted per subscriber: a
+    /// 100-byte message queued to 1,000 connections counts 100,000, though
+    /// it is stored once. The bound is exceeded by at most one fan-out per
+    /// publisher admitted while there was room.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ori::WsOptions;
+    /// let options = WsOptions::new()
+    ///     .outbound_budget(8 << 20)
+    ///     .publish_timeout(Duration::from_secs(2))
+    ///     .shed_slowest_after(Duration::from_millis(100));
+    /// ```
+    pub fn outbound_budget(mut self, bytes: usize) -> Self {
+        self.limits.budget.bytes = bytes;
+        self
+    }
+
+    /// How long a publish waits for room in the outbound budget before it
+    /// fails with [`PublishError::Overloaded`](crate::PublishError::Overloaded)
+    /// (default 5 s).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.budget.publish_timeout = timeout;
+        self
+    }
+
+    /// How long the outbound budget may stay spent while a publisher waits
+    /// before the connections with the largest queues are closed with 1013
+    /// (default 250 ms), so that a few readers that stopped reading cannot
+    /// stall every publisher. Fast readers drain within one writer pass and
+    /// are never the largest queues for this long.
+    pub fn shed_slowest_after(mut self, after: Duration) -> Self {
+        self.limits.budget.shed_after = after;
         self
     }
 

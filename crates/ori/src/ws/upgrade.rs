@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use ori_core::{Outbox, Provider, SocketId};
+use ori_core::{Provider, SocketId};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
@@ -280,7 +280,11 @@ fn connection_task<D: Send + Sync + 'static>(
                     id,
                     data,
                     remote_addr,
-                    outbox: Arc::new(Outbox::new(id, rt.limits.outbound_queue_limit)),
+                    outbox: Arc::new(
+                        rt.provider
+                            .hub()
+                            .new_outbox(id, rt.limits.outbound_queue_limit),
+                    ),
                     provider: rt.provider.clone(),
                     emitter: rt.emitter.clone(),
                     state: AtomicU8::new(ReadyState::Connecting as u8),

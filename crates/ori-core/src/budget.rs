@@ -1,0 +1,223 @@
+//! The instance's outbound budget: how many bytes may wait, summed over
+//! every connection's outbound queue, before publishers are slowed down.
+//!
+//! A publish never waits for a socket. It queues one shared frame per
+//! subscriber and returns; the writers put the frames on the wire later. The
+//! budget bounds how far the writers may fall behind: every byte queued to
+//! an [`Outbox`](crate::Outbox) of the hub is charged to it and released once
+//! written (or dropped). While more is queued than the limit,
+//! [`Hub::reserve`](crate::Hub::reserve) waits: an HTTP handler's publish,
+//! a service's, the Redis provider's reader. So under overload the
+//! producers slow down to the pace of delivery, and the lag from publish to
+//! socket stays about `limit / write rate`, instead of the queues growing.
+//!
+//! The bound is soft by the publishes already admitted: a publish that
+//! found room queues its whole fan-out, so the queues can exceed the limit
+//! by one fan-out per concurrent publisher.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The default limit: bytes queued to all connections of an instance.
+pub const DEFAULT_BUDGET: usize = 16 << 20;
+/// The default time a publisher waits for room before it fails.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default time the budget may stay spent before the largest queues are
+/// dropped (their connections closed with 1013).
+pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(250);
+
+/// The outbound budget of one instance (see the [module docs](self)).
+///
+/// Shared by the hub and every outbox charged to it; the counters are
+/// readable at any time (for `/metrics`).
+#[derive(Debug)]
+pub struct Budget {
+    limit: AtomicUsize,
+    /// Bytes queued. Signed: a fan-out charges its deliveries after
+    /// queueing them, so a fast writer can release first for a moment.
+    used: AtomicI64,
+    wait_timeout_ms: AtomicU64,
+    shed_after_ms: AtomicU64,
+    /// Woken when `used` falls to the limit or below (or the limit grows).
+    room: Notify,
+    /// One waiter at a time drops the largest queues.
+    shedding: AtomicBool,
+    waits: AtomicU64,
+    waited_us: AtomicU64,
+    timeouts: AtomicU64,
+    shed: AtomicU64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(DEFAULT_BUDGET)
+    }
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, with the default wait timeout and shedding
+    /// delay.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: AtomicUsize::new(limit),
+            used: AtomicI64::new(0),
+            wait_timeout_ms: AtomicU64::new(DEFAULT_WAIT_TIMEOUT.as_millis() as u64),
+            shed_after_ms: AtomicU64::new(DEFAULT_SHED_AFTER.as_millis() as u64),
+            room: Notify::new(),
+            shedding: AtomicBool::new(false),
+            waits: AtomicU64::new(0),
+            waited_us: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit; waiters re-check at once.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
+
+    /// How long a publisher waits for room before it fails with
+    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded).
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.wait_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`wait_timeout`](Self::wait_timeout) (millisecond resolution).
+    pub fn set_wait_timeout(&self, timeout: Duration) {
+        self.wait_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the budget may stay spent, while someone waits for room,
+    /// before the largest queues are dropped and their connections closed
+    /// with 1013: the readers that hold the budget are the slow ones.
+    pub fn shed_after(&self) -> Duration {
+        Duration::from_millis(self.shed_after_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`shed_after`](Self::shed_after) (millisecond resolution).
+    pub fn set_shed_after(&self, after: Duration) {
+        self.shed_after_ms
+            .store(after.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes queued to the connections charged to this budget.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Whether a publish may go ahead now (no more than the limit queued).
+    pub fn has_room(&self) -> bool {
+        self.used.load(Ordering::Relaxed) <= self.limit() as i64
+    }
+
+    /// Publishes (and Redis reads) that found the budget spent and waited.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent waiting for room.
+    pub fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_us.load(Ordering::Relaxed))
+    }
+
+    /// Publishes that gave up after the wait timeout.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed (1013) because the budget stayed spent and theirs
+    /// were the largest queues.
+    pub fn shed_count(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn charge(&self, bytes: usize) {
+        if bytes > 0 {
+            self.used.fetch_add(bytes as i64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let before = self.used.fetch_sub(bytes as i64, Ordering::AcqRel);
+        let limit = self.limit() as i64;
+        if before > limit && before - bytes as i64 <= limit {
+            self.room.notify_waiters();
+        }
+    }
+
+    pub(crate) fn room(&self) -> &Notify {
+        &self.room
+    }
+
+    pub(crate) fn record_wait(&self, waited: Duration, timed_out: bool) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_us
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        if timed_out {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the right to shed; `None` while another waiter sheds.
+    pub(crate) fn try_shed(&self) -> Option<ShedGuard<'_>> {
+        (!self.shedding.swap(true, Ordering::AcqRel)).then_some(ShedGuard(self))
+    }
+
+    pub(crate) fn count_shed(&self, connections: u64) {
+        self.shed.fetch_add(connections, Ordering::Relaxed);
+    }
+}
+
+/// Held while one waiter drops the largest queues.
+pub(crate) struct ShedGuard<'a>(&'a Budget);
+
+impl Drop for ShedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.shedding.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_the_limit_or_less_and_a_release_below_it_wakes_waiters() {
+        let b = Budget::new(100);
+        assert!(b.has_room());
+        b.charge(100);
+        assert!(b.has_room(), "exactly the limit still has room");
+        b.charge(1);
+        assert!(!b.has_room());
+        let woken = b.room().notified();
+        let mut woken = std::pin::pin!(woken);
+        woken.as_mut().enable();
+        b.release(1);
+        assert!(b.has_room());
+        assert!(futures_util::FutureExt::now_or_never(woken).is_some());
+        assert_eq!(b.used(), 100);
+    }
+
+    #[test]
+    fn a_release_before_its_charge_does_not_underflow() {
+        let b = Budget::new(10);
+        b.release(5);
+        assert_eq!(b.used(), 0);
+        assert!(b.has_room());
+        b.charge(5);
+        assert_eq!(b.used(), 0);
+    }
+}

@@ -1,0 +1,443 @@
+//! One connection's bounded queue of encoded frames, charged to the
+//! instance's [`Budget`].
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use crate::codec::close_code;
+use crate::{Budget, SocketId};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here panics while holding a lock, but a poisoned lock must not
+    // take every other connection down with it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The state of an [`Outbox`] as its writer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Accepting frames.
+    Open,
+    /// A close was requested: write what is queued, then the close frame.
+    Closing {
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The reader fell too far behind: queued frames were dropped; close
+    /// with 1013.
+    Overflowed,
+}
+
+/// The outcome of [`Outbox::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The frame is queued.
+    Queued,
+    /// The queue limit was exceeded; the connection is being closed (1013).
+    Overflow,
+    /// The connection is closing or closed; the frame was dropped.
+    Closed,
+}
+
+struct OutboxState {
+    frames: VecDeque<Bytes>,
+    /// Bytes queued and not yet written to the socket (including frames the
+    /// writer has taken but not finished writing). Exactly what is charged
+    /// to the budget for this outbox.
+    queued_bytes: usize,
+    status: OutboxStatus,
+    /// The writer, woken when there is something to do.
+    waker: Option<Waker>,
+}
+
+impl OutboxState {
+    /// Drops the frames not yet taken; returns their bytes, no longer
+    /// queued.
+    fn drop_frames(&mut self) -> usize {
+        let bytes: usize = self.frames.iter().map(Bytes::len).sum();
+        self.frames = VecDeque::new();
+        self.uncount(bytes)
+    }
+
+    /// Takes `n` bytes off the queued count; returns how many were counted.
+    fn uncount(&mut self, n: usize) -> usize {
+        let n = n.min(self.queued_bytes);
+        self.queued_bytes -= n;
+        n
+    }
+}
+
+/// One connection's bounded queue of encoded frames.
+///
+/// Producers (publishes, direct sends, the connection's own replies) push
+/// shared [`Bytes`]; the connection's writer takes everything queued at once
+/// and writes it in one vectored call. A push never waits: past `limit`
+/// queued bytes the outbox drops its queue and asks the writer to close the
+/// connection with 1013.
+///
+/// The writer learns that there is work through a waker (see
+/// [`set_waker`](Outbox::set_waker)): one wake-up when the queue becomes
+/// non-empty, not one per frame, so frames pushed before the writer runs go
+/// out together. The waker is always called after the outbox's lock is
+/// released, so it may use the outbox.
+///
+/// An outbox made [`with_budget`](Outbox::with_budget) charges every queued
+/// byte to the instance's [`Budget`] until it is written or dropped.
+pub struct Outbox {
+    id: SocketId,
+    limit: usize,
+    budget: Option<Arc<Budget>>,
+    state: Mutex<OutboxState>,
+}
+
+impl Outbox {
+    /// An empty outbox for connection `id`, holding at most `limit` bytes,
+    /// charged to no budget.
+    pub fn new(id: SocketId, limit: usize) -> Self {
+        Self::build(id, limit, None)
+    }
+
+    /// An empty outbox whose queued bytes count against `budget` (the
+    /// instance's, [`Hub::budget`](crate::Hub::budget)).
+    pub fn with_budget(id: SocketId, limit: usize, budget: Arc<Budget>) -> Self {
+        Self::build(id, limit, Some(budget))
+    }
+
+    fn build(id: SocketId, limit: usize, budget: Option<Arc<Budget>>) -> Self {
+        Self {
+            id,
+            limit,
+            budget,
+            state: Mutex::new(OutboxState {
+                frames: VecDeque::new(),
+                queued_bytes: 0,
+                status: OutboxStatus::Open,
+                waker: None,
+            }),
+        }
+    }
+
+    /// The connection this outbox belongs to.
+    pub fn id(&self) -> &SocketId {
+        &self.id
+    }
+
+    pub(crate) fn budget(&self) -> Option<&Arc<Budget>> {
+        self.budget.as_ref()
+    }
+
+    fn release(&self, bytes: usize) {
+        if let Some(b) = &self.budget {
+            b.release(bytes);
+        }
+    }
+
+    /// Queues an encoded frame. Fails with [`Push::Overflow`] when the bytes
+    /// already queued plus this frame exceed the limit.
+    pub fn push(&self, frame: Bytes) -> Push {
+        let len = frame.len();
+        let push = self.enqueue(frame);
+        if push == Push::Queued {
+            if let Some(b) = &self.budget {
+                b.charge(len);
+            }
+        }
+        push
+    }
+
+    /// [`push`](Self::push) without charging the budget: the hub's fan-out
+    /// charges all of its deliveries at once.
+    pub(crate) fn enqueue(&self, frame: Bytes) -> Push {
+        let mut st = lock(&self.state);
+        if st.status != OutboxStatus::Open {
+            return Push::Closed;
+        }
+        // One frame larger than the limit still goes out on an empty queue:
+        // the limit bounds how far a reader falls behind, not message size.
+        if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
+            st.status = OutboxStatus::Overflowed;
+            let dropped = st.drop_frames();
+            let waker = st.waker.clone();
+            drop(st);
+            self.release(dropped);
+            wake(waker);
+            return Push::Overflow;
+        }
+        let was_empty = st.frames.is_empty();
+        st.queued_bytes += frame.len();
+        st.frames.push_back(frame);
+        let waker = if was_empty { st.waker.clone() } else { None };
+        drop(st);
+        wake(waker);
+        Push::Queued
+    }
+
+    /// Asks the writer to send `code`/`reason` after what is already queued.
+    /// Returns `false` if the outbox was already closing.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let mut st = lock(&self.state);
+        if st.status != OutboxStatus::Open {
+            return false;
+        }
+        st.status = OutboxStatus::Closing {
+            code,
+            reason: reason.to_owned(),
+        };
+        let waker = st.waker.clone();
+        drop(st);
+        wake(waker);
+        true
+    }
+
+    /// Drops what is queued and asks the writer to close with 1013, as if
+    /// the reader had overflowed its queue (the budget sheds the largest
+    /// queues this way). False if the outbox was already closing.
+    pub fn overflow(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.status != OutboxStatus::Open {
+            return false;
+        }
+        st.status = OutboxStatus::Overflowed;
+        let dropped = st.drop_frames();
+        let waker = st.waker.clone();
+        drop(st);
+        self.release(dropped);
+        wake(waker);
+        true
+    }
+
+    /// Marks the outbox closed for good (the connection ended): later pushes
+    /// are dropped, queued frames are freed (and released from the budget)
+    /// and a registered waker is dropped.
+    pub fn shut(&self) {
+        let mut st = lock(&self.state);
+        if st.status == OutboxStatus::Open {
+            st.status = OutboxStatus::Closing {
+                code: close_code::NORMAL,
+                reason: String::new(),
+            };
+        }
+        st.frames = VecDeque::new();
+        let released = std::mem::take(&mut st.queued_bytes);
+        let waker = st.waker.take();
+        drop(st);
+        self.release(released);
+        drop(waker);
+    }
+
+    /// The writer to wake: when the queue becomes non-empty, when a close is
+    /// requested and when the queue overflows (and at once if there is
+    /// already something to do). [`shut`](Self::shut) drops it.
+    pub fn set_waker(&self, waker: Option<Waker>) {
+        let mut st = lock(&self.state);
+        let old = std::mem::replace(&mut st.waker, waker);
+        let now = (!st.frames.is_empty() || st.status != OutboxStatus::Open)
+            .then(|| st.waker.clone())
+            .flatten();
+        drop(st);
+        drop(old);
+        wake(now);
+    }
+
+    /// Moves every queued frame to the back of `into` and returns the status.
+    pub fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+        self.written_and_take(0, into)
+    }
+
+    /// Records that `n` queued bytes left the queue: written to the socket,
+    /// or dropped by the writer.
+    pub fn written(&self, n: usize) {
+        let released = lock(&self.state).uncount(n);
+        self.release(released);
+    }
+
+    /// [`written`](Self::written) and [`take`](Self::take) under one lock:
+    /// records that `n` bytes reached the socket, then moves every queued
+    /// frame to the back of `into` and returns the status.
+    pub fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+        let mut st = lock(&self.state);
+        let released = st.uncount(n);
+        if into.is_empty() {
+            std::mem::swap(into, &mut st.frames);
+        } else {
+            into.extend(st.frames.drain(..));
+        }
+        let status = st.status.clone();
+        drop(st);
+        self.release(released);
+        status
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.state).queued_bytes
+    }
+
+    /// The current status.
+    pub fn status(&self) -> OutboxStatus {
+        lock(&self.state).status.clone()
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let left = std::mem::take(&mut st.queued_bytes);
+        self.release(left);
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn drain(o: &Outbox) -> Vec<Bytes> {
+        let mut q = VecDeque::new();
+        o.take(&mut q);
+        q.into_iter().collect()
+    }
+
+    struct WakeCount(AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn wake_counter() -> Arc<WakeCount> {
+        Arc::new(WakeCount(Default::default()))
+    }
+
+    #[test]
+    fn a_registered_waker_is_woken_once_per_batch_and_dropped_on_shut() {
+        let wakes = wake_counter();
+        let count = || wakes.0.load(Ordering::Relaxed);
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        o.set_waker(Some(Waker::from(wakes.clone())));
+        assert_eq!(count(), 0, "nothing to do yet");
+        o.push(Bytes::from_static(b"a"));
+        o.push(Bytes::from_static(b"bc"));
+        assert_eq!(
+            count(),
+            1,
+            "one wake-up for frames pushed before the writer ran"
+        );
+        let mut q = VecDeque::new();
+        assert_eq!(o.take(&mut q), OutboxStatus::Open);
+        assert_eq!(q.len(), 2);
+        assert_eq!(o.queued_bytes(), 3);
+        o.push(Bytes::from_static(b"d"));
+        assert_eq!(count(), 2);
+        q.clear();
+        assert_eq!(o.written_and_take(3, &mut q), OutboxStatus::Open);
+        assert_eq!((q.len(), o.queued_bytes()), (1, 1));
+        assert!(o.close(1000, "bye"));
+        assert_eq!(count(), 3, "a close wakes the writer");
+        o.shut();
+        assert_eq!(Arc::strong_count(&wakes), 1, "shut drops the waker");
+        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+
+    #[test]
+    fn a_waker_set_while_work_is_pending_is_woken_at_once() {
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        o.push(Bytes::from_static(b"early"));
+        let wakes = wake_counter();
+        o.set_waker(Some(Waker::from(wakes.clone())));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        // Overflow wakes it too.
+        let small = Outbox::new(SocketId::new(), 4);
+        let wakes = wake_counter();
+        small.set_waker(Some(Waker::from(wakes.clone())));
+        small.push(Bytes::from_static(b"1234"));
+        assert_eq!(small.push(Bytes::from_static(b"5")), Push::Overflow);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+        assert_eq!(small.status(), OutboxStatus::Overflowed);
+    }
+
+    /// A waker that pushes into the outbox it belongs to: it would deadlock
+    /// if it were called under the outbox's lock.
+    struct Reentrant(std::sync::OnceLock<Arc<Outbox>>, AtomicUsize);
+
+    impl std::task::Wake for Reentrant {
+        fn wake(self: Arc<Self>) {
+            if let Some(o) = self.0.get() {
+                self.1.fetch_add(1, Ordering::Relaxed);
+                let _ = o.queued_bytes();
+                let _ = o.status();
+            }
+        }
+    }
+
+    #[test]
+    fn the_waker_runs_after_the_lock_is_released() {
+        let o = Arc::new(Outbox::new(SocketId::new(), 8));
+        let w = Arc::new(Reentrant(Default::default(), AtomicUsize::new(0)));
+        let _ = w.0.set(o.clone());
+        o.set_waker(Some(Waker::from(w.clone())));
+        o.push(Bytes::from_static(b"1234"));
+        o.push(Bytes::from_static(b"56789"));
+        assert!(o.close(1000, "") || o.status() == OutboxStatus::Overflowed);
+        assert!(w.1.load(Ordering::Relaxed) >= 2);
+        o.shut();
+    }
+
+    #[test]
+    fn written_bytes_free_queue_space() {
+        let o = Outbox::new(SocketId::new(), 10);
+        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
+        let taken = drain(&o);
+        assert_eq!(o.queued_bytes(), 6);
+        o.written(taken[0].len());
+        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
+        assert!(o.close(1000, "bye"));
+        assert!(!o.close(1000, "again"));
+        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+
+    #[test]
+    fn the_budget_holds_exactly_what_is_queued() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let o = Outbox::with_budget(SocketId::new(), 100, budget.clone());
+        o.push(Bytes::from_static(b"0123456789"));
+        o.push(Bytes::from_static(b"abcde"));
+        assert_eq!(budget.used(), 15);
+        let mut q = VecDeque::new();
+        o.take(&mut q);
+        // More written than queued (the writer's own close frame): only
+        // what was charged is released.
+        o.written(12);
+        assert_eq!(budget.used(), 3);
+        o.push(Bytes::from_static(b"xyz"));
+        assert!(o.overflow());
+        assert_eq!(budget.used(), 3, "frames not taken are released at once");
+        o.shut();
+        assert_eq!(budget.used(), 0);
+        let dropped = Outbox::with_budget(SocketId::new(), 100, budget.clone());
+        dropped.push(Bytes::from_static(b"left behind"));
+        drop(dropped);
+        assert_eq!(budget.used(), 0, "a dropped outbox releases its bytes");
+    }
+}

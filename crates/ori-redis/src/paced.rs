@@ -1,0 +1,349 @@
+//! A subscriber connection that reads only as fast as this instance
+//! delivers: the Redis hop's backpressure.
+//!
+//! The client library's pub/sub connection reads the socket as fast as
+//! Redis writes and queues what it read in memory without a bound, so an
+//! instance that delivers slower than another publishes grows without
+//! limit. This connection reads one frame at a time and, before it hands
+//! a message on, waits while the hub's outbound budget is spent
+//! ([`Hub::room`]). While it waits, nothing is read: the kernel's buffers
+//! fill and Redis keeps the backlog in its own output buffer for this
+//! client, where its `client-output-buffer-limit pubsub` applies. A client
+//! past that limit is disconnected by Redis, and the provider reconnects
+//! (counted and logged, like any outage).
+//!
+//! Only the part of RESP2 a subscribed connection sees is spoken:
+//! `SUBSCRIBE`, `UNSUBSCRIBE` and `PING` go out; their confirmations, errors
+//! and `message` pushes come back, in order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ori_core::Hub;
+use redis::{ConnectionAddr, ConnectionInfo};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The largest bulk string accepted from Redis (a message payload, a
+/// channel name): a bound on what one frame can make this instance hold.
+pub(crate) const MAX_BULK: usize = 64 << 20;
+/// The longest header line (`*3`, `$1024`, `:1`, an error message).
+const MAX_LINE: usize = 4096;
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+type Ack = oneshot::Sender<Result<(), String>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a message is handed to: its channel and payload.
+pub(crate) type Deliver = Box<dyn FnMut(&str, &[u8]) + Send>;
+
+/// One paced subscriber connection. Dropping it ends the reader and closes
+/// the connection.
+pub(crate) struct Paced {
+    inner: Arc<Inner>,
+    reader: JoinHandle<String>,
+}
+
+struct Inner {
+    /// The write half; commands and their places in `pending` are taken
+    /// under this lock, so confirmations match commands in order.
+    writer: tokio::sync::Mutex<Writer>,
+    pending: Mutex<VecDeque<Ack>>,
+}
+
+impl Paced {
+    /// Connects (and authenticates) within `timeout`; the reader then hands
+    /// every message to `deliver`, pausing while `hub` has no room.
+    pub(crate) async fn connect(
+        info: &ConnectionInfo,
+        timeout: Duration,
+        hub: Hub,
+        deliver: Deliver,
+    ) -> Result<Self, String> {
+        let connecting = async {
+            let (read, mut write): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Writer) =
+                match info.addr() {
+                    ConnectionAddr::Tcp(host, port) => {
+                        let s = tokio::net::TcpStream::connect((host.as_str(), *port))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let _ = s.set_nodelay(true);
+                        let (r, w) = s.into_split();
+                        (Box::new(r), Box::new(w))
+                    }
+                    #[cfg(unix)]
+                    ConnectionAddr::Unix(path) => {
+                        let s = tokio::net::UnixStream::connect(path)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let (r, w) = s.into_split();
+                        (Box::new(r), Box::new(w))
+                    }
+                    other => return Err(format!("unsupported Redis address {other}")),
+                };
+            let mut read = BufReader::with_capacity(16 << 10, read);
+            let settings = info.redis_settings();
+            if let Some(password) = settings.password() {
+                let mut auth = vec!["AUTH"];
+                auth.extend(settings.username());
+                auth.push(password);
+                write
+                    .write_all(&command(&auth))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match read_frame(&mut read).await? {
+                    Frame::Simple(_) => {}
+                    Frame::Error(e) => return Err(format!("AUTH refused: {e}")),
+                    _ => return Err("unexpected reply to AUTH".to_owned()),
+                }
+            }
+            Ok::<_, String>((read, write))
+        };
+        let (read, write) = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| format!("connecting timed out after {timeout:?}"))??;
+        let inner = Arc::new(Inner {
+            writer: tokio::sync::Mutex::new(write),
+            pending: Mutex::new(VecDeque::new()),
+        });
+        let reader = tokio::spawn(read_loop(read, inner.clone(), hub, deliver));
+        Ok(Self { inner, reader })
+    }
+
+    /// Sends one command and waits for its confirmation.
+    pub(crate) fn request(
+        &self,
+        args: &[&str],
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let bytes = command(args);
+        let inner = self.inner.clone();
+        async move {
+            let rx = {
+                let mut w = inner.writer.lock().await;
+                let (tx, rx) = oneshot::channel();
+                lock(&inner.pending).push_back(tx);
+                w.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                rx
+            };
+            rx.await
+                .unwrap_or_else(|_| Err("subscriber connection closed".to_owned()))
+        }
+    }
+
+    /// Resolves when the connection is gone, with the reason.
+    pub(crate) async fn closed(&mut self) -> String {
+        (&mut self.reader)
+            .await
+            .unwrap_or_else(|e| format!("subscriber reader failed: {e}"))
+    }
+}
+
+impl Drop for Paced {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// One RESP2 command: an array of bulk strings.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A frame of what a subscribed connection receives.
+#[derive(Debug, PartialEq)]
+enum Frame {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Array(Vec<Frame>),
+}
+
+/// Reads frames until the connection fails; returns why it ended.
+async fn read_loop(
+    mut read: BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    inner: Arc<Inner>,
+    hub: Hub,
+    mut deliver: Deliver,
+) -> String {
+    let why = loop {
+        let frame = match read_frame(&mut read).await {
+            Ok(f) => f,
+            Err(e) => break e,
+        };
+        match frame {
+            Frame::Array(items) => match items.as_slice() {
+                [Frame::Bulk(kind), Frame::Bulk(channel), Frame::Bulk(payload)]
+                    if kind == b"message" =>
+                {
+                    // Nothing more is read while the budget is spent: this
+                    // is where Redis feels this instance's pace.
+                    hub.room().await;
+                    match std::str::from_utf8(channel) {
+                        Ok(channel) => deliver(channel, payload),
+                        Err(_) => deliver("", payload),
+                    }
+                }
+                [Frame::Bulk(kind), ..]
+                    if kind == b"subscribe" || kind == b"unsubscribe" || kind == b"pong" =>
+                {
+                    answer(&inner, Ok(()));
+                }
+                _ => answer(&inner, Err("unexpected reply from Redis".to_owned())),
+            },
+            Frame::Error(e) => answer(&inner, Err(e)),
+            Frame::Simple(_) | Frame::Int(_) | Frame::Bulk(_) => answer(&inner, Ok(())),
+        }
+    };
+    // Whoever still waits learns that the connection is gone.
+    lock(&inner.pending).clear();
+    why
+}
+
+fn answer(inner: &Inner, result: Result<(), String>) {
+    if let Some(tx) = lock(&inner.pending).pop_front() {
+        let _ = tx.send(result);
+    }
+}
+
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
+    let mut line = Vec::new();
+    let n = r
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("subscriber connection closed by Redis".to_owned());
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err("malformed reply from Redis (line too long or cut short)".to_owned());
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).map_err(|_| "malformed reply from Redis (not UTF-8)".to_owned())
+}
+
+fn parse_len(s: &str, max: usize) -> Result<Option<usize>, String> {
+    let n: i64 = s
+        .parse()
+        .map_err(|_| format!("malformed length {s:?} from Redis"))?;
+    if n < 0 {
+        return Ok(None);
+    }
+    let n = n as usize;
+    if n > max {
+        return Err(format!("Redis sent {n} bytes in one frame (limit {max})"));
+    }
+    Ok(Some(n))
+}
+
+/// Reads one frame; arrays hold bulk strings, integers and simple strings
+/// (nested arrays are refused: a subscribed connection gets none).
+async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String> {
+    let line = read_line(r).await?;
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "*" => {
+            let n = parse_len(rest, 16)?.unwrap_or(0);
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                let line = read_line(r).await?;
+                let (kind, rest) = line.split_at(line.len().min(1));
+                items.push(match kind {
+                    "$" => read_bulk(r, rest).await?,
+                    ":" => int(rest)?,
+                    "+" => Frame::Simple(rest.to_owned()),
+                    _ => return Err(format!("unexpected {kind:?} in an array from Redis")),
+                });
+            }
+            Ok(Frame::Array(items))
+        }
+        "$" => read_bulk(r, rest).await,
+        ":" => int(rest),
+        "+" => Ok(Frame::Simple(rest.to_owned())),
+        "-" => Ok(Frame::Error(rest.to_owned())),
+        _ => Err(format!("unexpected reply {line:?} from Redis")),
+    }
+}
+
+fn int(s: &str) -> Result<Frame, String> {
+    s.parse()
+        .map(Frame::Int)
+        .map_err(|_| format!("malformed integer {s:?} from Redis"))
+}
+
+async fn read_bulk<R: AsyncBufRead + Unpin>(r: &mut R, len: &str) -> Result<Frame, String> {
+    let Some(n) = parse_len(len, MAX_BULK)? else {
+        return Ok(Frame::Bulk(Vec::new()));
+    };
+    let mut buf = vec![0; n + 2];
+    r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    if !buf.ends_with(b"\r\n") {
+        return Err("malformed bulk string from Redis".to_owned());
+    }
+    buf.truncate(n);
+    Ok(Frame::Bulk(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(bytes: &[u8]) -> Result<Frame, String> {
+        read_frame(&mut BufReader::new(bytes)).await
+    }
+
+    #[tokio::test]
+    async fn reads_the_frames_of_a_subscribed_connection() {
+        let msg = parse(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhe\r\no\r\n").await;
+        assert_eq!(
+            msg,
+            Ok(Frame::Array(vec![
+                Frame::Bulk(b"message".to_vec()),
+                Frame::Bulk(b"ch".to_vec()),
+                Frame::Bulk(b"he\r\no".to_vec()),
+            ]))
+        );
+        let ack = parse(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n").await;
+        assert!(matches!(ack, Ok(Frame::Array(ref a)) if a[2] == Frame::Int(1)));
+        assert_eq!(
+            parse(b"-ERR no\r\n").await,
+            Ok(Frame::Error("ERR no".into()))
+        );
+        assert_eq!(parse(b"+OK\r\n").await, Ok(Frame::Simple("OK".into())));
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_truncated_and_malformed_frames() {
+        let huge = format!("${}\r\n", MAX_BULK + 1);
+        assert!(parse(huge.as_bytes()).await.unwrap_err().contains("limit"));
+        assert!(parse(b"$5\r\nab").await.is_err());
+        assert!(parse(b"*1\r\n*1\r\n").await.is_err());
+        assert!(parse(b"?what\r\n").await.is_err());
+        assert!(parse(b"*x\r\n").await.is_err());
+        let long = vec![b'+'; MAX_LINE + 10];
+        assert!(parse(&long).await.is_err());
+        assert!(parse(b"").await.is_err());
+    }
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            command(&["SUBSCRIBE", "ws:t:room"]),
+            b"*2\r\n$9\r\nSUBSCRIBE\r\n$9\r\nws:t:room\r\n".to_vec()
+        );
+    }
+}
