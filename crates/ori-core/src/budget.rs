@@ -45,6 +45,7 @@ pub struct Budget {
     /// One waiter at a time drops the largest queues.
     shedding: AtomicBool,
     waits: AtomicU64,
+    waiting: AtomicU64,
     waited_us: AtomicU64,
     timeouts: AtomicU64,
     shed: AtomicU64,
@@ -68,6 +69,7 @@ impl Budget {
             room: Notify::new(),
             shedding: AtomicBool::new(false),
             waits: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             waited_us: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -120,9 +122,15 @@ impl Budget {
         self.used.load(Ordering::Relaxed) <= self.limit() as i64
     }
 
-    /// Publishes (and Redis reads) that found the budget spent and waited.
+    /// Publishes (and Redis reads) that found the budget spent and waited
+    /// (or wait now).
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
+    }
+
+    /// Publishers (and Redis readers) waiting for room now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Total time spent waiting for room.
@@ -162,8 +170,13 @@ impl Budget {
         &self.room
     }
 
-    pub(crate) fn record_wait(&self, waited: Duration, timed_out: bool) {
+    pub(crate) fn begin_wait(&self) {
         self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_wait(&self, waited: Duration, timed_out: bool) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.waited_us
             .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         if timed_out {

@@ -81,6 +81,30 @@ struct HubInner {
     budget: Arc<Budget>,
 }
 
+/// One wait for room, counted in the budget's figures while it lasts.
+struct Waiting<'a> {
+    budget: &'a Budget,
+    started: Instant,
+    timed_out: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(budget: &'a Budget, started: Instant) -> Self {
+        budget.begin_wait();
+        Self {
+            budget,
+            started,
+            timed_out: false,
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.budget.end_wait(self.started.elapsed(), self.timed_out);
+    }
+}
+
 /// [`Hub::reserve`] gave up: the outbound budget stayed spent for its wait
 /// timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,12 +191,13 @@ impl Hub {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
         let mut shed_at = started + budget.shed_after();
+        // Counted out however the wait ends, also when it is dropped.
+        let mut waiting = Waiting::new(budget, started);
         loop {
             let notified = pin!(budget.room().notified());
             let mut notified = notified;
             notified.as_mut().enable();
             if budget.has_room() {
-                budget.record_wait(started.elapsed(), false);
                 return Ok(());
             }
             let wake_at = deadline.map_or(shed_at, |d| d.min(shed_at));
@@ -182,7 +207,7 @@ impl Hub {
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                budget.record_wait(started.elapsed(), true);
+                waiting.timed_out = true;
                 return Err(started.elapsed());
             }
             if now >= shed_at {
@@ -208,7 +233,7 @@ impl Hub {
                 (q > 0).then(|| (q, e.outbox.clone()))
             })
             .collect();
-        queues.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        queues.sort_unstable_by_key(|q| std::cmp::Reverse(q.0));
         let target = budget.limit();
         let mut used = budget.used();
         let mut closed = 0;

@@ -72,7 +72,7 @@ pub fn render(emitter: &SocketEmitter) -> String {
     }
     let budget = emitter.provider().map(|p| p.hub().budget());
     let b = |f: fn(&ori_core::Budget) -> u64| budget.map_or(0, |b| f(b));
-    let budget_figures: [(&str, &str, &str, u64); 6] = [
+    let budget_figures: [(&str, &str, &str, u64); 7] = [
         (
             "ori_outbound_queued_bytes",
             "Bytes queued to all connections, not yet written (counted per subscriber).",
@@ -90,6 +90,12 @@ pub fn render(emitter: &SocketEmitter) -> String {
             "Publishes (and Redis reads) that waited for room in the outbound budget.",
             "counter",
             b(Budget::waits),
+        ),
+        (
+            "ori_publish_waiting",
+            "Publishers (and Redis readers) waiting for room in the outbound budget now.",
+            "gauge",
+            b(Budget::waiting),
         ),
         (
             "ori_publish_wait_microseconds_total",

@@ -57,11 +57,16 @@ impl Instance {
 
 /// Starts an app with [`command_handlers`] on a provider for `config`.
 pub async fn instance_with(config: RedisConfig) -> Instance {
+    instance_with_options(config, WsOptions::new()).await
+}
+
+/// Like [`instance_with`], with WebSocket `options`.
+pub async fn instance_with_options(config: RedisConfig, options: WsOptions) -> Instance {
     init_logs();
     let provider = RedisProvider::new(config);
     let server = testing::spawn(
         Ori::create()
-            .websocket_with(provider.clone(), WsOptions::new())
+            .websocket_with(provider.clone(), options)
             .on_websocket(command_handlers()),
     )
     .await;
