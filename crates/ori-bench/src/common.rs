@@ -108,3 +108,76 @@ pub fn record_failure(
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(|| format!("{e:#}"));
 }
+
+/// The generator's own CPU use over a measured interval, so that a
+/// saturated generator shows in every result (it would then measure itself
+/// rather than the server).
+pub struct BenchCpu {
+    cpu0: Option<f64>,
+    t0: u64,
+    cpu1: Option<f64>,
+    t1: u64,
+}
+
+impl BenchCpu {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        let t0 = sys::now_ns();
+        Self {
+            cpu0: sys::cpu_seconds("self"),
+            t0,
+            cpu1: None,
+            t1: t0,
+        }
+    }
+
+    /// Ends the interval (the last call counts).
+    pub fn stop(&mut self) {
+        self.cpu1 = sys::cpu_seconds("self");
+        self.t1 = sys::now_ns();
+    }
+
+    /// Adds `bench_cpu_s`, `bench_cpu_pct` (percent of one core over the
+    /// interval), `bench_threads` (runtime workers) and `bench_cores` (the
+    /// cores those workers can use: the smaller of the thread count and
+    /// the CPUs this process may run on), and warns on stderr when the
+    /// generator used more than 90 % of those cores. Stops the interval
+    /// first if [`stop`](Self::stop) was not called.
+    pub fn report(&mut self, out: &mut Map<String, Value>) {
+        let cores = self.fields(out);
+        if let Some(pct) = out.get("bench_cpu_pct").and_then(Value::as_f64) {
+            if pct > 90.0 * cores as f64 {
+                eprintln!(
+                    "warning: the generator used {pct:.0} % of one core with {cores} core(s) to \
+                     use: it is probably the bottleneck, and its figures measure itself as much \
+                     as the server (try more --threads, or another core)"
+                );
+            }
+        }
+    }
+
+    /// The fields of [`report`](Self::report) without the warning (for
+    /// in-process runs that are meant to use a whole core). Returns the
+    /// core count.
+    pub fn fields(&mut self, out: &mut Map<String, Value>) -> usize {
+        if self.cpu1.is_none() {
+            self.stop();
+        }
+        let threads = sys::threads();
+        let cores = threads.min(sys::usable_cpus());
+        out.insert("bench_threads".into(), json!(threads));
+        out.insert("bench_cores".into(), json!(cores));
+        if let (Some(c0), Some(c1)) = (self.cpu0, self.cpu1) {
+            out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
+            let secs = (self.t1 - self.t0) as f64 / 1e9;
+            // Below 0.1 s the 10 ms clock ticks of /proc make it noise.
+            if secs >= 0.1 {
+                out.insert(
+                    "bench_cpu_pct".into(),
+                    json!(crate::round3((c1 - c0) / secs * 100.0)),
+                );
+            }
+        }
+        cores
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::{json, Map, Value};
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::hist::Histogram;
 use crate::sys::now_ns;
 use crate::ws::WsConn;
@@ -39,7 +39,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<Value> {
     let timeout = a.common.timeout();
 
     let cpu0 = probe.cpu();
-    let self_cpu0 = crate::sys::cpu_seconds("self");
+    let mut bench_cpu = BenchCpu::start();
     let rss_before = probe.rss();
     let t0 = now_ns();
     let next = Arc::new(AtomicUsize::new(0));
@@ -86,7 +86,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<Value> {
         hist.merge(&h);
         close_hist.merge(&c);
     }
-    let self_cpu1 = crate::sys::cpu_seconds("self");
+    bench_cpu.stop();
     let elapsed = (now_ns() - t0) as f64 / 1e9;
     let cpu1 = probe.cpu();
     let rss_after = probe.rss();
@@ -105,9 +105,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<Value> {
     );
     hist.summary_ms("handshake_", &mut out);
     close_hist.summary_ms("close_", &mut out);
-    if let (Some(c0), Some(c1)) = (self_cpu0, self_cpu1) {
-        out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
-    }
+    bench_cpu.report(&mut out);
     probe.report(&mut out, cpu0, cpu1, rss_before, rss_after, elapsed);
     if let Some(e) = first_error
         .lock()

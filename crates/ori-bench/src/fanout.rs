@@ -10,7 +10,7 @@ use anyhow::bail;
 use serde_json::{json, Map, Value};
 use tokio::task::JoinHandle;
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::hist;
 use crate::http::HttpConn;
 use crate::sys::now_ns;
@@ -501,7 +501,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     };
     sleep_until_ns(window_start_ns).await;
     let cpu0 = probe.cpu();
-    let self_cpu0 = crate::sys::cpu_seconds("self");
+    let mut bench_cpu = BenchCpu::start();
     let (mut last_pub, mut last_recv, mut last_t) =
         (published.load(Relaxed), received(&subs), now_ns());
     while now_ns() < stop_ns {
@@ -519,7 +519,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         (last_pub, last_recv, last_t) = (p, r, t);
     }
     let cpu1 = probe.cpu();
-    let self_cpu1 = crate::sys::cpu_seconds("self");
+    bench_cpu.stop();
     let rss_after = probe.rss();
 
     let mut per_topic = vec![0u64; a.topics];
@@ -625,9 +625,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             );
         }
     }
-    if let (Some(c0), Some(c1)) = (self_cpu0, self_cpu1) {
-        out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
-    }
+    bench_cpu.report(&mut out);
     if let Some(e) = pub_last_error {
         out.insert("last_publish_error".into(), json!(e));
     }

@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--threads must be 1..=256");
     }
     sys::now_ns(); // start the clock
+    sys::set_threads(cli.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads)
         .enable_all()

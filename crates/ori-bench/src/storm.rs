@@ -23,7 +23,7 @@ use anyhow::bail;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::fanout::{parse_seq_stamp, write_u64};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
@@ -652,6 +652,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
 
     // The storm.
     let cpu0 = probe.cpu();
+    let mut bench_cpu = BenchCpu::start();
     let storm_start = now_ns() + 10_000_000;
     storm_tx.send_replace(storm_start);
     let guard = storm_start
@@ -676,6 +677,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
         sh.rejoined.load(Relaxed)
     );
     let cpu1 = probe.cpu();
+    bench_cpu.stop();
 
     tokio::time::sleep(Duration::from_secs_f64(a.after)).await;
     stop.store(true, Relaxed);
@@ -783,6 +785,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
         out.insert("first_connect_error".into(), json!(e));
     }
     sampler.finish(&mut out);
+    bench_cpu.report(&mut out);
     Ok(Value::Object(out))
 }
 

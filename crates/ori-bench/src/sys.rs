@@ -16,6 +16,24 @@ pub fn now_ns() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Records the runtime's worker thread count (`--threads`), once, at start.
+pub fn set_threads(n: usize) {
+    let _ = THREADS.set(n);
+}
+
+/// The runtime's worker thread count (1 if never set).
+pub fn threads() -> usize {
+    THREADS.get().copied().unwrap_or(1)
+}
+
+/// CPUs this process may run on (its affinity mask, e.g. 1 under
+/// `taskset -c 1`).
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// User + system CPU seconds used so far by process `pid` (`self` for this
 /// process), from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
