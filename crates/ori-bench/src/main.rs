@@ -16,6 +16,7 @@ mod idle;
 mod micro;
 mod slow;
 mod soak;
+mod stamp;
 mod storm;
 mod sys;
 mod target;

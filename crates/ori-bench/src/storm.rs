@@ -24,9 +24,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
 use crate::common::{BenchCpu, Common, ServerProbe};
-use crate::fanout::{parse_seq_stamp, write_u64};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
+use crate::stamp::{encode_publish, parse_seq_stamp};
 use crate::sys::now_ns;
 use crate::target::Target;
 use crate::ws::{self, WsConn};
@@ -188,22 +188,14 @@ pub(crate) async fn publish_loop(
             },
         };
         let seq = topics.started[topic].fetch_add(1, Relaxed);
-        body.clear();
-        body.extend_from_slice(b"{\"message\":\"");
-        write_u64(&mut body, seq);
-        body.push(b':');
-        write_u64(&mut body, now_ns());
-        body.push(b':');
-        let text_len = body.len() - 12;
-        if text_len < payload {
-            body.resize(body.len() + payload - text_len, b'x');
-        }
-        body.extend_from_slice(b"\"}");
-        req.clear();
-        req.extend_from_slice(&prefixes[topic]);
-        write_u64(&mut req, body.len() as u64);
-        req.extend_from_slice(b"\r\n\r\n");
-        req.extend_from_slice(&body);
+        encode_publish(
+            &mut req,
+            &mut body,
+            &prefixes[topic],
+            seq,
+            now_ns(),
+            payload,
+        );
         let ok = match c.request(&req, timeout).await {
             Ok(200..=299) => {
                 if c.closed {
