@@ -221,7 +221,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     };
     sleep_until_ns(window_start_ns).await;
     let cpu0 = probe.cpu();
-    let mut bench_cpu = BenchCpu::start();
+    let mut bench_cpu = BenchCpu::start().with_extra_threads(1);
     let (mut last_pub, mut last_recv, mut last_t) =
         (published.load(Relaxed), received(&subs), now_ns());
     while now_ns() < stop_ns {

@@ -48,6 +48,20 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / CLK_TCK)
 }
 
+/// User + system CPU seconds used so far by each thread of this process
+/// (`/proc/self/task/<tid>/stat`), by thread id.
+pub fn thread_cpu_seconds() -> Vec<(u32, f64)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let tid = name.to_str()?;
+        Some((tid.parse().ok()?, cpu_seconds(&format!("self/task/{tid}"))?))
+    })
+    .collect()
+}
+
 /// Resident set size of process `pid` in KiB (`VmRSS` of
 /// `/proc/<pid>/status`).
 pub fn rss_kib(pid: &str) -> Option<u64> {
