@@ -84,24 +84,29 @@ impl StampParser {
 }
 
 /// `<seq>:<sent>:` at the start of `text`.
+#[inline]
 fn parse_numbers(text: &[u8]) -> Option<(u64, u64)> {
-    let mut it = text.iter();
-    let mut num = || {
-        let (mut v, mut digits) = (0u64, 0);
-        loop {
-            match *it.next()? {
-                c @ b'0'..=b'9' => {
-                    v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                    digits += 1;
-                }
-                b':' if digits > 0 => return Some(v),
-                _ => return None,
-            }
-        }
-    };
-    let seq = num()?;
-    let sent = num()?;
+    let (seq, used) = parse_number(text)?;
+    let (sent, _) = parse_number(&text[used..])?;
     Some((seq, sent))
+}
+
+/// A decimal number of 1 to 19 digits (so it cannot overflow) followed by
+/// `:`, at the start of `text`; the number and the bytes used.
+#[inline]
+fn parse_number(text: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &c) in text.iter().enumerate().take(20) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return (c == b':' && i > 0).then_some((v, i + 1));
+        }
+        if i == 19 {
+            return None; // a 20th digit
+        }
+        v = v * 10 + u64::from(d);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -119,6 +124,16 @@ mod tests {
         assert_eq!(parse_seq_stamp(br#"{"message":"1:2"}"#), None);
         assert_eq!(parse_seq_stamp(br#"{"message":":2:"}"#), None);
         assert_eq!(parse_seq_stamp(b"3"), None);
+        let max = format!(r#"{{"message":"9999999999999999999:{}:x"}}"#, u64::MAX / 2);
+        assert_eq!(
+            parse_seq_stamp(max.as_bytes()),
+            Some((9_999_999_999_999_999_999, u64::MAX / 2))
+        );
+        assert_eq!(
+            parse_seq_stamp(br#"{"message":"10000000000000000000:1:x"}"#),
+            None
+        );
+        assert_eq!(parse_seq_stamp(br#"{"message":"1:2x:"}"#), None);
     }
 
     #[test]
