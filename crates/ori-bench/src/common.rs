@@ -108,3 +108,109 @@ pub fn record_failure(
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(|| format!("{e:#}"));
 }
+
+/// The generator's own CPU use over a measured interval, so that a
+/// saturated generator shows in every result (it would then measure itself
+/// rather than the server).
+pub struct BenchCpu {
+    extra_threads: usize,
+    cpu0: Option<f64>,
+    threads0: Vec<(u32, f64)>,
+    t0: u64,
+    cpu1: Option<f64>,
+    threads1: Vec<(u32, f64)>,
+    t1: u64,
+}
+
+impl BenchCpu {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        let t0 = sys::now_ns();
+        Self {
+            extra_threads: 0,
+            cpu0: sys::cpu_seconds("self"),
+            threads0: sys::thread_cpu_seconds(),
+            t0,
+            cpu1: None,
+            threads1: Vec::new(),
+            t1: t0,
+        }
+    }
+
+    /// Counts `n` busy threads of the run besides the runtime's workers
+    /// (fan-out's publisher thread).
+    pub fn with_extra_threads(mut self, n: usize) -> Self {
+        self.extra_threads = n;
+        self
+    }
+
+    /// Ends the interval (the last call counts).
+    pub fn stop(&mut self) {
+        self.cpu1 = sys::cpu_seconds("self");
+        self.threads1 = sys::thread_cpu_seconds();
+        self.t1 = sys::now_ns();
+    }
+
+    /// Adds `bench_cpu_s`, `bench_cpu_pct` (percent of one core over the
+    /// interval), `bench_threads` (runtime workers plus any extra busy
+    /// thread) and `bench_cores` (the cores those threads can use: the
+    /// smaller of the thread count and the CPUs this process may run on)
+    /// and `bench_busiest_thread_pct` (the thread that used the most CPU,
+    /// percent of one core). Warns on stderr when the generator used more
+    /// than 90 % of those cores, or one thread more than 90 % of a core.
+    /// Stops the interval first if [`stop`](Self::stop) was not called.
+    pub fn report(&mut self, out: &mut Map<String, Value>) {
+        let cores = self.fields(out);
+        let pct = |k: &str| out.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let (total, busiest) = (pct("bench_cpu_pct"), pct("bench_busiest_thread_pct"));
+        if total > 90.0 * cores as f64 || busiest > 90.0 {
+            eprintln!(
+                "warning: the generator used {total:.0} % of one core ({cores} core(s) to use; \
+                 its busiest thread {busiest:.0} %): it is probably the bottleneck, and its \
+                 figures measure itself as much as the server (try more --threads, or another \
+                 core)"
+            );
+        }
+    }
+
+    /// The fields of [`report`](Self::report) without the warning (for
+    /// in-process runs that are meant to use a whole core). Returns the
+    /// core count.
+    pub fn fields(&mut self, out: &mut Map<String, Value>) -> usize {
+        if self.cpu1.is_none() {
+            self.stop();
+        }
+        let threads = sys::threads() + self.extra_threads;
+        let cores = threads.min(sys::usable_cpus());
+        out.insert("bench_threads".into(), json!(threads));
+        out.insert("bench_cores".into(), json!(cores));
+        if let (Some(c0), Some(c1)) = (self.cpu0, self.cpu1) {
+            out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
+            let secs = (self.t1 - self.t0) as f64 / 1e9;
+            // Below 0.1 s the 10 ms clock ticks of /proc make it noise.
+            if secs >= 0.1 {
+                out.insert(
+                    "bench_cpu_pct".into(),
+                    json!(crate::round3((c1 - c0) / secs * 100.0)),
+                );
+                let busiest = self
+                    .threads1
+                    .iter()
+                    .map(|(tid, c1)| {
+                        let c0 = self
+                            .threads0
+                            .iter()
+                            .find(|(t, _)| t == tid)
+                            .map_or(0.0, |t| t.1);
+                        c1 - c0
+                    })
+                    .fold(0.0f64, f64::max);
+                out.insert(
+                    "bench_busiest_thread_pct".into(),
+                    json!(crate::round3(busiest / secs * 100.0)),
+                );
+            }
+        }
+        cores
+    }
+}

@@ -1,8 +1,11 @@
 //! `fanout`: N subscribers over T topics, K HTTP publishers; measures
 //! deliveries per second, losses and publish-to-delivery latency.
 
+mod publish;
+mod subscribe;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,12 +13,13 @@ use anyhow::bail;
 use serde_json::{json, Map, Value};
 use tokio::task::JoinHandle;
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::hist;
-use crate::http::HttpConn;
 use crate::sys::now_ns;
 use crate::target::Target;
-use crate::ws::{self, WsConn};
+use crate::ws::WsConn;
+use publish::PubConfig;
+use subscribe::{subscriber, SubStats, Window};
 
 /// Options of `ori-bench fanout`.
 #[derive(Debug, clap::Args)]
@@ -61,275 +65,6 @@ pub struct FanoutArgs {
     /// Initial read buffer per subscriber, bytes (grows for larger frames).
     #[arg(long, default_value_t = 16384)]
     read_buffer: usize,
-}
-
-/// Counters of one subscriber, updated once per read batch.
-#[derive(Default)]
-struct SubStats {
-    received: AtomicU64,
-    in_window: AtomicU64,
-    other: AtomicU64,
-    /// 0 while open; the close code, or 1 for end of stream / read error.
-    closed: AtomicU32,
-}
-
-/// The measurement window in `now_ns` time, set once publishing starts.
-struct Window {
-    start: AtomicU64,
-    end: AtomicU64,
-}
-
-const NEEDLE: &[u8] = b"\"message\":\"";
-
-/// The `(seq, send_ns)` stamped into a notification's text, `None` for any
-/// other frame.
-pub(crate) fn parse_seq_stamp(payload: &[u8]) -> Option<(u64, u64)> {
-    let at = ws::find(payload, NEEDLE)? + NEEDLE.len();
-    let mut it = payload[at..].iter();
-    let mut num = || {
-        let (mut v, mut digits) = (0u64, 0);
-        loop {
-            match *it.next()? {
-                c @ b'0'..=b'9' => {
-                    v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                    digits += 1;
-                }
-                b':' if digits > 0 => return Some(v),
-                _ => return None,
-            }
-        }
-    };
-    let seq = num()?;
-    let sent = num()?;
-    Some((seq, sent))
-}
-
-enum Event {
-    None,
-    Ping(ws::FrameRef),
-    Close(u16),
-    Error,
-}
-
-/// Reads notifications until the connection ends (or the task is aborted
-/// at the end of the run). One clock read per read batch.
-async fn subscriber(mut conn: WsConn, stats: Arc<SubStats>, window: Arc<Window>) {
-    let mut need_fill = true;
-    let (mut now, mut w_start, mut w_end) = (0, u64::MAX, u64::MAX);
-    loop {
-        if need_fill {
-            match conn.fill().await {
-                Ok(0) | Err(_) => {
-                    stats.closed.store(1, Relaxed);
-                    return;
-                }
-                Ok(_) => {}
-            }
-            now = now_ns();
-            w_start = window.start.load(Relaxed);
-            w_end = window.end.load(Relaxed);
-        }
-        let (mut got, mut other) = (0u64, 0u64);
-        let event = hist::with_local(|h| loop {
-            match conn.next_frame() {
-                Ok(Some(f)) => match f.op {
-                    ws::OP_TEXT | ws::OP_BINARY => {
-                        match parse_seq_stamp(conn.payload(&f)).map(|(_, sent)| sent) {
-                            Some(sent) => {
-                                got += 1;
-                                if sent >= w_start && sent < w_end {
-                                    h.record(now.saturating_sub(sent));
-                                }
-                            }
-                            None => other += 1,
-                        }
-                    }
-                    ws::OP_PING => break Event::Ping(f),
-                    ws::OP_CLOSE => break Event::Close(conn.close_code(&f)),
-                    _ => {}
-                },
-                Ok(None) => break Event::None,
-                Err(_) => break Event::Error,
-            }
-        });
-        if got > 0 {
-            stats.received.fetch_add(got, Relaxed);
-            if now >= w_start && now < w_end {
-                stats.in_window.fetch_add(got, Relaxed);
-            }
-        }
-        if other > 0 {
-            stats.other.fetch_add(other, Relaxed);
-        }
-        match event {
-            Event::None => need_fill = true,
-            Event::Ping(f) => {
-                if conn.pong(&f).await.is_err() {
-                    stats.closed.store(1, Relaxed);
-                    return;
-                }
-                need_fill = false;
-            }
-            Event::Close(code) => {
-                stats.closed.store(u32::from(code.max(2)), Relaxed);
-                let _ = conn.send(ws::OP_CLOSE, &code.to_be_bytes()).await;
-                return;
-            }
-            Event::Error => {
-                stats.closed.store(1, Relaxed);
-                return;
-            }
-        }
-    }
-}
-
-/// What one publisher did.
-#[derive(Default)]
-struct PubResult {
-    per_topic: Vec<u64>,
-    in_window: u64,
-    errors: u64,
-    last_error: Option<String>,
-}
-
-struct PubPlan {
-    index: usize,
-    publishers: usize,
-    topics: usize,
-    /// Publishes per second for this publisher; `None` = as fast as possible.
-    rate: Option<f64>,
-    payload: usize,
-    start_ns: u64,
-    window_start_ns: u64,
-    stop_ns: u64,
-    timeout: Duration,
-}
-
-async fn publisher(
-    target: Target,
-    plan: PubPlan,
-    mut conn: Option<HttpConn>,
-    published: Arc<AtomicU64>,
-) -> PubResult {
-    let mut res = PubResult {
-        per_topic: vec![0; plan.topics],
-        ..Default::default()
-    };
-    let prefixes: Vec<Vec<u8>> = (0..plan.topics)
-        .map(|t| {
-            format!(
-                "POST /api/notify/bench-{t} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
-                target.host_header
-            )
-            .into_bytes()
-        })
-        .collect();
-    let mut body: Vec<u8> = Vec::with_capacity(plan.payload + 64);
-    let mut req: Vec<u8> = Vec::with_capacity(plan.payload + 256);
-    let mut topic = plan.index % plan.topics;
-    let mut count: u64 = 0;
-    let mut attempts: u64 = 0;
-    let mut consecutive_errors = 0u32;
-    loop {
-        let now = now_ns();
-        if now >= plan.stop_ns {
-            break;
-        }
-        if let Some(rate) = plan.rate {
-            // Send what is due; sleep until the next one is.
-            let due_ns = plan.start_ns + (attempts as f64 * 1e9 / rate) as u64;
-            if due_ns > now {
-                let wait = (due_ns - now).min(plan.stop_ns - now);
-                tokio::time::sleep(Duration::from_nanos(wait)).await;
-                continue;
-            }
-        }
-        attempts += 1;
-        let Some(c) = conn.as_mut() else {
-            match HttpConn::connect(&target, plan.timeout).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    res.errors += 1;
-                    res.last_error = Some(format!("{e:#}"));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            continue;
-        };
-        let seq = count * plan.publishers as u64 + plan.index as u64;
-        let sent = now_ns();
-        body.clear();
-        body.extend_from_slice(b"{\"message\":\"");
-        write_u64(&mut body, seq);
-        body.push(b':');
-        write_u64(&mut body, sent);
-        body.push(b':');
-        let text_len = body.len() - 12;
-        if text_len < plan.payload {
-            body.resize(body.len() + plan.payload - text_len, b'x');
-        }
-        body.extend_from_slice(b"\"}");
-        req.clear();
-        req.extend_from_slice(&prefixes[topic]);
-        write_u64(&mut req, body.len() as u64);
-        req.extend_from_slice(b"\r\n\r\n");
-        req.extend_from_slice(&body);
-        match c.request(&req, plan.timeout).await {
-            Ok(200..=299) => {
-                res.per_topic[topic] += 1;
-                count += 1;
-                consecutive_errors = 0;
-                published.fetch_add(1, Relaxed);
-                if sent >= plan.window_start_ns {
-                    res.in_window += 1;
-                }
-                if c.closed {
-                    conn = None;
-                }
-            }
-            Ok(status) => {
-                res.errors += 1;
-                consecutive_errors += 1;
-                res.last_error = Some(format!("HTTP {status} from POST /api/notify/bench-{topic}"));
-                if c.closed {
-                    conn = None;
-                }
-            }
-            Err(e) => {
-                res.errors += 1;
-                consecutive_errors += 1;
-                res.last_error = Some(format!("{e:#}"));
-                conn = None;
-            }
-        }
-        if consecutive_errors > 0 {
-            // Back off a little so a broken server is not hammered.
-            tokio::time::sleep(Duration::from_millis(
-                u64::from(consecutive_errors.min(20)) * 5,
-            ))
-            .await;
-        }
-        topic += 1;
-        if topic == plan.topics {
-            topic = 0;
-        }
-    }
-    res
-}
-
-/// Appends the decimal digits of `v` (no allocation).
-pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
 }
 
 struct Sub {
@@ -460,39 +195,24 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         Some(url) => Target::parse(url, &a.common.ws_path, a.common.token.clone())?,
         None => target.clone(),
     };
-    let mut pub_conns = Vec::with_capacity(a.publishers);
-    for _ in 0..a.publishers {
-        pub_conns.push(HttpConn::connect(&pub_target, timeout).await?);
-    }
-    let start_ns = now_ns() + 20_000_000;
-    let window_start_ns = start_ns + (a.warmup * 1e9) as u64;
-    let stop_ns = window_start_ns + (a.duration * 1e9) as u64;
+    let published = Arc::new(AtomicU64::new(0));
+    let (publishers, schedule) = publish::start(
+        PubConfig {
+            target: pub_target,
+            publishers: a.publishers,
+            topics: a.topics,
+            rate: a.rate,
+            payload: a.payload,
+            warmup_ns: (a.warmup * 1e9) as u64,
+            duration_ns: (a.duration * 1e9) as u64,
+            timeout,
+        },
+        published.clone(),
+    )
+    .await?;
+    let (window_start_ns, stop_ns) = (schedule.window_start_ns, schedule.stop_ns);
     window.start.store(window_start_ns, Relaxed);
     window.end.store(stop_ns, Relaxed);
-    let published = Arc::new(AtomicU64::new(0));
-    let pubs: Vec<_> = pub_conns
-        .into_iter()
-        .enumerate()
-        .map(|(index, conn)| {
-            let plan = PubPlan {
-                index,
-                publishers: a.publishers,
-                topics: a.topics,
-                rate: a.rate.map(|r| r / a.publishers as f64),
-                payload: a.payload,
-                start_ns,
-                window_start_ns,
-                stop_ns,
-                timeout,
-            };
-            tokio::spawn(publisher(
-                pub_target.clone(),
-                plan,
-                Some(conn),
-                published.clone(),
-            ))
-        })
-        .collect();
 
     let received = |subs: &[Sub]| {
         subs.iter()
@@ -501,7 +221,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     };
     sleep_until_ns(window_start_ns).await;
     let cpu0 = probe.cpu();
-    let self_cpu0 = crate::sys::cpu_seconds("self");
+    let mut bench_cpu = BenchCpu::start().with_extra_threads(1);
     let (mut last_pub, mut last_recv, mut last_t) =
         (published.load(Relaxed), received(&subs), now_ns());
     while now_ns() < stop_ns {
@@ -519,15 +239,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         (last_pub, last_recv, last_t) = (p, r, t);
     }
     let cpu1 = probe.cpu();
-    let self_cpu1 = crate::sys::cpu_seconds("self");
+    bench_cpu.stop();
     let rss_after = probe.rss();
 
     let mut per_topic = vec![0u64; a.topics];
     let (mut pub_in_window, mut pub_errors, mut pub_last_error) = (0, 0, None);
-    for p in pubs {
-        let r = tokio::time::timeout(timeout + Duration::from_secs(1), p)
-            .await
-            .map_err(|_| anyhow::anyhow!("a publisher did not stop in time"))??;
+    for r in publishers.finish(timeout + Duration::from_secs(2)).await? {
         for (t, n) in r.per_topic.iter().enumerate() {
             per_topic[t] += n;
         }
@@ -625,9 +342,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             );
         }
     }
-    if let (Some(c0), Some(c1)) = (self_cpu0, self_cpu1) {
-        out.insert("bench_cpu_s".into(), json!(crate::round3(c1 - c0)));
-    }
+    bench_cpu.report(&mut out);
     if let Some(e) = pub_last_error {
         out.insert("last_publish_error".into(), json!(e));
     }
@@ -648,32 +363,5 @@ async fn sleep_until_ns(t: u64) {
     let now = now_ns();
     if t > now {
         tokio::time::sleep(Duration::from_nanos(t - now)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamp_parsing() {
-        let frame = br#"{"type":"notification","message":"12:345678:xxxx","timestamp":1,"correlationId":"a"}"#;
-        assert_eq!(parse_seq_stamp(frame), Some((12, 345_678)));
-        assert_eq!(
-            parse_seq_stamp(br#"{"type":"error","message":"Invalid JSON"}"#),
-            None
-        );
-        assert_eq!(parse_seq_stamp(br#"{"message":"1:2"}"#), None);
-        assert_eq!(parse_seq_stamp(br#"{"message":":2:"}"#), None);
-        assert_eq!(parse_seq_stamp(b"3"), None);
-    }
-
-    #[test]
-    fn digits() {
-        let mut v = Vec::new();
-        write_u64(&mut v, 0);
-        v.push(b' ');
-        write_u64(&mut v, u64::MAX);
-        assert_eq!(v, format!("0 {}", u64::MAX).into_bytes());
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::sys::now_ns;
 use crate::ws::{self, WsConn};
 
@@ -85,6 +85,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
 
     let (release_tx, release_rx) = watch::channel(false);
     let t_open = now_ns();
+    let mut bench_cpu = BenchCpu::start();
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
@@ -131,6 +132,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
         w.await?;
     }
     drop(release_rx);
+    bench_cpu.stop();
     let open_s = (now_ns() - t_open) as f64 / 1e9;
     let holders = std::mem::take(&mut *holders.lock().unwrap_or_else(|e| e.into_inner()));
     let failed = failures.load(Relaxed);
@@ -190,5 +192,6 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     if let Some(e) = first_error {
         out.insert("first_error".into(), json!(e));
     }
+    bench_cpu.report(&mut out);
     Ok(Value::Object(out))
 }

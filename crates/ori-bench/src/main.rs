@@ -16,6 +16,7 @@ mod idle;
 mod micro;
 mod slow;
 mod soak;
+mod stamp;
 mod storm;
 mod sys;
 mod target;
@@ -68,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--threads must be 1..=256");
     }
     sys::now_ns(); // start the clock
+    sys::set_threads(cli.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads)
         .enable_all()

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::soak::{get_metrics, metric};
 use crate::storm::{
     check_rate_payload, check_secs, connect_join, publish_loop, reader, Sampler, Topics, Track,
@@ -269,6 +269,7 @@ pub async fn run(a: SlowArgs) -> anyhow::Result<Value> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let cpu0 = probe.cpu();
+    let mut bench_cpu = BenchCpu::start();
     let t0 = now_ns();
     let publisher = tokio::spawn(publish_loop(
         target.clone(),
@@ -299,6 +300,7 @@ pub async fn run(a: SlowArgs) -> anyhow::Result<Value> {
         .await
         .map_err(|_| anyhow::anyhow!("the publisher did not stop in time"))??;
     let cpu1 = probe.cpu();
+    bench_cpu.stop();
     let secs = (now_ns() - t0) as f64 / 1e9;
     let lost_now = || fast.iter().map(|t| t.loss_extra(&topics).0).sum::<u64>();
     let drain_end = now_ns() + (a.drain * 1e9) as u64;
@@ -369,6 +371,7 @@ pub async fn run(a: SlowArgs) -> anyhow::Result<Value> {
         out.insert("last_publish_error".into(), json!(e));
     }
     sampler.finish(&mut out);
+    bench_cpu.report(&mut out);
     Ok(Value::Object(out))
 }
 

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{Common, ServerProbe};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::storm::{
     check_rate_payload, check_secs, connect_join, publish_loop, reader, sleep_until_ns, Topics,
     Track,
@@ -275,6 +275,7 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<Value> {
     // Samples.
     let t0 = now_ns();
     let cpu0 = probe.cpu();
+    let mut bench_cpu = BenchCpu::start();
     let rss_before = probe.rss();
     let end = t0 + (a.duration * 1e9) as u64;
     let every = (a.sample * 1e9) as u64;
@@ -307,6 +308,7 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<Value> {
         next += every;
     }
     let cpu1 = probe.cpu();
+    bench_cpu.stop();
 
     churn_stop.store(true, Relaxed);
     stop.store(true, Relaxed);
@@ -405,6 +407,7 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<Value> {
         out.insert("last_publish_error".into(), json!(e));
     }
     out.insert("samples".into(), json!(samples));
+    bench_cpu.report(&mut out);
     Ok(Value::Object(out))
 }
 

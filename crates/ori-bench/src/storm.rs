@@ -23,10 +23,10 @@ use anyhow::bail;
 use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Semaphore};
 
-use crate::common::{Common, ServerProbe};
-use crate::fanout::{parse_seq_stamp, write_u64};
+use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
+use crate::stamp::{encode_publish, parse_seq_stamp};
 use crate::sys::now_ns;
 use crate::target::Target;
 use crate::ws::{self, WsConn};
@@ -188,22 +188,14 @@ pub(crate) async fn publish_loop(
             },
         };
         let seq = topics.started[topic].fetch_add(1, Relaxed);
-        body.clear();
-        body.extend_from_slice(b"{\"message\":\"");
-        write_u64(&mut body, seq);
-        body.push(b':');
-        write_u64(&mut body, now_ns());
-        body.push(b':');
-        let text_len = body.len() - 12;
-        if text_len < payload {
-            body.resize(body.len() + payload - text_len, b'x');
-        }
-        body.extend_from_slice(b"\"}");
-        req.clear();
-        req.extend_from_slice(&prefixes[topic]);
-        write_u64(&mut req, body.len() as u64);
-        req.extend_from_slice(b"\r\n\r\n");
-        req.extend_from_slice(&body);
+        encode_publish(
+            &mut req,
+            &mut body,
+            &prefixes[topic],
+            seq,
+            now_ns(),
+            payload,
+        );
         let ok = match c.request(&req, timeout).await {
             Ok(200..=299) => {
                 if c.closed {
@@ -652,6 +644,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
 
     // The storm.
     let cpu0 = probe.cpu();
+    let mut bench_cpu = BenchCpu::start();
     let storm_start = now_ns() + 10_000_000;
     storm_tx.send_replace(storm_start);
     let guard = storm_start
@@ -676,6 +669,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
         sh.rejoined.load(Relaxed)
     );
     let cpu1 = probe.cpu();
+    bench_cpu.stop();
 
     tokio::time::sleep(Duration::from_secs_f64(a.after)).await;
     stop.store(true, Relaxed);
@@ -783,6 +777,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<Value> {
         out.insert("first_connect_error".into(), json!(e));
     }
     sampler.finish(&mut out);
+    bench_cpu.report(&mut out);
     Ok(Value::Object(out))
 }
 

@@ -16,6 +16,24 @@ pub fn now_ns() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Records the runtime's worker thread count (`--threads`), once, at start.
+pub fn set_threads(n: usize) {
+    let _ = THREADS.set(n);
+}
+
+/// The runtime's worker thread count (1 if never set).
+pub fn threads() -> usize {
+    THREADS.get().copied().unwrap_or(1)
+}
+
+/// CPUs this process may run on (its affinity mask, e.g. 1 under
+/// `taskset -c 1`).
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// User + system CPU seconds used so far by process `pid` (`self` for this
 /// process), from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
@@ -28,6 +46,20 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some((utime + stime) as f64 / CLK_TCK)
+}
+
+/// User + system CPU seconds used so far by each thread of this process
+/// (`/proc/self/task/<tid>/stat`), by thread id.
+pub fn thread_cpu_seconds() -> Vec<(u32, f64)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let tid = name.to_str()?;
+        Some((tid.parse().ok()?, cpu_seconds(&format!("self/task/{tid}"))?))
+    })
+    .collect()
 }
 
 /// Resident set size of process `pid` in KiB (`VmRSS` of

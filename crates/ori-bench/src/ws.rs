@@ -153,7 +153,9 @@ impl WsConn {
         req.push_str("\r\n");
         stream.write_all(req.as_bytes()).await?;
 
-        let mut buf = vec![0u8; buf_size.max(MAX_HEAD)];
+        // A 101 head is a few hundred bytes: start small (the buffer is
+        // zeroed) and grow only for a larger head.
+        let mut buf = vec![0u8; buf_size.max(1024)];
         let mut end = 0;
         let head_end = loop {
             if let Some(pos) = find(&buf[..end], b"\r\n\r\n") {
@@ -162,7 +164,11 @@ impl WsConn {
             if end >= MAX_HEAD {
                 bail!("upgrade response head larger than {MAX_HEAD} bytes");
             }
-            let n = stream.read(&mut buf[end..MAX_HEAD]).await?;
+            if end == buf.len() {
+                buf.resize(MAX_HEAD, 0);
+            }
+            let limit = buf.len().min(MAX_HEAD);
+            let n = stream.read(&mut buf[end..limit]).await?;
             if n == 0 {
                 bail!("connection closed during the upgrade");
             }
@@ -176,8 +182,10 @@ impl WsConn {
         // Keep whatever frames followed the 101 in the same read.
         buf.copy_within(head_end..end, 0);
         let end = end - head_end;
-        buf.truncate(buf_size.max(end).max(64));
-        buf.shrink_to_fit();
+        if buf.len() > buf_size.max(end).max(1024) {
+            buf.truncate(buf_size.max(end).max(64));
+            buf.shrink_to_fit();
+        }
         Ok(Self {
             stream,
             buf,
@@ -380,6 +388,13 @@ impl WsConn {
         })
         .await
         .map_err(|_| anyhow::anyhow!("no reply to the '2' ping within {timeout:?}"))?
+    }
+
+    /// Drops the connection with a TCP reset (`SO_LINGER` 0): no close
+    /// frame, no FIN handshake, no TIME_WAIT on either side. The cheapest
+    /// way out for both ends; the server sees a reset connection.
+    pub fn reset(self) {
+        let _ = self.stream.set_zero_linger();
     }
 
     /// Sends a close frame (code 1000) and waits, within `timeout`, for the
