@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 pub const DEFAULT_BUDGET: usize = 16 << 20;
 /// The default time a publisher waits for room before it fails.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The default time the budget may stay spent before the largest queues are
-/// dropped (their connections closed with 1013).
+/// The default age a connection's backlog may reach, while the budget is
+/// spent and someone waits, before the connection is closed with 1013.
 pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(250);
 
 /// The outbound budget of one instance (see the [module docs](self)).
@@ -42,8 +42,10 @@ pub struct Budget {
     shed_after_ms: AtomicU64,
     /// Woken when `used` falls to the limit or below (or the limit grows).
     room: Notify,
-    /// One waiter at a time drops the largest queues.
+    /// One waiter at a time scans the queues.
     shedding: AtomicBool,
+    /// When the queues were last scanned for readers that are behind.
+    last_scan: std::sync::Mutex<Option<tokio::time::Instant>>,
     waits: AtomicU64,
     waiting: AtomicU64,
     waited_us: AtomicU64,
@@ -68,6 +70,7 @@ impl Budget {
             shed_after_ms: AtomicU64::new(DEFAULT_SHED_AFTER.as_millis() as u64),
             room: Notify::new(),
             shedding: AtomicBool::new(false),
+            last_scan: std::sync::Mutex::new(None),
             waits: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             waited_us: AtomicU64::new(0),
@@ -99,9 +102,9 @@ impl Budget {
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// How long the budget may stay spent, while someone waits for room,
-    /// before the largest queues are dropped and their connections closed
-    /// with 1013: the readers that hold the budget are the slow ones.
+    /// How often waiters scan the queues while the budget is spent; a
+    /// connection that did not drain what it held at the previous scan is
+    /// closed with 1013 (see [`Hub::shed`](crate::Hub::shed)).
     pub fn shed_after(&self) -> Duration {
         Duration::from_millis(self.shed_after_ms.load(Ordering::Relaxed))
     }
@@ -143,8 +146,8 @@ impl Budget {
         self.timeouts.load(Ordering::Relaxed)
     }
 
-    /// Connections closed (1013) because the budget stayed spent and theirs
-    /// were the largest queues.
+    /// Connections closed (1013) because the budget was spent and their
+    /// backlog older than [`shed_after`](Self::shed_after).
     pub fn shed_count(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
     }
@@ -184,9 +187,26 @@ impl Budget {
         }
     }
 
-    /// Takes the right to shed; `None` while another waiter sheds.
+    /// Takes the right to scan the queues; `None` while another waiter
+    /// scans, or when the last scan was less than `shed_after` ago (a scan
+    /// compares each queue with what the previous one saw, so they must be
+    /// that far apart).
     pub(crate) fn try_shed(&self) -> Option<ShedGuard<'_>> {
-        (!self.shedding.swap(true, Ordering::AcqRel)).then_some(ShedGuard(self))
+        if self.shedding.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let guard = ShedGuard(self);
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .last_scan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| now < t + self.shed_after()) {
+            return None;
+        }
+        *last = Some(now);
+        drop(last);
+        Some(guard)
     }
 
     pub(crate) fn count_shed(&self, connections: u64) {
@@ -194,7 +214,7 @@ impl Budget {
     }
 }
 
-/// Held while one waiter drops the largest queues.
+/// Held while one waiter scans the queues.
 pub(crate) struct ShedGuard<'a>(&'a Budget);
 
 impl Drop for ShedGuard<'_> {

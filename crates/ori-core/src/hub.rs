@@ -155,10 +155,9 @@ impl Hub {
     /// slow down to the pace of delivery instead of growing the queues.
     ///
     /// Gives up after the budget's [wait timeout](Budget::wait_timeout).
-    /// While it waits, each time the budget has stayed spent for
-    /// [`shed_after`](Budget::shed_after), the largest queues are dropped
-    /// and their connections closed with 1013: the readers holding the
-    /// budget are the slow ones, and they must not stall everyone else.
+    /// While it waits, every [`shed_after`](Budget::shed_after) it
+    /// [sheds](Self::shed) the connections whose readers stopped, so that
+    /// they cannot stall everyone else.
     ///
     /// ```
     /// # futures_util::future::FutureExt::now_or_never(async {
@@ -217,27 +216,33 @@ impl Hub {
         }
     }
 
-    /// Closes (1013) the connections with the largest queues until what is
-    /// queued is back under the budget. Returns how many were closed.
+    /// Closes (1013) the connections whose backlog is older than the time
+    /// since the previous shed (they did not even drain what they held
+    /// then: their readers stopped or trickle), largest first, until what
+    /// is queued is back under the budget. Readers that keep up are never
+    /// closed, however much is queued. Called by waiters every
+    /// [`shed_after`](Budget::shed_after); returns how many were closed.
     pub fn shed(&self) -> usize {
         let budget = &*self.inner.budget;
         let Some(_guard) = budget.try_shed() else {
             return 0;
         };
-        let mut queues: Vec<(usize, Arc<Outbox>)> = self
+        let outboxes: Vec<Arc<Outbox>> = self
             .read()
             .conns
             .values()
-            .filter_map(|e| {
-                let q = e.outbox.queued_bytes();
-                (q > 0).then(|| (q, e.outbox.clone()))
-            })
+            .map(|e| e.outbox.clone())
             .collect();
-        queues.sort_unstable_by_key(|q| std::cmp::Reverse(q.0));
+        let mut behind: Vec<(usize, Arc<Outbox>)> = outboxes
+            .into_iter()
+            .filter(|o| o.behind_since_last_scan())
+            .map(|o| (o.queued_bytes(), o))
+            .collect();
+        behind.sort_unstable_by_key(|q| std::cmp::Reverse(q.0));
         let target = budget.limit();
         let mut used = budget.used();
         let mut closed = 0;
-        for (queued, outbox) in queues {
+        for (queued, outbox) in behind {
             if used <= target {
                 break;
             }
@@ -680,7 +685,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_spent_budget_sheds_the_largest_queue_and_spares_the_rest() {
+    async fn a_spent_budget_sheds_a_reader_that_stopped_and_spares_the_rest() {
         let hub = Hub::new();
         hub.budget().set_limit(100);
         hub.budget().set_shed_after(Duration::from_millis(50));

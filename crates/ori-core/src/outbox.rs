@@ -53,6 +53,11 @@ struct OutboxState {
     status: OutboxStatus,
     /// The writer, woken when there is something to do.
     waker: Option<Waker>,
+    /// Bytes that have left the queue since the outbox was made.
+    dequeued_total: u64,
+    /// What a budget scan saw last (`dequeued_total`, `queued_bytes`), to
+    /// tell a reader that stopped from one that keeps up.
+    mark: Option<(u64, usize)>,
 }
 
 impl OutboxState {
@@ -68,6 +73,7 @@ impl OutboxState {
     fn uncount(&mut self, n: usize) -> usize {
         let n = n.min(self.queued_bytes);
         self.queued_bytes -= n;
+        self.dequeued_total += n as u64;
         n
     }
 }
@@ -118,6 +124,8 @@ impl Outbox {
                 queued_bytes: 0,
                 status: OutboxStatus::Open,
                 waker: None,
+                dequeued_total: 0,
+                mark: None,
             }),
         }
     }
@@ -209,6 +217,21 @@ impl Outbox {
         self.release(dropped);
         wake(waker);
         true
+    }
+
+    /// One scan of the budget: true if, since the previous scan, less left
+    /// this queue than it held then (its backlog is older than the time
+    /// between the scans: the reader stopped or trickles). Remembers what
+    /// it sees for the next scan.
+    pub(crate) fn behind_since_last_scan(&self) -> bool {
+        let mut st = lock(&self.state);
+        let now = (st.dequeued_total, st.queued_bytes);
+        let behind = st.queued_bytes > 0
+            && st
+                .mark
+                .is_some_and(|(dequeued, queued)| now.0 - dequeued < queued as u64);
+        st.mark = Some(now);
+        behind
     }
 
     /// Marks the outbox closed for good (the connection ended): later pushes
@@ -439,5 +462,23 @@ mod tests {
         dropped.push(Bytes::from_static(b"left behind"));
         drop(dropped);
         assert_eq!(budget.used(), 0, "a dropped outbox releases its bytes");
+    }
+
+    #[test]
+    fn a_queue_is_behind_only_if_it_did_not_drain_what_it_held_at_the_last_scan() {
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        o.push(Bytes::from_static(b"0123456789"));
+        assert!(!o.behind_since_last_scan(), "the first scan only looks");
+        // A reader that keeps up: what was queued then has left since, even
+        // though more is queued now.
+        o.written(10);
+        o.push(Bytes::from_static(b"abcdefghijklmnopqrst"));
+        assert!(!o.behind_since_last_scan());
+        // A reader that trickles: 5 of the 20 bytes left since.
+        o.written(5);
+        assert!(o.behind_since_last_scan());
+        // An empty queue is never behind.
+        o.written(15);
+        assert!(!o.behind_since_last_scan());
     }
 }

@@ -44,6 +44,9 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest outbound queue per connection (close 1013 beyond).
     pub outbound_queue_limit: usize,
+    /// Bytes queued to all connections together before publishes wait
+    /// (`WsOptions::outbound_budget`).
+    pub outbound_budget: usize,
     /// Largest HTTP body (413 beyond).
     pub body_limit: usize,
     /// How long a graceful shutdown waits.
@@ -56,6 +59,7 @@ impl Default for Config {
             token: None,
             max_message_size: 1 << 20,
             outbound_queue_limit: 4 << 20,
+            outbound_budget: ori::core::DEFAULT_BUDGET,
             body_limit: 1 << 20,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -76,6 +80,7 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size)
         .outbound_queue_limit(config.outbound_queue_limit)
+        .outbound_budget(config.outbound_budget)
         .upgrade(move |req| {
             let token = token.clone();
             async move {

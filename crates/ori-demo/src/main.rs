@@ -30,6 +30,10 @@ struct Args {
     /// Seconds a graceful shutdown waits for connections to close.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Bytes that may wait in the outbound queues of all connections
+    /// together before publishes wait for delivery (default 16 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = ori::core::DEFAULT_BUDGET)]
+    outbound_budget: usize,
     /// Runtime worker threads (0: one per core this process may run on; 1:
     /// a single-threaded runtime).
     #[arg(long, default_value_t = 0)]
@@ -67,6 +71,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = ori_demo::Config {
         token: args.token,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        outbound_budget: args.outbound_budget,
         ..Default::default()
     };
     let ori = match &args.redis {

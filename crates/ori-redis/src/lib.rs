@@ -68,6 +68,24 @@
 //!   `Ok(false)`: no instance has it.
 //! - Per publisher, messages arrive in the order they were published.
 //!
+//! # Backpressure
+//!
+//! An instance reads its subscription no faster than it delivers. Before it
+//! hands on a message from Redis, the subscriber waits while the hub's
+//! outbound budget is spent ([`ori_core::Hub::room`]); meanwhile nothing is
+//! read from the socket, the kernel's buffers fill, and the backlog waits
+//! in Redis, in this client's output buffer. Redis's
+//! `client-output-buffer-limit pubsub` (default `32mb 8mb 60`) bounds that:
+//! an instance that stays behind is disconnected by Redis, and the provider
+//! reconnects as after any outage (counted in [`RedisStats::disconnects`],
+//! logged); what was published meanwhile is not delivered there. So one
+//! instance's overload costs it messages, never unbounded memory or lag.
+//! One server's subscriber speaks RESP2 itself for this (the client
+//! library's pub/sub connection drains the socket into an unbounded queue);
+//! with a Redis Cluster the library's push queue still fills while the
+//! instance waits, so there the bound is the instance's pace, not Redis's
+//! buffer limit.
+//!
 //! # Faults
 //!
 //! Start-up follows [`StartupPolicy`] (fail fast by default). When the

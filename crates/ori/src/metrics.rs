@@ -111,7 +111,7 @@ pub fn render(emitter: &SocketEmitter) -> String {
         ),
         (
             "ori_budget_shed_total",
-            "Connections closed with 1013 because the budget stayed spent and theirs were the largest queues.",
+            "Connections closed with 1013 because the budget was spent and their backlog older than shed_slowest_after.",
             "counter",
             b(Budget::shed_count),
         ),

@@ -251,11 +251,13 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
         self
     }
 
-    /// How long the outbound budget may stay spent while a publisher waits
-    /// before the connections with the largest queues are closed with 1013
-    /// (default 250 ms), so that a few readers that stopped reading cannot
-    /// stall every publisher. Fast readers drain within one writer pass and
-    /// are never the largest queues for this long.
+    /// How old a connection's backlog may get while the outbound budget is
+    /// spent and a publisher waits (default 250 ms). Every this often the
+    /// waiters scan the queues; a connection that did not even drain what
+    /// it held at the previous scan (its reader stopped, or trickles) is
+    /// closed with 1013, largest queue first, until the budget has room.
+    /// So a few readers that stopped cannot stall every publisher, and a
+    /// reader that keeps up is never closed, however much is queued to it.
     pub fn shed_slowest_after(mut self, after: Duration) -> Self {
         self.limits.budget.shed_after = after;
         self
