@@ -1,19 +1,4 @@
-//! The instance's outbound budget: how many bytes may wait, summed over
-//! every connection's outbound queue, before publishers are slowed down.
-//!
-//! A publish never waits for a socket. It queues one shared frame per
-//! subscriber and returns; the writers put the frames on the wire later. The
-//! budget bounds how far the writers may fall behind: every byte queued to
-//! an [`Outbox`](crate::Outbox) of the hub is charged to it and released once
-//! written (or dropped). While more is queued than the limit,
-//! [`Hub::reserve`](crate::Hub::reserve) waits: an HTTP handler's publish,
-//! a service's, the Redis provider's reader. So under overload the
-//! producers slow down to the pace of delivery, and the lag from publish to
-//! socket stays about `limit / write rate`, instead of the queues growing.
-//!
-//! The bound is soft by the publishes already admitted: a publish that
-//! found room queues its whole fan-out, so the queues can exceed the limit
-//! by one fan-out per concurrent publisher.
+//! The instance's outbound budget.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,7 +13,22 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// spent and someone waits, before the connection is closed with 1013.
 pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(250);
 
-/// The outbound budget of one instance (see the [module docs](self)).
+/// The outbound budget of one instance: how many bytes may wait, summed over
+/// every connection's outbound queue, before publishers are slowed down.
+///
+/// A publish never waits for a socket. It queues one shared frame per
+/// subscriber and returns; the writers put the frames on the wire later. The
+/// budget bounds how far the writers may fall behind: every byte queued to
+/// an [`Outbox`](crate::Outbox) of the hub is charged to it and released once
+/// written (or dropped). While more is queued than the limit,
+/// [`Hub::reserve`](crate::Hub::reserve) waits: an HTTP handler's publish,
+/// a service's, the Redis provider's reader. So under overload the
+/// producers slow down to the pace of delivery, and the lag from publish to
+/// socket stays about `limit / write rate`, instead of the queues growing.
+///
+/// The bound is soft by the publishes already admitted: a publish that
+/// found room queues its whole fan-out, so the queues can exceed the limit
+/// by one fan-out per concurrent publisher.
 ///
 /// Shared by the hub and every outbox charged to it; the counters are
 /// readable at any time (for `/metrics`).

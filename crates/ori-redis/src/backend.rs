@@ -10,7 +10,7 @@ use ori_core::Hub;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, Msg, RedisResult};
 
-use crate::paced::{Deliver, Paced};
+use crate::paced::{Deliver, Paced, Waiting};
 
 /// What a subscriber connection produced.
 pub(crate) enum Event {
@@ -70,13 +70,14 @@ impl Backend {
     /// Opens a publisher and a subscriber, each within `connect_timeout`;
     /// commands on them time out after `response_timeout`. One server's
     /// subscriber hands its messages to `deliver`, reading no faster than
-    /// `hub` has room.
+    /// `hub` has room, and tells `waiting` when it waits.
     pub(crate) async fn connect(
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
         hub: &Hub,
         deliver: Deliver,
+        waiting: Waiting,
     ) -> Result<(Publisher, Subscriber), String> {
         match self {
             Backend::Single(client) => {
@@ -88,7 +89,8 @@ impl Backend {
                     .clone()
                     .into_connection_info()
                     .map_err(|e| e.to_string())?;
-                let paced = Paced::connect(&info, connect_timeout, hub.clone(), deliver).await?;
+                let paced =
+                    Paced::connect(&info, connect_timeout, hub.clone(), deliver, waiting).await?;
                 Ok((publisher, Subscriber::Single(paced)))
             }
             #[cfg(feature = "cluster")]

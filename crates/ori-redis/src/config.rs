@@ -51,6 +51,7 @@ pub struct RedisConfig {
     pub(crate) reconnect_max: Duration,
     /// Cluster seed nodes; empty: one server at `url`.
     pub(crate) cluster: Vec<String>,
+    pub(crate) cross_instance_backpressure: bool,
 }
 
 impl RedisConfig {
@@ -67,7 +68,19 @@ impl RedisConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             cluster: Vec::new(),
+            cross_instance_backpressure: true,
         }
+    }
+
+    /// Whether publishes wait while another instance announces that it is
+    /// behind (default: yes). With it, every instance's publishers slow
+    /// down to the pace of the slowest instance, and no instance falls so
+    /// far behind that Redis drops its subscription; without it, an
+    /// instance that cannot keep up loses what Redis drops (see the crate
+    /// docs, "Backpressure"). Instances always announce their own state.
+    pub fn cross_instance_backpressure(mut self, on: bool) -> Self {
+        self.cross_instance_backpressure = on;
+        self
     }
 
     /// Connects to a Redis Cluster (Redis 7.0 or later) through these seed

@@ -72,6 +72,9 @@ pub enum Malformed {
     /// A text payload that is not UTF-8.
     #[error("text payload is not valid UTF-8")]
     Utf8,
+    /// A message on the pressure channel that is not an announcement.
+    #[error("malformed backpressure announcement")]
+    Announcement,
     /// The envelope's topic does not belong on the channel it came from.
     #[error("topic {topic:?} does not belong on channel {channel:?}")]
     WrongChannel {

@@ -78,8 +78,18 @@
 //! `client-output-buffer-limit pubsub` (default `32mb 8mb 60`) bounds that:
 //! an instance that stays behind is disconnected by Redis, and the provider
 //! reconnects as after any outage (counted in [`RedisStats::disconnects`],
-//! logged); what was published meanwhile is not delivered there. So one
-//! instance's overload costs it messages, never unbounded memory or lag.
+//! logged); what was published meanwhile is not delivered there.
+//!
+//! So that it rarely comes to that, an instance whose subscriber has to
+//! wait announces that it is **behind** on the channel `<prefix>:p` (at
+//! once, repeated every 100 ms while it lasts, then "caught up" after
+//! 20 ms without a wait), and every other instance's publishes wait while
+//! some instance is behind (each announcement holds 300 ms unless repeated,
+//! so a dead instance holds nobody back), failing with
+//! `PublishError::Overloaded` after the publish timeout. Publishers thus
+//! slow down to the pace of the slowest instance
+//! ([`RedisConfig::cross_instance_backpressure`] turns the waiting off;
+//! [`RedisStats::instances_behind`], [`RedisStats::pressure_waits`]).
 //! One server's subscriber speaks RESP2 itself for this (the client
 //! library's pub/sub connection drains the socket into an unbounded queue);
 //! with a Redis Cluster the library's push queue still fills while the
@@ -103,6 +113,7 @@ mod backend;
 mod config;
 pub mod envelope;
 mod paced;
+mod pressure;
 mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -167,8 +178,14 @@ pub struct RedisStats {
     pub received: u64,
     /// Envelopes published to Redis.
     pub published: u64,
-    /// Channels the subscriber connection holds (broadcast included).
+    /// Channels the subscriber connection holds (broadcast and pressure
+    /// included).
     pub channels: u64,
+    /// Other instances that announced they are behind (their publishes
+    /// here wait for them; see the crate docs, "Backpressure").
+    pub instances_behind: u64,
+    /// Publishes that waited for another instance to catch up.
+    pub pressure_waits: u64,
 }
 
 /// The Redis provider. Cheap to clone (a handle): keep a clone to read
@@ -183,6 +200,7 @@ pub(crate) struct Channels {
     topic: String,
     broadcast: String,
     socket: String,
+    pressure: String,
 }
 
 /// What a channel name addresses.
@@ -198,7 +216,13 @@ impl Channels {
             topic: format!("{prefix}:t:"),
             broadcast: format!("{prefix}:b"),
             socket: format!("{prefix}:s:"),
+            pressure: format!("{prefix}:p"),
         }
+    }
+
+    /// The channel of backpressure announcements (see `pressure`).
+    pub(crate) fn pressure(&self) -> &str {
+        &self.pressure
     }
 
     pub(crate) fn topic(&self, topic: &Topic) -> String {
@@ -265,6 +289,7 @@ pub(crate) struct Shared {
     /// Wakes the task: a publish failed, check the publisher connection.
     pub(crate) publisher_suspect: Notify,
     pub(crate) counters: Counters,
+    pub(crate) pressure: pressure::Pressure,
     running: tokio::sync::Mutex<Option<Running>>,
 }
 
@@ -280,7 +305,7 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner) = conn;
     }
 
-    fn publisher(&self) -> Option<Publisher> {
+    pub(crate) fn publisher(&self) -> Option<Publisher> {
         self.publisher
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -309,6 +334,21 @@ impl Shared {
                 topic: topic.to_owned(),
             })
         }
+    }
+
+    /// Waits while another instance is behind (see `pressure`), up to the
+    /// publish timeout.
+    async fn wait_for_others(&self, topic: &Topic) -> Result<(), PublishError> {
+        if !self.config.cross_instance_backpressure {
+            return Ok(());
+        }
+        self.pressure
+            .wait_clear(self.config.publish_timeout)
+            .await
+            .map_err(|waited| PublishError::Overloaded {
+                topic: topic.to_string(),
+                waited,
+            })
     }
 
     /// Publishes one envelope; the number of subscribed connections Redis
@@ -368,6 +408,7 @@ impl RedisProvider {
                 wake: Notify::new(),
                 publisher_suspect: Notify::new(),
                 counters: Counters::default(),
+                pressure: pressure::Pressure::default(),
                 running: tokio::sync::Mutex::new(None),
                 config,
             }),
@@ -407,6 +448,8 @@ impl RedisProvider {
             received: c.received.load(Ordering::Relaxed),
             published: c.published.load(Ordering::Relaxed),
             channels: c.channels.load(Ordering::Relaxed),
+            instances_behind: self.shared.pressure.others_behind() as u64,
+            pressure_waits: self.shared.pressure.waits(),
         }
     }
 
@@ -478,6 +521,7 @@ impl RedisProvider {
             tracing::info!(redis = %url, "connecting to Redis in the background");
         }
         let (tx, rx) = watch::channel(false);
+        tokio::spawn(pressure::announce(shared.clone(), rx.clone()));
         let task = tokio::spawn(task::run(shared.clone(), backend, initial, rx));
         *running = Some(Running { shutdown: tx, task });
         shared.ready.store(true, Ordering::Release);
@@ -510,6 +554,7 @@ impl RedisProvider {
         if shared.hub.is_connected(&socket) {
             return Ok(shared.hub.send_local(&socket, &message));
         }
+        shared.wait_for_others(&topic).await?;
         let channel = shared.channels.socket(&socket);
         let receivers = shared
             .publish_envelope(channel, &topic, &message)
@@ -521,6 +566,7 @@ impl RedisProvider {
     async fn broadcast_inner(&self, message: Message) -> Result<(), PublishError> {
         let shared = &self.shared;
         shared.check_ready(BROADCAST_TOPIC)?;
+        shared.wait_for_others(&Topic::broadcast()).await?;
         shared.hub.broadcast_local(&message);
         let channel = shared.channels.broadcast().to_owned();
         shared
@@ -539,6 +585,7 @@ impl RedisProvider {
         }
         let shared = &self.shared;
         shared.check_ready(topic.as_str())?;
+        shared.wait_for_others(&topic).await?;
         shared.hub.publish_local(&topic, &message);
         let channel = shared.channels.topic(&topic);
         shared

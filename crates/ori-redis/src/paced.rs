@@ -43,6 +43,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What a message is handed to: its channel and payload.
 pub(crate) type Deliver = Box<dyn FnMut(&str, &[u8]) + Send>;
+/// Told when the reader starts (true) and stops (false) waiting for room.
+pub(crate) type Waiting = Box<dyn Fn(bool) + Send>;
 
 /// One paced subscriber connection. Dropping it ends the reader and closes
 /// the connection.
@@ -66,6 +68,7 @@ impl Paced {
         timeout: Duration,
         hub: Hub,
         deliver: Deliver,
+        waiting: Waiting,
     ) -> Result<Self, String> {
         let connecting = async {
             let (read, mut write): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Writer) =
@@ -113,7 +116,7 @@ impl Paced {
             writer: tokio::sync::Mutex::new(write),
             pending: Mutex::new(VecDeque::new()),
         });
-        let reader = tokio::spawn(read_loop(read, inner.clone(), hub, deliver));
+        let reader = tokio::spawn(read_loop(read, inner.clone(), hub, deliver, waiting));
         Ok(Self { inner, reader })
     }
 
@@ -178,6 +181,7 @@ async fn read_loop(
     inner: Arc<Inner>,
     hub: Hub,
     mut deliver: Deliver,
+    waiting: Waiting,
 ) -> String {
     let why = loop {
         let frame = match read_frame(&mut read).await {
@@ -190,8 +194,13 @@ async fn read_loop(
                     if kind == b"message" =>
                 {
                     // Nothing more is read while the budget is spent: this
-                    // is where Redis feels this instance's pace.
-                    hub.room().await;
+                    // is where Redis (and, told by `waiting`, the other
+                    // instances) feel this instance's pace.
+                    if !hub.budget().has_room() {
+                        waiting(true);
+                        hub.room().await;
+                        waiting(false);
+                    }
                     match std::str::from_utf8(channel) {
                         Ok(channel) => deliver(channel, payload),
                         Err(_) => deliver("", payload),

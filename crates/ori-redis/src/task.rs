@@ -30,24 +30,32 @@ pub(crate) async fn connect(shared: &Arc<Shared>, backend: &Backend) -> Result<L
     let deliver = Box::new(move |channel: &str, payload: &[u8]| {
         deliver(&delivering, channel, payload, &mut throttle);
     });
+    let pressing = shared.clone();
+    let waiting = Box::new(move |behind: bool| pressing.pressure.set_local(behind));
     let (publisher, subscriber) = backend
         .connect(
             connect_timeout,
             shared.config.publish_timeout,
             &shared.hub,
             deliver,
+            waiting,
         )
         .await?;
-    let broadcast = subscriber.change(true, shared.channels.broadcast().to_owned());
-    tokio::time::timeout(connect_timeout, broadcast)
-        .await
-        .map_err(|_| format!("SUBSCRIBE timed out after {connect_timeout:?}"))?
-        .map_err(|e| e.to_string())?;
+    for channel in [shared.channels.broadcast(), shared.channels.pressure()] {
+        let change = subscriber.change(true, channel.to_owned());
+        tokio::time::timeout(connect_timeout, change)
+            .await
+            .map_err(|_| format!("SUBSCRIBE timed out after {connect_timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Live {
         publisher,
         subscriber,
     })
 }
+
+/// Channels every subscriber holds: broadcast and pressure.
+const FIXED_CHANNELS: u64 = 2;
 
 /// Exponential back-off with jitter.
 pub(crate) struct Backoff {
@@ -175,7 +183,10 @@ pub(crate) async fn run(
             dirty.topics.extend(shared.hub.active_topics());
             dirty.sockets.extend(upstream.sockets.drain());
         }
-        shared.counters.channels.store(1, Ordering::Relaxed);
+        shared
+            .counters
+            .channels
+            .store(FIXED_CHANNELS, Ordering::Relaxed);
         let exit = match reconcile(&shared, &live.subscriber, &mut upstream).await {
             Ok(()) => {
                 if !ever_connected {
@@ -297,7 +308,11 @@ async fn serve(
             event = live.subscriber.next() => match event {
                 Event::Message(msg) => {
                     // A cluster's pushes: taken no faster than delivered.
-                    shared.hub.room().await;
+                    if !shared.hub.budget().has_room() {
+                        shared.pressure.set_local(true);
+                        shared.hub.room().await;
+                        shared.pressure.set_local(false);
+                    }
                     deliver(shared, msg.get_channel_name(), msg.get_payload_bytes(), throttle);
                 }
                 Event::Closed(reason) => return Exit::Lost(reason),
@@ -320,7 +335,10 @@ async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result
     let within = shared.config.publish_timeout;
     let deadline = tokio::time::Instant::now() + shared.config.connect_timeout;
     tracing::debug!("a Redis node connection dropped; checking and resubscribing");
-    let mut channels = vec![shared.channels.broadcast().to_owned()];
+    let mut channels = vec![
+        shared.channels.broadcast().to_owned(),
+        shared.channels.pressure().to_owned(),
+    ];
     channels.extend(upstream.topics.iter().map(|t| shared.channels.topic(t)));
     channels.extend(upstream.sockets.iter().map(|s| shared.channels.socket(s)));
     loop {
@@ -426,7 +444,7 @@ async fn reconcile(
             upstream.sockets.remove(s);
         }
         shared.counters.channels.store(
-            1 + (upstream.topics.len() + upstream.sockets.len()) as u64,
+            FIXED_CHANNELS + (upstream.topics.len() + upstream.sockets.len()) as u64,
             Ordering::Relaxed,
         );
     }
@@ -463,6 +481,14 @@ async fn run_batch(
 
 /// Hands one received envelope to the hub, or drops it.
 fn deliver(shared: &Shared, channel: &str, payload: &[u8], throttle: &mut Throttle) {
+    if channel == shared.channels.pressure() {
+        match crate::pressure::decode(payload) {
+            Some((origin, _)) if origin == shared.instance => {}
+            Some((origin, behind)) => shared.pressure.note(origin, behind),
+            None => throttle.note(shared, channel, &Malformed::Announcement),
+        }
+        return;
+    }
     let result = decode_for(shared, channel, payload);
     match result {
         Ok(None) => {}

@@ -1,19 +1,23 @@
 //! An instance whose readers fall behind stops reading its Redis
-//! subscription instead of queueing what arrives: its outbound queues stay
-//! within its budget while another instance publishes as fast as it can,
-//! the backlog waits in Redis (which drops the subscriber past its
-//! `client-output-buffer-limit pubsub`), and the instance reconnects,
-//! counts the outage and delivers again once its readers catch up.
+//! subscription instead of queueing what arrives, and says so: the other
+//! instances' publishes wait for it (then fail with `Overloaded`), and
+//! nothing they accepted is lost. With that waiting turned off, its
+//! outbound queues still stay within its budget while another instance
+//! publishes as fast as it can: the backlog waits in Redis (which drops the
+//! subscriber past its `client-output-buffer-limit pubsub`), and the
+//! instance reconnects, counts the outage and delivers again once its
+//! readers catch up.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{
-    config, eventually, instance, instance_with_options, numsub, redis_conn, subscribe, wait_numsub,
+    config, eventually, instance, instance_with, instance_with_options, numsub, redis_conn,
+    subscribe, wait_numsub,
 };
 use ori::testing::Received;
-use ori::{Topic, WsOptions};
+use ori::{PublishError, Topic, WsOptions};
 use ori_redis::testing::RedisServer;
 
 const BUDGET: usize = 64 << 10;
@@ -29,15 +33,72 @@ fn seq_of(text: &str) -> u64 {
     text[..8].parse().expect("a numbered message")
 }
 
+fn busy_options() -> WsOptions {
+    WsOptions::new()
+        .outbound_budget(BUDGET)
+        .outbound_queue_limit(64 << 20)
+        .shed_slowest_after(Duration::from_secs(600))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_wait_for_a_busy_instance_and_nothing_they_accepted_is_lost() {
+    let redis = RedisServer::start();
+    let a = instance_with_options(config(&redis), busy_options()).await;
+    let b = instance(&redis).await;
+    let mut reader = a.server.connect().await;
+    subscribe(&mut reader, "t").await;
+    let channel = a.provider.topic_channel(&Topic::new("t").unwrap());
+    let mut inspect = redis_conn(&redis).await;
+    wait_numsub(&mut inspect, &channel, 1).await;
+    // From here on the reader reads nothing until B gives up.
+
+    let mut published = 0;
+    let refused = loop {
+        assert!(published < MAX_MESSAGES, "B was never held back");
+        match b.socket().publish("t", payload(published)).await {
+            Ok(()) => published += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(refused, PublishError::Overloaded { .. }),
+        "{refused:?}"
+    );
+    assert!(a.provider.stats().disconnects == 0, "Redis dropped A");
+    assert!(b.provider.stats().pressure_waits >= 1);
+
+    // Everything B accepted arrives, in order, with no gap; once A caught
+    // up, B publishes again.
+    let drain = tokio::spawn(async move {
+        for next in 0..published {
+            match reader.recv_within(Duration::from_secs(20)).await {
+                Some(Received::Text(t)) => assert_eq!(seq_of(&t), next, "gap or reordering"),
+                other => panic!("reader got {other:?} at {next}"),
+            }
+        }
+        reader
+    });
+    b.socket().publish("t", "after").await.unwrap();
+    let mut reader = tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .expect("the reader got everything B accepted")
+        .unwrap();
+    assert_eq!(
+        reader.recv_within(Duration::from_secs(10)).await,
+        Some(Received::Text("after".into()))
+    );
+    assert_eq!(a.provider.stats().disconnects, 0);
+    drop(reader);
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_instance_stops_reading_redis_until_its_backlog_drains() {
     let redis = RedisServer::start_with(&["--client-output-buffer-limit", "pubsub 8mb 0 0"]);
-    let options = WsOptions::new()
-        .outbound_budget(BUDGET)
-        .outbound_queue_limit(64 << 20)
-        .shed_slowest_after(Duration::from_secs(600));
-    let a = instance_with_options(config(&redis), options).await;
-    let b = instance(&redis).await;
+    let a = instance_with_options(config(&redis), busy_options()).await;
+    // B does not wait for A.
+    let b = instance_with(config(&redis).cross_instance_backpressure(false)).await;
     let mut reader = a.server.connect().await;
     subscribe(&mut reader, "t").await;
     let channel = a.provider.topic_channel(&Topic::new("t").unwrap());

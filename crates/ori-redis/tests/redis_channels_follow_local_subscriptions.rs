@@ -38,8 +38,8 @@ async fn topic_channels_follow_the_first_and_last_local_subscriber() {
     .await;
     assert_eq!(
         a.provider.stats().channels,
-        1 + 2 + 2,
-        "b, 2 topics, 2 sockets"
+        2 + 2 + 2,
+        "broadcast and pressure, 2 topics, 2 sockets"
     );
 
     unsubscribe(&mut a1, "room").await; // a2 still there
