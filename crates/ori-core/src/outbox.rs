@@ -168,12 +168,7 @@ impl Outbox {
         // One frame larger than the limit still goes out on an empty queue:
         // the limit bounds how far a reader falls behind, not message size.
         if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
-            st.status = OutboxStatus::Overflowed;
-            let dropped = st.drop_frames();
-            let waker = st.waker.clone();
-            drop(st);
-            self.release(dropped);
-            wake(waker);
+            self.overflow_locked(st);
             return Push::Overflow;
         }
         let was_empty = st.frames.is_empty();
@@ -206,17 +201,23 @@ impl Outbox {
     /// the reader had overflowed its queue (the budget sheds the largest
     /// queues this way). False if the outbox was already closing.
     pub fn overflow(&self) -> bool {
-        let mut st = lock(&self.state);
+        let st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return false;
         }
+        self.overflow_locked(st);
+        true
+    }
+
+    /// Marks the queue overflowed, drops (and releases) what was not taken,
+    /// then wakes the writer once the lock is released.
+    fn overflow_locked(&self, mut st: MutexGuard<'_, OutboxState>) {
         st.status = OutboxStatus::Overflowed;
         let dropped = st.drop_frames();
         let waker = st.waker.clone();
         drop(st);
         self.release(dropped);
         wake(waker);
-        true
     }
 
     /// One scan of the budget: true if, since the previous scan, less left
