@@ -20,8 +20,9 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 use super::conn::{ConnInner, ReadyState};
-use super::driver::{self, Tracker, TrackerGuard};
+use super::driver;
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
+use super::writer::{Tracker, TrackerGuard};
 use super::{Conn, Handlers};
 use crate::emitter::SocketEmitter;
 use crate::http::error_response;
