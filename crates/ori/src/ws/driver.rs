@@ -25,7 +25,7 @@ use ori_core::{Message, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::close::{await_peer_close, End};
+use super::close::{self, End, Start};
 use super::conn::ReadyState;
 use super::handlers::guarded;
 use super::link::{Detach, Link, CLOSE_SENT, DRAINED, FAILED};
@@ -113,10 +113,16 @@ where
                 };
                 drop(upgrading);
                 conn.close(code, reason);
-                if link.close_sent(limits.close_timeout).await {
-                    await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout)
-                        .await;
-                }
+                close::handshake(
+                    &conn,
+                    &link,
+                    &mut reader,
+                    &mut inbuf,
+                    &mut decoder,
+                    limits.close_timeout,
+                    Start::Ours,
+                )
+                .await;
                 conn.inner.outbox.shut();
                 conn.set_state(ReadyState::Closed);
                 link.detach();
@@ -151,7 +157,8 @@ where
         let mut skip_wait = !inbuf.is_empty();
         // Boxed: a connection without the limit keeps 8 bytes for it.
         let mut bucket = limits.inbound_rate.map(|r| Box::new(Bucket::new(r)));
-        let end = 'conn: loop {
+        // How the closing handshake starts; `None`: the connection failed.
+        let start = 'conn: loop {
             if !std::mem::take(&mut skip_wait) {
                 tokio::select! {
                     biased;
@@ -162,16 +169,11 @@ where
                             }
                             continue 'conn;
                         }
-                        CLOSE_SENT => {
-                            conn.set_state(ReadyState::Closing);
-                            await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout).await;
-                            let (code, reason) = link.sent_close().unwrap_or((close_code::NORMAL, String::new()));
-                            break 'conn End { code, reason };
-                        }
-                        _ => break 'conn End::abnormal(),
+                        CLOSE_SENT => break 'conn Some(Start::Ours),
+                        _ => break 'conn None,
                     },
                     read = read_some(&mut reader, &mut inbuf) => match read {
-                        Ok(0) | Err(_) => break 'conn End::abnormal(),
+                        Ok(0) | Err(_) => break 'conn None,
                         Ok(_) => {
                             last_seen = Instant::now();
                             ping_sent = false;
@@ -198,26 +200,10 @@ where
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(socket = %id, error = %e, "protocol error");
-                        conn.close(e.code, e.reason);
-                        let sent = link.close_sent(limits.close_timeout).await;
-                        conn.set_state(ReadyState::Closing);
-                        if sent {
-                            // The stream is unusable after a violation: wait for
-                            // the peer's close with a fresh decoder on new bytes.
-                            inbuf.clear();
-                            let mut fresh = Decoder::new(codec::Limits::default());
-                            await_peer_close(
-                                &mut reader,
-                                &mut inbuf,
-                                &mut fresh,
-                                limits.close_timeout,
-                            )
-                            .await;
-                        }
-                        break 'conn End {
+                        break 'conn Some(Start::Violation {
                             code: e.code,
-                            reason: e.reason.to_owned(),
-                        };
+                            reason: e.reason,
+                        });
                     }
                 };
                 match frame {
@@ -252,36 +238,15 @@ where
                             Box::pin(guarded("pong", id, h(conn.clone(), payload))).await;
                         }
                     }
-                    Frame::Close(close) => {
-                        let (code, reason) =
-                            close.unwrap_or((close_code::NO_STATUS, String::new()));
-                        let echo = if code == close_code::NO_STATUS {
-                            close_code::NORMAL
-                        } else {
-                            code
-                        };
-                        conn.close(echo, "");
-                        conn.set_state(ReadyState::Closing);
-                        link.close_sent(limits.close_timeout).await;
-                        break 'conn End { code, reason };
-                    }
+                    Frame::Close(close) => break 'conn Some(Start::Peer(close)),
                 }
                 if link.events.load(Ordering::Acquire) & FAILED != 0 {
-                    break 'conn End::abnormal();
+                    break 'conn None;
                 }
                 if conn.inner.outbox.status() != OutboxStatus::Open {
                     // A handler closed the connection (or it overflowed): stop
                     // dispatching, finish the closing handshake.
-                    conn.set_state(ReadyState::Closing);
-                    if !link.close_sent(limits.close_timeout).await {
-                        break 'conn End::abnormal();
-                    }
-                    await_peer_close(&mut reader, &mut inbuf, &mut decoder, limits.close_timeout)
-                        .await;
-                    let (code, reason) = link
-                        .sent_close()
-                        .unwrap_or((close_code::NORMAL, String::new()));
-                    break 'conn End { code, reason };
+                    break 'conn Some(Start::Ours);
                 }
             }
             // Replies to what was just handled go out now, not with the
@@ -290,6 +255,22 @@ where
             if inbuf.is_empty() && inbuf.capacity() > 0 {
                 inbuf = BytesMut::new();
             }
+        };
+
+        let end = match start {
+            Some(start) => {
+                close::handshake(
+                    &conn,
+                    &link,
+                    &mut reader,
+                    &mut inbuf,
+                    &mut decoder,
+                    limits.close_timeout,
+                    start,
+                )
+                .await
+            }
+            None => End::abnormal(),
         };
 
         conn.inner.provider.disconnect(&id);
