@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::ReadyState;
 use super::driver::read_some;
-use super::link::{Link, CLOSE_SENT, FAILED};
+use super::link::Link;
+use super::state::{CLOSE_SENT, FAILED};
 use super::Conn;
 
 /// How the connection ended, for the close handler.
@@ -52,7 +53,7 @@ pub(super) enum Start {
 /// every connection's future.
 pub(super) fn handshake<'a, D, R, W>(
     conn: &'a Conn<D>,
-    link: &'a Arc<Link<W>>,
+    link: &'a Arc<Link<D, W>>,
     reader: &'a mut R,
     inbuf: &'a mut BytesMut,
     decoder: &'a mut Decoder,
@@ -108,7 +109,7 @@ where
     })
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {
     /// After a close was requested: writes the close frame now if the socket
     /// takes it, else waits (at most `timeout`) until the writer has written
     /// it. False if the socket failed or timed out.

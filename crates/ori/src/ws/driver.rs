@@ -28,8 +28,9 @@ use tokio::time::Instant;
 use super::close::{self, End, Start};
 use super::conn::ReadyState;
 use super::handlers::guarded;
-use super::link::{Detach, Link, CLOSE_SENT, DRAINED, FAILED};
+use super::link::{Detach, Link};
 use super::rate::{Admit, Bucket, RATE_LIMITED_REPLY};
+use super::state::{CLOSE_SENT, DRAINED};
 use super::upgrade::{Upgrading, WsRuntime};
 use super::Conn;
 use crate::router::{Admission, ConnectionGuards};
@@ -80,12 +81,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let link = Link::new(
-        conn.inner.outbox.clone(),
-        conn.inner.provider.hub().clone(),
-        rt.tasks.writers().pick(),
-        writer,
-    );
+    let link = Link::new(conn.inner.clone(), rt.tasks.writers().pick(), writer);
     async move {
         let _detach = Detach(&link);
         // The connection counts as upgrading (for the connection limit) until
@@ -240,7 +236,7 @@ where
                     }
                     Frame::Close(close) => break 'conn Some(Start::Peer(close)),
                 }
-                if link.events.load(Ordering::Acquire) & FAILED != 0 {
+                if conn.inner.state.failed() {
                     break 'conn None;
                 }
                 if conn.inner.outbox.status() != OutboxStatus::Open {
@@ -310,7 +306,7 @@ async fn dispatch<D: Send + Sync + 'static>(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU8};
+    use std::sync::atomic::AtomicBool;
 
     use ori_core::{InProcProvider, Outbox, Provider, SocketId};
     use tokio::net::{TcpListener, TcpStream};
@@ -345,7 +341,7 @@ pub(crate) mod tests {
                 outbox: Arc::new(Outbox::new(id, 1024)),
                 provider: rt.provider.clone(),
                 emitter: rt.emitter.clone(),
-                state: AtomicU8::new(0),
+                state: crate::ws::state::ConnState::new(),
             }),
         }
     }

@@ -7,35 +7,31 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use ori_core::codec::{self, close_code};
-use ori_core::{Hub, Outbox, OutboxStatus};
+use ori_core::OutboxStatus;
 use tokio::io::AsyncWrite;
 
+use super::conn::ConnInner;
 use super::lock;
+use super::state::{CLOSE_SENT, DRAINED, FAILED};
 use super::writer::{Flush, Shard};
 
 const MAX_IOV: usize = 64;
 
-/// Write events the connection's task waits for.
-pub(super) const CLOSE_SENT: u8 = 1;
-pub(super) const FAILED: u8 = 2;
-pub(super) const DRAINED: u8 = 4;
-
 /// One connection's write side, shared by its outbox (as the outbox's
 /// waker), its shard's writer and its task.
-pub(super) struct Link<W> {
-    pub(super) outbox: Arc<Outbox>,
-    hub: Hub,
+pub(super) struct Link<D, W> {
+    /// The connection: its outbox, its hub, its state (where the write
+    /// events are recorded).
+    conn: Arc<ConnInner<D>>,
     shard: Arc<Shard>,
     /// In the shard's queue (or about to be).
     scheduled: AtomicBool,
-    /// `CLOSE_SENT`, `FAILED`, `DRAINED`, for the connection's task.
-    pub(super) events: AtomicU8,
     /// The connection's task, while it waits for an event.
     task: Mutex<Option<Waker>>,
     /// Touched by the writer and, at the start and end of the connection,
@@ -58,14 +54,12 @@ struct WriteState<W> {
     done: bool,
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
-    pub(super) fn new(outbox: Arc<Outbox>, hub: Hub, shard: Arc<Shard>, io: W) -> Arc<Self> {
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {
+    pub(super) fn new(conn: Arc<ConnInner<D>>, shard: Arc<Shard>, io: W) -> Arc<Self> {
         let link = Arc::new(Self {
-            outbox,
-            hub,
+            conn,
             shard,
             scheduled: AtomicBool::new(false),
-            events: AtomicU8::new(0),
             task: Mutex::new(None),
             write: Mutex::new(WriteState {
                 io: Some(io),
@@ -77,12 +71,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
             }),
         });
         link.shard.attach();
-        link.outbox.set_waker(Some(Waker::from(link.clone())));
+        link.conn.outbox.set_waker(Some(Waker::from(link.clone())));
         link
     }
 
     fn signal(&self, event: u8) {
-        self.events.fetch_or(event, Ordering::AcqRel);
+        self.conn.state.signal(event);
         let waker = lock(&self.task).take();
         if let Some(w) = waker {
             w.wake();
@@ -93,17 +87,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
     /// or `DRAINED` (reported once).
     pub(super) fn event(&self) -> impl Future<Output = u8> + Send + '_ {
         poll_fn(|cx| {
-            let check = || {
-                let ev = self.events.load(Ordering::Acquire);
-                if ev & (CLOSE_SENT | FAILED) != 0 {
-                    Some(ev & (CLOSE_SENT | FAILED))
-                } else if ev & DRAINED != 0 {
-                    self.events.fetch_and(!DRAINED, Ordering::AcqRel);
-                    Some(DRAINED)
-                } else {
-                    None
-                }
-            };
+            let check = || self.conn.state.take_event();
             if let Some(ev) = check() {
                 return Poll::Ready(ev);
             }
@@ -157,16 +141,19 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link<W> {
 /// Detaches a link however its connection's task ends, also when the task
 /// is dropped (the runtime shuts down): the outbox lets go of the link (its
 /// waker) and the shard of the connection.
-pub(super) struct Detach<'a, W: AsyncWrite + Unpin + Send + 'static>(pub(super) &'a Link<W>);
+pub(super) struct Detach<'a, D, W>(pub(super) &'a Link<D, W>)
+where
+    D: Send + Sync + 'static,
+    W: AsyncWrite + Unpin + Send + 'static;
 
-impl<W: AsyncWrite + Unpin + Send + 'static> Drop for Detach<'_, W> {
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Drop for Detach<'_, D, W> {
     fn drop(&mut self) {
-        self.0.outbox.shut();
+        self.0.conn.outbox.shut();
         self.0.detach();
     }
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static> Wake for Link<W> {
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Wake for Link<D, W> {
     fn wake(self: Arc<Self>) {
         if !self.scheduled.swap(true, Ordering::AcqRel) {
             let shard = self.shard.clone();
@@ -191,7 +178,7 @@ enum Wrote {
     Failed,
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for Link<D, W> {
     fn flush(self: Arc<Self>) -> u64 {
         // Cleared before taking: a push after this schedules us again.
         self.scheduled.store(false, Ordering::Release);
@@ -210,6 +197,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
         let outcome = loop {
             if ws.close.is_none() {
                 let status = self
+                    .conn
                     .outbox
                     .written_and_take(std::mem::take(&mut written), &mut ws.pending);
                 let close = match status {
@@ -222,7 +210,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
                         let keep = usize::from(ws.offset > 0);
                         let dropped: usize = ws.pending.iter().skip(keep).map(Bytes::len).sum();
                         ws.pending.truncate(keep);
-                        self.outbox.written(dropped);
+                        self.conn.outbox.written(dropped);
                         Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                     }
                 };
@@ -251,10 +239,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Flush for Link<W> {
             }
         };
         if written > 0 {
-            self.outbox.written(written);
+            self.conn.outbox.written(written);
         }
         if frames > 0 {
-            self.hub
+            self.conn
+                .provider
+                .hub()
                 .metrics()
                 .frames_out
                 .fetch_add(frames, Ordering::Relaxed);
@@ -329,9 +319,11 @@ mod tests {
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
-    use ori_core::SocketId;
+    use ori_core::{Hub, InProcProvider, Outbox, Provider, SocketId};
 
     use super::*;
+    use crate::emitter::SocketEmitter;
+    use crate::ws::state::ConnState;
     use crate::ws::writer::Tracker;
 
     /// A write half that records each write and can push back.
@@ -421,17 +413,23 @@ mod tests {
         panic!("condition not reached within 1 s");
     }
 
-    fn link(limit: usize) -> (Arc<Link<Recorder>>, Recorder, Arc<Outbox>, Hub) {
+    fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
         let tracker = Arc::new(Tracker::default());
-        let outbox = Arc::new(Outbox::new(SocketId::new(), limit));
-        let hub = Hub::new();
+        let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
+        let hub = provider.hub().clone();
+        let id = SocketId::new();
+        let outbox = Arc::new(Outbox::new(id, limit));
+        let conn = Arc::new(ConnInner {
+            id,
+            data: (),
+            remote_addr: None,
+            outbox: outbox.clone(),
+            provider: provider.clone(),
+            emitter: SocketEmitter::new(provider),
+            state: ConnState::new(),
+        });
         let io = Recorder::default();
-        let link = Link::new(
-            outbox.clone(),
-            hub.clone(),
-            tracker.writers().pick(),
-            io.clone(),
-        );
+        let link = Link::new(conn, tracker.writers().pick(), io.clone());
         (link, io, outbox, hub)
     }
 

@@ -12,6 +12,7 @@ mod handlers;
 mod link;
 mod options;
 mod rate;
+mod state;
 pub(crate) mod upgrade;
 mod writer;
 

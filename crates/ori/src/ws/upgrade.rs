@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -19,9 +19,10 @@ use ori_core::{Provider, SocketId};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-use super::conn::{ConnInner, ReadyState};
+use super::conn::ConnInner;
 use super::driver;
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
+use super::state::ConnState;
 use super::writer::{Tracker, TrackerGuard};
 use super::{Conn, Handlers};
 use crate::emitter::SocketEmitter;
@@ -288,7 +289,7 @@ fn connection_task<D: Send + Sync + 'static>(
                     ),
                     provider: rt.provider.clone(),
                     emitter: rt.emitter.clone(),
-                    state: AtomicU8::new(ReadyState::Connecting as u8),
+                    state: ConnState::new(),
                 }),
             };
             // Our own server hands over the TCP stream itself; behind another
