@@ -81,7 +81,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let link = Link::new(conn.inner.clone(), rt.tasks.writers().pick(), writer);
+    let link = Link::new(conn.inner.clone(), rt.writers.pick(), writer);
     async move {
         let _detach = Detach(&link);
         // The connection counts as upgrading (for the connection limit) until
@@ -306,8 +306,6 @@ async fn dispatch<D: Send + Sync + 'static>(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use ori_core::{InProcProvider, Outbox, Provider, SocketId};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -326,7 +324,8 @@ pub(crate) mod tests {
             upgrade: None,
             limits: Default::default(),
             tasks: Default::default(),
-            shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown: Default::default(),
+            writers: Default::default(),
             upgrading: Default::default(),
         })
     }

@@ -324,7 +324,7 @@ mod tests {
     use super::*;
     use crate::emitter::SocketEmitter;
     use crate::ws::state::ConnState;
-    use crate::ws::writer::Tracker;
+    use crate::ws::writer::Writers;
 
     /// A write half that records each write and can push back.
     #[derive(Clone, Default)]
@@ -414,7 +414,6 @@ mod tests {
     }
 
     fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
-        let tracker = Arc::new(Tracker::default());
         let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
         let hub = provider.hub().clone();
         let id = SocketId::new();
@@ -429,7 +428,7 @@ mod tests {
             state: ConnState::new(),
         });
         let io = Recorder::default();
-        let link = Link::new(conn, tracker.writers().pick(), io.clone());
+        let link = Link::new(conn, Writers::default().pick(), io.clone());
         (link, io, outbox, hub)
     }
 

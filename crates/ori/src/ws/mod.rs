@@ -21,7 +21,6 @@ pub use handlers::{HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};
 
 pub(crate) use upgrade::WsRuntime;
-pub(crate) use writer::Tracker;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

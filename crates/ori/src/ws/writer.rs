@@ -8,77 +8,31 @@
 //! again when it becomes writable; the writer never waits for one peer.
 
 use std::future::poll_fn;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-
-use tokio::sync::Notify;
 
 use super::lock;
 
-/// Counts running tasks so a shutdown can wait for them; the WebSocket
-/// tracker also hosts the writer shards of its connections.
-#[derive(Default)]
-pub(crate) struct Tracker {
-    count: AtomicUsize,
-    idle: Notify,
-    writers: OnceLock<Writers>,
-}
-
-pub(crate) struct TrackerGuard(Arc<Tracker>);
-
-impl Tracker {
-    pub(crate) fn enter(self: &Arc<Self>) -> TrackerGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        TrackerGuard(self.clone())
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            let mut notified = pin!(notified);
-            notified.as_mut().enable();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    pub(super) fn writers(&self) -> &Writers {
-        self.writers.get_or_init(Writers::new)
-    }
-}
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 /// The writer shards: one writer task each (while it has connections),
 /// connections assigned round-robin. One shard per available core.
-pub(super) struct Writers {
+pub(crate) struct Writers {
     shards: Box<[Arc<Shard>]>,
     next: AtomicUsize,
 }
 
-impl Writers {
-    fn new() -> Self {
+impl Default for Writers {
+    fn default() -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
         Self {
             shards: (0..n).map(|_| Arc::new(Shard::default())).collect(),
             next: AtomicUsize::new(0),
         }
     }
+}
 
+impl Writers {
+    /// The shard for a new connection.
     pub(super) fn pick(&self) -> Arc<Shard> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         self.shards[i].clone()
