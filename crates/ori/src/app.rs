@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use ori_core::codec::close_code;
 use ori_core::{InProcProvider, Provider};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
 use crate::context::AppContext;
@@ -29,7 +29,7 @@ use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::{BuildError, Error};
 use crate::http::{error_response, Controller, HttpRoutes};
 use crate::router::{RouterTable, SocketRouter};
-use crate::ws::{upgrade, Handlers, Tracker, WsOptions, WsRuntime};
+use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 struct WsSetup<D> {
     provider: Arc<dyn Provider>,
@@ -268,10 +268,9 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         let shared = Arc::new(Shared {
             ctx: self.ctx.clone(),
             provider: self.ws.as_ref().map(|w| w.provider.clone()),
-            ws_tasks: Arc::new(Tracker::default()),
-            http_conns: Arc::new(Tracker::default()),
-            shutting_down: Arc::new(AtomicBool::new(false)),
-            shutdown: watch::channel(false).0,
+            ws_tasks: TaskTracker::new(),
+            http_conns: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
             timeout: self.shutdown_timeout,
             stopped: tokio::sync::Mutex::new(false),
         });
@@ -296,7 +295,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 upgrade: ws.options.upgrade,
                 limits: ws.options.limits,
                 tasks: shared.ws_tasks.clone(),
-                shutting_down: shared.shutting_down.clone(),
+                shutdown: shared.shutdown.clone(),
+                writers: Default::default(),
                 upgrading: Default::default(),
             });
             let route: MethodRouter =
@@ -338,8 +338,12 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             p.start().await?;
         }
         let local_addr = listener.local_addr()?;
-        let rx = shared.shutdown.subscribe();
-        tokio::spawn(accept_loop(listener, router, shared.http_conns.clone(), rx));
+        tokio::spawn(accept_loop(
+            listener,
+            router,
+            shared.http_conns.clone(),
+            shared.shutdown.clone(),
+        ));
         Ok(App {
             shared,
             local_addr: Some(local_addr),
@@ -415,10 +419,12 @@ impl From<String> for ListenAddr {
 struct Shared<E: Emitter> {
     ctx: AppContext<E>,
     provider: Option<Arc<dyn Provider>>,
-    ws_tasks: Arc<Tracker>,
-    http_conns: Arc<Tracker>,
-    shutting_down: Arc<AtomicBool>,
-    shutdown: watch::Sender<bool>,
+    /// WebSocket connection tasks.
+    ws_tasks: TaskTracker,
+    /// HTTP connection tasks.
+    http_conns: TaskTracker,
+    /// Cancelled when the app stops.
+    shutdown: CancellationToken,
     timeout: Duration,
     stopped: tokio::sync::Mutex<bool>,
 }
@@ -476,20 +482,23 @@ impl<E: Emitter> App<E> {
             return;
         }
         let s = &self.shared;
-        s.shutting_down.store(true, Ordering::Release);
-        s.shutdown.send_replace(true);
+        s.shutdown.cancel();
         if let Some(p) = &s.provider {
             p.hub()
                 .close_all(close_code::GOING_AWAY, "Server shutting down");
         }
+        // Closed trackers still take tasks; closing lets `wait` end once
+        // they are empty.
+        s.ws_tasks.close();
+        s.http_conns.close();
         let drained = async {
-            s.ws_tasks.wait_idle().await;
-            s.http_conns.wait_idle().await;
+            s.ws_tasks.wait().await;
+            s.http_conns.wait().await;
         };
         if tokio::time::timeout(s.timeout, drained).await.is_err() {
             tracing::warn!(
-                websockets = s.ws_tasks.count(),
-                http = s.http_conns.count(),
+                websockets = s.ws_tasks.len(),
+                http = s.http_conns.len(),
                 "shutdown timeout reached with connections still open"
             );
         }
@@ -519,13 +528,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    conns: Arc<Tracker>,
-    mut shutdown: watch::Receiver<bool>,
+    conns: TaskTracker,
+    shutdown: CancellationToken,
 ) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => break,
+            () = shutdown.cancelled() => break,
         };
         let (tcp, remote) = match accepted {
             Ok(x) => x,
@@ -537,11 +546,9 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let guard = conns.enter();
         let router = router.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(remote));
                 let mut router = router.clone();
@@ -562,7 +569,7 @@ async fn accept_loop(
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
-                _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+                () = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }

@@ -1,12 +1,12 @@
 //! The connection handle given to handlers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use ori_core::codec::{self, close_code};
 use ori_core::{Message, Outbox, Provider, Push, SocketId, SubscribeError, Topic};
 
+use super::state::ConnState;
 use crate::emitter::{IntoTopic, SocketEmitter};
 
 /// The lifecycle state of a connection (the WebSocket API's `readyState`).
@@ -30,7 +30,8 @@ pub(crate) struct ConnInner<D> {
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) emitter: SocketEmitter,
-    pub(crate) state: AtomicU8,
+    /// The phase and the write events, in one byte.
+    pub(crate) state: ConnState,
 }
 
 /// One WebSocket connection, as handlers see it. Cheap to clone; clones
@@ -68,16 +69,11 @@ impl<D: Send + Sync + 'static> Conn<D> {
 
     /// The lifecycle state.
     pub fn ready_state(&self) -> ReadyState {
-        match self.inner.state.load(Ordering::Acquire) {
-            0 => ReadyState::Connecting,
-            1 => ReadyState::Open,
-            2 => ReadyState::Closing,
-            _ => ReadyState::Closed,
-        }
+        self.inner.state.ready_state()
     }
 
     pub(crate) fn set_state(&self, state: ReadyState) {
-        self.inner.state.store(state as u8, Ordering::Release);
+        self.inner.state.set(state);
     }
 
     /// Every topic this connection is in, the internal `__broadcast__` and

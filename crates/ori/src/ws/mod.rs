@@ -5,15 +5,23 @@
 //! the hub -> frames decoded -> handlers run in arrival order. Out: outbox
 //! (filled by publishes, sends and replies) -> one vectored write per batch.
 
+mod close;
 mod conn;
 mod driver;
 mod handlers;
+mod link;
 mod options;
+mod rate;
+mod state;
 pub(crate) mod upgrade;
+mod writer;
 
 pub use conn::{Conn, ReadyState};
 pub use handlers::{HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};
 
-pub(crate) use driver::Tracker;
 pub(crate) use upgrade::WsRuntime;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

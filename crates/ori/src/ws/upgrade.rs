@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,10 +18,15 @@ use hyper_util::rt::TokioIo;
 use ori_core::{Provider, SocketId};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tokio_util::task::TaskTracker;
 
-use super::conn::{ConnInner, ReadyState};
-use super::driver::{self, Tracker, TrackerGuard};
+use super::conn::ConnInner;
+use super::driver;
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
+use super::state::ConnState;
+use super::writer::Writers;
 use super::{Conn, Handlers};
 use crate::emitter::SocketEmitter;
 use crate::http::error_response;
@@ -34,8 +39,12 @@ pub(crate) struct WsRuntime<D> {
     pub(crate) routers: crate::router::RouterTable<D>,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
     pub(crate) limits: Limits,
-    pub(crate) tasks: Arc<Tracker>,
-    pub(crate) shutting_down: Arc<AtomicBool>,
+    /// The connection tasks, for a shutdown to wait for.
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled when the app stops.
+    pub(crate) shutdown: CancellationToken,
+    /// The writer shards of the connections.
+    pub(crate) writers: Writers,
     /// Upgrades accepted but not yet registered in the hub (for the
     /// connection limit).
     pub(crate) upgrading: AtomicUsize,
@@ -43,7 +52,7 @@ pub(crate) struct WsRuntime<D> {
 
 impl<D> WsRuntime<D> {
     pub(crate) fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.shutdown.is_cancelled()
     }
 }
 
@@ -209,7 +218,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(guard);
     rt.upgrading.fetch_add(1, Ordering::AcqRel);
-    let task_guard = rt.tasks.enter();
+    let task_guard = rt.tasks.token();
     tokio::spawn(connection_task(
         UpgradeSlot(Some(rt.clone())),
         on_upgrade,
@@ -261,7 +270,7 @@ fn connection_task<D: Send + Sync + 'static>(
     on_upgrade: hyper::upgrade::OnUpgrade,
     data: D,
     remote_addr: Option<SocketAddr>,
-    task_guard: TrackerGuard,
+    task_guard: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
     type Rare = Pin<Box<dyn Future<Output = ()> + Send>>;
     on_upgrade
@@ -287,7 +296,7 @@ fn connection_task<D: Send + Sync + 'static>(
                     ),
                     provider: rt.provider.clone(),
                     emitter: rt.emitter.clone(),
-                    state: AtomicU8::new(ReadyState::Connecting as u8),
+                    state: ConnState::new(),
                 }),
             };
             // Our own server hands over the TCP stream itself; behind another
@@ -346,14 +355,14 @@ mod tests {
             on_upgrade,
             (),
             None,
-            rt.tasks.enter(),
+            rt.tasks.token(),
         );
         let size = std::mem::size_of_val(&task);
         println!("connection task future: {size} bytes");
         assert!(size <= 1024, "connection task grew to {size} bytes");
         drop(task);
         assert_eq!(rt.upgrading.load(Ordering::Acquire), 0, "slot released");
-        assert_eq!(rt.tasks.count(), 0);
+        assert_eq!(rt.tasks.len(), 0);
     }
 
     #[test]

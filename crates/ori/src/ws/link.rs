@@ -1,0 +1,501 @@
+//! One connection's write state and its non-blocking flush: what the
+//! shard's writer (or the connection's own task) calls to put the
+//! connection's queued frames on the wire, and the write events (close frame
+//! written, write failed, socket drained) the connection's task waits for.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use ori_core::codec::{self, close_code};
+use ori_core::OutboxStatus;
+use tokio::io::AsyncWrite;
+
+use super::conn::ConnInner;
+use super::lock;
+use super::state::{CLOSE_SENT, DRAINED, FAILED};
+use super::writer::{Flush, Shard};
+
+const MAX_IOV: usize = 64;
+
+/// One connection's write side, shared by its outbox (as the outbox's
+/// waker), its shard's writer and its task.
+pub(super) struct Link<D, W> {
+    /// The connection: its outbox, its hub, its state (where the write
+    /// events are recorded).
+    conn: Arc<ConnInner<D>>,
+    shard: Arc<Shard>,
+    /// In the shard's queue (or about to be).
+    scheduled: AtomicBool,
+    /// The connection's task, while it waits for an event.
+    task: Mutex<Option<Waker>>,
+    /// Touched by the writer and, at the start and end of the connection,
+    /// by its task: never contended, never held while waiting.
+    write: Mutex<WriteState<W>>,
+}
+
+struct WriteState<W> {
+    /// `None` once the connection ended.
+    io: Option<W>,
+    /// Frames taken from the outbox, not yet fully written.
+    pending: VecDeque<Bytes>,
+    /// Bytes of `pending[0]` already written.
+    offset: usize,
+    /// The socket pushed back since everything was last written.
+    blocked: bool,
+    /// The close frame in `pending` (or sent): nothing is taken after it.
+    close: Option<(u16, String)>,
+    /// The close frame is written or the socket failed: nothing more goes out.
+    done: bool,
+}
+
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {
+    pub(super) fn new(conn: Arc<ConnInner<D>>, shard: Arc<Shard>, io: W) -> Arc<Self> {
+        let link = Arc::new(Self {
+            conn,
+            shard,
+            scheduled: AtomicBool::new(false),
+            task: Mutex::new(None),
+            write: Mutex::new(WriteState {
+                io: Some(io),
+                pending: VecDeque::new(),
+                offset: 0,
+                blocked: false,
+                close: None,
+                done: false,
+            }),
+        });
+        link.shard.attach();
+        link.conn.outbox.set_waker(Some(Waker::from(link.clone())));
+        link
+    }
+
+    fn signal(&self, event: u8) {
+        self.conn.state.signal(event);
+        let waker = lock(&self.task).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits for a write event: `CLOSE_SENT` or `FAILED` (which stay set),
+    /// or `DRAINED` (reported once).
+    pub(super) fn event(&self) -> impl Future<Output = u8> + Send + '_ {
+        poll_fn(|cx| {
+            let check = || self.conn.state.take_event();
+            if let Some(ev) = check() {
+                return Poll::Ready(ev);
+            }
+            let mut task = lock(&self.task);
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+            drop(task);
+            // An event signalled before the waker was stored.
+            match check() {
+                Some(ev) => Poll::Ready(ev),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// Writes what is queued now, from the calling task, without waiting
+    /// (the connection's own task, after it produced output: replies to
+    /// the frames it just handled, its close frame), instead of leaving it
+    /// to the shard's writer. Cheap when nothing is queued.
+    pub(super) fn flush_now(self: &Arc<Self>) {
+        if self.scheduled.load(Ordering::Acquire) {
+            self.clone().flush();
+        }
+    }
+
+    /// After a close was requested: writes the close frame now if the socket
+    /// takes it, else waits (at most `timeout`) until the writer has written
+    /// it. False if the socket failed or timed out. The wait is boxed: a
+    /// The close frame that was written, if any.
+    pub(super) fn sent_close(&self) -> Option<(u16, String)> {
+        let ws = lock(&self.write);
+        ws.done.then(|| ws.close.clone()).flatten()
+    }
+
+    /// The connection ended: stops writing, releases the socket's write half
+    /// (for a TCP stream: sends FIN) and leaves the shard. Idempotent.
+    pub(super) fn detach(&self) {
+        let mut ws = lock(&self.write);
+        ws.done = true;
+        let Some(io) = ws.io.take() else {
+            return;
+        };
+        ws.pending = VecDeque::new();
+        drop(ws);
+        drop(io);
+        self.shard.detach();
+    }
+}
+
+/// Detaches a link however its connection's task ends, also when the task
+/// is dropped (the runtime shuts down): the outbox lets go of the link (its
+/// waker) and the shard of the connection.
+pub(super) struct Detach<'a, D, W>(pub(super) &'a Link<D, W>)
+where
+    D: Send + Sync + 'static,
+    W: AsyncWrite + Unpin + Send + 'static;
+
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Drop for Detach<'_, D, W> {
+    fn drop(&mut self) {
+        self.0.conn.outbox.shut();
+        self.0.detach();
+    }
+}
+
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Wake for Link<D, W> {
+    fn wake(self: Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            let shard = self.shard.clone();
+            shard.schedule(self);
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.shard.schedule(self.clone());
+        }
+    }
+}
+
+/// What one non-blocking write attempt achieved.
+enum Wrote {
+    /// Everything due is written.
+    All,
+    /// The socket pushed back; the link is woken when it is writable.
+    Blocked,
+    /// The socket failed.
+    Failed,
+}
+
+impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for Link<D, W> {
+    fn flush(self: Arc<Self>) -> u64 {
+        // Cleared before taking: a push after this schedules us again.
+        self.scheduled.store(false, Ordering::Release);
+        let mut guard = lock(&self.write);
+        let ws = &mut *guard;
+        if ws.done {
+            return 0;
+        }
+        let Some(io) = ws.io.as_mut() else {
+            return 0;
+        };
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut frames = 0u64;
+        let mut written = 0usize;
+        let outcome = loop {
+            if ws.close.is_none() {
+                let status = self
+                    .conn
+                    .outbox
+                    .written_and_take(std::mem::take(&mut written), &mut ws.pending);
+                let close = match status {
+                    OutboxStatus::Open => None,
+                    OutboxStatus::Closing { code, reason } => Some((code, reason)),
+                    OutboxStatus::Overflowed => {
+                        // Drop what the peer has not started to receive; a
+                        // frame already partly on the wire must be finished,
+                        // or the close frame would land inside it.
+                        let keep = usize::from(ws.offset > 0);
+                        let dropped: usize = ws.pending.iter().skip(keep).map(Bytes::len).sum();
+                        ws.pending.truncate(keep);
+                        self.conn.outbox.written(dropped);
+                        Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
+                    }
+                };
+                if let Some((code, reason)) = close {
+                    ws.pending.push_back(codec::encode_close(code, &reason));
+                    ws.close = Some((code, reason));
+                }
+            }
+            if ws.pending.is_empty() {
+                break match Pin::new(&mut *io).poll_flush(&mut cx) {
+                    Poll::Ready(Ok(())) => Wrote::All,
+                    Poll::Ready(Err(_)) => Wrote::Failed,
+                    Poll::Pending => Wrote::Blocked,
+                };
+            }
+            match poll_write_pending(io, &ws.pending, ws.offset, &mut cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    frames += advance(&mut ws.pending, &mut ws.offset, n);
+                    written += n;
+                }
+                Poll::Ready(_) => break Wrote::Failed,
+                Poll::Pending => break Wrote::Blocked,
+            }
+            if ws.close.is_some() && ws.pending.is_empty() {
+                break Wrote::All;
+            }
+        };
+        if written > 0 {
+            self.conn.outbox.written(written);
+        }
+        if frames > 0 {
+            self.conn
+                .provider
+                .hub()
+                .metrics()
+                .frames_out
+                .fetch_add(frames, Ordering::Relaxed);
+        }
+        match outcome {
+            Wrote::All if ws.close.is_some() => {
+                ws.done = true;
+                drop(guard);
+                self.signal(CLOSE_SENT);
+            }
+            Wrote::All => {
+                // Idle: hold no queue buffer.
+                ws.pending = VecDeque::new();
+                if std::mem::take(&mut ws.blocked) {
+                    drop(guard);
+                    self.signal(DRAINED);
+                }
+            }
+            Wrote::Blocked => ws.blocked = true,
+            Wrote::Failed => {
+                ws.done = true;
+                ws.pending = VecDeque::new();
+                drop(guard);
+                self.signal(FAILED);
+            }
+        }
+        frames
+    }
+}
+
+/// One vectored write of (the start of) `pending`.
+fn poll_write_pending<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    pending: &VecDeque<Bytes>,
+    offset: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let mut count = 0;
+    for (i, frame) in pending.iter().take(MAX_IOV).enumerate() {
+        let start = if i == 0 { offset } else { 0 };
+        slices[i] = IoSlice::new(&frame[start..]);
+        count += 1;
+    }
+    Pin::new(io).poll_write_vectored(cx, &slices[..count])
+}
+
+/// Drops the `n` written bytes from the front of `pending`; returns the
+/// frames completed.
+fn advance(pending: &mut VecDeque<Bytes>, offset: &mut usize, mut n: usize) -> u64 {
+    let mut frames = 0;
+    while n > 0 {
+        let Some(front) = pending.front() else {
+            break;
+        };
+        let left = front.len() - *offset;
+        if n >= left {
+            n -= left;
+            *offset = 0;
+            pending.pop_front();
+            frames += 1;
+        } else {
+            *offset += n;
+            n = 0;
+        }
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ori_core::codec::OpCode;
+    use ori_core::{Hub, InProcProvider, Outbox, Provider, SocketId};
+
+    use super::*;
+    use crate::emitter::SocketEmitter;
+    use crate::ws::state::ConnState;
+    use crate::ws::writer::Writers;
+
+    /// A write half that records each write and can push back.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Recorded>>);
+
+    #[derive(Default)]
+    struct Recorded {
+        /// Bytes accepted by each write call.
+        writes: Vec<usize>,
+        data: Vec<u8>,
+        /// While set, writes return `Pending` (the socket is full), or accept
+        /// only this many bytes once, then push back.
+        full: bool,
+        accept_once: Option<usize>,
+        waker: Option<Waker>,
+    }
+
+    impl Recorder {
+        fn unblock(&self) {
+            let mut r = lock(&self.0);
+            r.full = false;
+            if let Some(w) = r.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut r = lock(&self.0);
+            if r.full {
+                r.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let mut room = r.accept_once.take().unwrap_or(usize::MAX);
+            if room != usize::MAX {
+                r.full = true;
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(room);
+                r.data.extend_from_slice(&b[..take]);
+                n += take;
+                room -= take;
+            }
+            r.writes.push(n);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn text(s: &str) -> Bytes {
+        codec::encode_frame(OpCode::Text, s.as_bytes())
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("condition not reached within 1 s");
+    }
+
+    fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
+        let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
+        let hub = provider.hub().clone();
+        let id = SocketId::new();
+        let outbox = Arc::new(Outbox::new(id, limit));
+        let conn = Arc::new(ConnInner {
+            id,
+            data: (),
+            remote_addr: None,
+            outbox: outbox.clone(),
+            provider: provider.clone(),
+            emitter: SocketEmitter::new(provider),
+            state: ConnState::new(),
+        });
+        let io = Recorder::default();
+        let link = Link::new(conn, Writers::default().pick(), io.clone());
+        (link, io, outbox, hub)
+    }
+
+    #[tokio::test]
+    async fn frames_pushed_before_the_writer_runs_share_one_write() {
+        let (link, io, outbox, hub) = link(1 << 20);
+        let frames = [text("a"), text("bb"), text("ccc")];
+        for f in &frames {
+            outbox.push(f.clone());
+        }
+        let out = &hub.metrics().frames_out;
+        until(|| out.load(Ordering::Relaxed) == 3).await;
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        {
+            let r = lock(&io.0);
+            assert_eq!(r.writes, vec![expected.len()], "one vectored write");
+            assert_eq!(r.data, expected);
+        }
+        assert_eq!(outbox.queued_bytes(), 0);
+        // Later frames go out with a later write, in order.
+        outbox.push(text("d"));
+        until(|| out.load(Ordering::Relaxed) == 4).await;
+        assert_eq!(lock(&io.0).writes.len(), 2);
+        outbox.shut();
+        link.detach();
+        assert_eq!(Arc::strong_count(&link), 1, "the outbox let go of the link");
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_keeps_its_queue_and_resumes_when_writable() {
+        let (link, io, outbox, hub) = link(1 << 20);
+        lock(&io.0).accept_once = Some(3);
+        let (a, b) = (text("hello"), text("world"));
+        outbox.push(a.clone());
+        outbox.push(b.clone());
+        until(|| lock(&io.0).waker.is_some()).await;
+        assert_eq!(lock(&io.0).data, a[..3].to_vec(), "partial write kept");
+        assert_eq!(outbox.queued_bytes(), a.len() + b.len() - 3);
+        // More frames queue up behind while the socket is full.
+        let c = text("!");
+        outbox.push(c.clone());
+        io.unblock();
+        assert_eq!(link.event().await, DRAINED);
+        let expected: Vec<u8> = [a, b, c].iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(hub.metrics().frames_out.load(Ordering::Relaxed), 3);
+        assert_eq!(outbox.queued_bytes(), 0);
+        link.detach();
+    }
+
+    #[tokio::test]
+    async fn overflow_finishes_the_frame_on_the_wire_then_closes_with_1013() {
+        let (link, io, outbox, _hub) = link(16);
+        lock(&io.0).accept_once = Some(2);
+        let a = text("0123456789");
+        outbox.push(a.clone());
+        until(|| lock(&io.0).waker.is_some()).await;
+        assert_eq!(outbox.push(text("overflowing")), ori_core::Push::Overflow);
+        io.unblock();
+        assert_eq!(link.event().await, CLOSE_SENT);
+        let close = codec::encode_close(close_code::TRY_AGAIN_LATER, "Slow consumer");
+        let expected: Vec<u8> = [a, close].iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(
+            link.sent_close(),
+            Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
+        );
+        link.detach();
+    }
+}

@@ -1,0 +1,93 @@
+//! A connection's state in one atomic byte: its lifecycle phase (the
+//! public [`ReadyState`]) and the write events its task waits for, so the
+//! two are read and changed together instead of kept in step.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::conn::ReadyState;
+
+/// The bits of the phase: a [`ReadyState`].
+const PHASE: u8 = 0b11;
+/// Our close frame is written (stays set).
+pub(super) const CLOSE_SENT: u8 = 1 << 2;
+/// Writing failed (stays set).
+pub(super) const FAILED: u8 = 1 << 3;
+/// The socket drained after pushing back (reported once).
+pub(super) const DRAINED: u8 = 1 << 4;
+
+/// The phase and the write events of one connection.
+pub(crate) struct ConnState(AtomicU8);
+
+impl ConnState {
+    /// A connection accepted, not yet open.
+    pub(crate) fn new() -> Self {
+        Self(AtomicU8::new(ReadyState::Connecting as u8))
+    }
+
+    /// The phase. A connection whose close frame is written counts as
+    /// closing even before its task notices.
+    pub(crate) fn ready_state(&self) -> ReadyState {
+        let s = self.0.load(Ordering::Acquire);
+        match s & PHASE {
+            0 => ReadyState::Connecting,
+            1 if s & CLOSE_SENT == 0 => ReadyState::Open,
+            1 | 2 => ReadyState::Closing,
+            _ => ReadyState::Closed,
+        }
+    }
+
+    /// Moves to `phase`; the write events stay.
+    pub(crate) fn set(&self, phase: ReadyState) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !PHASE) | phase as u8)
+            });
+    }
+
+    /// Records write `events` (`CLOSE_SENT`, `FAILED`, `DRAINED`).
+    pub(super) fn signal(&self, events: u8) {
+        self.0.fetch_or(events, Ordering::AcqRel);
+    }
+
+    /// Whether writing failed.
+    pub(super) fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire) & FAILED != 0
+    }
+
+    /// The next write event: `CLOSE_SENT` or `FAILED` (which stay set), else
+    /// `DRAINED` (cleared as it is taken), else none.
+    pub(super) fn take_event(&self) -> Option<u8> {
+        let s = self.0.load(Ordering::Acquire);
+        if s & (CLOSE_SENT | FAILED) != 0 {
+            Some(s & (CLOSE_SENT | FAILED))
+        } else if s & DRAINED != 0 {
+            self.0.fetch_and(!DRAINED, Ordering::AcqRel);
+            Some(DRAINED)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_and_events_share_one_byte() {
+        let st = ConnState::new();
+        assert_eq!(st.ready_state(), ReadyState::Connecting);
+        st.set(ReadyState::Open);
+        st.signal(DRAINED);
+        assert_eq!(st.ready_state(), ReadyState::Open);
+        assert_eq!(st.take_event(), Some(DRAINED));
+        assert_eq!(st.take_event(), None, "drained is reported once");
+        st.signal(CLOSE_SENT);
+        assert_eq!(st.ready_state(), ReadyState::Closing, "close frame written");
+        st.set(ReadyState::Closed);
+        assert_eq!(st.ready_state(), ReadyState::Closed);
+        assert_eq!(st.take_event(), Some(CLOSE_SENT), "events stay set");
+        assert!(!st.failed());
+    }
+}
