@@ -49,6 +49,7 @@ pub mod fuzzing;
 mod http;
 pub mod messages;
 pub mod metrics;
+mod rate;
 pub mod router;
 #[cfg(feature = "testing")]
 pub mod testing;

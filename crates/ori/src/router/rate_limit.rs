@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use ori_core::SocketId;
+use tokio::time::Instant;
 
 use super::context::MessageGuardContext;
 use super::guard::{BoxError, MessageGuard};
+use crate::rate::{Rate, TokenBucket};
 
 /// Limits each connection to `rate` messages per second with bursts of up
 /// to `burst`; a message over the limit answers `Rate limit exceeded`.
@@ -20,35 +21,29 @@ use super::guard::{BoxError, MessageGuard};
 /// Buckets of closed connections are dropped lazily, once idle for longer
 /// than a full refill.
 pub struct RateLimit {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<SocketId, Bucket>>,
-}
-
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    per_second: f64,
+    rate: Rate,
+    buckets: Mutex<HashMap<SocketId, TokenBucket>>,
 }
 
 impl RateLimit {
     /// `rate` messages per second, bursts of `rate` (at least 1).
     pub fn per_second(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 {
-            rate
+        let burst = if rate.is_finite() {
+            rate.clamp(1.0, u32::MAX as f64)
         } else {
             1.0
         };
         Self {
-            rate,
-            burst: rate.max(1.0),
+            per_second: rate,
+            rate: Rate::new(rate, burst as u32),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     /// Allows bursts of up to `burst` messages.
     pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = f64::from(burst.max(1));
+        self.rate = Rate::new(self.per_second, burst);
         self
     }
 
@@ -56,23 +51,14 @@ impl RateLimit {
     pub fn try_acquire(&self, socket: SocketId) -> bool {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let refill = Duration::from_secs_f64(self.burst / self.rate);
         if buckets.len() > 1024 && buckets.len().is_power_of_two() {
-            buckets.retain(|_, b| now.duration_since(b.at) < refill);
+            let refill = self.rate.refill();
+            buckets.retain(|_, b| now.saturating_duration_since(b.last_used()) < refill);
         }
-        let bucket = buckets.entry(socket).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        let elapsed = now.duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(socket)
+            .or_insert_with(|| TokenBucket::full(&self.rate, now))
+            .take(&self.rate, now)
     }
 }
 

@@ -2,17 +2,18 @@
 
 use tokio::time::Instant;
 
+use crate::rate::{Rate, TokenBucket};
+
 /// The reply to a message dropped by the inbound rate limit.
 pub(super) const RATE_LIMITED_REPLY: &str = r#"{"type":"error","message":"Rate limit exceeded"}"#;
 
 /// A connection's inbound token bucket (see `WsOptions::inbound_rate_limit`).
 pub(super) struct Bucket {
-    per_second: f32,
-    burst: u32,
-    tokens: f32,
+    rate: Rate,
+    bucket: TokenBucket,
     /// Messages refused in a row.
     refused: u32,
-    at: Instant,
+    burst: u32,
 }
 
 /// The bucket's verdict on one message.
@@ -23,23 +24,18 @@ pub(super) enum Admit {
 }
 
 impl Bucket {
-    pub(super) fn new(rate: super::options::InboundRate) -> Self {
+    pub(super) fn new(limit: super::options::InboundRate) -> Self {
+        let rate = Rate::new(limit.per_second, limit.burst);
         Self {
-            per_second: rate.per_second as f32,
-            burst: rate.burst,
-            tokens: rate.burst as f32,
+            rate,
+            bucket: TokenBucket::full(&rate, Instant::now()),
             refused: 0,
-            at: Instant::now(),
+            burst: limit.burst.max(1),
         }
     }
 
     pub(super) fn take(&mut self) -> Admit {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f32();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst as f32);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.bucket.take(&self.rate, Instant::now()) {
             self.refused = 0;
             Admit::Yes
         } else {
