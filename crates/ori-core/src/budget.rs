@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The default limit: bytes queued to all connections of an instance.
-pub const DEFAULT_BUDGET: usize = 16 << 20;
+pub const DEFAULT_BUDGET: usize = 8 << 20;
 /// The default time a publisher waits for room before it fails.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default age a connection's backlog may reach, while the budget is
@@ -42,6 +42,10 @@ pub struct Budget {
     shed_after_ms: AtomicU64,
     /// Woken when `used` falls to the limit or below (or the limit grows).
     room: Notify,
+    /// Waiters take turns, first come first served: only the first waits
+    /// for room, so a release wakes one publisher, not all of them, and no
+    /// publisher is overtaken again and again.
+    gate: tokio::sync::Mutex<()>,
     /// One waiter at a time scans the queues.
     shedding: AtomicBool,
     /// When the queues were last scanned for readers that are behind.
@@ -69,6 +73,7 @@ impl Budget {
             wait_timeout_ms: AtomicU64::new(DEFAULT_WAIT_TIMEOUT.as_millis() as u64),
             shed_after_ms: AtomicU64::new(DEFAULT_SHED_AFTER.as_millis() as u64),
             room: Notify::new(),
+            gate: tokio::sync::Mutex::const_new(()),
             shedding: AtomicBool::new(false),
             last_scan: std::sync::Mutex::new(None),
             waits: AtomicU64::new(0),
@@ -123,6 +128,16 @@ impl Budget {
     /// Whether a publish may go ahead now (no more than the limit queued).
     pub fn has_room(&self) -> bool {
         self.used.load(Ordering::Relaxed) <= self.limit() as i64
+    }
+
+    /// Whether a publish may go ahead without joining the waiters: there is
+    /// room and nobody waits for it (a newcomer does not overtake them).
+    pub(crate) fn may_pass(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) == 0 && self.has_room()
+    }
+
+    pub(crate) fn gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.gate
     }
 
     /// Publishes (and Redis reads) that found the budget spent and waited

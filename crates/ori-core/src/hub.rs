@@ -166,7 +166,7 @@ impl Hub {
     /// # }).unwrap();
     /// ```
     pub async fn reserve(&self) -> Result<(), Overloaded> {
-        if self.inner.budget.has_room() {
+        if self.inner.budget.may_pass() {
             return Ok(());
         }
         let timeout = self.inner.budget.wait_timeout();
@@ -180,7 +180,7 @@ impl Hub {
     /// cannot fail its input and must stop reading instead (the Redis
     /// provider's subscription).
     pub async fn room(&self) {
-        if !self.inner.budget.has_room() {
+        if !self.inner.budget.may_pass() {
             let _ = self.wait_for_room(None).await;
         }
     }
@@ -189,9 +189,21 @@ impl Hub {
         let budget = &*self.inner.budget;
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
-        let mut shed_at = started + budget.shed_after();
+        let shed_at = started + budget.shed_after();
         // Counted out however the wait ends, also when it is dropped.
         let mut waiting = Waiting::new(budget, started);
+        // First come, first served: the others queue behind whoever waits.
+        let _turn = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, budget.gate().lock()).await {
+                Ok(turn) => turn,
+                Err(_) => {
+                    waiting.timed_out = true;
+                    return Err(started.elapsed());
+                }
+            },
+            None => budget.gate().lock().await,
+        };
+        let mut shed_at = shed_at.max(Instant::now());
         loop {
             let notified = pin!(budget.room().notified());
             let mut notified = notified;

@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
     /// Bytes that may wait in the outbound queues of all connections
-    /// together before publishes wait for delivery (default 16 MiB).
+    /// together before publishes wait for delivery (default 8 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = ori::core::DEFAULT_BUDGET)]
     outbound_budget: usize,
     /// Runtime worker threads (0: one per core this process may run on; 1:

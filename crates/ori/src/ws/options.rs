@@ -214,7 +214,7 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     }
 
     /// Bytes that may wait in the outbound queues of all connections of
-    /// this instance together (default 16 MiB): the bound on how far
+    /// this instance together (default 8 MiB): the bound on how far
     /// delivery may fall behind publishing.
     ///
     /// A publish (`publish`, `send`, `broadcast`, typed `emit`) first waits
