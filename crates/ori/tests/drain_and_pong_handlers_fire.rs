@@ -33,7 +33,11 @@ async fn pong_payloads_reach_the_handler_and_drain_follows_backpressure() {
                 let _ = tx.send(Event::Drain);
             }
         });
-    let options = WsOptions::new().outbound_queue_limit(256 << 20);
+    // One reader that does not read for a while, with room for all of it:
+    // neither its queue limit nor the instance's budget closes it.
+    let options = WsOptions::new()
+        .outbound_queue_limit(256 << 20)
+        .outbound_budget(256 << 20);
     let server = testing::spawn(
         Ori::create()
             .websocket_with(ori::InProcProvider::new(), options)
