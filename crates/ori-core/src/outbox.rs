@@ -53,11 +53,12 @@ struct OutboxState {
     status: OutboxStatus,
     /// The writer, woken when there is something to do.
     waker: Option<Waker>,
-    /// Bytes that have left the queue since the outbox was made.
-    dequeued_total: u64,
-    /// What a budget scan saw last (`dequeued_total`, `queued_bytes`), to
-    /// tell a reader that stopped from one that keeps up.
-    mark: Option<(u64, usize)>,
+    /// Bytes that have left the queue since the outbox was made (modulo
+    /// 2^32: only differences between two scans are used).
+    dequeued: u32,
+    /// What a budget scan saw last (`dequeued`, `queued_bytes` capped at
+    /// `u32::MAX`), to tell a reader that stopped from one that keeps up.
+    mark: Option<(u32, u32)>,
 }
 
 impl OutboxState {
@@ -73,7 +74,7 @@ impl OutboxState {
     fn uncount(&mut self, n: usize) -> usize {
         let n = n.min(self.queued_bytes);
         self.queued_bytes -= n;
-        self.dequeued_total += n as u64;
+        self.dequeued = self.dequeued.wrapping_add(n as u32);
         n
     }
 }
@@ -124,7 +125,7 @@ impl Outbox {
                 queued_bytes: 0,
                 status: OutboxStatus::Open,
                 waker: None,
-                dequeued_total: 0,
+                dequeued: 0,
                 mark: None,
             }),
         }
@@ -226,11 +227,14 @@ impl Outbox {
     /// it sees for the next scan.
     pub(crate) fn behind_since_last_scan(&self) -> bool {
         let mut st = lock(&self.state);
-        let now = (st.dequeued_total, st.queued_bytes);
+        let now = (
+            st.dequeued,
+            u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
+        );
         let behind = st.queued_bytes > 0
             && st
                 .mark
-                .is_some_and(|(dequeued, queued)| now.0 - dequeued < queued as u64);
+                .is_some_and(|(dequeued, queued)| now.0.wrapping_sub(dequeued) < queued);
         st.mark = Some(now);
         behind
     }
