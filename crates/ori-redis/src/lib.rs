@@ -28,6 +28,7 @@
 //! | `<prefix>:t:<topic>` | the topic has at least one local subscriber | `publish(topic)` |
 //! | `<prefix>:b` | always (while connected) | `broadcast` |
 //! | `<prefix>:s:<socketId>` | the socket is connected to this instance | `send(socketId)` |
+//! | `<prefix>:p` | always (while connected) | "behind" / "caught up" announcements (see "Backpressure") |
 //!
 //! One background task owns the subscriber connection. Subscription hooks
 //! only mark a topic or socket as changed and wake it; the task then
