@@ -84,7 +84,7 @@
 //! So that it rarely comes to that, an instance whose subscriber has to
 //! wait announces that it is **behind** on the channel `<prefix>:p` (at
 //! once, repeated every 100 ms while it lasts, then "caught up" after
-//! 20 ms without a wait), and every other instance's publishes wait while
+//! 5 ms without a wait), and every other instance's publishes wait while
 //! some instance is behind (each announcement holds 300 ms unless repeated,
 //! so a dead instance holds nobody back), failing with
 //! `PublishError::Overloaded` after the publish timeout. Publishers thus

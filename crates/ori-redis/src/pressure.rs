@@ -35,7 +35,7 @@ use crate::Shared;
 pub(crate) const REFRESH: Duration = Duration::from_millis(100);
 /// How long an instance must not have waited before it announces that it
 /// caught up (so that waits of a few milliseconds do not flap the state).
-pub(crate) const SETTLE: Duration = Duration::from_millis(20);
+pub(crate) const SETTLE: Duration = Duration::from_millis(5);
 /// How long an announcement holds without a repeat.
 pub(crate) const EXPIRY: Duration = Duration::from_millis(300);
 
