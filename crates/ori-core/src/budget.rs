@@ -13,6 +13,9 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// spent and someone waits, before the connection is closed with 1013.
 pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(250);
 
+/// The shortest [`Budget::shed_after`].
+pub const MIN_SHED_AFTER: Duration = Duration::from_millis(10);
+
 /// The outbound budget of one instance: how many bytes may wait, summed over
 /// every connection's outbound queue, before publishers are slowed down.
 ///
@@ -114,8 +117,11 @@ impl Budget {
         Duration::from_millis(self.shed_after_ms.load(Ordering::Relaxed))
     }
 
-    /// Sets [`shed_after`](Self::shed_after) (millisecond resolution).
+    /// Sets [`shed_after`](Self::shed_after) (millisecond resolution, at
+    /// least [`MIN_SHED_AFTER`]: scans closer together would find readers
+    /// that keep up behind).
     pub fn set_shed_after(&self, after: Duration) {
+        let after = after.max(MIN_SHED_AFTER);
         self.shed_after_ms
             .store(after.as_millis() as u64, Ordering::Relaxed);
     }
@@ -127,7 +133,11 @@ impl Budget {
 
     /// Whether a publish may go ahead now (no more than the limit queued).
     pub fn has_room(&self) -> bool {
-        self.used.load(Ordering::Relaxed) <= self.limit() as i64
+        self.used.load(Ordering::Relaxed) <= self.limit_i64()
+    }
+
+    fn limit_i64(&self) -> i64 {
+        i64::try_from(self.limit()).unwrap_or(i64::MAX)
     }
 
     /// Whether a publish may go ahead without joining the waiters: there is
@@ -169,7 +179,8 @@ impl Budget {
 
     pub(crate) fn charge(&self, bytes: usize) {
         if bytes > 0 {
-            self.used.fetch_add(bytes as i64, Ordering::Relaxed);
+            self.used
+                .fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
         }
     }
 
@@ -177,9 +188,10 @@ impl Budget {
         if bytes == 0 {
             return;
         }
-        let before = self.used.fetch_sub(bytes as i64, Ordering::AcqRel);
-        let limit = self.limit() as i64;
-        if before > limit && before - bytes as i64 <= limit {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
+        let limit = self.limit_i64();
+        if before > limit && before.saturating_sub(bytes) <= limit {
             self.room.notify_waiters();
         }
     }
@@ -205,8 +217,10 @@ impl Budget {
     /// Takes the right to scan the queues; `None` while another waiter
     /// scans, or when the last scan was less than `shed_after` ago (a scan
     /// compares each queue with what the previous one saw, so they must be
-    /// that far apart).
-    pub(crate) fn try_shed(&self) -> Option<ShedGuard<'_>> {
+    /// that far apart). With the guard: whether the previous scan is recent
+    /// enough (within twice `shed_after`) to judge by; an older one only
+    /// sets new marks.
+    pub(crate) fn try_shed(&self) -> Option<(ShedGuard<'_>, bool)> {
         if self.shedding.swap(true, Ordering::AcqRel) {
             return None;
         }
@@ -216,12 +230,14 @@ impl Budget {
             .last_scan
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|t| now < t + self.shed_after()) {
+        let after = self.shed_after();
+        if last.is_some_and(|t| now < t + after) {
             return None;
         }
+        let judge = last.is_some_and(|t| now <= t + 2 * after);
         *last = Some(now);
         drop(last);
-        Some(guard)
+        Some((guard, judge))
     }
 
     pub(crate) fn count_shed(&self, connections: u64) {
@@ -257,6 +273,16 @@ mod tests {
         assert!(b.has_room());
         assert!(futures_util::FutureExt::now_or_never(woken).is_some());
         assert_eq!(b.used(), 100);
+    }
+
+    #[test]
+    fn a_limit_past_i64_means_no_limit() {
+        let b = Budget::new(usize::MAX);
+        b.charge(1 << 40);
+        assert!(b.has_room());
+        b.release(1 << 40);
+        b.set_shed_after(Duration::ZERO);
+        assert_eq!(b.shed_after(), MIN_SHED_AFTER);
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl Hub {
     /// [`shed_after`](Budget::shed_after); returns how many were closed.
     pub fn shed(&self) -> usize {
         let budget = &*self.inner.budget;
-        let Some(_guard) = budget.try_shed() else {
+        let Some((_guard, judge)) = budget.try_shed() else {
             return 0;
         };
         let outboxes: Vec<Arc<Outbox>> = self
@@ -247,7 +247,7 @@ impl Hub {
             .collect();
         let mut behind: Vec<(usize, Arc<Outbox>)> = outboxes
             .into_iter()
-            .filter(|o| o.behind_since_last_scan())
+            .filter(|o| o.behind_since_last_scan(judge))
             .map(|o| (o.queued_bytes(), o))
             .collect();
         behind.sort_unstable_by_key(|q| std::cmp::Reverse(q.0));

@@ -18,7 +18,9 @@ mod provider;
 mod socket_id;
 mod topic;
 
-pub use budget::{Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT};
+pub use budget::{
+    Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT, MIN_SHED_AFTER,
+};
 pub use error::{PublishError, SubscribeError};
 pub use hub::{Hub, HubMetrics, Overloaded, Subscription};
 pub use message::{Message, Utf8Bytes};

@@ -199,11 +199,14 @@ impl Outbox {
     }
 
     /// Drops what is queued and asks the writer to close with 1013, as if
-    /// the reader had overflowed its queue (the budget sheds the largest
-    /// queues this way). False if the outbox was already closing.
+    /// the reader had overflowed its queue (the budget sheds readers that
+    /// are behind this way). A connection already closing has its queue
+    /// dropped too (its reader is not taking it). False if it had
+    /// overflowed already, or was shut.
     pub fn overflow(&self) -> bool {
         let st = lock(&self.state);
-        if st.status != OutboxStatus::Open {
+        let nothing_to_drop = st.status != OutboxStatus::Open && st.queued_bytes == 0;
+        if st.status == OutboxStatus::Overflowed || nothing_to_drop {
             return false;
         }
         self.overflow_locked(st);
@@ -225,13 +228,14 @@ impl Outbox {
     /// this queue than it held then (its backlog is older than the time
     /// between the scans: the reader stopped or trickles). Remembers what
     /// it sees for the next scan.
-    pub(crate) fn behind_since_last_scan(&self) -> bool {
+    pub(crate) fn behind_since_last_scan(&self, judge: bool) -> bool {
         let mut st = lock(&self.state);
         let now = (
             st.dequeued,
             u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
         );
-        let behind = st.queued_bytes > 0
+        let behind = judge
+            && st.queued_bytes > 0
             && st
                 .mark
                 .is_some_and(|(dequeued, queued)| now.0.wrapping_sub(dequeued) < queued);
@@ -473,17 +477,19 @@ mod tests {
     fn a_queue_is_behind_only_if_it_did_not_drain_what_it_held_at_the_last_scan() {
         let o = Outbox::new(SocketId::new(), 1 << 20);
         o.push(Bytes::from_static(b"0123456789"));
-        assert!(!o.behind_since_last_scan(), "the first scan only looks");
+        assert!(!o.behind_since_last_scan(true), "the first scan only looks");
         // A reader that keeps up: what was queued then has left since, even
         // though more is queued now.
         o.written(10);
         o.push(Bytes::from_static(b"abcdefghijklmnopqrst"));
-        assert!(!o.behind_since_last_scan());
+        assert!(!o.behind_since_last_scan(true));
         // A reader that trickles: 5 of the 20 bytes left since.
         o.written(5);
-        assert!(o.behind_since_last_scan());
+        assert!(!o.behind_since_last_scan(false), "a stale mark only looks");
+        o.written(0);
+        assert!(o.behind_since_last_scan(true));
         // An empty queue is never behind.
         o.written(15);
-        assert!(!o.behind_since_last_scan());
+        assert!(!o.behind_since_last_scan(true));
     }
 }

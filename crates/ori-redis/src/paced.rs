@@ -28,11 +28,14 @@ use tokio::io::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The largest bulk string accepted from Redis (a message payload, a
-/// channel name): a bound on what one frame can make this instance hold.
+/// The most bytes of bulk strings in one frame from Redis (a message's
+/// channel and payload): a bound on what one frame can make this instance
+/// hold.
 pub(crate) const MAX_BULK: usize = 64 << 20;
 /// The longest header line (`*3`, `$1024`, `:1`, an error message).
 const MAX_LINE: usize = 4096;
+/// The most items of an array (a subscribed connection's have three).
+const MAX_ITEMS: usize = 4;
 
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -44,7 +47,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a message is handed to: its channel and payload.
 pub(crate) type Deliver = Box<dyn FnMut(&str, &[u8]) + Send>;
 /// Told when the reader starts (true) and stops (false) waiting for room.
-pub(crate) type Waiting = Box<dyn Fn(bool) + Send>;
+pub(crate) type Waiting = Box<dyn Fn(bool) + Send + Sync>;
 
 /// One paced subscriber connection. Dropping it ends the reader and closes
 /// the connection.
@@ -197,9 +200,10 @@ async fn read_loop(
                     // is where Redis (and, told by `waiting`, the other
                     // instances) feel this instance's pace.
                     if !hub.budget().has_room() {
-                        waiting(true);
+                        // Told "no longer waiting" however the wait ends,
+                        // also when the reader is aborted inside it.
+                        let _waiting = WaitingNow::begin(&*waiting);
                         hub.room().await;
-                        waiting(false);
                     }
                     match std::str::from_utf8(channel) {
                         Ok(channel) => deliver(channel, payload),
@@ -220,6 +224,22 @@ async fn read_loop(
     // Whoever still waits learns that the connection is gone.
     lock(&inner.pending).clear();
     why
+}
+
+/// While it lives, the reader is waiting for room.
+struct WaitingNow<'a>(&'a (dyn Fn(bool) + Send + Sync));
+
+impl<'a> WaitingNow<'a> {
+    fn begin(tell: &'a (dyn Fn(bool) + Send + Sync)) -> Self {
+        tell(true);
+        Self(tell)
+    }
+}
+
+impl Drop for WaitingNow<'_> {
+    fn drop(&mut self) {
+        (self.0)(false);
+    }
 }
 
 fn answer(inner: &Inner, result: Result<(), String>) {
@@ -263,16 +283,23 @@ fn parse_len(s: &str, max: usize) -> Result<Option<usize>, String> {
 /// (nested arrays are refused: a subscribed connection gets none).
 async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String> {
     let line = read_line(r).await?;
-    let (kind, rest) = line.split_at(line.len().min(1));
+    let (kind, rest) = split_kind(&line)?;
     match kind {
         "*" => {
-            let n = parse_len(rest, 16)?.unwrap_or(0);
+            let n = parse_len(rest, MAX_ITEMS)?.unwrap_or(0);
             let mut items = Vec::with_capacity(n);
+            let mut budget = MAX_BULK;
             for _ in 0..n {
                 let line = read_line(r).await?;
-                let (kind, rest) = line.split_at(line.len().min(1));
+                let (kind, rest) = split_kind(&line)?;
                 items.push(match kind {
-                    "$" => read_bulk(r, rest).await?,
+                    "$" => {
+                        let bulk = read_bulk(r, rest, budget).await?;
+                        if let Frame::Bulk(b) = &bulk {
+                            budget -= b.len();
+                        }
+                        bulk
+                    }
                     ":" => int(rest)?,
                     "+" => Frame::Simple(rest.to_owned()),
                     _ => return Err(format!("unexpected {kind:?} in an array from Redis")),
@@ -280,10 +307,19 @@ async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String>
             }
             Ok(Frame::Array(items))
         }
-        "$" => read_bulk(r, rest).await,
+        "$" => read_bulk(r, rest, MAX_BULK).await,
         ":" => int(rest),
         "+" => Ok(Frame::Simple(rest.to_owned())),
         "-" => Ok(Frame::Error(rest.to_owned())),
+        _ => Err(format!("unexpected reply {line:?} from Redis")),
+    }
+}
+
+/// The type byte of a reply line and the rest (`None` for a line that does
+/// not start with an ASCII type byte).
+fn split_kind(line: &str) -> Result<(&str, &str), String> {
+    match line.as_bytes().first() {
+        Some(b) if b.is_ascii() => Ok(line.split_at(1)),
         _ => Err(format!("unexpected reply {line:?} from Redis")),
     }
 }
@@ -294,13 +330,23 @@ fn int(s: &str) -> Result<Frame, String> {
         .map_err(|_| format!("malformed integer {s:?} from Redis"))
 }
 
-async fn read_bulk<R: AsyncBufRead + Unpin>(r: &mut R, len: &str) -> Result<Frame, String> {
-    let Some(n) = parse_len(len, MAX_BULK)? else {
+/// One bulk string of at most `max` bytes, read as it arrives (nothing is
+/// reserved for a length Redis only announces).
+async fn read_bulk<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    len: &str,
+    max: usize,
+) -> Result<Frame, String> {
+    let Some(n) = parse_len(len, max)? else {
         return Ok(Frame::Bulk(Vec::new()));
     };
-    let mut buf = vec![0; n + 2];
-    r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    if !buf.ends_with(b"\r\n") {
+    let mut buf = Vec::with_capacity((n + 2).min(64 << 10));
+    let got = r
+        .take(n as u64 + 2)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    if got != n + 2 || !buf.ends_with(b"\r\n") {
         return Err("malformed bulk string from Redis".to_owned());
     }
     buf.truncate(n);
@@ -346,6 +392,23 @@ mod tests {
         let long = vec![b'+'; MAX_LINE + 10];
         assert!(parse(&long).await.is_err());
         assert!(parse(b"").await.is_err());
+        assert!(
+            parse("é\r\n".as_bytes()).await.is_err(),
+            "no panic on a non-ASCII type"
+        );
+        assert!(parse(b"*5\r\n").await.is_err(), "arrays of at most 4 items");
+        let two_halves = format!(
+            "*2\r\n${n}\r\n{}\r\n${n}\r\n",
+            "x".repeat(MAX_BULK / 2 + 1),
+            n = MAX_BULK / 2 + 1
+        );
+        assert!(
+            parse(two_halves.as_bytes())
+                .await
+                .unwrap_err()
+                .contains("limit"),
+            "the limit is for the whole frame"
+        );
     }
 
     #[test]

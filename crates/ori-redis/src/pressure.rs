@@ -175,17 +175,23 @@ impl Pressure {
 pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut local = shared.pressure.local.subscribe();
     let channel = shared.channels.pressure().to_owned();
-    let mut announced = false;
+    // When "behind" was last published; `None`: "caught up" is what the
+    // others were told last.
+    let mut announced: Option<Instant> = None;
     loop {
         let behind = *local.borrow_and_update();
         let wait = match (behind, announced) {
+            // At once the first time, then at most every REFRESH however
+            // often the state flips (a budget at its limit flips it per
+            // message).
+            (true, Some(at)) if at.elapsed() < REFRESH => Some(REFRESH - at.elapsed()),
             (true, _) => {
                 publish(&shared, &channel, true).await;
-                announced = true;
+                announced = Some(Instant::now());
                 Some(REFRESH)
             }
-            (false, true) => Some(SETTLE),
-            (false, false) => None,
+            (false, Some(_)) => Some(SETTLE),
+            (false, None) => None,
         };
         tokio::select! {
             biased;
@@ -199,7 +205,7 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 let still_caught_up = !*local.borrow();
                 if !behind && still_caught_up {
                     publish(&shared, &channel, false).await;
-                    announced = false;
+                    announced = None;
                 }
             }
         }

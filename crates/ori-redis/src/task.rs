@@ -220,6 +220,9 @@ pub(crate) async fn run(
         shared.set_publisher(None);
         shared.counters.connected.store(false, Ordering::Release);
         shared.counters.channels.store(0, Ordering::Relaxed);
+        // The subscriber is gone, and with it any wait for room: this
+        // instance is no longer holding anyone back.
+        shared.pressure.set_local(false);
         match exit {
             Exit::Shutdown => {
                 // A later start resubscribes what this connection held.
@@ -281,6 +284,15 @@ async fn serve(
             biased;
             _ = stopped(shutdown) => return Exit::Shutdown,
             _ = shared.wake.notified() => {
+                // (Un)subscriptions are confirmed on the subscriber
+                // connection, behind the messages its reader holds back
+                // while the budget is spent: wait for room first, so the
+                // confirmations do not time out behind them.
+                tokio::select! {
+                    biased;
+                    _ = stopped(shutdown) => return Exit::Shutdown,
+                    () = shared.hub.room() => {}
+                }
                 if let Err(reason) = reconcile(shared, &live.subscriber, upstream).await {
                     return Exit::Lost(reason);
                 }

@@ -174,3 +174,37 @@ async fn a_reader_that_stopped_is_shed_and_publishers_and_fast_readers_go_on() {
     slow.send_close(1000).await;
     common::stop_server(&server, vec![fast]).await;
 }
+
+/// A connection closed while its reader has stopped (here: shed by the
+/// budget) must not linger with bytes charged: its close frame waits
+/// behind a full socket, so the closing handshake's timeout ends it and
+/// releases every byte, well before the connection's next timer tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_connection_whose_reader_stopped_ends_after_the_close_timeout() {
+    let server = server(
+        WsOptions::new()
+            .close_timeout(Duration::from_millis(200))
+            .publish_timeout(Duration::from_secs(10))
+            .shed_slowest_after(Duration::from_millis(50)),
+    )
+    .await;
+    let mut reader = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
+    reader.send_text("sub:t").await;
+    assert_eq!(reader.read_text().await, "subscribed:t");
+    let emitter = server.app().socket();
+    let mut published = 0;
+    while metric(emitter, "ori_budget_shed_total") == 0 {
+        assert!(
+            published < MAX_MESSAGES,
+            "the stalled reader was never shed"
+        );
+        emitter.publish("t", payload(published)).await.unwrap();
+        published += 1;
+    }
+    // The default ping interval is 30 s: only the handshake's timeout can
+    // end the connection within the wait.
+    common::wait_for_connections(server.app(), 0).await;
+    common::wait_until("the backlog released", || queued(&server) == 0).await;
+    drop(reader);
+    common::stop_server(&server, vec![]).await;
+}

@@ -30,7 +30,7 @@ use super::conn::ReadyState;
 use super::handlers::guarded;
 use super::link::{Detach, Link};
 use super::rate::{Admit, Bucket, RATE_LIMITED_REPLY};
-use super::state::{CLOSE_SENT, DRAINED};
+use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED};
 use super::upgrade::{Upgrading, WsRuntime};
 use super::Conn;
 use crate::router::{Admission, ConnectionGuards};
@@ -165,7 +165,7 @@ where
                             }
                             continue 'conn;
                         }
-                        CLOSE_SENT => break 'conn Some(Start::Ours),
+                        CLOSE_SENT | CLOSE_STALLED => break 'conn Some(Start::Ours),
                         _ => break 'conn None,
                     },
                     read = read_some(&mut reader, &mut inbuf) => match read {
@@ -182,6 +182,11 @@ where
                         } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
                             conn.inner.outbox.push(codec::encode_frame(OpCode::Ping, b""));
                             ping_sent = true;
+                        }
+                        if conn.inner.outbox.status() != OutboxStatus::Open {
+                            // Closing (by us, a handler, a shed): the
+                            // handshake and its timeout from here.
+                            break 'conn Some(Start::Ours);
                         }
                         timer.as_mut().reset(Instant::now() + tick);
                         continue 'conn;

@@ -18,7 +18,7 @@ use tokio::io::AsyncWrite;
 
 use super::conn::ConnInner;
 use super::lock;
-use super::state::{CLOSE_SENT, DRAINED, FAILED};
+use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, FAILED};
 use super::writer::{Flush, Shard};
 
 const MAX_IOV: usize = 64;
@@ -52,6 +52,8 @@ struct WriteState<W> {
     close: Option<(u16, String)>,
     /// The close frame is written or the socket failed: nothing more goes out.
     done: bool,
+    /// `CLOSE_STALLED` was signalled.
+    close_stalled: bool,
 }
 
 impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {
@@ -68,6 +70,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
                 blocked: false,
                 close: None,
                 done: false,
+                close_stalled: false,
             }),
         });
         link.shard.attach();
@@ -263,7 +266,17 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                     self.signal(DRAINED);
                 }
             }
-            Wrote::Blocked => ws.blocked = true,
+            Wrote::Blocked => {
+                ws.blocked = true;
+                if ws.close.is_some() && !std::mem::replace(&mut ws.close_stalled, true) {
+                    // The close frame waits behind a socket that does not
+                    // take data: the task's handshake timeout must start,
+                    // so that the connection (and what it holds of the
+                    // budget) does not linger.
+                    drop(guard);
+                    self.signal(CLOSE_STALLED);
+                }
+            }
             Wrote::Failed => {
                 ws.done = true;
                 ws.pending = VecDeque::new();

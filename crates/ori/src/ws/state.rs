@@ -14,6 +14,9 @@ pub(super) const CLOSE_SENT: u8 = 1 << 2;
 pub(super) const FAILED: u8 = 1 << 3;
 /// The socket drained after pushing back (reported once).
 pub(super) const DRAINED: u8 = 1 << 4;
+/// Our close frame is queued but the socket pushes back (reported once):
+/// the task starts its closing handshake, whose timeout then applies.
+pub(super) const CLOSE_STALLED: u8 = 1 << 5;
 
 /// The phase and the write events of one connection.
 pub(crate) struct ConnState(AtomicU8);
@@ -56,14 +59,15 @@ impl ConnState {
     }
 
     /// The next write event: `CLOSE_SENT` or `FAILED` (which stay set), else
-    /// `DRAINED` (cleared as it is taken), else none.
+    /// `DRAINED`, else `CLOSE_STALLED` (each cleared as it is taken), else
+    /// none.
     pub(super) fn take_event(&self) -> Option<u8> {
         let s = self.0.load(Ordering::Acquire);
         if s & (CLOSE_SENT | FAILED) != 0 {
             Some(s & (CLOSE_SENT | FAILED))
-        } else if s & DRAINED != 0 {
-            self.0.fetch_and(!DRAINED, Ordering::AcqRel);
-            Some(DRAINED)
+        } else if let Some(once) = [DRAINED, CLOSE_STALLED].into_iter().find(|e| s & e != 0) {
+            self.0.fetch_and(!once, Ordering::AcqRel);
+            Some(once)
         } else {
             None
         }
