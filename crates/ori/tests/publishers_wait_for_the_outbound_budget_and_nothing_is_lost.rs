@@ -38,6 +38,15 @@ async fn server(options: WsOptions) -> TestServer {
     .await
 }
 
+/// A client subscribed to `t` with a small receive buffer, which then reads
+/// only when told to.
+async fn stalled_subscriber(server: &TestServer) -> RawWs {
+    let mut ws = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
+    ws.send_text("sub:t").await;
+    assert_eq!(ws.read_text().await, "subscribed:t");
+    ws
+}
+
 fn queued(server: &TestServer) -> u64 {
     metric(server.app().socket(), "ori_outbound_queued_bytes")
 }
@@ -67,9 +76,7 @@ async fn a_spent_budget_makes_publish_wait_then_fail_and_nothing_is_lost() {
             .shed_slowest_after(Duration::from_secs(60)),
     )
     .await;
-    let mut reader = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
-    reader.send_text("sub:t").await;
-    assert_eq!(reader.read_text().await, "subscribed:t");
+    let mut reader = stalled_subscriber(&server).await;
     // The reader stops reading: the kernel's buffers fill, then the queue.
 
     let emitter = server.app().socket();
@@ -125,9 +132,7 @@ async fn a_reader_that_stopped_is_shed_and_publishers_and_fast_readers_go_on() {
     .await;
     let mut fast = server.connect().await;
     subscribe(&mut fast, "t").await;
-    let mut slow = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
-    slow.send_text("sub:t").await;
-    assert_eq!(slow.read_text().await, "subscribed:t");
+    let mut slow = stalled_subscriber(&server).await;
 
     let total = 12_000;
     let fast_reader = tokio::spawn(async move {
@@ -188,9 +193,7 @@ async fn a_shed_connection_whose_reader_stopped_ends_after_the_close_timeout() {
             .shed_slowest_after(Duration::from_millis(50)),
     )
     .await;
-    let mut reader = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
-    reader.send_text("sub:t").await;
-    assert_eq!(reader.read_text().await, "subscribed:t");
+    let reader = stalled_subscriber(&server).await;
     let emitter = server.app().socket();
     let mut published = 0;
     while metric(emitter, "ori_budget_shed_total") == 0 {
