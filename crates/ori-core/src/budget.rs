@@ -142,7 +142,7 @@ impl Budget {
 
     /// Whether a publish may go ahead without joining the waiters: there is
     /// room and nobody waits for it (a newcomer does not overtake them).
-    pub(crate) fn may_pass(&self) -> bool {
+    pub fn may_pass(&self) -> bool {
         self.waiting.load(Ordering::Relaxed) == 0 && self.has_room()
     }
 

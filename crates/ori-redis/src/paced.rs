@@ -199,7 +199,7 @@ async fn read_loop(
                     // Nothing more is read while the budget is spent: this
                     // is where Redis (and, told by `waiting`, the other
                     // instances) feel this instance's pace.
-                    if !hub.budget().has_room() {
+                    if !hub.budget().may_pass() {
                         // Told "no longer waiting" however the wait ends,
                         // also when the reader is aborted inside it.
                         let _waiting = WaitingNow::begin(&*waiting);

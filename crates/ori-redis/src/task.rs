@@ -320,7 +320,7 @@ async fn serve(
             event = live.subscriber.next() => match event {
                 Event::Message(msg) => {
                     // A cluster's pushes: taken no faster than delivered.
-                    if !shared.hub.budget().has_room() {
+                    if !shared.hub.budget().may_pass() {
                         shared.pressure.set_local(true);
                         shared.hub.room().await;
                         shared.pressure.set_local(false);
