@@ -87,7 +87,6 @@ where
         // The connection counts as upgrading (for the connection limit) until
         // it is registered in the hub or refused.
         let upgrading = Upgrading(&rt.upgrading);
-        let id = conn.id();
         let hub = conn.inner.provider.hub();
         let limits = &rt.limits;
         let mut decoder = Decoder::new(codec::Limits {
@@ -102,7 +101,7 @@ where
             refused => {
                 let (code, reason) = match refused {
                     Admission::Failed(e) => {
-                        tracing::warn!(socket = %id, error = %e, "connection guard failed");
+                        tracing::warn!(socket = %conn.id(), error = %e, "connection guard failed");
                         (close_code::INTERNAL_ERROR, "Connection guard failed")
                     }
                     _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
@@ -134,20 +133,29 @@ where
         if rt.shutting_down() {
             conn.close(close_code::GOING_AWAY, "Server shutting down");
         }
-        tracing::debug!(socket = %id, remote = ?conn.remote_addr(), "connection opened");
+        tracing::debug!(socket = %conn.id(), remote = ?conn.remote_addr(), "connection opened");
 
         if let Some(open) = &rt.handlers.open {
-            Box::pin(guarded("open", id, open(conn.clone()))).await;
+            Box::pin(guarded("open", conn.id(), open(conn.clone()))).await;
         }
 
-        let tick = limits
-            .ping_interval
-            .unwrap_or(limits.idle_timeout)
-            .min(limits.idle_timeout)
-            .max(Duration::from_millis(10));
-        let mut last_seen = Instant::now();
+        // Recomputed when needed rather than kept: every idle connection
+        // holds this future, and 16 bytes less keeps its task a size class
+        // smaller.
+        let tick = || {
+            limits
+                .ping_interval
+                .unwrap_or(limits.idle_timeout)
+                .min(limits.idle_timeout)
+                .max(Duration::from_millis(10))
+        };
+        // Quiet time is counted in whole ticks (a flag set by every read,
+        // looked at by the timer) rather than from a stored instant: the
+        // same tick-grained verdicts, 16 bytes less in every connection.
+        let mut seen = false;
+        let mut quiet_ticks: u32 = 0;
         let mut ping_sent = false;
-        let mut timer = pin!(tokio::time::sleep(tick));
+        let mut timer = pin!(tokio::time::sleep(tick()));
 
         // Bytes that arrived with the upgrade request are decoded before waiting.
         let mut skip_wait = !inbuf.is_empty();
@@ -161,7 +169,7 @@ where
                     event = link.event() => match event {
                         DRAINED => {
                             if let Some(drain) = &rt.handlers.drain {
-                                Box::pin(guarded("drain", id, drain(conn.clone()))).await;
+                                Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
                             }
                             continue 'conn;
                         }
@@ -171,12 +179,17 @@ where
                     read = read_some(&mut reader, &mut inbuf) => match read {
                         Ok(0) | Err(_) => break 'conn None,
                         Ok(_) => {
-                            last_seen = Instant::now();
+                            seen = true;
                             ping_sent = false;
                         }
                     },
                     () = &mut timer => {
-                        let quiet = last_seen.elapsed();
+                        quiet_ticks = if std::mem::take(&mut seen) {
+                            0
+                        } else {
+                            quiet_ticks.saturating_add(1)
+                        };
+                        let quiet = tick().saturating_mul(quiet_ticks);
                         if quiet >= limits.idle_timeout {
                             conn.close(close_code::GOING_AWAY, "Idle timeout");
                         } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
@@ -188,7 +201,7 @@ where
                             // handshake and its timeout from here.
                             break 'conn Some(Start::Ours);
                         }
-                        timer.as_mut().reset(Instant::now() + tick);
+                        timer.as_mut().reset(Instant::now() + tick());
                         continue 'conn;
                     }
                 }
@@ -200,7 +213,7 @@ where
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::debug!(socket = %id, error = %e, "protocol error");
+                        tracing::debug!(socket = %conn.id(), error = %e, "protocol error");
                         break 'conn Some(Start::Violation {
                             code: e.code,
                             reason: e.reason,
@@ -221,7 +234,7 @@ where
                                 ));
                             }
                             Some(Admit::Close) => {
-                                tracing::debug!(socket = %id, "inbound rate limit: closing");
+                                tracing::debug!(socket = %conn.id(), "inbound rate limit: closing");
                                 conn.close(close_code::POLICY_VIOLATION, "Rate limit exceeded");
                             }
                         }
@@ -231,12 +244,12 @@ where
                             .outbox
                             .push(codec::encode_frame(OpCode::Pong, &payload));
                         if let Some(h) = &rt.handlers.ping {
-                            Box::pin(guarded("ping", id, h(conn.clone(), payload))).await;
+                            Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload))).await;
                         }
                     }
                     Frame::Pong(payload) => {
                         if let Some(h) = &rt.handlers.pong {
-                            Box::pin(guarded("pong", id, h(conn.clone(), payload))).await;
+                            Box::pin(guarded("pong", conn.id(), h(conn.clone(), payload))).await;
                         }
                     }
                     Frame::Close(close) => break 'conn Some(Start::Peer(close)),
@@ -274,16 +287,16 @@ where
             None => End::abnormal(),
         };
 
-        conn.inner.provider.disconnect(&id);
+        conn.inner.provider.disconnect(&conn.id());
         conn.inner.outbox.shut();
         conn.set_state(ReadyState::Closed);
         link.detach();
         drop(reader);
-        tracing::debug!(socket = %id, code = end.code, "connection closed");
+        tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
         if let Some(close) = &rt.handlers.close {
             Box::pin(guarded(
                 "close",
-                id,
+                conn.id(),
                 close(conn.clone(), end.code, end.reason),
             ))
             .await;

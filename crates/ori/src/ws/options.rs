@@ -284,7 +284,10 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     }
 
     /// A connection from which nothing (not even a pong) arrives for this
-    /// long is closed with 1001 (default 75 s).
+    /// long is closed with 1001 (default 75 s). Silence is counted in
+    /// whole periods of the connection's timer (the smaller of the ping
+    /// interval and this), so the close comes at most two periods late,
+    /// never early.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.limits.idle_timeout = timeout;
         self
