@@ -111,6 +111,7 @@
 //! client.
 
 mod backend;
+mod channels;
 mod config;
 pub mod envelope;
 mod paced;
@@ -131,6 +132,7 @@ use ori_core::{
 use tokio::sync::{watch, Notify};
 
 use backend::{Backend, Publisher};
+use channels::Channels;
 pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
 
@@ -194,61 +196,6 @@ pub struct RedisStats {
 #[derive(Clone)]
 pub struct RedisProvider {
     shared: Arc<Shared>,
-}
-
-/// Channel names of one prefix.
-pub(crate) struct Channels {
-    topic: String,
-    broadcast: String,
-    socket: String,
-    pressure: String,
-}
-
-/// What a channel name addresses.
-pub(crate) enum ChannelKind<'a> {
-    Topic(&'a str),
-    Broadcast,
-    Socket(&'a str),
-}
-
-impl Channels {
-    fn new(prefix: &str) -> Self {
-        Self {
-            topic: format!("{prefix}:t:"),
-            broadcast: format!("{prefix}:b"),
-            socket: format!("{prefix}:s:"),
-            pressure: format!("{prefix}:p"),
-        }
-    }
-
-    /// The channel of backpressure announcements (see `pressure`).
-    pub(crate) fn pressure(&self) -> &str {
-        &self.pressure
-    }
-
-    pub(crate) fn topic(&self, topic: &Topic) -> String {
-        format!("{}{}", self.topic, topic.as_str())
-    }
-
-    pub(crate) fn broadcast(&self) -> &str {
-        &self.broadcast
-    }
-
-    pub(crate) fn socket(&self, id: &SocketId) -> String {
-        format!("{}{id}", self.socket)
-    }
-
-    pub(crate) fn classify<'a>(&self, channel: &'a str) -> Option<ChannelKind<'a>> {
-        if channel == self.broadcast {
-            Some(ChannelKind::Broadcast)
-        } else if let Some(t) = channel.strip_prefix(self.topic.as_str()) {
-            Some(ChannelKind::Topic(t))
-        } else {
-            channel
-                .strip_prefix(self.socket.as_str())
-                .map(ChannelKind::Socket)
-        }
-    }
 }
 
 /// Topics and sockets whose upstream subscription may need to change.

@@ -11,8 +11,9 @@ use ori_core::{SocketId, Topic, BROADCAST_TOPIC};
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Event, Publisher, Subscriber};
+use crate::channels::ChannelKind;
 use crate::envelope::{self, Malformed};
-use crate::{ChannelKind, Dirty, RedisConfig, Shared};
+use crate::{Dirty, RedisConfig, Shared};
 
 /// One connected pair: the publisher and the subscriber (already
 /// subscribed to the broadcast channel).
