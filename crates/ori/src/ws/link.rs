@@ -182,16 +182,16 @@ enum Wrote {
 }
 
 impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for Link<D, W> {
-    fn flush(self: Arc<Self>) -> u64 {
+    fn flush(self: Arc<Self>) {
         // Cleared before taking: a push after this schedules us again.
         self.scheduled.store(false, Ordering::Release);
         let mut guard = lock(&self.write);
         let ws = &mut *guard;
         if ws.done {
-            return 0;
+            return;
         }
         let Some(io) = ws.io.as_mut() else {
-            return 0;
+            return;
         };
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
@@ -284,7 +284,6 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                 self.signal(FAILED);
             }
         }
-        frames
     }
 }
 

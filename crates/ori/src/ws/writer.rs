@@ -41,9 +41,8 @@ impl Writers {
 
 /// A connection's write side, as the writer task sees it.
 pub(super) trait Flush: Send + Sync {
-    /// Writes what the connection has queued without waiting; returns the
-    /// frames written.
-    fn flush(self: Arc<Self>) -> u64;
+    /// Writes what the connection has queued without waiting.
+    fn flush(self: Arc<Self>);
 }
 
 #[derive(Default)]
