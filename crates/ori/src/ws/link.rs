@@ -301,6 +301,12 @@ fn poll_write_pending<W: AsyncWrite + Unpin>(
         slices[i] = IoSlice::new(&frame[start..]);
         count += 1;
     }
+    // One frame (the common case below saturation) goes out with a plain
+    // write: for a TCP stream that is `send(2)`, which skips the file-layer
+    // work of `writev(2)` (measured: about 5 % of a delivery's CPU).
+    if count == 1 {
+        return Pin::new(io).poll_write(cx, &slices[0]);
+    }
     Pin::new(io).poll_write_vectored(cx, &slices[..count])
 }
 
