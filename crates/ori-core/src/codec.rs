@@ -105,6 +105,9 @@ impl ProtocolError {
     }
 }
 
+/// The least a partial frame's buffer grows by at a time.
+const MIN_GROWTH: usize = 8 * 1024;
+
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -187,7 +190,12 @@ impl Decoder {
             let total = header.header_len + header.payload_len;
             if buf.len() < total {
                 self.check_arriving_text(&buf[header.header_len..], &header)?;
-                buf.reserve(total - buf.len());
+                // Room for the next bytes, growing with what has arrived (at
+                // most doubling), never by what the header announces: a
+                // 14-byte header claiming a 16 MiB frame must not cost
+                // 16 MiB before the bytes exist.
+                let missing = total - buf.len();
+                buf.reserve(missing.min(buf.len().max(MIN_GROWTH)));
                 return Ok(None);
             }
             buf.advance(header.header_len);
@@ -614,6 +622,33 @@ mod tests {
     }
 
     const M: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+    #[test]
+    fn a_partial_frame_reserves_what_arrived_not_what_it_announces() {
+        let mut dec = Decoder::new(Limits::default());
+        let payload = vec![b'x'; 1 << 20];
+        let frame = client_frame(true, 0x2, &payload, M);
+        // The header and a few bytes of a 1 MiB frame.
+        let mut buf = BytesMut::from(&frame[..20]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() <= 2 * MIN_GROWTH, "{}", buf.capacity());
+        // Fed in 100 KiB steps, the buffer stays proportional to what
+        // arrived (growth at most doubles it, and the allocation may double
+        // its capacity again), and the frame comes out whole.
+        let mut fed = 20;
+        while fed < frame.len() {
+            let end = (fed + 100 * 1024).min(frame.len());
+            buf.extend_from_slice(&frame[fed..end]);
+            fed = end;
+            if let Some(f) = dec.decode(&mut buf).unwrap() {
+                assert_eq!(f, Frame::Message(Message::Binary(payload.clone().into())));
+                assert_eq!(fed, frame.len());
+                return;
+            }
+            assert!(buf.capacity() <= 4 * buf.len() + 2 * MIN_GROWTH);
+        }
+        panic!("the frame never completed");
+    }
 
     #[test]
     fn decodes_masked_text_binary_and_control_frames() {

@@ -149,9 +149,13 @@ where
                 .min(limits.idle_timeout)
                 .max(Duration::from_millis(10))
         };
-        // Quiet time is counted in whole ticks (a flag set by every read,
-        // looked at by the timer) rather than from a stored instant: the
-        // same tick-grained verdicts, 16 bytes less in every connection.
+        // Quiet time is counted in whole ticks (a flag set when the peer
+        // completes something, looked at by the timer) rather than from a
+        // stored instant: the same tick-grained verdicts, 16 bytes less in
+        // every connection. Bytes alone are not activity: a frame, and a
+        // fragmented message, must complete within the idle timeout, so a
+        // peer that trickles a byte at a time cannot hold its partial data
+        // (up to the message size limit) for ever.
         let mut seen = false;
         let mut quiet_ticks: u32 = 0;
         let mut ping_sent = false;
@@ -178,10 +182,7 @@ where
                     },
                     read = read_some(&mut reader, &mut inbuf) => match read {
                         Ok(0) | Err(_) => break 'conn None,
-                        Ok(_) => {
-                            seen = true;
-                            ping_sent = false;
-                        }
+                        Ok(_) => {}
                     },
                     () = &mut timer => {
                         quiet_ticks = if std::mem::take(&mut seen) {
@@ -220,6 +221,13 @@ where
                         });
                     }
                 };
+                // A message counts as activity; a control frame only outside
+                // a fragmented message (pings between the fragments of a
+                // message that never ends must not keep it open).
+                if matches!(frame, Frame::Message(_)) || !decoder.is_assembling() {
+                    seen = true;
+                    ping_sent = false;
+                }
                 match frame {
                     Frame::Message(message) => {
                         hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);

@@ -284,10 +284,13 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     }
 
     /// A connection from which nothing (not even a pong) arrives for this
-    /// long is closed with 1001 (default 75 s). Silence is counted in
-    /// whole periods of the connection's timer (the smaller of the ping
-    /// interval and this), so the close comes at most two periods late,
-    /// never early.
+    /// long is closed with 1001 (default 75 s). What counts is a completed
+    /// message, or a control frame outside a fragmented message: a frame
+    /// or a fragmented message that is still arriving after this long is
+    /// closed the same way, however many bytes (or fragments, or pings)
+    /// trickle in meanwhile. Silence is counted in whole periods of the
+    /// connection's timer (the smaller of the ping interval and this), so
+    /// the close comes at most two periods late, never early.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.limits.idle_timeout = timeout;
         self
