@@ -107,7 +107,13 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// connection is closing or its outbound queue overflowed (it is then
     /// closed with 1013).
     pub fn send(&self, message: impl Into<Message>) -> bool {
-        let frame = codec::encode_message(&message.into());
+        self.push_frame(codec::encode_message(&message.into()))
+    }
+
+    /// Queues an encoded frame (a message, or a ping, pong or reply of the
+    /// server's own). An overflow closes the connection with 1013 and is
+    /// counted as a slow consumer, whatever the frame was.
+    pub(super) fn push_frame(&self, frame: bytes::Bytes) -> bool {
         match self.inner.outbox.push(frame) {
             Push::Queued => true,
             Push::Overflow => {

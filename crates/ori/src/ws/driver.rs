@@ -194,7 +194,7 @@ where
                         if quiet >= limits.idle_timeout {
                             conn.close(close_code::GOING_AWAY, "Idle timeout");
                         } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                            conn.inner.outbox.push(codec::encode_frame(OpCode::Ping, b""));
+                            conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
                             ping_sent = true;
                         }
                         if conn.inner.outbox.status() != OutboxStatus::Open {
@@ -236,7 +236,7 @@ where
                                 Box::pin(dispatch(&rt, &conn, &states, message)).await;
                             }
                             Some(Admit::Drop) => {
-                                conn.inner.outbox.push(codec::encode_frame(
+                                conn.push_frame(codec::encode_frame(
                                     OpCode::Text,
                                     RATE_LIMITED_REPLY.as_bytes(),
                                 ));
@@ -248,9 +248,7 @@ where
                         }
                     }
                     Frame::Ping(payload) => {
-                        conn.inner
-                            .outbox
-                            .push(codec::encode_frame(OpCode::Pong, &payload));
+                        conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
                         if let Some(h) = &rt.handlers.ping {
                             Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload))).await;
                         }

@@ -328,6 +328,11 @@ impl RawWs {
         self.stream.write_all(bytes).await.expect("write frame");
     }
 
+    /// Sends raw bytes; the error if the server has closed the connection.
+    pub async fn send_bytes_fallible(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// Sends a text message in one frame.
     pub async fn send_text(&mut self, text: &str) {
         self.send_frame(true, 1, text.as_bytes()).await;
