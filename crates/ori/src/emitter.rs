@@ -118,6 +118,12 @@ impl SocketEmitter {
 
     /// Publishes `message` to every subscriber of `topic`.
     ///
+    /// Reserved topics (`__`-prefixed, such as `__broadcast__` and
+    /// `__socket__:<id>`) are refused with [`PublishError::InvalidTopic`]:
+    /// [`broadcast`](Self::broadcast) and [`send`](Self::send) are the ways
+    /// to reach them, so a topic taken from a request cannot be turned into
+    /// a broadcast or a message to someone else's socket.
+    ///
     /// ```no_run
     /// # async fn f(socket: ori::SocketEmitter) -> Result<(), ori::PublishError> {
     /// socket.publish("room:123", r#"{"event":"update"}"#).await?;
@@ -230,10 +236,15 @@ async fn reserve(
         })
 }
 
+/// A topic an application may publish to: valid and not reserved.
 fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
-    topic
+    let topic = topic
         .into_topic()
-        .map_err(|(name, reason)| topic_error(name, reason))
+        .map_err(|(name, reason)| topic_error(name, reason))?;
+    if topic.is_reserved() {
+        return Err(topic_error(topic.to_string(), TopicError::Reserved));
+    }
+    Ok(topic)
 }
 
 impl std::fmt::Debug for SocketEmitter {

@@ -27,7 +27,12 @@ async fn pings_from_a_client_that_never_reads_overflow_into_a_counted_1013() {
     // A small receive buffer, and no reads: every pong stays queued.
     let mut raw = RawWs::connect(server.addr(), "/ws", Some(4096)).await;
     let ping = client_frame(true, 9, &[b'p'; 125]);
-    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 1000).collect();
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
     // Up to 100k pings (13 MB of pongs), in batches of 1,000, until the
     // server has counted the overflow (or stops reading us).
     let mut sent = 0;

@@ -1,6 +1,8 @@
 //! Topics starting with `__` are the server's: a connection can neither join
-//! nor leave them. Invalid names (characters outside `A-Z a-z 0-9 _ : . -`,
-//! empty, over 256 characters) are refused too; the connection carries on.
+//! nor leave them, and an application cannot publish to them (`broadcast`
+//! and `send` reach them). Invalid names (characters outside
+//! `A-Z a-z 0-9 _ : . -`, empty, over 256 characters) are refused too; the
+//! connection carries on.
 
 mod common;
 
@@ -87,4 +89,67 @@ async fn publishing_to_an_invalid_topic_is_an_error() {
         );
     }
     common::stop_server(&server, vec![]).await;
+}
+
+/// The README's publishing pattern: the topic comes from the request.
+struct Notify;
+
+impl ori::Controller for Notify {
+    fn configure(&self, r: &mut ori::RouteBuilder<Self>) {
+        r.post("/notify/:topic", Self::notify);
+    }
+}
+
+impl Notify {
+    async fn notify(
+        self: std::sync::Arc<Self>,
+        mut ctx: ori::RequestContext,
+    ) -> Result<ori::Json<serde_json::Value>, ori::HttpError> {
+        let topic = ctx.param("topic").unwrap_or_default().to_owned();
+        let body: serde_json::Value = ctx.json().await?;
+        ctx.socket().publish(topic, body.to_string()).await?;
+        Ok(ori::Json(serde_json::json!({ "sent": true })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_to_a_reserved_topic_is_refused_and_reaches_nobody() {
+    let server = ori::testing::spawn(common::command_app().controller("/api", Notify)).await;
+    let mut ws = server.connect().await;
+    let id = whoami(&mut ws).await;
+    subscribe(&mut ws, "room").await;
+    for topic in [
+        "__broadcast__".to_owned(),
+        format!("__socket__:{id}"),
+        "__x".to_owned(),
+    ] {
+        let res = server
+            .post_json(
+                &format!("/api/notify/{topic}"),
+                &serde_json::json!({"n": 1}),
+            )
+            .await;
+        assert_eq!(res.status, 400, "{topic}: {}", res.text());
+        assert!(res.text().contains("reserved topic"), "{}", res.text());
+        let direct = server.app().socket().publish(topic.as_str(), "x").await;
+        assert!(
+            matches!(
+                direct,
+                Err(ori::PublishError::InvalidTopic {
+                    reason: ori::TopicError::Reserved,
+                    ..
+                })
+            ),
+            "{direct:?}"
+        );
+    }
+    ws.expect_silence(std::time::Duration::from_millis(100))
+        .await;
+    // An ordinary topic from the same route is delivered.
+    let res = server
+        .post_json("/api/notify/room", &serde_json::json!({"n": 2}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(ws.recv_text().await, r#"{"n":2}"#);
+    common::stop_server(&server, vec![ws]).await;
 }
