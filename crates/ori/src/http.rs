@@ -129,16 +129,24 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 /// Where the correlation id of a request comes from: `X-Correlation-Id`,
-/// else `X-Request-Id` (each when non-empty), else a fresh UUID v4.
+/// else `X-Request-Id`, each when it is 1 to [`MAX_CORRELATION_ID`] visible
+/// ASCII characters (surrounding whitespace aside), else a fresh UUID v4.
+/// A header that is not is ignored: the id goes into every notification
+/// the request publishes, so its size must not be the caller's choice.
 fn correlation_id(headers: &HeaderMap) -> Arc<str> {
     ["x-correlation-id", "x-request-id"]
         .iter()
         .filter_map(|h| headers.get(*h)?.to_str().ok())
         .map(str::trim)
-        .find(|v| !v.is_empty())
+        .find(|v| {
+            (1..=MAX_CORRELATION_ID).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
+        })
         .map(Arc::from)
         .unwrap_or_else(fresh_correlation_id)
 }
+
+/// The longest correlation id taken from a request header.
+const MAX_CORRELATION_ID: usize = 128;
 
 /// A fresh random UUID v4 for a request without a correlation id.
 ///
@@ -277,7 +285,8 @@ impl<E: Emitter> RequestContext<E> {
     }
 
     /// The request's correlation id (`X-Correlation-Id`, else `X-Request-Id`,
-    /// else a fresh UUID v4).
+    /// each only when 1 to 128 visible ASCII characters, else a fresh UUID
+    /// v4).
     pub fn correlation_id(&self) -> &str {
         &self.correlation_id
     }
@@ -553,6 +562,16 @@ mod tests {
         assert_eq!(&*correlation_id(&h), "req-1");
         h.insert("x-correlation-id", "corr-1".parse().unwrap());
         assert_eq!(&*correlation_id(&h), "corr-1");
+        // Too long, or with invisible characters: the next source applies.
+        h.insert("x-correlation-id", "x".repeat(129).parse().unwrap());
+        assert_eq!(&*correlation_id(&h), "req-1");
+        h.insert("x-correlation-id", "a b".parse().unwrap());
+        assert_eq!(&*correlation_id(&h), "req-1");
+        h.insert("x-correlation-id", "x".repeat(128).parse().unwrap());
+        assert_eq!(correlation_id(&h).len(), 128);
+        h.remove("x-correlation-id");
+        h.insert("x-request-id", "x".repeat(64 * 1024).parse().unwrap());
+        assert_eq!(correlation_id(&h).len(), 36, "a fresh UUID");
     }
 
     #[test]
