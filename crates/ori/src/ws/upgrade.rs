@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use bytes::BytesMut;
 use futures_util::future::Either;
 use futures_util::FutureExt;
@@ -96,10 +96,18 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Checks the handshake headers; returns the client key, or the status and
-/// reason of the refusal.
+/// Checks the opening handshake per RFC 6455 section 4.2.1: a `GET` on
+/// HTTP/1.1 with `Host`, `Upgrade: websocket`, `Connection: Upgrade`,
+/// version 13 and exactly one `Sec-WebSocket-Key` that is the base64 of 16
+/// bytes. Returns the client key, or the status and reason of the refusal.
 fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, (StatusCode, &'static str)> {
     let headers = req.headers();
+    if req.method() != Method::GET || req.version() != Version::HTTP_11 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "A WebSocket upgrade is a GET on HTTP/1.1",
+        ));
+    }
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
@@ -118,14 +126,27 @@ fn validate_handshake(req: &Request<Body>) -> Result<HeaderValue, (StatusCode, &
             "Unsupported WebSocket version (need 13)",
         ));
     }
-    match headers.get(header::SEC_WEBSOCKET_KEY) {
-        // A base64-encoded 16-byte nonce is 24 characters.
-        Some(key) if key.len() == 24 => Ok(key.clone()),
+    if headers.get(header::HOST).is_none_or(|h| h.is_empty()) {
+        return Err((StatusCode::BAD_REQUEST, "Missing Host header"));
+    }
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    match (keys.next(), keys.next()) {
+        (Some(key), None) if is_base64_of_16_bytes(key.as_bytes()) => Ok(key.clone()),
         _ => Err((
             StatusCode::BAD_REQUEST,
             "Missing or invalid Sec-WebSocket-Key",
         )),
     }
+}
+
+/// Whether `key` is the base64 encoding of 16 bytes: 22 characters of the
+/// base64 alphabet, then `==`.
+fn is_base64_of_16_bytes(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 fn origin_allowed(limits: &Limits, headers: &HeaderMap) -> bool {
@@ -366,6 +387,26 @@ mod tests {
         drop(task);
         assert_eq!(rt.upgrading.load(Ordering::Acquire), 0, "slot released");
         assert_eq!(rt.tasks.len(), 0);
+    }
+
+    #[test]
+    fn a_key_is_the_base64_of_16_bytes() {
+        assert!(is_base64_of_16_bytes(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_base64_of_16_bytes(base64(&[0xff; 16]).as_bytes()));
+        for bad in [
+            &b"!!!!!!!!!!!!!!!!!!!!!!!!"[..],
+            b"AAAAAAAAAAAAAAAAAAAAAAAA",
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZ===",
+            b"dGhlIHNhbX Bsbub25jZQ==",
+            b"",
+        ] {
+            assert!(
+                !is_base64_of_16_bytes(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
