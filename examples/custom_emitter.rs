@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo run --example custom_emitter
 //! # connect with ?account=acme, then:
-//! curl -X POST localhost:3000/api/incidents -d '{"accountUuid":"acme","title":"DB down"}'
+//! curl -X POST -H 'Content-Type: application/json' localhost:3000/api/incidents -d '{"accountUuid":"acme","title":"DB down"}'
 //! ```
 
 use std::sync::Arc;

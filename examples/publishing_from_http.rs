@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --example publishing_from_http
-//! curl -X POST localhost:3000/api/notify/notifications -d '{"message":"hello"}'
+//! curl -X POST -H 'Content-Type: application/json' localhost:3000/api/notify/notifications -d '{"message":"hello"}'
 //! ```
 
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 //! ```sh
 //! cargo run --example typed_emit
 //! # connect to /ws (joins "scores"), then:
-//! curl -X POST localhost:3000/api/score -d '{"team":"red","points":3}'
-//! curl -X POST localhost:3000/api/score -d '{"team":"","points":3}'   # 400, nothing published
+//! curl -X POST -H 'Content-Type: application/json' localhost:3000/api/score -d '{"team":"red","points":3}'
+//! curl -X POST -H 'Content-Type: application/json' localhost:3000/api/score -d '{"team":"","points":3}'   # 400, nothing published
 //! ```
 
 use std::sync::Arc;

@@ -59,8 +59,11 @@ fn topic_param(ctx: &RequestContext, name: &str) -> Result<Topic, HttpError> {
     Topic::new(raw).map_err(|e| HttpError::bad_request(format!("Invalid topic: {e}")))
 }
 
-/// `/api/*`.
-pub(crate) struct Api;
+/// `/api/*`. With a token, the publishing routes require it as
+/// `Authorization: Bearer <token>` (PROTOCOL.md section 7).
+pub(crate) struct Api {
+    pub(crate) token: Option<Arc<str>>,
+}
 
 impl Controller for Api {
     fn configure(&self, r: &mut RouteBuilder<Self>) {
@@ -74,12 +77,29 @@ impl Controller for Api {
 }
 
 impl Api {
+    /// The first check of a publishing route (401 before 415, 413, 400).
+    fn authorize(&self, ctx: &RequestContext) -> Result<(), HttpError> {
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
+        let given = ctx
+            .header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match given {
+            Some(token) if crate::token_matches(token, expected) => Ok(()),
+            _ => Err(HttpError::unauthorized("Unauthorized")),
+        }
+    }
+
     async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Sent>, HttpError> {
+        self.authorize(&ctx)?;
+        let body: MessageBody = ctx.json().await?;
         let topic = topic_param(&ctx, "topic")?;
         if topic.is_reserved() {
             return Err(HttpError::bad_request("Invalid topic: reserved topic"));
         }
-        let body: MessageBody = ctx.json().await?;
         let socket = ctx.socket();
         let payload = Notification::new(&body.message, socket.correlation_id()).to_json();
         socket.publish(topic, payload).await?;
@@ -87,6 +107,7 @@ impl Api {
     }
 
     async fn broadcast(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        self.authorize(&ctx)?;
         let body: MessageBody = ctx.json().await?;
         let payload = Notification::of_kind("broadcast", &body.message, None).to_json();
         ctx.socket().broadcast(payload).await?;
@@ -94,12 +115,13 @@ impl Api {
     }
 
     async fn send(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
+        self.authorize(&ctx)?;
+        let body: MessageBody = ctx.json().await?;
         let id: SocketId = ctx
             .param("socketId")
             .unwrap_or_default()
             .parse()
             .map_err(|e| HttpError::bad_request(format!("{e}")))?;
-        let body: MessageBody = ctx.json().await?;
         let payload = Notification::of_kind("direct", &body.message, None).to_json();
         let sent = ctx.socket().send(id, payload).await?;
         Ok(Json(json!({ "sent": sent })))

@@ -38,8 +38,11 @@ pub use web::{CLIENT_JS, INDEX_HTML};
 /// The demo's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Require this token on the upgrade (`Authorization: Bearer` or `?token=`).
+    /// Require this token on the upgrade (`Authorization: Bearer` or
+    /// `?token=`) and on the publishing routes (`Authorization: Bearer`).
     pub token: Option<String>,
+    /// Accept upgrades only from these `Origin`s (empty: any).
+    pub allowed_origins: Vec<String>,
     /// Largest WebSocket message and frame (close 1009 beyond).
     pub max_message_size: usize,
     /// Largest outbound queue per connection (close 1013 beyond).
@@ -57,6 +60,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             token: None,
+            allowed_origins: Vec::new(),
             max_message_size: 1 << 20,
             outbound_queue_limit: 4 << 20,
             outbound_budget: ori::core::DEFAULT_BUDGET,
@@ -76,7 +80,11 @@ pub fn build(config: Config) -> Ori {
 /// form one pub/sub space), ready to `listen`.
 pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     let token = config.token.clone();
-    let options = WsOptions::new()
+    let mut options = WsOptions::new();
+    if !config.allowed_origins.is_empty() {
+        options = options.allowed_origins(config.allowed_origins.iter().cloned());
+    }
+    let options = options
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size)
         .outbound_queue_limit(config.outbound_queue_limit)
@@ -91,7 +99,9 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
                     .bearer_token()
                     .map(str::to_owned)
                     .or_else(|| req.query_param("token"));
-                (given.as_deref() == Some(expected.as_str())).then_some(())
+                given
+                    .is_some_and(|g| token_matches(&g, &expected))
+                    .then_some(())
             }
         });
     let registry = Arc::new(socket::registry());
@@ -102,11 +112,23 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
             Handlers::new()
                 .on_message(move |ws, msg| socket::on_message(registry.clone(), ws, msg)),
         )
-        .controller("/api", api::Api)
+        .controller(
+            "/api",
+            api::Api {
+                token: config.token.as_deref().map(Arc::from),
+            },
+        )
         .controller("/", api::Metrics)
         .controller("/", web::Web)
         .body_limit(config.body_limit)
         .shutdown_timeout(config.shutdown_timeout)
+}
+
+/// Compares a given token with the expected one in time that does not
+/// depend on where they differ (only on their lengths).
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// Milliseconds since the Unix epoch.

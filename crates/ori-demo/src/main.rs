@@ -27,6 +27,11 @@ struct Args {
     /// Require `Authorization: Bearer <T>` or `?token=<T>` on the upgrade.
     #[arg(long, value_name = "T")]
     token: Option<String>,
+    /// Accept WebSocket upgrades only from this `Origin` (repeat the flag
+    /// for several; others get 403; requests without an `Origin` header are
+    /// accepted).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
     /// Seconds a graceful shutdown waits for connections to close.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
@@ -70,6 +75,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .init();
     let config = ori_demo::Config {
         token: args.token,
+        allowed_origins: args.allowed_origins,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         outbound_budget: args.outbound_budget,
         ..Default::default()

@@ -15,6 +15,9 @@ async fn join(ws: &mut TestSocket, room: &str) {
     assert_eq!(ws.recv_text().await, "3");
 }
 
+/// The content type of the JSON bodies.
+const JSON: (&str, &str) = ("content-type", "application/json");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimal_ping_gets_minimal_pong() {
     let server = demo().await;
@@ -111,7 +114,7 @@ async fn notify_reaches_room_members_with_the_correlation_id() {
         .request(
             axum_post(),
             "/api/notify/room-1",
-            &[("x-request-id", "req-9")],
+            &[("x-request-id", "req-9"), JSON],
             r#"{"message":"b"}"#,
         )
         .await;
@@ -293,13 +296,48 @@ async fn http_errors_are_json() {
         .await;
     assert_eq!(reserved.status, 400);
     let bad_json = server
-        .request(axum_post(), "/api/broadcast", &[], "{oops")
+        .request(axum_post(), "/api/broadcast", &[JSON], "{oops")
         .await;
     assert_eq!(bad_json.status, 400);
     assert!(bad_json.json()["error"]
         .as_str()
         .unwrap()
         .starts_with("Invalid JSON"));
+    // JSON bodies need their content type, so a cross-site form or
+    // text/plain post (sent by a browser without a preflight) is refused.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|c| ("content-type", c))
+            .into_iter()
+            .collect();
+        let resp = server
+            .request(
+                axum_post(),
+                "/api/notify/room-1",
+                &headers,
+                r#"{"message":"x"}"#,
+            )
+            .await;
+        assert_eq!(resp.status, 415, "{content_type:?}");
+        assert_eq!(
+            resp.json(),
+            json!({"error": "Expected Content-Type: application/json"})
+        );
+    }
+    // With several faults the content type answers before the topic.
+    let resp = server
+        .request(
+            axum_post(),
+            "/api/notify/a%20b",
+            &[("content-type", "text/plain")],
+            "{}",
+        )
+        .await;
+    assert_eq!(resp.status, 415);
     let missing = server.get("/nope").await;
     assert_eq!(
         (missing.status.as_u16(), missing.json()),
@@ -316,7 +354,7 @@ async fn http_errors_are_json() {
     assert_eq!(exact.len(), 1 << 20);
     assert_eq!(
         server
-            .request(axum_post(), "/api/broadcast", &[], exact)
+            .request(axum_post(), "/api/broadcast", &[JSON], exact)
             .await
             .status,
         200
@@ -326,7 +364,7 @@ async fn http_errors_are_json() {
         "x".repeat((1 << 20) - overhead + 1)
     );
     let resp = server
-        .request(axum_post(), "/api/broadcast", &[], over)
+        .request(axum_post(), "/api/broadcast", &[JSON], over)
         .await;
     assert_eq!(resp.status, 413);
     assert!(resp.json()["error"].is_string());

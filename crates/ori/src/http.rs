@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
-use axum::http::{request::Parts, HeaderMap, Method, Request, Response, StatusCode, Uri};
+use axum::http::{
+    request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
@@ -145,6 +147,21 @@ fn correlation_id(headers: &HeaderMap) -> Arc<str> {
         .unwrap_or_else(fresh_correlation_id)
 }
 
+/// Whether a `Content-Type` names JSON: `application/json` or
+/// `application/<anything>+json`, with any parameters.
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
 /// The longest correlation id taken from a request header.
 const MAX_CORRELATION_ID: usize = 128;
 
@@ -263,9 +280,20 @@ impl<E: Emitter> RequestContext<E> {
         }
     }
 
-    /// The body parsed as JSON into `T` (400 on malformed JSON or a shape
-    /// that does not fit, 413 over the body limit).
+    /// The body parsed as JSON into `T`: 415 unless the request says
+    /// `Content-Type: application/json` (or `application/*+json`; parameters
+    /// such as `charset` allowed), 413 over the body limit, 400 on malformed
+    /// JSON or a shape that does not fit, in that order. Like axum's `Json`,
+    /// the content type is required so that a cross-site form or `text/plain`
+    /// post (which a browser sends without asking) is not taken as JSON;
+    /// read [`bytes`](Self::bytes) to accept any.
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
+        if !is_json_content_type(self.parts.headers.get(axum::http::header::CONTENT_TYPE)) {
+            return Err(HttpError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected Content-Type: application/json",
+            ));
+        }
         let bytes = self.bytes().await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
@@ -550,6 +578,21 @@ mod tests {
         assert_eq!(join_path("", "/").unwrap(), "/");
         assert_eq!(join_path("/files", "/*rest").unwrap(), "/files/{*rest}");
         assert!(join_path("/api", "/:").is_err());
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ok = |v: &str| is_json_content_type(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=utf-8"));
+        assert!(ok("application/problem+json"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(!ok("multipart/form-data; boundary=x"));
+        assert!(!ok("application/jsonp"));
+        assert!(!ok("application/+json"));
+        assert!(!ok("json"));
+        assert!(!is_json_content_type(None));
     }
 
     #[test]

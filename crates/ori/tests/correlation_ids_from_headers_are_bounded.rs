@@ -35,7 +35,8 @@ async fn oversized_or_invisible_correlation_headers_are_ignored() {
     subscribe(&mut ws, "room").await;
     let huge = "c".repeat(64 * 1024);
     let longest = "k".repeat(128);
-    let cases: [(&[(&str, &str)], Option<&str>); 5] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers<'_>, Option<&str>); 5] = [
         (&[("x-correlation-id", &huge)], None),
         (
             &[("x-correlation-id", &huge), ("x-request-id", "req-7")],
