@@ -52,6 +52,8 @@ pub struct Config {
     pub outbound_budget: usize,
     /// Largest HTTP body (413 beyond).
     pub body_limit: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub request_timeout: Duration,
     /// How long a graceful shutdown waits.
     pub shutdown_timeout: Duration,
 }
@@ -65,6 +67,7 @@ impl Default for Config {
             outbound_queue_limit: 4 << 20,
             outbound_budget: ori::core::DEFAULT_BUDGET,
             body_limit: 1 << 20,
+            request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -121,6 +124,7 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
         .controller("/", api::Metrics)
         .controller("/", web::Web)
         .body_limit(config.body_limit)
+        .request_timeout(config.request_timeout)
         .shutdown_timeout(config.shutdown_timeout)
 }
 

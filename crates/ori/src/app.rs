@@ -5,30 +5,26 @@
 //! here, not at run time), starts the provider and serves HTTP/1.1 with
 //! WebSocket upgrades. `App::stop` shuts down gracefully.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ori_core::codec::close_code;
 use ori_core::{InProcProvider, Provider};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_service::Service;
 
 use crate::context::AppContext;
 use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::{BuildError, Error};
 use crate::http::{error_response, Controller, HttpRoutes};
 use crate::router::{RouterTable, SocketRouter};
+use crate::server::{accept_loop, bind, HttpLimits, Serving};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 struct WsSetup<D> {
@@ -71,6 +67,8 @@ pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
     extra: Option<Router>,
     errors: Vec<BuildError>,
     body_limit: usize,
+    request_timeout: Duration,
+    http: HttpLimits,
     shutdown_timeout: Duration,
 }
 
@@ -94,6 +92,8 @@ impl Ori {
             extra: None,
             errors: Vec::new(),
             body_limit: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            http: HttpLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -138,6 +138,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             extra: self.extra,
             errors: self.errors,
             body_limit: self.body_limit,
+            request_timeout: self.request_timeout,
+            http: self.http,
             shutdown_timeout: self.shutdown_timeout,
         }
     }
@@ -248,6 +250,33 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         self
     }
 
+    /// How long a request body may take to arrive once the request head is
+    /// in (default 30 s). A body still incomplete then (a client that sends
+    /// a byte every few seconds, or stops) is answered 408 and its
+    /// connection closed.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a request head (the request line and headers) may take to
+    /// arrive on an open connection (default 30 s); then the connection is
+    /// closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.http.header_read_timeout = timeout;
+        self
+    }
+
+    /// The most HTTP connections open at once that have not become
+    /// WebSockets (default 10,000). A connection accepted over it is closed
+    /// at once and counted in `ori_http_connections_refused_total`, so
+    /// silent or trickling clients cannot use up the descriptors that
+    /// upgrades and requests need.
+    pub fn max_http_connections(mut self, n: usize) -> Self {
+        self.http.max_connections = n;
+        self
+    }
+
     /// How long [`App::stop`] waits for connections and in-flight requests
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -283,8 +312,11 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 });
             }
         }
-        let mut router =
-            std::mem::take(&mut self.routes).into_router(self.ctx.clone(), self.body_limit);
+        let mut router = std::mem::take(&mut self.routes).into_router(
+            self.ctx.clone(),
+            self.body_limit,
+            self.request_timeout,
+        );
         if let Some(ws) = self.ws {
             ws.options.limits.budget.apply(ws.provider.hub().budget());
             let rt = Arc::new(WsRuntime {
@@ -333,6 +365,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
 
     /// Like [`listen`](Self::listen), on a listener you bound yourself.
     pub async fn serve(self, listener: TcpListener) -> Result<App<E>, Error> {
+        let limits = self.http;
+        let emitter = self.base.clone();
         let (router, shared) = self.assemble()?;
         if let Some(p) = &shared.provider {
             p.start().await?;
@@ -340,9 +374,13 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         let local_addr = listener.local_addr()?;
         tokio::spawn(accept_loop(
             listener,
-            router,
-            shared.http_conns.clone(),
-            shared.shutdown.clone(),
+            Serving {
+                router,
+                conns: shared.http_conns.clone(),
+                shutdown: shared.shutdown.clone(),
+                limits,
+                emitter,
+            },
         ));
         Ok(App {
             shared,
@@ -506,74 +544,5 @@ impl<E: Emitter> App<E> {
             p.stop().await;
         }
         *stopped = true;
-    }
-}
-
-/// Pending connections the kernel may queue before `accept`.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds a listener like `TcpListener::bind`, with a larger backlog.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    #[cfg(unix)]
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    conns: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = shutdown.cancelled() => break,
-        };
-        let (tcp, remote) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors and similar: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                let mut router = router.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        router
-                            .call(req.map(Body::new))
-                            .await
-                            .unwrap_or_else(|e| match e {}),
-                    )
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
     }
 }

@@ -84,7 +84,15 @@ fn topic_error(name: String, reason: TopicError) -> PublishError {
 /// received the message.
 #[derive(Clone, Default)]
 pub struct SocketEmitter {
-    provider: Arc<OnceLock<Arc<dyn Provider>>>,
+    inner: Arc<EmitterShared>,
+}
+
+/// What every clone of an app's emitter shares.
+#[derive(Default)]
+struct EmitterShared {
+    provider: OnceLock<Arc<dyn Provider>>,
+    /// The HTTP server's counters (for `/metrics`).
+    http: crate::server::HttpCounters,
 }
 
 impl SocketEmitter {
@@ -96,24 +104,22 @@ impl SocketEmitter {
 
     /// An emitter publishing through `provider`.
     pub fn new(provider: Arc<dyn Provider>) -> Self {
-        let cell = OnceLock::new();
-        let _ = cell.set(provider);
-        Self {
-            provider: Arc::new(cell),
-        }
+        let emitter = Self::default();
+        let _ = emitter.inner.provider.set(provider);
+        emitter
     }
 
     pub(crate) fn attach(&self, provider: Arc<dyn Provider>) -> bool {
-        self.provider.set(provider).is_ok()
+        self.inner.provider.set(provider).is_ok()
     }
 
     /// The provider behind this emitter, if WebSocket support is configured.
     pub fn provider(&self) -> Option<&Arc<dyn Provider>> {
-        self.provider.get()
+        self.inner.provider.get()
     }
 
     fn provider_or_err(&self) -> Result<&Arc<dyn Provider>, PublishError> {
-        self.provider.get().ok_or(PublishError::NotConfigured)
+        self.inner.provider.get().ok_or(PublishError::NotConfigured)
     }
 
     /// Publishes `message` to every subscriber of `topic`.
@@ -183,24 +189,36 @@ impl SocketEmitter {
 
     /// Open connections on this instance (0 without WebSocket support).
     pub fn connection_count(&self) -> usize {
-        self.provider.get().map_or(0, |p| p.connection_count())
+        self.inner
+            .provider
+            .get()
+            .map_or(0, |p| p.connection_count())
     }
 
     /// Subscribers of `topic` on this instance.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
-        self.provider
+        self.inner
+            .provider
             .get()
             .map_or(0, |p| p.topic_subscriber_count(topic))
     }
 
     /// Whether `socket` is connected to this instance.
     pub fn is_connected(&self, socket: &SocketId) -> bool {
-        self.provider.get().is_some_and(|p| p.is_connected(socket))
+        self.inner
+            .provider
+            .get()
+            .is_some_and(|p| p.is_connected(socket))
+    }
+
+    /// The HTTP server's counters.
+    pub(crate) fn http_counters(&self) -> &crate::server::HttpCounters {
+        &self.inner.http
     }
 
     /// The local hub's counters, if WebSocket support is configured.
     pub fn hub_metrics(&self) -> Option<&HubMetrics> {
-        self.provider.get().map(|p| p.hub().metrics())
+        self.inner.provider.get().map(|p| p.hub().metrics())
     }
 }
 
@@ -250,7 +268,7 @@ fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
 impl std::fmt::Debug for SocketEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketEmitter")
-            .field("configured", &self.provider.get().is_some())
+            .field("configured", &self.inner.provider.get().is_some())
             .finish()
     }
 }

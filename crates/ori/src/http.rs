@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
@@ -99,7 +100,16 @@ impl std::error::Error for HttpError {}
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response<Body> {
-        error_response(self.status, &self.message)
+        let mut resp = error_response(self.status, &self.message);
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still trickle in: the connection is
+            // not reused (RFC 9110, section 15.5.9).
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 
@@ -203,6 +213,8 @@ pub struct RequestContext<E: Emitter = crate::SocketEmitter> {
     params: Vec<(String, String)>,
     body: Option<Body>,
     body_limit: usize,
+    /// When the body must have arrived (the request timeout).
+    body_deadline: tokio::time::Instant,
     correlation_id: Arc<str>,
 }
 
@@ -260,7 +272,9 @@ impl<E: Emitter> RequestContext<E> {
             .map(|c| c.0)
     }
 
-    /// The body, read once, at most the configured body limit (413 beyond).
+    /// The body, read once, at most the configured body limit (413 beyond),
+    /// arrived within the request timeout (408 beyond, and the connection
+    /// is closed; see [`Ori::request_timeout`](crate::Ori::request_timeout)).
     pub async fn bytes(&mut self) -> Result<bytes::Bytes, HttpError> {
         let body = self
             .body
@@ -273,7 +287,18 @@ impl<E: Emitter> RequestContext<E> {
         if declared.is_some_and(|len| len > self.body_limit as u64) {
             return Err(too_big());
         }
-        match Limited::new(body, self.body_limit).collect().await {
+        let collect = Limited::new(body, self.body_limit).collect();
+        let Ok(collected) = tokio::time::timeout_at(self.body_deadline, collect).await else {
+            let counters = self.app.socket().socket_emitter().http_counters();
+            counters
+                .request_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            ));
+        };
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
             Err(e) => Err(HttpError::bad_request(format!("Cannot read body: {e}"))),
@@ -498,7 +523,12 @@ impl<E: Emitter> HttpRoutes<E> {
         self.routes.contains_key(path)
     }
 
-    pub(crate) fn into_router(self, app: AppContext<E>, body_limit: usize) -> Router {
+    pub(crate) fn into_router(
+        self,
+        app: AppContext<E>,
+        body_limit: usize,
+        request_timeout: Duration,
+    ) -> Router {
         let mut router = Router::new();
         for (path, handlers) in self.routes {
             let mut method_router: MethodRouter = MethodRouter::new();
@@ -527,6 +557,7 @@ impl<E: Emitter> HttpRoutes<E> {
                             params,
                             body: Some(body),
                             body_limit,
+                            body_deadline: tokio::time::Instant::now() + request_timeout,
                             correlation_id,
                         };
                         // A panicking handler answers 500; the connection

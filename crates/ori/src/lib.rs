@@ -51,6 +51,7 @@ pub mod messages;
 pub mod metrics;
 mod rate;
 pub mod router;
+mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ws;

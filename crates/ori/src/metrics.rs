@@ -1,7 +1,7 @@
 //! Prometheus text exposition of the hub's counters.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ori_core::Budget;
 
@@ -11,7 +11,9 @@ use crate::emitter::SocketEmitter;
 /// (version 0.0.4): open connections, connections accepted, messages in and
 /// out, publishes, deliveries and slow-consumer closes, and the outbound
 /// budget: bytes queued, its limit, publishes that waited for room (and for
-/// how long), publishes refused, connections shed.
+/// how long), publishes refused, connections shed; and the HTTP server's
+/// refusals: connections over `max_http_connections`, failed accepts,
+/// request bodies that timed out.
 ///
 /// ```
 /// let text = ori::metrics::render(&ori::SocketEmitter::default());
@@ -118,6 +120,33 @@ pub fn render(emitter: &SocketEmitter) -> String {
     ];
     for (name, help, kind, value) in budget_figures {
         gauge(name, help, kind, value);
+    }
+    let http = emitter.http_counters();
+    gauge(
+        "ori_http_connections",
+        "Open HTTP connections that are not WebSockets.",
+        "gauge",
+        http.open.load(Ordering::Relaxed),
+    );
+    let http_figures: [(&str, &str, &AtomicU64); 3] = [
+        (
+            "ori_http_connections_refused_total",
+            "HTTP connections closed at once because max_http_connections were open.",
+            &http.refused,
+        ),
+        (
+            "ori_accept_errors_total",
+            "Failed accepts (for example out of file descriptors); each backs off.",
+            &http.accept_errors,
+        ),
+        (
+            "ori_http_request_timeouts_total",
+            "Requests answered 408 because their body did not arrive within the request timeout.",
+            &http.request_timeouts,
+        ),
+    ];
+    for (name, help, value) in http_figures {
+        gauge(name, help, "counter", value.load(Ordering::Relaxed));
     }
     out
 }
