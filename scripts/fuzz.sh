@@ -16,7 +16,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(frame_decoder dispatch message_validation topic_and_socket_id redis_envelope)
+  targets=(frame_decoder dispatch message_validation topic_and_socket_id redis_envelope upgrade_request)
 fi
 
 skip() {

@@ -411,16 +411,7 @@ impl DispatchRig {
         let router = self.router.clone();
         let output = self.rt.block_on(async move {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let mut router = router.clone();
-                    async move { tower_service::Service::call(&mut router, req).await }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(server), service)
-                    .with_upgrades()
-                    .await;
-            });
+            tokio::spawn(serve(router, server));
             let exchange = async {
                 client.write_all(&input).await.expect("write");
                 let mut out = Vec::new();
@@ -457,5 +448,121 @@ impl DispatchRig {
         }
         let pings = messages.iter().filter(|m| **m == "2").count();
         assert_eq!(pongs, pings, "every `2` is answered by `3`");
+    }
+}
+
+/// Serves one in-memory connection with `router`, as the app's accept loop
+/// does.
+async fn serve(router: axum::Router, io: tokio::io::DuplexStream) {
+    let service = hyper::service::service_fn(move |req| {
+        let mut router = router.clone();
+        async move { tower_service::Service::call(&mut router, req).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+}
+
+// ----------------------------------------------------------- upgrade_request
+
+/// The values of header `name` in a raw request head (case-insensitive).
+fn header_values<'a>(head: &'a [u8], name: &str) -> Vec<&'a [u8]> {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (n, v) = line.split_at(colon);
+            n.eq_ignore_ascii_case(name.as_bytes())
+                .then(|| v[1..].trim_ascii())
+        })
+        .collect()
+}
+
+impl DispatchRig {
+    /// Target `upgrade_request`: arbitrary bytes as the request head of a
+    /// connection to the WebSocket path (the request line and headers as
+    /// the HTTP server and the upgrade's checks read them). An input that
+    /// does not start with an upper-case letter (a method) gets
+    /// `GET /ws HTTP/1.1` as its request line, so most runs reach the header
+    /// checks.
+    ///
+    /// Checks: no panic; the server answers with an HTTP response (or
+    /// closes) and ends the connection once the client has; a `101` follows
+    /// only a `GET` on HTTP/1.1 with exactly one `Sec-WebSocket-Key`, and
+    /// carries that key's accept value.
+    pub fn upgrade_request(&self, data: &[u8]) {
+        let mut input = Vec::with_capacity(data.len() + 24);
+        if !data.first().is_some_and(u8::is_ascii_uppercase) {
+            input.extend_from_slice(b"GET /ws HTTP/1.1\r\n");
+        }
+        input.extend_from_slice(data);
+        if !input.ends_with(b"\r\n\r\n") {
+            input.extend_from_slice(b"\r\n\r\n");
+        }
+        let router = self.router.clone();
+        let request = input.clone();
+        let output = self.rt.block_on(async move {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            tokio::spawn(serve(router, server));
+            let exchange = async {
+                // The server may answer and close before it has read it all.
+                let _ = client.write_all(&request).await;
+                let _ = client.shutdown().await;
+                let mut out = Vec::new();
+                let _ = client.read_to_end(&mut out).await;
+                out
+            };
+            tokio::time::timeout(Duration::from_secs(20), exchange)
+                .await
+                .expect("the server ends the connection once the client has")
+        });
+        if output.is_empty() {
+            return;
+        }
+        // (An HTTP/1.0 request is answered in HTTP/1.0.)
+        assert!(
+            output.starts_with(b"HTTP/1.1 ") || output.starts_with(b"HTTP/1.0 "),
+            "not an HTTP response: {:?}",
+            String::from_utf8_lossy(&output[..output.len().min(64)])
+        );
+        if !output.starts_with(b"HTTP/1.1 101") {
+            return;
+        }
+        let head_end = input
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(input.len());
+        let head = &input[..head_end];
+        // The checks below read the head the simple way: only when its lines
+        // all end in CRLF is that how the server read it too.
+        let bare_lf = head
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+        if bare_lf
+            || head.contains(&b'\r') && head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n')
+        {
+            return;
+        }
+        let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+        let line = &head[..line_end];
+        assert!(
+            line.starts_with(b"GET ") && line.ends_with(b" HTTP/1.1"),
+            "101 for {:?}",
+            String::from_utf8_lossy(line)
+        );
+        let keys = header_values(head, "sec-websocket-key");
+        assert_eq!(keys.len(), 1, "101 with {} keys", keys.len());
+        let accept = crate::ws::upgrade::accept_key(keys[0]);
+        let response = String::from_utf8_lossy(&output).to_ascii_lowercase();
+        assert!(
+            response.contains(&format!(
+                "sec-websocket-accept: {}",
+                accept.to_ascii_lowercase()
+            )),
+            "101 without the key's accept value"
+        );
     }
 }

@@ -42,3 +42,9 @@ fn topic_and_socket_id_corpus() {
         ori::fuzzing::topic_and_socket_id,
     );
 }
+
+#[test]
+fn upgrade_request_corpus() {
+    let rig = ori::fuzzing::DispatchRig::new(ori::Ori::create().websocket());
+    replay_corpus(&corpus("upgrade_request"), |data| rig.upgrade_request(data));
+}
