@@ -102,11 +102,11 @@ async fn a_fragmented_message_that_never_ends_is_closed_despite_its_fragments_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_that_keep_completing_keep_a_busy_connection_open() {
-    let server = server(Duration::from_millis(300)).await;
+    let server = server(Duration::from_millis(500)).await;
     let mut raw = RawWs::connect(server.addr(), "/ws", None).await;
     // A message every 50 ms for four idle timeouts, each split across two
     // writes so that most reads end inside a frame.
-    for _ in 0..24 {
+    for _ in 0..40 {
         let frame = client_frame(true, 1, b"alive");
         raw.send_bytes(&frame[..4]).await;
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -114,7 +114,7 @@ async fn messages_that_keep_completing_keep_a_busy_connection_open() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // Everything was answered, in order, and nothing closed it.
-    for _ in 0..24 {
+    for _ in 0..40 {
         let frame = loop {
             let f = raw.read_frame(WAIT).await.expect("a reply");
             if f.opcode != 9 {
