@@ -174,6 +174,13 @@ class Canary:
         return sum(1 for n in range(max(0, self.sent - 5)) if n not in self.got)
 
 
+def outcomes(by_conn):
+    """{conn: (seconds, code)} -> (the codes, "first-last s")."""
+    codes = sorted({c for _, c in by_conn.values()})
+    times = sorted(t for t, _ in by_conn.values())
+    return codes, (f"{times[0]:.0f}-{times[-1]:.0f} s" if times else "-")
+
+
 async def attack_frame_headers(demo, n=1500):
     """n sockets each send a 1 MiB frame's header and 6 bytes, and wait."""
     conns = []
@@ -215,10 +222,8 @@ async def attack_trickled_frame(demo, n=200):
         await asyncio.sleep(5)
     for _, w in conns:
         w.close()
-    codes = {c for _, c in closed_at.values()}
-    times = sorted(t for t, _ in closed_at.values())
-    when = f"{times[0]:.0f}-{times[-1]:.0f} s" if times else "-"
-    return f"{len(closed_at)} of {n} closed with {sorted(codes)} after {when} of trickling", peak
+    codes, when = outcomes(closed_at)
+    return f"{len(closed_at)} of {n} closed with {codes} after {when} of trickling", peak
 
 
 async def attack_trickled_bodies(demo, n=1000):
@@ -244,9 +249,7 @@ async def attack_trickled_bodies(demo, n=1000):
         await asyncio.sleep(2)
     for _, w in conns:
         w.close()
-    codes = sorted({c for _, c in answered.values()})
-    times = sorted(t for t, _ in answered.values())
-    when = f"{times[0]:.0f}-{times[-1]:.0f} s" if times else "-"
+    codes, when = outcomes(answered)
     return f"{len(answered)} of {n} answered {codes} and closed after {when}", peak
 
 

@@ -25,17 +25,22 @@ async fn server(idle: Duration) -> TestServer {
     .await
 }
 
-/// Sends `bytes` one at a time, `every` apart, until the server's close
-/// frame arrives (pings are read and not answered). Returns the close, or
-/// `None` if every byte went out first.
-async fn trickle_until_closed(raw: &mut RawWs, bytes: &[u8], every: Duration) -> Option<RawFrame> {
-    for b in bytes {
-        raw.send_bytes(std::slice::from_ref(b)).await;
+/// Sends `bytes` in pieces of `step`, `every` apart, until the server's
+/// close frame arrives (pings and pongs are read, pings not answered).
+/// Returns the close, or `None` if every piece went out first.
+async fn trickle_until_closed(
+    raw: &mut RawWs,
+    bytes: &[u8],
+    step: usize,
+    every: Duration,
+) -> Option<RawFrame> {
+    for piece in bytes.chunks(step) {
+        raw.send_bytes(piece).await;
         loop {
             match raw.read_frame(every).await {
                 Ok(f) if f.opcode == 8 => return Some(f),
-                Ok(f) => assert_eq!(f.opcode, 9, "only pings before the close: {f:?}"),
-                // Nothing within `every`: time for the next byte.
+                Ok(f) => assert!(matches!(f.opcode, 9 | 10), "only pings and pongs: {f:?}"),
+                // Nothing within `every`: time for the next piece.
                 Err(e) if e.starts_with("timed out") => break,
                 Err(e) => panic!("connection ended without a close frame: {e}"),
             }
@@ -52,7 +57,7 @@ async fn a_frame_trickled_a_byte_at_a_time_is_closed_at_the_idle_timeout() {
     // The header and a few payload bytes, then one byte every 50 ms for
     // 5 s (the frame would take 50 s to complete).
     raw.send_bytes(&frame[..20]).await;
-    let close = trickle_until_closed(&mut raw, &frame[20..120], Duration::from_millis(50))
+    let close = trickle_until_closed(&mut raw, &frame[20..120], 1, Duration::from_millis(50))
         .await
         .expect("closed before the frame completed");
     assert_eq!(close.close(), Some((1001, "Idle timeout".to_owned())));
@@ -77,20 +82,7 @@ async fn a_fragmented_message_that_never_ends_is_closed_despite_its_fragments_an
             client_frame(true, 9, b"")
         });
     }
-    let mut close = None;
-    for chunk in stream.chunks(10) {
-        raw.send_bytes(chunk).await;
-        match raw.read_frame(Duration::from_millis(50)).await {
-            Ok(f) if f.opcode == 8 => {
-                close = Some(f);
-                break;
-            }
-            // Pongs for our pings, pings of the server's keep-alive.
-            Ok(f) => assert!(matches!(f.opcode, 9 | 10), "unexpected {f:?}"),
-            Err(e) if e.starts_with("timed out") => {}
-            Err(e) => panic!("connection ended without a close frame: {e}"),
-        }
-    }
+    let close = trickle_until_closed(&mut raw, &stream, 10, Duration::from_millis(50)).await;
     let close = close.expect("closed before the fragments ran out");
     assert_eq!(close.close(), Some((1001, "Idle timeout".to_owned())));
     // Mid-frame, a close frame of ours would only extend the partial frame:
