@@ -49,6 +49,16 @@ async fn trickle_until_closed(
     None
 }
 
+/// Checks that `close` is 1001 "Idle timeout", then ends the stream (mid-
+/// frame, a close frame of ours would only extend the partial frame) and
+/// stops the server once the connection is gone.
+async fn idle_closed(server: &TestServer, raw: RawWs, close: RawFrame) {
+    assert_eq!(close.close(), Some((1001, "Idle timeout".to_owned())));
+    drop(raw);
+    common::wait_for_connections(server.app(), 0).await;
+    common::stop_server(server, vec![]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_trickled_a_byte_at_a_time_is_closed_at_the_idle_timeout() {
     let server = server(Duration::from_millis(300)).await;
@@ -60,12 +70,7 @@ async fn a_frame_trickled_a_byte_at_a_time_is_closed_at_the_idle_timeout() {
     let close = trickle_until_closed(&mut raw, &frame[20..120], 1, Duration::from_millis(50))
         .await
         .expect("closed before the frame completed");
-    assert_eq!(close.close(), Some((1001, "Idle timeout".to_owned())));
-    // Mid-frame, a close frame of ours would only extend the partial frame:
-    // end the stream instead.
-    drop(raw);
-    common::wait_for_connections(server.app(), 0).await;
-    common::stop_server(&server, vec![]).await;
+    idle_closed(&server, raw, close).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,13 +88,12 @@ async fn a_fragmented_message_that_never_ends_is_closed_despite_its_fragments_an
         });
     }
     let close = trickle_until_closed(&mut raw, &stream, 10, Duration::from_millis(50)).await;
-    let close = close.expect("closed before the fragments ran out");
-    assert_eq!(close.close(), Some((1001, "Idle timeout".to_owned())));
-    // Mid-frame, a close frame of ours would only extend the partial frame:
-    // end the stream instead.
-    drop(raw);
-    common::wait_for_connections(server.app(), 0).await;
-    common::stop_server(&server, vec![]).await;
+    idle_closed(
+        &server,
+        raw,
+        close.expect("closed before the fragments ran out"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
