@@ -319,6 +319,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         );
         if let Some(ws) = self.ws {
             ws.options.limits.budget.apply(ws.provider.hub().budget());
+            let writers = crate::ws::Writers::new(crate::ws::tick_period(&ws.options.limits));
             let rt = Arc::new(WsRuntime {
                 provider: ws.provider,
                 emitter: self.base.clone(),
@@ -328,7 +329,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 limits: ws.options.limits,
                 tasks: shared.ws_tasks.clone(),
                 shutdown: shared.shutdown.clone(),
-                writers: Default::default(),
+                writers,
                 upgrading: Default::default(),
             });
             let route: MethodRouter =

@@ -13,7 +13,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,19 +23,28 @@ use bytes::BytesMut;
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
 use ori_core::{Message, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
 use super::close::{self, End, Start};
 use super::conn::ReadyState;
 use super::handlers::guarded;
 use super::link::{Detach, Link};
 use super::rate::{Admit, Bucket, RATE_LIMITED_REPLY};
-use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED};
+use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, TICK};
 use super::upgrade::{Upgrading, WsRuntime};
 use super::Conn;
 use crate::router::{Admission, ConnectionGuards};
 
 const SCRATCH: usize = 8 * 1024;
+
+/// The connections' timer period: the smaller of the ping interval and the
+/// idle timeout (at least 10 ms). Quiet time is counted in these.
+pub(crate) fn tick_period(limits: &super::options::Limits) -> Duration {
+    limits
+        .ping_interval
+        .unwrap_or(limits.idle_timeout)
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(10))
+}
 
 /// Reads what is available into `buf`: into its spare capacity when a large
 /// frame is expected, otherwise through a stack scratch buffer so an idle
@@ -139,16 +148,6 @@ where
             Box::pin(guarded("open", conn.id(), open(conn.clone()))).await;
         }
 
-        // Recomputed when needed rather than kept: every idle connection
-        // holds this future, and 16 bytes less keeps its task a size class
-        // smaller.
-        let tick = || {
-            limits
-                .ping_interval
-                .unwrap_or(limits.idle_timeout)
-                .min(limits.idle_timeout)
-                .max(Duration::from_millis(10))
-        };
         // Quiet time is counted in whole ticks (a flag set when the peer
         // completes something, looked at by the timer) rather than from a
         // stored instant: the same tick-grained verdicts, 16 bytes less in
@@ -156,10 +155,12 @@ where
         // fragmented message, must complete within the idle timeout, so a
         // peer that trickles a byte at a time cannot hold its partial data
         // (up to the message size limit) for ever.
-        let mut seen = false;
+        // The ticks come from the shard's writer (one timer for all its
+        // connections), at its own phase: the first one may come at once,
+        // so the connection starts as seen and that tick counts nothing.
+        let mut seen = true;
         let mut quiet_ticks: u32 = 0;
         let mut ping_sent = false;
-        let mut timer = pin!(tokio::time::sleep(tick()));
 
         // Bytes that arrived with the upgrade request are decoded before waiting.
         let mut skip_wait = !inbuf.is_empty();
@@ -178,33 +179,32 @@ where
                             continue 'conn;
                         }
                         CLOSE_SENT | CLOSE_STALLED => break 'conn Some(Start::Ours),
+                        TICK => {
+                            quiet_ticks = if std::mem::take(&mut seen) {
+                                0
+                            } else {
+                                quiet_ticks.saturating_add(1)
+                            };
+                            let quiet = tick_period(limits).saturating_mul(quiet_ticks);
+                            if quiet >= limits.idle_timeout {
+                                conn.close(close_code::GOING_AWAY, "Idle timeout");
+                            } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
+                                conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
+                                ping_sent = true;
+                            }
+                            if conn.inner.outbox.status() != OutboxStatus::Open {
+                                // Closing (by us, a handler, a shed): the
+                                // handshake and its timeout from here.
+                                break 'conn Some(Start::Ours);
+                            }
+                            continue 'conn;
+                        }
                         _ => break 'conn None,
                     },
                     read = read_some(&mut reader, &mut inbuf) => match read {
                         Ok(0) | Err(_) => break 'conn None,
                         Ok(_) => {}
                     },
-                    () = &mut timer => {
-                        quiet_ticks = if std::mem::take(&mut seen) {
-                            0
-                        } else {
-                            quiet_ticks.saturating_add(1)
-                        };
-                        let quiet = tick().saturating_mul(quiet_ticks);
-                        if quiet >= limits.idle_timeout {
-                            conn.close(close_code::GOING_AWAY, "Idle timeout");
-                        } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                            conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
-                            ping_sent = true;
-                        }
-                        if conn.inner.outbox.status() != OutboxStatus::Open {
-                            // Closing (by us, a handler, a shed): the
-                            // handshake and its timeout from here.
-                            break 'conn Some(Start::Ours);
-                        }
-                        timer.as_mut().reset(Instant::now() + tick());
-                        continue 'conn;
-                    }
                 }
             }
 

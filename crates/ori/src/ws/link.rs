@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -18,7 +18,7 @@ use tokio::io::AsyncWrite;
 
 use super::conn::ConnInner;
 use super::lock;
-use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, FAILED};
+use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, FAILED, TICK};
 use super::writer::{Flush, Shard};
 
 const MAX_IOV: usize = 64;
@@ -30,6 +30,8 @@ pub(super) struct Link<D, W> {
     /// events are recorded).
     conn: Arc<ConnInner<D>>,
     shard: Arc<Shard>,
+    /// The connection's slot in the shard (for its timer ticks).
+    slot: AtomicU32,
     /// In the shard's queue (or about to be).
     scheduled: AtomicBool,
     /// The connection's task, while it waits for an event.
@@ -61,6 +63,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
         let link = Arc::new(Self {
             conn,
             shard,
+            slot: AtomicU32::new(u32::MAX),
             scheduled: AtomicBool::new(false),
             task: Mutex::new(None),
             write: Mutex::new(WriteState {
@@ -73,7 +76,9 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
                 close_stalled: false,
             }),
         });
-        link.shard.attach();
+        let weak: std::sync::Weak<dyn Flush> = Arc::downgrade(&link) as _;
+        let slot = link.shard.attach(weak);
+        link.slot.store(slot, Ordering::Relaxed);
         link.conn.outbox.set_waker(Some(Waker::from(link.clone())));
         link
     }
@@ -86,8 +91,8 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
         }
     }
 
-    /// Waits for a write event: `CLOSE_SENT` or `FAILED` (which stay set),
-    /// or `DRAINED` (reported once).
+    /// Waits for an event: `CLOSE_SENT` or `FAILED` (which stay set), or
+    /// `DRAINED`, `CLOSE_STALLED` or `TICK` (each reported once).
     pub(super) fn event(&self) -> impl Future<Output = u8> + Send + '_ {
         poll_fn(|cx| {
             let check = || self.conn.state.take_event();
@@ -137,7 +142,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
         ws.pending = VecDeque::new();
         drop(ws);
         drop(io);
-        self.shard.detach();
+        self.shard.detach(self.slot.load(Ordering::Relaxed));
     }
 }
 
@@ -182,6 +187,10 @@ enum Wrote {
 }
 
 impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for Link<D, W> {
+    fn tick(&self) {
+        self.signal(TICK);
+    }
+
     fn flush(self: Arc<Self>) {
         // Cleared before taking: a push after this schedules us again.
         self.scheduled.store(false, Ordering::Release);

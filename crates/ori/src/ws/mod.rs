@@ -14,13 +14,15 @@ mod options;
 mod rate;
 mod state;
 pub(crate) mod upgrade;
-mod writer;
+pub(crate) mod writer;
 
 pub use conn::{Conn, ReadyState};
 pub use handlers::{HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};
 
+pub(crate) use driver::tick_period;
 pub(crate) use upgrade::WsRuntime;
+pub(crate) use writer::Writers;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

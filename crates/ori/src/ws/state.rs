@@ -17,6 +17,8 @@ pub(super) const DRAINED: u8 = 1 << 4;
 /// Our close frame is queued but the socket pushes back (reported once):
 /// the task starts its closing handshake, whose timeout then applies.
 pub(super) const CLOSE_STALLED: u8 = 1 << 5;
+/// One timer period passed (reported once): the idle and ping checks.
+pub(super) const TICK: u8 = 1 << 6;
 
 /// The phase and the write events of one connection.
 pub(crate) struct ConnState(AtomicU8);
@@ -58,14 +60,17 @@ impl ConnState {
         self.0.load(Ordering::Acquire) & FAILED != 0
     }
 
-    /// The next write event: `CLOSE_SENT` or `FAILED` (which stay set), else
-    /// `DRAINED`, else `CLOSE_STALLED` (each cleared as it is taken), else
-    /// none.
+    /// The next event: `CLOSE_SENT` or `FAILED` (which stay set), else
+    /// `DRAINED`, else `CLOSE_STALLED`, else `TICK` (each cleared as it is
+    /// taken), else none.
     pub(super) fn take_event(&self) -> Option<u8> {
         let s = self.0.load(Ordering::Acquire);
         if s & (CLOSE_SENT | FAILED) != 0 {
             Some(s & (CLOSE_SENT | FAILED))
-        } else if let Some(once) = [DRAINED, CLOSE_STALLED].into_iter().find(|e| s & e != 0) {
+        } else if let Some(once) = [DRAINED, CLOSE_STALLED, TICK]
+            .into_iter()
+            .find(|e| s & e != 0)
+        {
             self.0.fetch_and(!once, Ordering::AcqRel);
             Some(once)
         } else {

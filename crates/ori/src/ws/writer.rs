@@ -7,15 +7,22 @@
 //! out together. A socket that pushes back keeps its queue and is scheduled
 //! again when it becomes writable; the writer never waits for one peer.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use super::lock;
 
 /// The writer shards: one writer task each (while it has connections),
 /// connections assigned round-robin. One shard per available core.
+///
+/// Each shard's writer task also keeps its connections' time: every `tick`
+/// it tells each of them one timer period has passed (one timer per shard
+/// instead of one per connection, which would cost every idle connection
+/// the timer's state).
 pub(crate) struct Writers {
     shards: Box<[Arc<Shard>]>,
     next: AtomicUsize,
@@ -23,15 +30,21 @@ pub(crate) struct Writers {
 
 impl Default for Writers {
     fn default() -> Self {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
-        Self {
-            shards: (0..n).map(|_| Arc::new(Shard::default())).collect(),
-            next: AtomicUsize::new(0),
-        }
+        Self::new(Duration::from_secs(30))
     }
 }
 
 impl Writers {
+    /// One shard per available core, each ticking its connections every
+    /// `tick`.
+    pub(crate) fn new(tick: Duration) -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+        Self {
+            shards: (0..n).map(|_| Arc::new(Shard::new(tick))).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
     /// The shard for a new connection.
     pub(super) fn pick(&self) -> Arc<Shard> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
@@ -43,11 +56,15 @@ impl Writers {
 pub(super) trait Flush: Send + Sync {
     /// Writes what the connection has queued without waiting.
     fn flush(self: Arc<Self>);
+
+    /// One timer period has passed (its idle and ping checks are due).
+    fn tick(&self);
 }
 
-#[derive(Default)]
 pub(super) struct Shard {
     state: Mutex<ShardState>,
+    /// The connections' timer period.
+    tick: Duration,
 }
 
 #[derive(Default)]
@@ -58,16 +75,37 @@ struct ShardState {
     waker: Option<Waker>,
     /// Whether a writer task exists.
     running: bool,
-    /// Connections attached to this shard.
-    links: usize,
+    /// Connections attached to this shard, by slot (for the ticks).
+    links: Vec<Option<Weak<dyn Flush>>>,
+    /// Empty slots of `links`.
+    free: Vec<u32>,
+    /// Occupied slots.
+    attached: usize,
 }
 
 impl Shard {
+    fn new(tick: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            tick: tick.max(Duration::from_millis(10)),
+        }
+    }
+
     /// A connection joins; starts the writer task if there is none. Must be
-    /// called inside the runtime.
-    pub(super) fn attach(self: &Arc<Self>) {
+    /// called inside the runtime. Returns the connection's slot.
+    pub(super) fn attach(self: &Arc<Self>, link: Weak<dyn Flush>) -> u32 {
         let mut st = lock(&self.state);
-        st.links += 1;
+        let slot = match st.free.pop() {
+            Some(slot) => {
+                st.links[slot as usize] = Some(link);
+                slot
+            }
+            None => {
+                st.links.push(Some(link));
+                u32::try_from(st.links.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        st.attached += 1;
         if !st.running {
             st.running = true;
             drop(st);
@@ -76,13 +114,28 @@ impl Shard {
             // here means "the socket is full".
             tokio::spawn(tokio::task::unconstrained(write_loop(self.clone())));
         }
+        slot
     }
 
-    /// A connection left; the writer task ends with the last one.
-    pub(super) fn detach(&self) {
+    /// The connection in `slot` left; the writer task ends with the last one.
+    pub(super) fn detach(&self, slot: u32) {
         let mut st = lock(&self.state);
-        st.links -= 1;
-        let waker = if st.links == 0 { st.waker.take() } else { None };
+        if let Some(entry) = st.links.get_mut(slot as usize) {
+            if entry.take().is_some() {
+                st.free.push(slot);
+                st.attached -= 1;
+            }
+        }
+        if st.attached == 0 {
+            // Nothing held for connections that are gone.
+            st.links = Vec::new();
+            st.free = Vec::new();
+        }
+        let waker = if st.attached == 0 {
+            st.waker.take()
+        } else {
+            None
+        };
         drop(st);
         if let Some(w) = waker {
             w.wake();
@@ -114,13 +167,21 @@ impl Drop for Running<'_> {
 async fn write_loop(shard: Arc<Shard>) {
     let _running = Running(&shard);
     let mut batch: Vec<Arc<dyn Flush>> = Vec::new();
+    let mut timer = pin!(tokio::time::sleep(shard.tick));
     loop {
         let more = poll_fn(|cx| {
+            // Polled again after each reset, so that it wakes us next time.
+            while timer.as_mut().poll(cx).is_ready() {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + shard.tick);
+                tick_all(&shard);
+            }
             let mut st = lock(&shard.state);
             if !st.queue.is_empty() {
                 return Poll::Ready(true);
             }
-            if st.links == 0 {
+            if st.attached == 0 {
                 return Poll::Ready(false);
             }
             if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -157,6 +218,19 @@ async fn write_loop(shard: Arc<Shard>) {
         if batch.capacity() > 1024 {
             batch = Vec::new();
         }
+    }
+}
+
+/// Tells every connection of `shard` that a timer period has passed.
+fn tick_all(shard: &Shard) {
+    let links: Vec<Arc<dyn Flush>> = lock(&shard.state)
+        .links
+        .iter()
+        .flatten()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for link in links {
+        link.tick();
     }
 }
 
