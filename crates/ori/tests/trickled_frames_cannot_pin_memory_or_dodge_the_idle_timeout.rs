@@ -164,9 +164,12 @@ async fn headers_announcing_large_frames_cost_only_the_bytes_that_arrived() {
         peak = peak.max(vm_size_kib().saturating_sub(before));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // 200 x 1 MiB would be 200 MiB; what arrived is 4 KB in all.
+    println!("{SOCKETS} partial frame headers: address space +{peak} KiB");
+    // 200 x 1 MiB would be 200 MiB; what arrived is 4 KB in all. (The
+    // margin leaves room for a new malloc arena, 64 MiB of address space,
+    // should a thread start one meanwhile.)
     assert!(
-        peak < 32 * 1024,
+        peak < 120 * 1024,
         "{SOCKETS} partial frame headers grew the address space by {peak} KiB"
     );
     assert_eq!(server.app().connection_count(), SOCKETS + 1);
