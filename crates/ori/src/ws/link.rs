@@ -214,7 +214,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                     .written_and_take(std::mem::take(&mut written), &mut ws.pending);
                 let close = match status {
                     OutboxStatus::Open => None,
-                    OutboxStatus::Closing { code, reason } => Some((code, reason)),
+                    OutboxStatus::Closing { code, reason } => Some((code, String::from(reason))),
                     OutboxStatus::Overflowed => {
                         // Drop what the peer has not started to receive; a
                         // frame already partly on the wire must be finished,
