@@ -75,6 +75,9 @@ struct ShardState {
     waker: Option<Waker>,
     /// Whether a writer task exists.
     running: bool,
+    /// Which writer task it is (each new one takes the next number), so
+    /// that one that is ending cannot mark its successor gone.
+    generation: u64,
     /// Connections attached to this shard, by slot (for the ticks).
     links: Vec<Option<Weak<dyn Flush>>>,
     /// Empty slots of `links`.
@@ -108,11 +111,16 @@ impl Shard {
         st.attached += 1;
         if !st.running {
             st.running = true;
+            st.generation += 1;
+            let generation = st.generation;
             drop(st);
             // Unconstrained: the cooperative budget would make a write
             // after the 128th of a pass report a (false) `Pending`, which
             // here means "the socket is full".
-            tokio::spawn(tokio::task::unconstrained(write_loop(self.clone())));
+            tokio::spawn(tokio::task::unconstrained(write_loop(
+                self.clone(),
+                generation,
+            )));
         }
         slot
     }
@@ -154,18 +162,22 @@ impl Shard {
 }
 
 /// Marks the shard writer-less however its task ends (also when the runtime
-/// drops it), so the next connection starts a new one.
-struct Running<'a>(&'a Shard);
+/// drops it), so the next connection starts a new one; unless a newer
+/// writer has started meanwhile.
+struct Running<'a>(&'a Shard, u64);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        lock(&self.0.state).running = false;
+        let mut st = lock(&self.0.state);
+        if st.generation == self.1 {
+            st.running = false;
+        }
     }
 }
 
 /// The writer task of one shard.
-async fn write_loop(shard: Arc<Shard>) {
-    let _running = Running(&shard);
+async fn write_loop(shard: Arc<Shard>, generation: u64) {
+    let _running = Running(&shard, generation);
     let mut batch: Vec<Arc<dyn Flush>> = Vec::new();
     let mut timer = pin!(tokio::time::sleep(shard.tick));
     loop {
@@ -182,6 +194,10 @@ async fn write_loop(shard: Arc<Shard>) {
                 return Poll::Ready(true);
             }
             if st.attached == 0 {
+                // Marked under the same lock that saw the last connection
+                // go, so a connection attaching from now on starts a new
+                // writer instead of counting on this one.
+                st.running = false;
                 return Poll::Ready(false);
             }
             if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
