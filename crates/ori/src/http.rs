@@ -5,26 +5,26 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
-use axum::http::{
-    request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri,
-};
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use futures_util::FutureExt;
-use http_body_util::{BodyExt, Limited};
 use ori_core::PublishError;
-use serde::de::DeserializeOwned;
 
 use crate::context::AppContext;
-use crate::emitter::{Emitter, RequestEmitter};
+use crate::emitter::Emitter;
 use crate::error::BuildError;
+
+mod request;
+
+pub(crate) use request::query_param;
+pub use request::RequestContext;
 
 /// A JSON error body `{"error": "<reason>"}` with `status`.
 pub(crate) fn error_response(status: StatusCode, reason: &str) -> Response<Body> {
@@ -123,225 +123,6 @@ impl From<PublishError> for HttpError {
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
-    }
-}
-
-/// A percent-decoded query parameter from a raw query string.
-pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query);
-    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{query}").parse::<Uri>().unwrap_or_default(),
-    )
-    .map(|q| q.0)
-    .unwrap_or_default()
-}
-
-/// Where the correlation id of a request comes from: `X-Correlation-Id`,
-/// else `X-Request-Id`, each when it is 1 to [`MAX_CORRELATION_ID`] visible
-/// ASCII characters (surrounding whitespace aside), else a fresh UUID v4.
-/// A header that is not is ignored: the id goes into every notification
-/// the request publishes, so its size must not be the caller's choice.
-fn correlation_id(headers: &HeaderMap) -> Arc<str> {
-    ["x-correlation-id", "x-request-id"]
-        .iter()
-        .filter_map(|h| headers.get(*h)?.to_str().ok())
-        .map(str::trim)
-        .find(|v| {
-            (1..=MAX_CORRELATION_ID).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .map(Arc::from)
-        .unwrap_or_else(fresh_correlation_id)
-}
-
-/// Whether a `Content-Type` names JSON: `application/json` or
-/// `application/<anything>+json`, with any parameters.
-fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
-    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = mime.split(';').next().unwrap_or("").trim();
-    let Some((kind, sub)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (sub.eq_ignore_ascii_case("json")
-            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
-}
-
-/// The longest correlation id taken from a request header.
-const MAX_CORRELATION_ID: usize = 128;
-
-/// A fresh random UUID v4 for a request without a correlation id.
-///
-/// Correlation ids tie log lines and replies together; they are not
-/// secrets. So they come from a per-thread generator (SplitMix64) seeded
-/// once from the system's random source, rather than one `getrandom`
-/// system call per request, and are formatted without `fmt`.
-fn fresh_correlation_id() -> Arc<str> {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let seed = uuid::Uuid::new_v4().as_u64_pair();
-            seed.0 ^ seed.1.rotate_left(32)
-        });
-    }
-    fn next(state: &Cell<u64>) -> u64 {
-        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let (hi, lo) = STATE.with(|s| (next(s), next(s)));
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_le_bytes());
-    bytes[8..].copy_from_slice(&lo.to_le_bytes());
-    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    Arc::from(&*id.hyphenated().encode_lower(&mut buf))
-}
-
-/// Everything a controller handler gets about its request.
-pub struct RequestContext<E: Emitter = crate::SocketEmitter> {
-    app: AppContext<E>,
-    parts: Parts,
-    params: Vec<(String, String)>,
-    body: Option<Body>,
-    body_limit: usize,
-    /// When the body must have arrived (the request timeout).
-    body_deadline: tokio::time::Instant,
-    correlation_id: Arc<str>,
-}
-
-impl<E: Emitter> RequestContext<E> {
-    /// A path parameter (`/notify/:topic` -> `param("topic")`).
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// All path parameters, in path order.
-    pub fn params(&self) -> &[(String, String)] {
-        &self.params
-    }
-
-    /// One query parameter, percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        query_param(self.parts.uri.query()?, name)
-    }
-
-    /// The query string deserialized into `T` (400 when it does not fit).
-    pub fn query<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
-        axum::extract::Query::<T>::try_from_uri(&self.parts.uri)
-            .map(|q| q.0)
-            .map_err(|e| HttpError::bad_request(format!("Invalid query: {}", e.body_text())))
-    }
-
-    /// The request headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.parts.headers
-    }
-
-    /// A header's value, if present and valid UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.parts.headers.get(name)?.to_str().ok()
-    }
-
-    /// The method.
-    pub fn method(&self) -> &Method {
-        &self.parts.method
-    }
-
-    /// The URI.
-    pub fn uri(&self) -> &Uri {
-        &self.parts.uri
-    }
-
-    /// The peer's address, when known.
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-    }
-
-    /// The body, read once, at most the configured body limit (413 beyond),
-    /// arrived within the request timeout (408 beyond, and the connection
-    /// is closed; see [`Ori::request_timeout`](crate::Ori::request_timeout)).
-    pub async fn bytes(&mut self) -> Result<bytes::Bytes, HttpError> {
-        let body = self
-            .body
-            .take()
-            .ok_or_else(|| HttpError::internal("request body already read"))?;
-        let too_big = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        let declared = self
-            .header("content-length")
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.body_limit as u64) {
-            return Err(too_big());
-        }
-        let collect = Limited::new(body, self.body_limit).collect();
-        let Ok(collected) = tokio::time::timeout_at(self.body_deadline, collect).await else {
-            let counters = self.app.socket().socket_emitter().http_counters();
-            counters
-                .request_timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(HttpError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "Request body not received in time",
-            ));
-        };
-        match collected {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-            Err(e) => Err(HttpError::bad_request(format!("Cannot read body: {e}"))),
-        }
-    }
-
-    /// The body parsed as JSON into `T`: 415 unless the request says
-    /// `Content-Type: application/json` (or `application/*+json`; parameters
-    /// such as `charset` allowed), 413 over the body limit, 400 on malformed
-    /// JSON or a shape that does not fit, in that order. Like axum's `Json`,
-    /// the content type is required so that a cross-site form or `text/plain`
-    /// post (which a browser sends without asking) is not taken as JSON;
-    /// read [`bytes`](Self::bytes) to accept any.
-    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
-        if !is_json_content_type(self.parts.headers.get(axum::http::header::CONTENT_TYPE)) {
-            return Err(HttpError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expected Content-Type: application/json",
-            ));
-        }
-        let bytes = self.bytes().await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
-    }
-
-    /// The app context: services and the app's emitter.
-    pub fn app(&self) -> &AppContext<E> {
-        &self.app
-    }
-
-    /// The request-bound emitter (base methods, with the correlation id).
-    pub fn socket(&self) -> RequestEmitter {
-        RequestEmitter::new(
-            self.app.socket().socket_emitter().clone(),
-            self.correlation_id.clone(),
-        )
-    }
-
-    /// The request's correlation id (`X-Correlation-Id`, else `X-Request-Id`,
-    /// each only when 1 to 128 visible ASCII characters, else a fresh UUID
-    /// v4).
-    pub fn correlation_id(&self) -> &str {
-        &self.correlation_id
     }
 }
 
@@ -550,16 +331,14 @@ impl<E: Emitter> HttpRoutes<E> {
                                 .collect(),
                             Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
                         };
-                        let correlation_id = correlation_id(&parts.headers);
-                        let ctx = RequestContext {
+                        let ctx = RequestContext::new(
                             app,
                             parts,
                             params,
-                            body: Some(body),
+                            body,
                             body_limit,
-                            body_deadline: tokio::time::Instant::now() + request_timeout,
-                            correlation_id,
-                        };
+                            request_timeout,
+                        );
                         // A panicking handler answers 500; the connection
                         // and the server carry on.
                         std::panic::AssertUnwindSafe(handler(ctx))
@@ -586,20 +365,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fresh_correlation_ids_are_distinct_uuid_v4() {
-        let ids: std::collections::HashSet<String> = (0..1000)
-            .map(|_| fresh_correlation_id().to_string())
-            .collect();
-        assert_eq!(ids.len(), 1000);
-        for id in ids.iter().take(10) {
-            let uuid = uuid::Uuid::try_parse(id).expect("a UUID");
-            assert_eq!(uuid.get_version_num(), 4, "{id}");
-            assert_eq!(id.len(), 36);
-            assert_eq!(id, &id.to_lowercase());
-        }
-    }
-
-    #[test]
     fn paths_join_and_translate_params() {
         assert_eq!(
             join_path("/api", "/notify/:topic").unwrap(),
@@ -609,51 +374,5 @@ mod tests {
         assert_eq!(join_path("", "/").unwrap(), "/");
         assert_eq!(join_path("/files", "/*rest").unwrap(), "/files/{*rest}");
         assert!(join_path("/api", "/:").is_err());
-    }
-
-    #[test]
-    fn json_content_types() {
-        let ok = |v: &str| is_json_content_type(Some(&HeaderValue::from_str(v).unwrap()));
-        assert!(ok("application/json"));
-        assert!(ok("Application/JSON; charset=utf-8"));
-        assert!(ok("application/problem+json"));
-        assert!(!ok("text/plain"));
-        assert!(!ok("application/x-www-form-urlencoded"));
-        assert!(!ok("multipart/form-data; boundary=x"));
-        assert!(!ok("application/jsonp"));
-        assert!(!ok("application/+json"));
-        assert!(!ok("json"));
-        assert!(!is_json_content_type(None));
-    }
-
-    #[test]
-    fn correlation_id_prefers_headers_in_order() {
-        let mut h = HeaderMap::new();
-        assert_eq!(correlation_id(&h).len(), 36);
-        h.insert("x-request-id", "req-1".parse().unwrap());
-        assert_eq!(&*correlation_id(&h), "req-1");
-        h.insert("x-correlation-id", "".parse().unwrap());
-        assert_eq!(&*correlation_id(&h), "req-1");
-        h.insert("x-correlation-id", "corr-1".parse().unwrap());
-        assert_eq!(&*correlation_id(&h), "corr-1");
-        // Too long, or with invisible characters: the next source applies.
-        h.insert("x-correlation-id", "x".repeat(129).parse().unwrap());
-        assert_eq!(&*correlation_id(&h), "req-1");
-        h.insert("x-correlation-id", "a b".parse().unwrap());
-        assert_eq!(&*correlation_id(&h), "req-1");
-        h.insert("x-correlation-id", "x".repeat(128).parse().unwrap());
-        assert_eq!(correlation_id(&h).len(), 128);
-        h.remove("x-correlation-id");
-        h.insert("x-request-id", "x".repeat(64 * 1024).parse().unwrap());
-        assert_eq!(correlation_id(&h).len(), 36, "a fresh UUID");
-    }
-
-    #[test]
-    fn query_params_are_decoded() {
-        assert_eq!(
-            query_param("a=1&token=x%20y", "token").as_deref(),
-            Some("x y")
-        );
-        assert_eq!(query_param("a=1", "token"), None);
     }
 }
