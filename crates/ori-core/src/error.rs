@@ -6,16 +6,13 @@ use crate::{SocketIdError, TopicError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The provider has not been started (the app is not listening yet) or
+    /// The broker has not been started (the app is not listening yet) or
     /// has been stopped.
     #[error("Cannot publish to topic \"{topic}\": Provider not ready")]
     NotReady {
         /// The topic (or internal topic) of the failed publish.
         topic: String,
     },
-    /// The application was built without WebSocket support.
-    #[error("WebSocket not configured. Call .websocket() when creating the application.")]
-    NotConfigured,
     /// The topic name is invalid.
     #[error("invalid topic {topic:?}: {reason}")]
     InvalidTopic {
@@ -27,12 +24,6 @@ pub enum PublishError {
     /// The socket id is invalid.
     #[error(transparent)]
     InvalidSocketId(#[from] SocketIdError),
-    /// The message failed validation (typed emits).
-    #[error("Validation failed: {0}")]
-    Validation(String),
-    /// The message could not be serialized.
-    #[error("cannot serialize message: {0}")]
-    Serialize(String),
     /// The instance's outbound budget stayed spent (more bytes queued to
     /// its connections than it allows) for the whole wait timeout: delivery
     /// is behind and the publish was refused rather than queued.
@@ -43,9 +34,11 @@ pub enum PublishError {
         /// How long the publish waited for room.
         waited: std::time::Duration,
     },
-    /// The provider's backend failed (for example Redis is unreachable).
-    #[error("provider error: {0}")]
-    Provider(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The provider could not carry the publication to other instances
+    /// (for example Redis is unreachable); this instance's connections got
+    /// it.
+    #[error(transparent)]
+    Provider(#[from] crate::ProviderError),
 }
 
 /// Why a subscription change was refused.

@@ -1,13 +1,16 @@
 //! The small, stable vocabulary of [Ori](https://docs.rs/ori): validated
 //! [`Topic`]s and [`SocketId`]s, [`Message`]s, the RFC 6455 frame [`codec`],
-//! the local subscription [`Hub`] with its per-connection [`Outbox`]es, and the
-//! [`Provider`] trait that pluggable pub/sub backends implement.
+//! the local subscription [`Hub`] with its per-connection [`Outbox`]es, the
+//! [`Broker`] that owns it, and the [`Provider`] trait that pluggable
+//! pub/sub transports implement.
 //!
 //! Nothing here does I/O: the framework crate (`ori`) owns sockets and HTTP,
 //! and backends such as a Redis provider depend only on this crate. The hub is
-//! the single source of truth for local subscriptions; providers add only the
-//! hop between instances and hand every message back to [`Hub::publish_local`].
+//! the single source of truth for local subscriptions and the broker owns
+//! local delivery; providers add only the hop between instances and hand what
+//! they receive to [`Inbound::deliver`].
 
+mod broker;
 mod budget;
 pub mod codec;
 mod error;
@@ -18,6 +21,7 @@ mod provider;
 mod socket_id;
 mod topic;
 
+pub use broker::{Broker, Inbound, Published};
 pub use budget::{
     Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT, MIN_SHED_AFTER,
 };
@@ -25,6 +29,8 @@ pub use error::{PublishError, SubscribeError};
 pub use hub::{Hub, HubMetrics, Overloaded, Subscription};
 pub use message::{Message, Utf8Bytes};
 pub use outbox::{Outbox, OutboxStatus, Push};
-pub use provider::{BoxFuture, InProcProvider, Provider, ProviderError};
+pub use provider::{
+    ErrorKind, InProcProvider, InstanceId, Outgoing, Provider, ProviderError, Sent, Target,
+};
 pub use socket_id::{SocketId, SocketIdError};
 pub use topic::{Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX};

@@ -1,209 +1,303 @@
-//! The provider trait: where a publish goes before it reaches local
-//! subscribers. [`InProcProvider`] delivers straight into the [`Hub`]; a
-//! cross-instance provider (Redis) carries the message to every instance,
-//! each of which hands it to its own hub.
+//! The provider seam: the hop between instances, and nothing else.
+//!
+//! A [`Provider`] is a transport. It carries a publication to the other
+//! instances ([`publish`](Provider::publish)), follows which channels this
+//! instance needs ([`watch`](Provider::watch) /
+//! [`unwatch`](Provider::unwatch)), and hands what it receives to the
+//! [`Inbound`](crate::Inbound) it was started with. Everything else (the
+//! [`Hub`](crate::Hub), local delivery, readiness, echo suppression,
+//! subscription bookkeeping) belongs to the [`Broker`](crate::Broker) that
+//! drives it, so no provider can get them wrong or differently.
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Hub, Message, PublishError, SocketId, SubscribeError, Topic};
+use crate::{Inbound, Message, SocketId, Topic, BROADCAST_TOPIC};
 
-/// A boxed, sendable future (what [`Provider`] methods return, so the trait
-/// can be used as `Arc<dyn Provider>`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Where a publication goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every subscriber of a topic, on every instance.
+    Topic(Topic),
+    /// One connection, wherever it is.
+    Socket(SocketId),
+    /// Every connection on every instance.
+    All,
+}
 
-/// Why a provider could not start.
-#[derive(Debug, thiserror::Error)]
+impl Target {
+    /// The topic name used in errors and on the wire: the topic itself,
+    /// `__socket__:<id>` or `__broadcast__`.
+    pub fn name(&self) -> Cow<'_, str> {
+        match self {
+            Target::Topic(t) => Cow::Borrowed(t.as_str()),
+            Target::Socket(id) => Cow::Owned(Topic::for_socket(id).to_string()),
+            Target::All => Cow::Borrowed(BROADCAST_TOPIC),
+        }
+    }
+}
+
+/// The id of one broker (one server instance), carried with every
+/// publication it hands to its provider so that the instance can recognise
+/// its own echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InstanceId([u8; 16]);
+
+impl InstanceId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    /// The id from its 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        uuid::Uuid::from_bytes(self.0).fmt(f)
+    }
+}
+
+/// A publication handed to a provider: already delivered to this
+/// instance's own subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The publishing instance (to be handed back with the message by the
+    /// instances that receive it).
+    pub origin: InstanceId,
+    /// Where it goes.
+    pub target: &'a Target,
+    /// The payload, text or binary.
+    pub message: &'a Message,
+}
+
+/// What a provider knows about a publication it carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ProviderError {
-    /// The backend could not be reached or refused the connection; the
-    /// cause is the error's [`source`](std::error::Error::source).
-    #[error("provider backend unavailable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The provider is misconfigured.
-    #[error("provider misconfigured: {0}")]
-    Config(String),
+pub struct Sent {
+    /// How many receivers the backend counted (Redis: instances subscribed
+    /// to the channel), when it counts them.
+    pub receivers: Option<u64>,
 }
 
-/// A pub/sub backend.
+impl Sent {
+    /// A publication whose receivers the backend counted.
+    pub fn counted(receivers: u64) -> Self {
+        Self {
+            receivers: Some(receivers),
+        }
+    }
+}
+
+/// What kind of failure a [`ProviderError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The backend cannot be reached right now; the provider reconnects by
+    /// itself.
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend answered with an error.
+    Backend,
+    /// Delivery elsewhere is behind (another instance announced it cannot
+    /// keep up) and stayed so for the whole publish timeout.
+    Overloaded,
+    /// The provider is misconfigured (a start-up error; retrying is futile).
+    Config,
+}
+
+/// Why a provider could not start or could not carry a publication.
 ///
-/// The provider owns the instance's [`Hub`], the single source of truth for
-/// local subscriptions; subscription bookkeeping, counts and local delivery
-/// are provided methods that go through it. An implementation supplies the
-/// lifecycle and the path a message takes to the hubs of every instance, and
-/// may react to [`topic_activated`](Provider::topic_activated) /
-/// [`topic_deactivated`](Provider::topic_deactivated) to (un)subscribe
-/// upstream. Those hooks run outside the hub's lock and may interleave for
-/// one topic; a provider should reconcile against
-/// [`Hub::subscriber_count`] when it acts on them.
-pub trait Provider: Send + Sync + 'static {
-    /// The local hub this provider delivers into.
-    fn hub(&self) -> &Hub;
+/// Callers act on [`kind`](Self::kind) (or [`is_retryable`](Self::is_retryable));
+/// the backend's own error, when there is one, is the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {detail}", kind_text(*.kind))]
+pub struct ProviderError {
+    kind: ErrorKind,
+    detail: Cow<'static, str>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// How long an [`ErrorKind::Overloaded`] publication waited.
+    waited: Option<std::time::Duration>,
+}
 
-    /// Starts the provider (connects to its backend). Publishing before this
-    /// completes fails with [`PublishError::NotReady`].
-    fn start(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
-
-    /// Stops the provider. Later publishes fail with
-    /// [`PublishError::NotReady`].
-    fn stop(&self) -> BoxFuture<'_, ()>;
-
-    /// Whether the provider is started and accepts publishes.
-    fn is_ready(&self) -> bool;
-
-    /// Publishes `message` to every subscriber of `topic`, on every instance.
-    fn publish(&self, topic: Topic, message: Message) -> BoxFuture<'_, Result<(), PublishError>>;
-
-    /// Sends `message` to one connection, wherever it is. `Ok(false)` means
-    /// no instance the provider can see has that connection.
-    fn send(&self, socket: SocketId, message: Message)
-        -> BoxFuture<'_, Result<bool, PublishError>>;
-
-    /// Sends `message` to every connection on every instance.
-    fn broadcast(&self, message: Message) -> BoxFuture<'_, Result<(), PublishError>>;
-
-    /// Called after `topic` gained its first local subscriber.
-    fn topic_activated(&self, _topic: &Topic) {}
-
-    /// Called after `topic` lost its last local subscriber.
-    fn topic_deactivated(&self, _topic: &Topic) {}
-
-    /// Called after `socket` registered in the hub (it now receives
-    /// broadcasts and direct sends); a cross-instance provider may announce
-    /// it (for example to answer [`send`](Provider::send) for sockets on
-    /// other instances).
-    fn socket_registered(&self, _socket: &SocketId) {}
-
-    /// Called after `socket` left the hub.
-    fn socket_unregistered(&self, _socket: &SocketId) {}
-
-    /// Adds a local connection to the hub, then calls
-    /// [`socket_registered`](Provider::socket_registered).
-    fn register(&self, outbox: std::sync::Arc<crate::Outbox>, max_topics: usize) {
-        let id = *outbox.id();
-        self.hub().register(outbox, max_topics);
-        self.socket_registered(&id);
-    }
-
-    /// Subscribes a local connection. `Ok(false)`: it already was.
-    fn subscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
-        let sub = self.hub().subscribe(socket, topic)?;
-        if sub.topic_edge {
-            self.topic_activated(topic);
-        }
-        Ok(sub.changed)
-    }
-
-    /// Unsubscribes a local connection. `Ok(false)`: it was not subscribed.
-    fn unsubscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
-        let sub = self.hub().unsubscribe(socket, topic)?;
-        if sub.topic_edge {
-            self.topic_deactivated(topic);
-        }
-        Ok(sub.changed)
-    }
-
-    /// Removes a local connection and all of its subscriptions.
-    fn disconnect(&self, socket: &SocketId) {
-        for topic in self.hub().unregister(socket) {
-            self.topic_deactivated(&topic);
-        }
-        self.socket_unregistered(socket);
-    }
-
-    /// Whether `socket` is connected to this instance.
-    fn is_connected(&self, socket: &SocketId) -> bool {
-        self.hub().is_connected(socket)
-    }
-
-    /// Connections on this instance.
-    fn connection_count(&self) -> usize {
-        self.hub().connection_count()
-    }
-
-    /// Subscribers of `topic` on this instance.
-    fn topic_subscriber_count(&self, topic: &Topic) -> usize {
-        self.hub().subscriber_count(topic)
+fn kind_text(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Unavailable => "provider backend unavailable",
+        ErrorKind::Timeout => "provider backend timed out",
+        ErrorKind::Backend => "provider backend error",
+        ErrorKind::Config => "provider misconfigured",
+        ErrorKind::Overloaded => "delivery on another instance is behind",
     }
 }
 
-/// The default provider: one instance, delivery straight into the local hub.
+impl ProviderError {
+    /// An error of `kind`, described by `detail`.
+    pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            source: None,
+            waited: None,
+        }
+    }
+
+    /// A publication refused after waiting `waited` for the instances that
+    /// are behind ([`ErrorKind::Overloaded`]). The broker reports it as
+    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded).
+    pub fn overloaded(waited: std::time::Duration) -> Self {
+        Self {
+            waited: Some(waited),
+            ..Self::new(ErrorKind::Overloaded, format!("waited {waited:?}"))
+        }
+    }
+
+    /// How long an overloaded publication waited.
+    pub fn waited(&self) -> Option<std::time::Duration> {
+        self.waited
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the same call may succeed later without any change
+    /// (unavailable, timed out or overloaded).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Overloaded
+        )
+    }
+
+    /// Whether the backend did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+    }
+
+    /// The description, without the kind.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// A pub/sub transport between instances.
+///
+/// Its methods are called by a [`Broker`](crate::Broker):
+///
+/// - [`start`](Self::start) once, with the [`Inbound`] to hand received
+///   publications to ([`Inbound::deliver`], which delivers them to this
+///   instance's subscribers and drops this instance's own echo);
+/// - [`publish`](Self::publish) for every publication, after the broker
+///   delivered it locally, so local delivery never waits for the backend;
+/// - [`watch`](Self::watch) when this instance starts to need a target's
+///   publications (a topic's first local subscriber, a connection
+///   registering) and [`unwatch`](Self::unwatch) when it stops. These are
+///   edges, called outside any lock, and for one target they may arrive out
+///   of order under a race: a provider acts on [`Inbound::is_watched`] (the
+///   current state) rather than on the order of the calls. Every instance
+///   receives [`Target::All`] without watching it.
 ///
 /// ```
-/// use ori_core::{InProcProvider, Provider, Topic};
+/// use ori_core::{Inbound, Outgoing, Provider, ProviderError, Sent, Target};
+///
+/// /// A transport that carries nothing (what the in-process provider is).
+/// struct Nowhere;
+///
+/// impl Provider for Nowhere {
+///     async fn start(&self, _inbound: Inbound) -> Result<(), ProviderError> {
+///         Ok(())
+///     }
+///     async fn stop(&self) {}
+///     async fn publish(&self, _out: Outgoing<'_>) -> Result<Sent, ProviderError> {
+///         Ok(Sent::default())
+///     }
+///     fn watch(&self, _target: &Target) {}
+///     fn unwatch(&self, _target: &Target) {}
+/// }
+/// ```
+pub trait Provider: Send + Sync + 'static {
+    /// Connects to the backend. Publishing before this completes fails with
+    /// [`PublishError::NotReady`](crate::PublishError::NotReady).
+    fn start(&self, inbound: Inbound) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Disconnects. Later publishes fail with `NotReady`.
+    fn stop(&self) -> impl Future<Output = ()> + Send;
+
+    /// Carries a publication to the other instances.
+    fn publish(
+        &self,
+        out: Outgoing<'_>,
+    ) -> impl Future<Output = Result<Sent, ProviderError>> + Send;
+
+    /// This instance now needs `target`'s publications.
+    fn watch(&self, target: &Target);
+
+    /// This instance no longer needs `target`'s publications.
+    fn unwatch(&self, target: &Target);
+
+    /// Whether publications stay on this instance (the broker then never
+    /// calls [`publish`](Self::publish)). False unless overridden.
+    fn is_local(&self) -> bool {
+        false
+    }
+}
+
+/// The default provider: one instance, nothing carried anywhere.
+///
+/// ```
+/// use ori_core::{Broker, InProcProvider, Target, Topic};
 /// # futures_util::future::FutureExt::now_or_never(async {
-/// let provider = InProcProvider::new();
-/// let topic = Topic::new("news").unwrap();
-/// assert!(provider.publish(topic.clone(), "early".into()).await.is_err());
-/// provider.start().await.unwrap();
-/// provider.publish(topic, "hello".into()).await.unwrap();
+/// let broker = Broker::new(InProcProvider);
+/// let topic = Target::Topic(Topic::new("news").unwrap());
+/// assert!(broker.publish(topic.clone(), "early".into()).await.is_err());
+/// broker.start().await.unwrap();
+/// broker.publish(topic, "hello".into()).await.unwrap();
 /// # }).unwrap();
 /// ```
-#[derive(Debug, Default)]
-pub struct InProcProvider {
-    hub: Hub,
-    ready: AtomicBool,
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcProvider;
 
 impl InProcProvider {
-    /// A provider with an empty hub.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn check_ready(&self, topic: &str) -> Result<(), PublishError> {
-        if self.ready.load(Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(PublishError::NotReady {
-                topic: topic.to_owned(),
-            })
-        }
+    /// The in-process provider (same as `InProcProvider`).
+    pub const fn new() -> Self {
+        Self
     }
 }
 
 impl Provider for InProcProvider {
-    fn hub(&self) -> &Hub {
-        &self.hub
+    async fn start(&self, _inbound: Inbound) -> Result<(), ProviderError> {
+        Ok(())
     }
 
-    fn start(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
-        self.ready.store(true, Ordering::Release);
-        Box::pin(async { Ok(()) })
+    async fn stop(&self) {}
+
+    async fn publish(&self, _out: Outgoing<'_>) -> Result<Sent, ProviderError> {
+        Ok(Sent::default())
     }
 
-    fn stop(&self) -> BoxFuture<'_, ()> {
-        self.ready.store(false, Ordering::Release);
-        Box::pin(async {})
-    }
+    fn watch(&self, _target: &Target) {}
 
-    fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
+    fn unwatch(&self, _target: &Target) {}
 
-    fn publish(&self, topic: Topic, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        let result = self.check_ready(topic.as_str()).map(|()| {
-            self.hub.publish_local(&topic, &message);
-        });
-        Box::pin(async move { result })
-    }
-
-    fn send(
-        &self,
-        socket: SocketId,
-        message: Message,
-    ) -> BoxFuture<'_, Result<bool, PublishError>> {
-        let result = self
-            .check_ready(Topic::for_socket(&socket).as_str())
-            .map(|()| self.hub.send_local(&socket, &message));
-        Box::pin(async move { result })
-    }
-
-    fn broadcast(&self, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        let result = self.check_ready(crate::BROADCAST_TOPIC).map(|()| {
-            self.hub.broadcast_local(&message);
-        });
-        Box::pin(async move { result })
+    fn is_local(&self) -> bool {
+        true
     }
 }

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ori_core::Hub;
+use ori_core::Inbound;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, Msg, RedisResult};
 
@@ -70,12 +70,12 @@ impl Backend {
     /// Opens a publisher and a subscriber, each within `connect_timeout`;
     /// commands on them time out after `response_timeout`. One server's
     /// subscriber hands its messages to `deliver`, reading no faster than
-    /// `hub` has room, and tells `waiting` when it waits.
+    /// the instance's outbound budget has room, and tells `waiting` when it waits.
     pub(crate) async fn connect(
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
-        hub: &Hub,
+        inbound: &Inbound,
         deliver: Deliver,
         waiting: Waiting,
     ) -> Result<(Publisher, Subscriber), String> {
@@ -90,7 +90,8 @@ impl Backend {
                     .into_connection_info()
                     .map_err(|e| e.to_string())?;
                 let paced =
-                    Paced::connect(&info, connect_timeout, hub.clone(), deliver, waiting).await?;
+                    Paced::connect(&info, connect_timeout, inbound.clone(), deliver, waiting)
+                        .await?;
                 Ok((publisher, Subscriber::Single(paced)))
             }
             #[cfg(feature = "cluster")]

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum StartupPolicy {
     /// Fail at once (after one attempt bounded by the connect timeout) with
-    /// a [`ProviderError::Unavailable`](ori_core::ProviderError::Unavailable)
-    /// naming the address and the cause. The app does not start. The
+    /// an [`ErrorKind::Unavailable`](ori_core::ErrorKind::Unavailable)
+    /// [`ProviderError`](ori_core::ProviderError) naming the address and the
+    /// cause. The app does not start. The
     /// default: a misconfigured URL shows up at deploy time, not later.
     #[default]
     FailFast,

@@ -27,9 +27,10 @@ const MAX_TOPIC_LEN: usize = 256;
 /// The id of one provider instance, carried in every envelope it publishes.
 pub type InstanceId = [u8; 16];
 
-/// Encodes one envelope.
-pub fn encode(origin: &InstanceId, topic: &Topic, message: &Message) -> Vec<u8> {
-    let topic = topic.as_str().as_bytes();
+/// Encodes one envelope. `topic` is a valid [`Topic`] name (or
+/// `__broadcast__` / `__socket__:<id>`), at most 256 bytes.
+pub fn encode(origin: &InstanceId, topic: impl AsRef<str>, message: &Message) -> Vec<u8> {
+    let topic = topic.as_ref().as_bytes();
     let payload = message.as_bytes();
     let mut out = Vec::with_capacity(HEADER_LEN + topic.len() + payload.len());
     out.push(VERSION);
@@ -164,7 +165,7 @@ mod tests {
             assert_eq!(decoded.topic, t);
             assert_eq!(decoded.message, message);
         }
-        let e = encode(&ME, &topic("a"), &Message::from(vec![0xff, 0x00]));
+        let e = encode(&ME, topic("a"), &Message::from(vec![0xff, 0x00]));
         assert_eq!(e[1], FLAG_BINARY);
         assert_eq!(&e[e.len() - 2..], &[0xff, 0x00]);
     }
@@ -177,7 +178,7 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_are_rejected_with_the_reason() {
-        let good = encode(&ME, &topic("room"), &"hi".into());
+        let good = encode(&ME, topic("room"), &"hi".into());
         assert_eq!(decode(b""), Err(Malformed::Truncated(0)));
         assert_eq!(decode(&good[..10]), Err(Malformed::Truncated(10)));
         assert_eq!(decode(&good[..22]), Err(Malformed::Truncated(22)));

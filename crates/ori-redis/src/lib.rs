@@ -16,10 +16,12 @@
 //!
 //! # How it works
 //!
-//! The provider owns the instance's [`Hub`], which stays the single source
-//! of truth for local subscriptions; Redis carries messages between
-//! instances and each instance hands what it receives to its own hub
-//! ([`Hub::publish_local`], [`Hub::send_local`], [`Hub::broadcast_local`]).
+//! The provider is a transport ([`ori_core::Provider`]): the app's
+//! [`Broker`](ori_core::Broker) keeps the hub (the single source of truth
+//! for local subscriptions), delivers every publication to this instance's
+//! connections itself and then hands it to the provider, which carries it
+//! through Redis; every instance hands what it receives to its broker
+//! ([`Inbound::deliver`], which also drops the instance's own echo).
 //!
 //! Channels (prefix `ws` by default, see [`RedisConfig::prefix`]):
 //!
@@ -31,8 +33,9 @@
 //! | `<prefix>:p` | always (while connected) | "behind" / "caught up" announcements (see "Backpressure") |
 //!
 //! One background task owns the subscriber connection. Subscription hooks
-//! only mark a topic or socket as changed and wake it; the task then
-//! compares [`Hub::subscriber_count`] (and [`Hub::is_connected`]) with what
+//! ([`Provider::watch`] / [`Provider::unwatch`]) only mark a topic or
+//! socket as changed and wake it; the task then compares what the broker
+//! needs now ([`Inbound::is_watched`]) with what
 //! its connection holds and sends `SUBSCRIBE` / `UNSUBSCRIBE` for the
 //! difference. Because it always acts on the hub's current state, a
 //! subscribe racing an unsubscribe of the same topic (either way round)
@@ -52,9 +55,9 @@
 //! # Delivery semantics
 //!
 //! - `publish` and `broadcast` serve this instance's subscribers directly
-//!   (as the in-process provider does), then `PUBLISH` an envelope carrying
-//!   this instance's id; every other instance delivers it to its own
-//!   subscribers, and this instance skips its own echo. Local subscribers
+//!   (the broker does, as with the in-process provider), then `PUBLISH` an
+//!   envelope carrying this instance's id; every other instance delivers it
+//!   to its own subscribers, and this instance's broker drops its own echo. Local subscribers
 //!   are therefore served exactly once, and local delivery keeps working
 //!   while Redis is down.
 //! - An `Err` from `publish`/`broadcast` means the message may not have
@@ -73,7 +76,7 @@
 //!
 //! An instance reads its subscription no faster than it delivers. Before it
 //! hands on a message from Redis, the subscriber waits while the hub's
-//! outbound budget is spent ([`ori_core::Hub::room`]); meanwhile nothing is
+//! outbound budget is spent ([`Inbound::room`]); meanwhile nothing is
 //! read from the socket, the kernel's buffers fill, and the backlog waits
 //! in Redis, in this client's output buffer. Redis's
 //! `client-output-buffer-limit pubsub` (default `32mb 8mb 60`) bounds that:
@@ -122,12 +125,11 @@ pub mod testing;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ori_core::{
-    BoxFuture, Hub, Message, Provider, ProviderError, PublishError, SocketId, Topic,
-    BROADCAST_TOPIC,
+    ErrorKind, Inbound, Message, Outgoing, Provider, ProviderError, Sent, SocketId, Target, Topic,
 };
 use tokio::sync::{watch, Notify};
 
@@ -136,9 +138,10 @@ use channels::Channels;
 pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
 
-/// Why Redis could not carry a message (inside
-/// [`PublishError::Provider`]) or why the provider could not start (inside
-/// [`ProviderError::Unavailable`]).
+/// Why Redis could not carry a message or the provider could not start: the
+/// [`source`](std::error::Error::source) of the [`ProviderError`] the broker
+/// reports, whose [`kind`](ProviderError::kind) it sets (`Unavailable`,
+/// `Timeout`, `Backend` or `Config`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -221,12 +224,11 @@ struct Running {
 }
 
 pub(crate) struct Shared {
-    pub(crate) hub: Hub,
+    /// Set when the broker starts the provider.
+    inbound: OnceLock<Inbound>,
     pub(crate) config: RedisConfig,
     pub(crate) backend: Result<Backend, String>,
     pub(crate) channels: Channels,
-    pub(crate) instance: InstanceId,
-    ready: AtomicBool,
     /// The publishing connection; `None` while disconnected.
     publisher: RwLock<Option<Publisher>>,
     /// Why the connection is down, for the errors publishes return.
@@ -264,39 +266,40 @@ impl Shared {
         *lock(&self.last_error) = reason;
     }
 
-    fn mark_topic(&self, topic: &Topic) {
-        lock(&self.dirty).topics.insert(topic.clone());
-        self.wake.notify_one();
-    }
-
-    fn mark_socket(&self, socket: &SocketId) {
-        lock(&self.dirty).sockets.insert(*socket);
-        self.wake.notify_one();
-    }
-
-    fn check_ready(&self, topic: &str) -> Result<(), PublishError> {
-        if self.ready.load(Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(PublishError::NotReady {
-                topic: topic.to_owned(),
-            })
+    /// Marks a target for the task to reconcile with the hub.
+    fn mark(&self, target: &Target) {
+        {
+            let mut dirty = lock(&self.dirty);
+            match target {
+                Target::Topic(topic) => {
+                    dirty.topics.insert(topic.clone());
+                }
+                Target::Socket(id) => {
+                    dirty.sockets.insert(*id);
+                }
+                Target::All => return,
+            }
         }
+        self.wake.notify_one();
+    }
+
+    /// This instance's id (all zeros before the first start).
+    pub(crate) fn instance(&self) -> InstanceId {
+        self.inbound
+            .get()
+            .map_or([0; 16], |i| *i.instance().as_bytes())
     }
 
     /// Waits while another instance is behind (see `pressure`), up to the
     /// publish timeout.
-    async fn wait_for_others(&self, topic: &Topic) -> Result<(), PublishError> {
+    async fn wait_for_others(&self) -> Result<(), ProviderError> {
         if !self.config.cross_instance_backpressure {
             return Ok(());
         }
         self.pressure
             .wait_clear(self.config.publish_timeout)
             .await
-            .map_err(|waited| PublishError::Overloaded {
-                topic: topic.to_string(),
-                waited,
-            })
+            .map_err(ProviderError::overloaded)
     }
 
     /// Publishes one envelope; the number of subscribed connections Redis
@@ -304,7 +307,8 @@ impl Shared {
     async fn publish_envelope(
         &self,
         channel: String,
-        topic: &Topic,
+        origin: &InstanceId,
+        topic: &str,
         message: &Message,
     ) -> Result<usize, Error> {
         let Some(mut conn) = self.publisher() else {
@@ -312,7 +316,7 @@ impl Shared {
                 reason: lock(&self.last_error).clone(),
             });
         };
-        let payload = envelope::encode(&self.instance, topic, message);
+        let payload = envelope::encode(origin, topic, message);
         let timeout = self.config.publish_timeout;
         match tokio::time::timeout(timeout, conn.publish(&channel, &payload)).await {
             Ok(Ok(n)) => {
@@ -333,8 +337,20 @@ impl Shared {
     }
 }
 
-fn provider_error(e: Error) -> PublishError {
-    PublishError::Provider(Box::new(e))
+impl From<Error> for ProviderError {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Unavailable { .. } | Error::Connect { .. } => ErrorKind::Unavailable,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Redis(r) if r.is_io_error() || r.is_connection_dropped() => {
+                ErrorKind::Unavailable
+            }
+            Error::Redis(r) if r.is_timeout() => ErrorKind::Timeout,
+            Error::Redis(_) => ErrorKind::Backend,
+            Error::Config(_) => ErrorKind::Config,
+        };
+        ProviderError::new(kind, e.to_string()).with_source(e)
+    }
 }
 
 impl RedisProvider {
@@ -345,11 +361,9 @@ impl RedisProvider {
         let channels = Channels::new(&config.prefix);
         Self {
             shared: Arc::new(Shared {
-                hub: Hub::new(),
+                inbound: OnceLock::new(),
                 backend,
                 channels,
-                instance: *uuid::Uuid::new_v4().as_bytes(),
-                ready: AtomicBool::new(false),
                 publisher: RwLock::new(None),
                 last_error: Mutex::new("not connected yet".to_owned()),
                 dirty: Mutex::new(Dirty::default()),
@@ -381,9 +395,10 @@ impl RedisProvider {
         &self.shared.config
     }
 
-    /// This instance's id, carried in every envelope it publishes.
+    /// This instance's id, carried in every envelope it publishes (the
+    /// broker's; nil before the provider was started).
     pub fn instance_id(&self) -> uuid::Uuid {
-        uuid::Uuid::from_bytes(self.shared.instance)
+        uuid::Uuid::from_bytes(self.shared.instance())
     }
 
     /// Current counters and connection state.
@@ -417,26 +432,28 @@ impl RedisProvider {
         self.shared.channels.socket(socket)
     }
 
-    async fn start_inner(&self) -> Result<(), ProviderError> {
+    async fn start_inner(&self, inbound: Inbound) -> Result<(), ProviderError> {
         let shared = &self.shared;
         let mut running = shared.running.lock().await;
         if running.is_some() {
             return Ok(());
         }
+        // A provider serves one broker: a later start keeps the first one's.
+        let inbound = shared.inbound.get_or_init(|| inbound).clone();
         let url = shared.config.redacted_url();
         let backend = shared
             .backend
             .clone()
-            .map_err(|e| ProviderError::Config(format!("Redis URL {url}: {e}")))?;
+            .map_err(|e| ProviderError::from(Error::Config(format!("Redis URL {url}: {e}"))))?;
         let connect_error = |reason: String| {
-            ProviderError::Unavailable(Box::new(Error::Connect {
+            ProviderError::from(Error::Connect {
                 url: url.clone(),
                 reason,
-            }))
+            })
         };
         let initial = match shared.config.startup {
             StartupPolicy::FailFast => Some(
-                task::connect(shared, &backend)
+                task::connect(shared, &inbound, &backend)
                     .await
                     .map_err(&connect_error)?,
             ),
@@ -444,7 +461,7 @@ impl RedisProvider {
                 let deadline = tokio::time::Instant::now() + limit;
                 let mut backoff = task::Backoff::new(&shared.config);
                 loop {
-                    match task::connect(shared, &backend).await {
+                    match task::connect(shared, &inbound, &backend).await {
                         Ok(live) => break Some(live),
                         Err(reason) => {
                             let wait = backoff.next_delay();
@@ -470,15 +487,13 @@ impl RedisProvider {
         }
         let (tx, rx) = watch::channel(false);
         tokio::spawn(pressure::announce(shared.clone(), rx.clone()));
-        let task = tokio::spawn(task::run(shared.clone(), backend, initial, rx));
+        let task = tokio::spawn(task::run(shared.clone(), inbound, backend, initial, rx));
         *running = Some(Running { shutdown: tx, task });
-        shared.ready.store(true, Ordering::Release);
         Ok(())
     }
 
     async fn stop_inner(&self) {
         let shared = &self.shared;
-        shared.ready.store(false, Ordering::Release);
         let Some(running) = shared.running.lock().await.take() else {
             return;
         };
@@ -495,52 +510,23 @@ impl RedisProvider {
         shared.counters.channels.store(0, Ordering::Relaxed);
     }
 
-    async fn send_inner(&self, socket: SocketId, message: Message) -> Result<bool, PublishError> {
+    async fn publish_inner(&self, out: Outgoing<'_>) -> Result<Sent, ProviderError> {
         let shared = &self.shared;
-        let topic = Topic::for_socket(&socket);
-        shared.check_ready(topic.as_str())?;
-        if shared.hub.is_connected(&socket) {
-            return Ok(shared.hub.send_local(&socket, &message));
-        }
-        shared.wait_for_others(&topic).await?;
-        let channel = shared.channels.socket(&socket);
+        shared.wait_for_others().await?;
+        let channel = match out.target {
+            Target::Topic(topic) => shared.channels.topic(topic),
+            Target::Socket(id) => shared.channels.socket(id),
+            Target::All => shared.channels.broadcast().to_owned(),
+        };
         let receivers = shared
-            .publish_envelope(channel, &topic, &message)
-            .await
-            .map_err(provider_error)?;
-        Ok(receivers > 0)
-    }
-
-    async fn broadcast_inner(&self, message: Message) -> Result<(), PublishError> {
-        let shared = &self.shared;
-        shared.check_ready(BROADCAST_TOPIC)?;
-        shared.wait_for_others(&Topic::broadcast()).await?;
-        shared.hub.broadcast_local(&message);
-        let channel = shared.channels.broadcast().to_owned();
-        shared
-            .publish_envelope(channel, &Topic::broadcast(), &message)
-            .await
-            .map_err(provider_error)?;
-        Ok(())
-    }
-
-    async fn publish_inner(&self, topic: Topic, message: Message) -> Result<(), PublishError> {
-        if topic.as_str() == BROADCAST_TOPIC {
-            return self.broadcast_inner(message).await;
-        }
-        if let Some(socket) = topic.socket_target() {
-            return self.send_inner(socket, message).await.map(|_| ());
-        }
-        let shared = &self.shared;
-        shared.check_ready(topic.as_str())?;
-        shared.wait_for_others(&topic).await?;
-        shared.hub.publish_local(&topic, &message);
-        let channel = shared.channels.topic(&topic);
-        shared
-            .publish_envelope(channel, &topic, &message)
-            .await
-            .map_err(provider_error)?;
-        Ok(())
+            .publish_envelope(
+                channel,
+                out.origin.as_bytes(),
+                &out.target.name(),
+                out.message,
+            )
+            .await?;
+        Ok(Sent::counted(receivers as u64))
     }
 }
 
@@ -555,51 +541,23 @@ impl std::fmt::Debug for RedisProvider {
 }
 
 impl Provider for RedisProvider {
-    fn hub(&self) -> &Hub {
-        &self.shared.hub
+    async fn start(&self, inbound: Inbound) -> Result<(), ProviderError> {
+        self.start_inner(inbound).await
     }
 
-    fn start(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
-        Box::pin(self.start_inner())
+    async fn stop(&self) {
+        self.stop_inner().await;
     }
 
-    fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.stop_inner())
+    async fn publish(&self, out: Outgoing<'_>) -> Result<Sent, ProviderError> {
+        self.publish_inner(out).await
     }
 
-    fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Acquire)
+    fn watch(&self, target: &Target) {
+        self.shared.mark(target);
     }
 
-    fn publish(&self, topic: Topic, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        Box::pin(self.publish_inner(topic, message))
-    }
-
-    fn send(
-        &self,
-        socket: SocketId,
-        message: Message,
-    ) -> BoxFuture<'_, Result<bool, PublishError>> {
-        Box::pin(self.send_inner(socket, message))
-    }
-
-    fn broadcast(&self, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        Box::pin(self.broadcast_inner(message))
-    }
-
-    fn topic_activated(&self, topic: &Topic) {
-        self.shared.mark_topic(topic);
-    }
-
-    fn topic_deactivated(&self, topic: &Topic) {
-        self.shared.mark_topic(topic);
-    }
-
-    fn socket_registered(&self, socket: &SocketId) {
-        self.shared.mark_socket(socket);
-    }
-
-    fn socket_unregistered(&self, socket: &SocketId) {
-        self.shared.mark_socket(socket);
+    fn unwatch(&self, target: &Target) {
+        self.shared.mark(target);
     }
 }

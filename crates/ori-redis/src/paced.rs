@@ -6,7 +6,7 @@
 //! instance that delivers slower than another publishes grows without
 //! limit. This connection reads one frame at a time and, before it hands
 //! a message on, waits while the hub's outbound budget is spent
-//! ([`Hub::room`]). While it waits, nothing is read: the kernel's buffers
+//! ([`Inbound::room`]). While it waits, nothing is read: the kernel's buffers
 //! fill and Redis keeps the backlog in its own output buffer for this
 //! client, where its `client-output-buffer-limit pubsub` applies. A client
 //! past that limit is disconnected by Redis, and the provider reconnects
@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ori_core::Hub;
+use ori_core::Inbound;
 use redis::{ConnectionAddr, ConnectionInfo};
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
@@ -65,11 +65,11 @@ struct Inner {
 
 impl Paced {
     /// Connects (and authenticates) within `timeout`; the reader then hands
-    /// every message to `deliver`, pausing while `hub` has no room.
+    /// every message to `deliver`, pausing while the outbound budget has no room.
     pub(crate) async fn connect(
         info: &ConnectionInfo,
         timeout: Duration,
-        hub: Hub,
+        inbound: Inbound,
         deliver: Deliver,
         waiting: Waiting,
     ) -> Result<Self, String> {
@@ -119,7 +119,7 @@ impl Paced {
             writer: tokio::sync::Mutex::new(write),
             pending: Mutex::new(VecDeque::new()),
         });
-        let reader = tokio::spawn(read_loop(read, inner.clone(), hub, deliver, waiting));
+        let reader = tokio::spawn(read_loop(read, inner.clone(), inbound, deliver, waiting));
         Ok(Self { inner, reader })
     }
 
@@ -182,7 +182,7 @@ enum Frame {
 async fn read_loop(
     mut read: BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
     inner: Arc<Inner>,
-    hub: Hub,
+    inbound: Inbound,
     mut deliver: Deliver,
     waiting: Waiting,
 ) -> String {
@@ -199,11 +199,11 @@ async fn read_loop(
                     // Nothing more is read while the budget is spent: this
                     // is where Redis (and, told by `waiting`, the other
                     // instances) feel this instance's pace.
-                    if !hub.budget().may_pass() {
+                    if !inbound.budget().may_pass() {
                         // Told "no longer waiting" however the wait ends,
                         // also when the reader is aborted inside it.
                         let _waiting = WaitingNow::begin(&*waiting);
-                        hub.room().await;
+                        inbound.room().await;
                     }
                     match std::str::from_utf8(channel) {
                         Ok(channel) => deliver(channel, payload),

@@ -227,7 +227,7 @@ async fn publish(shared: &Shared, channel: &str, behind: bool) {
     let Some(mut conn) = shared.publisher() else {
         return;
     };
-    let payload = encode(&shared.instance, behind);
+    let payload = encode(&shared.instance(), behind);
     let within = shared.config.publish_timeout;
     let _ = tokio::time::timeout(within, conn.publish(channel, &payload)).await;
 }

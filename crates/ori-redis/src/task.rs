@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ori_core::{SocketId, Topic, BROADCAST_TOPIC};
+use ori_core::{Inbound, InstanceId, SocketId, Target, Topic, BROADCAST_TOPIC};
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Event, Publisher, Subscriber};
@@ -24,12 +24,17 @@ pub(crate) struct Live {
 
 /// Opens both connections, each within the connect timeout, and subscribes
 /// the broadcast channel.
-pub(crate) async fn connect(shared: &Arc<Shared>, backend: &Backend) -> Result<Live, String> {
+pub(crate) async fn connect(
+    shared: &Arc<Shared>,
+    inbound: &Inbound,
+    backend: &Backend,
+) -> Result<Live, String> {
     let connect_timeout = shared.config.connect_timeout;
     let mut throttle = Throttle::default();
     let delivering = shared.clone();
+    let handing = inbound.clone();
     let deliver = Box::new(move |channel: &str, payload: &[u8]| {
-        deliver(&delivering, channel, payload, &mut throttle);
+        deliver(&delivering, &handing, channel, payload, &mut throttle);
     });
     let pressing = shared.clone();
     let waiting = Box::new(move |behind: bool| pressing.pressure.set_local(behind));
@@ -37,7 +42,7 @@ pub(crate) async fn connect(shared: &Arc<Shared>, backend: &Backend) -> Result<L
         .connect(
             connect_timeout,
             shared.config.publish_timeout,
-            &shared.hub,
+            inbound,
             deliver,
             waiting,
         )
@@ -137,6 +142,7 @@ impl Throttle {
 /// reconnect with back-off whenever it is lost, until shutdown.
 pub(crate) async fn run(
     shared: Arc<Shared>,
+    inbound: Inbound,
     backend: Backend,
     mut initial: Option<Live>,
     mut shutdown: watch::Receiver<bool>,
@@ -155,7 +161,7 @@ pub(crate) async fn run(
                 let connected = tokio::select! {
                     biased;
                     _ = stopped(&mut shutdown) => return,
-                    r = connect(&shared, &backend) => r,
+                    r = connect(&shared, &inbound, &backend) => r,
                 };
                 match connected {
                     Ok(live) => live,
@@ -181,14 +187,14 @@ pub(crate) async fn run(
         {
             let mut dirty = lock(&shared.dirty);
             dirty.topics.extend(upstream.topics.drain());
-            dirty.topics.extend(shared.hub.active_topics());
+            dirty.topics.extend(inbound.watched_topics());
             dirty.sockets.extend(upstream.sockets.drain());
         }
         shared
             .counters
             .channels
             .store(FIXED_CHANNELS, Ordering::Relaxed);
-        let exit = match reconcile(&shared, &live.subscriber, &mut upstream).await {
+        let exit = match reconcile(&shared, &inbound, &live.subscriber, &mut upstream).await {
             Ok(()) => {
                 if !ever_connected {
                     ever_connected = true;
@@ -208,6 +214,7 @@ pub(crate) async fn run(
                 backoff.reset();
                 serve(
                     &shared,
+                    &inbound,
                     &backend,
                     &mut live,
                     &mut upstream,
@@ -270,6 +277,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn serve(
     shared: &Shared,
+    inbound: &Inbound,
     backend: &Backend,
     live: &mut Live,
     upstream: &mut Upstream,
@@ -292,9 +300,9 @@ async fn serve(
                 tokio::select! {
                     biased;
                     _ = stopped(shutdown) => return Exit::Shutdown,
-                    () = shared.hub.room() => {}
+                    () = inbound.room() => {}
                 }
-                if let Err(reason) = reconcile(shared, &live.subscriber, upstream).await {
+                if let Err(reason) = reconcile(shared, inbound, &live.subscriber, upstream).await {
                     return Exit::Lost(reason);
                 }
             }
@@ -304,7 +312,7 @@ async fn serve(
                 }
             }
             _ = health.tick() => {
-                if !shared.hub.budget().has_room() {
+                if !inbound.budget().has_room() {
                     // The paced reader is holding back, so a PONG would wait
                     // behind unread messages: check again next period.
                     continue;
@@ -321,12 +329,12 @@ async fn serve(
             event = live.subscriber.next() => match event {
                 Event::Message(msg) => {
                     // A cluster's pushes: taken no faster than delivered.
-                    if !shared.hub.budget().may_pass() {
+                    if !inbound.budget().may_pass() {
                         shared.pressure.set_local(true);
-                        shared.hub.room().await;
+                        inbound.room().await;
                         shared.pressure.set_local(false);
                     }
-                    deliver(shared, msg.get_channel_name(), msg.get_payload_bytes(), throttle);
+                    deliver(shared, inbound, msg.get_channel_name(), msg.get_payload_bytes(), throttle);
                 }
                 Event::Closed(reason) => return Exit::Lost(reason),
                 Event::NodeDisconnected => {
@@ -400,6 +408,7 @@ async fn check_publisher(
 /// dirty. On failure everything it took is dirty again.
 async fn reconcile(
     shared: &Shared,
+    inbound: &Inbound,
     subscriber: &Subscriber,
     upstream: &mut Upstream,
 ) -> Result<(), String> {
@@ -408,13 +417,12 @@ async fn reconcile(
         if topics.is_empty() && sockets.is_empty() {
             return Ok(());
         }
-        let hub = &shared.hub;
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
         let mut add_topics = Vec::new();
         let mut drop_topics = Vec::new();
         for topic in &topics {
-            let want = hub.subscriber_count(topic) > 0;
+            let want = inbound.is_watched(&Target::Topic(topic.clone()));
             let have = upstream.topics.contains(topic);
             if want && !have {
                 subscribe.push(shared.channels.topic(topic));
@@ -427,7 +435,7 @@ async fn reconcile(
         let mut add_sockets = Vec::new();
         let mut drop_sockets = Vec::new();
         for socket in &sockets {
-            let want = hub.is_connected(socket);
+            let want = inbound.is_watched(&Target::Socket(*socket));
             let have = upstream.sockets.contains(socket);
             if want && !have {
                 subscribe.push(shared.channels.socket(socket));
@@ -492,51 +500,39 @@ async fn run_batch(
     Ok(())
 }
 
-/// Hands one received envelope to the hub, or drops it.
-fn deliver(shared: &Shared, channel: &str, payload: &[u8], throttle: &mut Throttle) {
+/// Hands one received envelope to the broker, or drops it.
+fn deliver(
+    shared: &Shared,
+    inbound: &Inbound,
+    channel: &str,
+    payload: &[u8],
+    throttle: &mut Throttle,
+) {
     if channel == shared.channels.pressure() {
         match crate::pressure::decode(payload) {
-            Some((origin, _)) if origin == shared.instance => {}
+            Some((origin, _)) if inbound.is_own(&InstanceId::from_bytes(origin)) => {}
             Some((origin, behind)) => shared.pressure.note(origin, behind),
             None => throttle.note(shared, channel, &Malformed::Announcement),
         }
         return;
     }
-    let result = decode_for(shared, channel, payload);
-    match result {
-        Ok(None) => {}
-        Ok(Some((kind, env))) => {
-            shared.counters.received.fetch_add(1, Ordering::Relaxed);
-            let hub = &shared.hub;
-            match kind {
-                Target::Topic => {
-                    hub.publish_local(&env.topic, &env.message);
-                }
-                Target::Broadcast => {
-                    hub.broadcast_local(&env.message);
-                }
-                Target::Socket(id) => {
-                    hub.send_local(&id, &env.message);
-                }
+    match decode_for(shared, channel, payload) {
+        Ok((target, env)) => {
+            let origin = InstanceId::from_bytes(env.origin);
+            if inbound.deliver(&origin, &target, &env.message).is_some() {
+                shared.counters.received.fetch_add(1, Ordering::Relaxed);
             }
         }
         Err(why) => throttle.note(shared, channel, &why),
     }
 }
 
-enum Target {
-    Topic,
-    Broadcast,
-    Socket(SocketId),
-}
-
-/// Decodes and checks an envelope against its channel. `Ok(None)`: this
-/// instance's own echo.
+/// Decodes an envelope and checks it against its channel.
 fn decode_for(
     shared: &Shared,
     channel: &str,
     payload: &[u8],
-) -> Result<Option<(Target, envelope::Envelope)>, Malformed> {
+) -> Result<(Target, envelope::Envelope), Malformed> {
     let kind = shared
         .channels
         .classify(channel)
@@ -548,17 +544,14 @@ fn decode_for(
     };
     let target = match kind {
         ChannelKind::Topic(name) if env.topic.as_str() == name && !env.topic.is_reserved() => {
-            Target::Topic
+            Target::Topic(env.topic.clone())
         }
-        ChannelKind::Broadcast if env.topic.as_str() == BROADCAST_TOPIC => Target::Broadcast,
+        ChannelKind::Broadcast if env.topic.as_str() == BROADCAST_TOPIC => Target::All,
         ChannelKind::Socket(id) => match env.topic.socket_target() {
             Some(target) if target.to_string() == id => Target::Socket(target),
             _ => return Err(wrong()),
         },
         _ => return Err(wrong()),
     };
-    if env.origin == shared.instance {
-        return Ok(None);
-    }
-    Ok(Some((target, env)))
+    Ok((target, env))
 }

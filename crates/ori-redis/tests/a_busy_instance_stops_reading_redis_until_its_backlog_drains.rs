@@ -110,7 +110,7 @@ async fn a_busy_instance_stops_reading_redis_until_its_backlog_drains() {
         .server
         .app()
         .socket()
-        .provider()
+        .broker()
         .unwrap()
         .hub()
         .budget()

@@ -35,9 +35,9 @@ async fn malformed_envelopes_are_dropped_and_the_channels_keep_working() {
     long_topic[18..20].copy_from_slice(&u16::MAX.to_be_bytes());
     let mut bad_utf8 = envelope::encode(&stranger, &room, &Message::from(""));
     bad_utf8.extend_from_slice(&[0xff, 0xfe]);
-    let other_topic = envelope::encode(&stranger, &Topic::new("elsewhere").unwrap(), &"x".into());
+    let other_topic = envelope::encode(&stranger, Topic::new("elsewhere").unwrap(), &"x".into());
     let other_socket =
-        envelope::encode(&stranger, &Topic::for_socket(&SocketId::new()), &"x".into());
+        envelope::encode(&stranger, Topic::for_socket(&SocketId::new()), &"x".into());
     let topic_on_broadcast = envelope::encode(&stranger, &room, &"x".into());
 
     let injections: Vec<(&str, Vec<u8>)> = vec![

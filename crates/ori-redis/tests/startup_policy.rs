@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ori::{Ori, ProviderError, WsOptions};
+use ori::core::ErrorKind;
+use ori::{Broker, Ori, WsOptions};
 use ori_redis::testing::RedisServer;
 use ori_redis::{RedisConfig, RedisProvider, StartupPolicy};
 
@@ -48,18 +49,22 @@ async fn unreachable_redis_fails_start_up_with_the_address_and_cause() {
         "{text}"
     );
 
-    // A provider on its own says the same, as ProviderError::Unavailable.
-    let provider = RedisProvider::new(RedisConfig::url(format!("redis://127.0.0.1:{port}")));
-    let e = ori::Provider::start(&provider).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
-    assert!(!ori::Provider::is_ready(&provider));
+    // A broker on its own says the same, as a retryable "unavailable".
+    let broker = Broker::new(RedisProvider::new(RedisConfig::url(format!(
+        "redis://127.0.0.1:{port}"
+    ))));
+    let e = broker.start().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
+    assert!(e.is_retryable());
+    assert!(!broker.is_ready());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_url_is_a_configuration_error() {
-    let provider = RedisProvider::new(RedisConfig::url("http://nope"));
-    let e = ori::Provider::start(&provider).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Config(_)), "{e:?}");
+    let broker = Broker::new(RedisProvider::new(RedisConfig::url("http://nope")));
+    let e = broker.start().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e:?}");
+    assert!(!e.is_retryable());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +84,8 @@ async fn retry_policy_waits_for_redis_to_come_up() {
     redis.kill();
     let limited = config(&redis).startup(StartupPolicy::Retry(Duration::from_millis(300)));
     let started = Instant::now();
-    let e = ori::Provider::start(&RedisProvider::new(limited))
+    let e = Broker::new(RedisProvider::new(limited))
+        .start()
         .await
         .unwrap_err();
     assert!(e.to_string().contains("unavailable"), "{e}");
@@ -119,11 +125,12 @@ async fn background_policy_starts_at_once_and_connects_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_start_again_resubscribes_what_is_still_there() {
     use ori::core::Outbox;
-    use ori::{Provider, SocketId, Topic};
+    use ori::{SocketId, Target, Topic};
     init_logs();
     let redis = RedisServer::start();
     let mut r = redis_conn(&redis).await;
-    let provider = RedisProvider::new(config(&redis));
+    let redis_provider = RedisProvider::new(config(&redis));
+    let provider = Broker::new(redis_provider.clone());
     provider.start().await.unwrap();
     let outbox = std::sync::Arc::new(Outbox::new(SocketId::new(), 1 << 20));
     let id = *outbox.id();
@@ -131,7 +138,7 @@ async fn stop_then_start_again_resubscribes_what_is_still_there() {
     provider
         .subscribe(&id, &Topic::new("kept").unwrap())
         .unwrap();
-    let socket_channel = provider.socket_channel(&id);
+    let socket_channel = redis_provider.socket_channel(&id);
     wait_numsub(&mut r, "ws:t:kept", 1).await;
     wait_numsub(&mut r, &socket_channel, 1).await;
 
@@ -140,7 +147,7 @@ async fn stop_then_start_again_resubscribes_what_is_still_there() {
     wait_numsub(&mut r, "ws:t:kept", 0).await;
     wait_numsub(&mut r, &socket_channel, 0).await;
     assert!(provider
-        .publish(Topic::new("kept").unwrap(), "x".into())
+        .publish(Target::Topic(Topic::new("kept").unwrap()), "x".into())
         .await
         .is_err());
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use ori::core::Outbox;
-use ori::{Provider, SocketId, Topic};
+use ori::{Broker, SocketId, Topic};
 use ori_redis::testing::RedisServer;
 use ori_redis::RedisProvider;
 
@@ -39,7 +39,8 @@ async fn converged(r: &redis::aio::MultiplexedConnection, want: &BTreeSet<String
 async fn racing_joins_and_leaves_converge_to_the_topics_with_subscribers() {
     init_logs();
     let redis = RedisServer::start();
-    let provider = RedisProvider::new(config(&redis));
+    let redis_provider = RedisProvider::new(config(&redis));
+    let provider = Broker::new(redis_provider.clone());
     provider.start().await.unwrap();
     let r = redis_conn(&redis).await;
 
@@ -80,7 +81,7 @@ async fn racing_joins_and_leaves_converge_to_the_topics_with_subscribers() {
     converged(&r, &want).await;
     for i in 0..TOPICS {
         let expected = (0..TASKS).filter(|n| i < 3 && n % 3 == i).count();
-        assert_eq!(provider.topic_subscriber_count(&topic(i)), expected);
+        assert_eq!(provider.subscriber_count(&topic(i)), expected);
     }
 
     // Second round from plain threads (no async yields at all), ending with
@@ -106,8 +107,10 @@ async fn racing_joins_and_leaves_converge_to_the_topics_with_subscribers() {
     }
     converged(&r, &BTreeSet::new()).await;
 
-    let socket_channels: BTreeSet<String> =
-        sockets.iter().map(|s| provider.socket_channel(s)).collect();
+    let socket_channels: BTreeSet<String> = sockets
+        .iter()
+        .map(|s| redis_provider.socket_channel(s))
+        .collect();
     let mut rr = r.clone();
     eventually("every socket channel", || {
         let mut rr = rr.clone();

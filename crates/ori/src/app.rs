@@ -14,7 +14,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use ori_core::codec::close_code;
-use ori_core::{InProcProvider, Provider};
+use ori_core::{Broker, InProcProvider, Provider};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,7 +28,7 @@ use crate::server::{accept_loop, bind, HttpLimits, Serving};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 struct WsSetup<D> {
-    provider: Arc<dyn Provider>,
+    broker: Broker,
     options: WsOptions<D>,
 }
 
@@ -103,7 +103,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
     /// Enables WebSocket support with the in-process provider and default
     /// options (path `/ws`, every upgrade accepted).
     pub fn websocket(self) -> Ori<E, ()> {
-        self.websocket_with(InProcProvider::new(), WsOptions::new())
+        self.websocket_with(InProcProvider, WsOptions::new())
     }
 
     /// Enables WebSocket support with a provider and options.
@@ -126,12 +126,12 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 "socket_router() was called before websocket(); call websocket() first",
             ));
         }
-        let provider: Arc<dyn Provider> = Arc::new(provider);
-        self.base.attach(provider.clone());
+        let broker = Broker::new(provider);
+        self.base.attach(broker.clone());
         Ori {
             ctx: self.ctx,
             base: self.base,
-            ws: Some(WsSetup::<D2> { provider, options }),
+            ws: Some(WsSetup::<D2> { broker, options }),
             handlers: None,
             routers: RouterTable::default(),
             routes: self.routes,
@@ -296,7 +296,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         }
         let shared = Arc::new(Shared {
             ctx: self.ctx.clone(),
-            provider: self.ws.as_ref().map(|w| w.provider.clone()),
+            broker: self.ws.as_ref().map(|w| w.broker.clone()),
             ws_tasks: TaskTracker::new(),
             http_conns: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -318,10 +318,10 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             self.request_timeout,
         );
         if let Some(ws) = self.ws {
-            ws.options.limits.budget.apply(ws.provider.hub().budget());
+            ws.options.limits.budget.apply(ws.broker.hub().budget());
             let writers = crate::ws::Writers::new(crate::ws::tick_period(&ws.options.limits));
             let rt = Arc::new(WsRuntime {
-                provider: ws.provider,
+                broker: ws.broker,
                 emitter: self.base.clone(),
                 handlers: self.handlers.unwrap_or_default(),
                 routers: self.routers,
@@ -369,7 +369,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         let limits = self.http;
         let emitter = self.base.clone();
         let (router, shared) = self.assemble()?;
-        if let Some(p) = &shared.provider {
+        if let Some(p) = &shared.broker {
             p.start().await?;
         }
         let local_addr = listener.local_addr()?;
@@ -396,7 +396,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
     /// `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())`.
     pub async fn into_router(self) -> Result<(Router, App<E>), Error> {
         let (router, shared) = self.assemble()?;
-        if let Some(p) = &shared.provider {
+        if let Some(p) = &shared.broker {
             p.start().await?;
         }
         Ok((
@@ -457,7 +457,7 @@ impl From<String> for ListenAddr {
 
 struct Shared<E: Emitter> {
     ctx: AppContext<E>,
-    provider: Option<Arc<dyn Provider>>,
+    broker: Option<Broker>,
     /// WebSocket connection tasks.
     ws_tasks: TaskTracker,
     /// HTTP connection tasks.
@@ -507,7 +507,7 @@ impl<E: Emitter> App<E> {
     /// Open WebSocket connections (and connections still closing).
     pub fn connection_count(&self) -> usize {
         self.shared
-            .provider
+            .broker
             .as_ref()
             .map_or(0, |p| p.connection_count())
     }
@@ -522,7 +522,7 @@ impl<E: Emitter> App<E> {
         }
         let s = &self.shared;
         s.shutdown.cancel();
-        if let Some(p) = &s.provider {
+        if let Some(p) = &s.broker {
             p.hub()
                 .close_all(close_code::GOING_AWAY, "Server shutting down");
         }
@@ -541,7 +541,7 @@ impl<E: Emitter> App<E> {
                 "shutdown timeout reached with connections still open"
             );
         }
-        if let Some(p) = &s.provider {
+        if let Some(p) = &s.broker {
             p.stop().await;
         }
         *stopped = true;

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
-use ori_core::{HubMetrics, Message, Provider, PublishError, SocketId, Topic, TopicError};
+use ori_core::{Broker, HubMetrics, Message, SocketId, Target, Topic, TopicError};
+
+use crate::PublishError;
 
 use crate::messages::Definition;
 
@@ -90,7 +92,7 @@ pub struct SocketEmitter {
 /// What every clone of an app's emitter shares.
 #[derive(Default)]
 struct EmitterShared {
-    provider: OnceLock<Arc<dyn Provider>>,
+    broker: OnceLock<Broker>,
     /// The HTTP server's counters (for `/metrics`).
     http: crate::server::HttpCounters,
 }
@@ -102,24 +104,24 @@ impl SocketEmitter {
         Self::default()
     }
 
-    /// An emitter publishing through `provider`.
-    pub fn new(provider: Arc<dyn Provider>) -> Self {
+    /// An emitter publishing through `broker`.
+    pub fn new(broker: Broker) -> Self {
         let emitter = Self::default();
-        let _ = emitter.inner.provider.set(provider);
+        let _ = emitter.inner.broker.set(broker);
         emitter
     }
 
-    pub(crate) fn attach(&self, provider: Arc<dyn Provider>) -> bool {
-        self.inner.provider.set(provider).is_ok()
+    pub(crate) fn attach(&self, broker: Broker) -> bool {
+        self.inner.broker.set(broker).is_ok()
     }
 
-    /// The provider behind this emitter, if WebSocket support is configured.
-    pub fn provider(&self) -> Option<&Arc<dyn Provider>> {
-        self.inner.provider.get()
+    /// The broker behind this emitter, if WebSocket support is configured.
+    pub fn broker(&self) -> Option<&Broker> {
+        self.inner.broker.get()
     }
 
-    fn provider_or_err(&self) -> Result<&Arc<dyn Provider>, PublishError> {
-        self.inner.provider.get().ok_or(PublishError::NotConfigured)
+    fn broker_or_err(&self) -> Result<&Broker, PublishError> {
+        self.inner.broker.get().ok_or(PublishError::NotConfigured)
     }
 
     /// Publishes `message` to every subscriber of `topic`.
@@ -140,10 +142,10 @@ impl SocketEmitter {
         topic: impl IntoTopic,
         message: impl Into<Message>,
     ) -> Result<(), PublishError> {
-        let provider = self.provider_or_err()?;
+        let broker = self.broker_or_err()?;
         let topic = into_topic_checked(topic)?;
-        reserve(provider, || topic.to_string()).await?;
-        provider.publish(topic, message.into()).await
+        broker.publish(Target::Topic(topic), message.into()).await?;
+        Ok(())
     }
 
     /// Sends `message` to one socket. `Ok(false)`: no such socket anywhere
@@ -153,16 +155,18 @@ impl SocketEmitter {
         socket: SocketId,
         message: impl Into<Message>,
     ) -> Result<bool, PublishError> {
-        let provider = self.provider_or_err()?;
-        reserve(provider, || Topic::for_socket(&socket).to_string()).await?;
-        provider.send(socket, message.into()).await
+        let broker = self.broker_or_err()?;
+        let done = broker
+            .publish(Target::Socket(socket), message.into())
+            .await?;
+        Ok(done.reached())
     }
 
     /// Sends `message` to every connected socket.
     pub async fn broadcast(&self, message: impl Into<Message>) -> Result<(), PublishError> {
-        let provider = self.provider_or_err()?;
-        reserve(provider, || ori_core::BROADCAST_TOPIC.to_owned()).await?;
-        provider.broadcast(message.into()).await
+        let broker = self.broker_or_err()?;
+        broker.publish(Target::All, message.into()).await?;
+        Ok(())
     }
 
     /// Validates `data` against `definition`'s schema, then publishes the
@@ -189,24 +193,21 @@ impl SocketEmitter {
 
     /// Open connections on this instance (0 without WebSocket support).
     pub fn connection_count(&self) -> usize {
-        self.inner
-            .provider
-            .get()
-            .map_or(0, |p| p.connection_count())
+        self.inner.broker.get().map_or(0, |p| p.connection_count())
     }
 
     /// Subscribers of `topic` on this instance.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
         self.inner
-            .provider
+            .broker
             .get()
-            .map_or(0, |p| p.topic_subscriber_count(topic))
+            .map_or(0, |p| p.subscriber_count(topic))
     }
 
     /// Whether `socket` is connected to this instance.
     pub fn is_connected(&self, socket: &SocketId) -> bool {
         self.inner
-            .provider
+            .broker
             .get()
             .is_some_and(|p| p.is_connected(socket))
     }
@@ -218,7 +219,7 @@ impl SocketEmitter {
 
     /// The local hub's counters, if WebSocket support is configured.
     pub fn hub_metrics(&self) -> Option<&HubMetrics> {
-        self.inner.provider.get().map(|p| p.hub().metrics())
+        self.inner.broker.get().map(|b| b.hub().metrics())
     }
 }
 
@@ -239,21 +240,6 @@ pub(crate) fn envelope<Def: Definition>(
     Ok(serde_json::Value::Object(map).to_string())
 }
 
-/// Waits for room in the instance's outbound budget (no wait when there is).
-async fn reserve(
-    provider: &Arc<dyn Provider>,
-    topic: impl FnOnce() -> String,
-) -> Result<(), PublishError> {
-    provider
-        .hub()
-        .reserve()
-        .await
-        .map_err(|o| PublishError::Overloaded {
-            topic: topic(),
-            waited: o.waited,
-        })
-}
-
 /// A topic an application may publish to: valid and not reserved.
 fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
     let topic = topic
@@ -268,7 +254,7 @@ fn into_topic_checked(topic: impl IntoTopic) -> Result<Topic, PublishError> {
 impl std::fmt::Debug for SocketEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketEmitter")
-            .field("configured", &self.inner.provider.get().is_some())
+            .field("configured", &self.inner.broker.get().is_some())
             .finish()
     }
 }

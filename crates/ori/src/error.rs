@@ -47,3 +47,72 @@ pub enum Error {
     #[error(transparent)]
     Provider(#[from] ori_core::ProviderError),
 }
+
+/// Why a publish, send or broadcast failed.
+///
+/// The broker's own failures ([`ori_core::PublishError`]) map one to one
+/// onto the variants of the same name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The app is not listening yet, or has stopped.
+    #[error("Cannot publish to topic \"{topic}\": Provider not ready")]
+    NotReady {
+        /// The topic (or internal topic) of the failed publish.
+        topic: String,
+    },
+    /// The application was built without WebSocket support.
+    #[error("WebSocket not configured. Call .websocket() when creating the application.")]
+    NotConfigured,
+    /// The topic name is invalid, or reserved.
+    #[error("invalid topic {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The rejected name.
+        topic: String,
+        /// Why it was rejected.
+        reason: crate::TopicError,
+    },
+    /// The socket id is invalid.
+    #[error(transparent)]
+    InvalidSocketId(#[from] crate::SocketIdError),
+    /// The message failed validation (typed emits).
+    #[error("Validation failed: {0}")]
+    Validation(String),
+    /// The message could not be serialized.
+    #[error("cannot serialize message: {0}")]
+    Serialize(String),
+    /// The instance's outbound budget stayed spent for the whole wait
+    /// timeout: delivery is behind and the publish was refused rather than
+    /// queued.
+    #[error("Cannot publish to topic \"{topic}\": outbound budget exhausted for {waited:?} (delivery is behind)")]
+    Overloaded {
+        /// The topic (or internal topic) of the refused publish.
+        topic: String,
+        /// How long the publish waited for room.
+        waited: std::time::Duration,
+    },
+    /// The provider could not carry the publication to other instances
+    /// (this instance's connections got it); see
+    /// [`ProviderError::kind`](ori_core::ProviderError::kind).
+    #[error(transparent)]
+    Provider(ori_core::ProviderError),
+}
+
+impl From<ori_core::PublishError> for PublishError {
+    fn from(e: ori_core::PublishError) -> Self {
+        use ori_core::PublishError as Core;
+        match e {
+            Core::NotReady { topic } => Self::NotReady { topic },
+            Core::InvalidTopic { topic, reason } => Self::InvalidTopic { topic, reason },
+            Core::InvalidSocketId(e) => Self::InvalidSocketId(e),
+            Core::Overloaded { topic, waited } => Self::Overloaded { topic, waited },
+            Core::Provider(e) => Self::Provider(e),
+            // `ori_core::PublishError` is non-exhaustive; a variant this
+            // version does not know is reported as the broker worded it.
+            other => Self::Provider(ori_core::ProviderError::new(
+                ori_core::ErrorKind::Backend,
+                other.to_string(),
+            )),
+        }
+    }
+}

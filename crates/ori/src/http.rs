@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::PublishError;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -15,7 +16,6 @@ use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use futures_util::FutureExt;
-use ori_core::PublishError;
 
 use crate::context::AppContext;
 use crate::emitter::Emitter;
@@ -127,7 +127,7 @@ impl From<PublishError> for HttpError {
 }
 
 type BoxedHandler<E> =
-    Arc<dyn Fn(RequestContext<E>) -> ori_core::BoxFuture<'static, Response<Body>> + Send + Sync>;
+    Arc<dyn Fn(RequestContext<E>) -> crate::BoxFuture<'static, Response<Body>> + Send + Sync>;
 
 /// An HTTP controller: a group of routes under a prefix.
 ///

@@ -59,7 +59,7 @@ mod ws;
 pub use app::{App, ListenAddr, Ori};
 pub use context::AppContext;
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
-pub use error::{BuildError, Error};
+pub use error::{BuildError, Error, PublishError};
 pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
 pub use ws::{Conn, HandlerResult, Handlers, ReadyState, UpgradeRequest, WsOptions};
 
@@ -68,9 +68,13 @@ pub use axum::response::{IntoResponse, Response};
 pub use axum::{Json, Router};
 pub use ori_core::codec::close_code;
 pub use ori_core::{
-    Hub, InProcProvider, Message, Provider, ProviderError, PublishError, SocketId, SocketIdError,
-    SubscribeError, Topic, TopicError, Utf8Bytes,
+    Broker, Hub, InProcProvider, Message, Provider, ProviderError, SocketId, SocketIdError,
+    SubscribeError, Target, Topic, TopicError, Utf8Bytes,
 };
+
+/// A boxed, sendable future (handlers are stored as trait objects).
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The core crate, for provider implementations and advanced use.
 pub use ori_core as core;

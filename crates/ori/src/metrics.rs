@@ -72,7 +72,7 @@ pub fn render(emitter: &SocketEmitter) -> String {
     for (name, help, value) in counters {
         gauge(name, help, "counter", value);
     }
-    let budget = emitter.provider().map(|p| p.hub().budget());
+    let budget = emitter.broker().map(|b| b.hub().budget());
     let b = |f: fn(&ori_core::Budget) -> u64| budget.map_or(0, |b| f(b));
     let budget_figures: [(&str, &str, &str, u64); 7] = [
         (

@@ -30,7 +30,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use ori_core::{BoxFuture, Hub, Message, Provider, ProviderError, PublishError, SocketId, Topic};
+use ori_core::{
+    Broker, Inbound, Message, Outgoing, Provider, ProviderError, Sent, SocketId, Target, Topic,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -387,10 +389,10 @@ impl Recorder {
     }
 }
 
-/// A provider that delivers nothing and records every call.
+/// A provider that carries nothing and records every publication handed
+/// to it (each counted as reaching one receiver).
 #[derive(Debug, Default)]
 pub struct RecordingProvider {
-    hub: Hub,
     recorder: Recorder,
 }
 
@@ -407,34 +409,21 @@ impl RecordingProvider {
 }
 
 impl Provider for RecordingProvider {
-    fn hub(&self) -> &Hub {
-        &self.hub
+    async fn start(&self, _inbound: Inbound) -> Result<(), ProviderError> {
+        Ok(())
     }
-    fn start(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
-        Box::pin(async { Ok(()) })
+    async fn stop(&self) {}
+    async fn publish(&self, out: Outgoing<'_>) -> Result<Sent, ProviderError> {
+        let message = out.message.clone();
+        self.recorder.push(match out.target {
+            Target::Topic(topic) => Recorded::Publish(topic.clone(), message),
+            Target::Socket(id) => Recorded::Send(*id, message),
+            Target::All => Recorded::Broadcast(message),
+        });
+        Ok(Sent::counted(1))
     }
-    fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-    fn is_ready(&self) -> bool {
-        true
-    }
-    fn publish(&self, topic: Topic, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        self.recorder.push(Recorded::Publish(topic, message));
-        Box::pin(async { Ok(()) })
-    }
-    fn send(
-        &self,
-        socket: SocketId,
-        message: Message,
-    ) -> BoxFuture<'_, Result<bool, PublishError>> {
-        self.recorder.push(Recorded::Send(socket, message));
-        Box::pin(async { Ok(true) })
-    }
-    fn broadcast(&self, message: Message) -> BoxFuture<'_, Result<(), PublishError>> {
-        self.recorder.push(Recorded::Broadcast(message));
-        Box::pin(async { Ok(()) })
-    }
+    fn watch(&self, _target: &Target) {}
+    fn unwatch(&self, _target: &Target) {}
 }
 
 /// An emitter of type `E` that records instead of delivering, for unit tests
@@ -451,10 +440,11 @@ impl Provider for RecordingProvider {
 pub fn recording_emitter<E: Emitter>() -> (E, Recorder) {
     let provider = RecordingProvider::new();
     let recorder = provider.recorder();
-    (
-        E::from_socket_emitter(SocketEmitter::new(Arc::new(provider))),
-        recorder,
-    )
+    let broker = Broker::new(provider);
+    // The recording provider starts at once.
+    let started = futures_util::FutureExt::now_or_never(broker.start());
+    debug_assert!(matches!(started, Some(Ok(()))));
+    (E::from_socket_emitter(SocketEmitter::new(broker)), recorder)
 }
 
 /// An [`AppContext`] around a recording emitter.

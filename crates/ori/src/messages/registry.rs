@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use futures_util::FutureExt;
-use ori_core::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::definition::Definition;

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ori_core::{Message, PublishError, SocketId, SubscribeError};
+use ori_core::{Message, SocketId, SubscribeError};
+
+use crate::PublishError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::BoxFuture;
 use futures_util::FutureExt;
-use ori_core::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ori_core::codec::{self, close_code};
-use ori_core::{Message, Outbox, Provider, Push, SocketId, SubscribeError, Topic};
+use ori_core::{Broker, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 use super::state::ConnState;
 use crate::emitter::{IntoTopic, SocketEmitter};
@@ -28,7 +28,7 @@ pub(crate) struct ConnInner<D> {
     pub(crate) data: D,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) outbox: Arc<Outbox>,
-    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) broker: Broker,
     pub(crate) emitter: SocketEmitter,
     /// The phase and the write events, in one byte.
     pub(crate) state: ConnState,
@@ -80,7 +80,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// `__socket__:<id>` first. Empty once closed.
     pub fn topics(&self) -> Vec<Topic> {
         self.inner
-            .provider
+            .broker
             .hub()
             .topics_of(&self.inner.id)
             .unwrap_or_default()
@@ -92,7 +92,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         let topic = topic
             .into_topic()
             .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
-        self.inner.provider.subscribe(&self.inner.id, &topic)
+        self.inner.broker.subscribe(&self.inner.id, &topic)
     }
 
     /// Leaves `topic`. `Ok(false)`: was not joined.
@@ -100,7 +100,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         let topic = topic
             .into_topic()
             .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
-        self.inner.provider.unsubscribe(&self.inner.id, &topic)
+        self.inner.broker.unsubscribe(&self.inner.id, &topic)
     }
 
     /// Queues a message to this connection. Returns `false` if the
@@ -117,7 +117,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         match self.inner.outbox.push(frame) {
             Push::Queued => true,
             Push::Overflow => {
-                let m = self.inner.provider.hub().metrics();
+                let m = self.inner.broker.hub().metrics();
                 m.slow_consumer_closes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 false

@@ -96,7 +96,7 @@ where
         // The connection counts as upgrading (for the connection limit) until
         // it is registered in the hub or refused.
         let upgrading = Upgrading(&rt.upgrading);
-        let hub = conn.inner.provider.hub();
+        let hub = conn.inner.broker.hub();
         let limits = &rt.limits;
         let mut decoder = Decoder::new(codec::Limits {
             max_frame_size: limits.max_frame_size,
@@ -135,7 +135,7 @@ where
         };
 
         conn.inner
-            .provider
+            .broker
             .register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
         drop(upgrading);
         conn.set_state(ReadyState::Open);
@@ -293,7 +293,7 @@ where
             None => End::abnormal(),
         };
 
-        conn.inner.provider.disconnect(&conn.id());
+        conn.inner.broker.disconnect(&conn.id());
         conn.inner.outbox.shut();
         conn.set_state(ReadyState::Closed);
         link.detach();
@@ -330,7 +330,7 @@ async fn dispatch<D: Send + Sync + 'static>(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use ori_core::{InProcProvider, Outbox, Provider, SocketId};
+    use ori_core::{Broker, InProcProvider, Outbox, SocketId};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
@@ -339,10 +339,10 @@ pub(crate) mod tests {
     use crate::ws::Handlers;
 
     pub(crate) fn runtime() -> Arc<WsRuntime<()>> {
-        let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
+        let broker = Broker::new(InProcProvider);
         Arc::new(WsRuntime {
-            provider: provider.clone(),
-            emitter: SocketEmitter::new(provider),
+            broker: broker.clone(),
+            emitter: SocketEmitter::new(broker),
             handlers: Handlers::default(),
             routers: Default::default(),
             upgrade: None,
@@ -362,7 +362,7 @@ pub(crate) mod tests {
                 data: (),
                 remote_addr: None,
                 outbox: Arc::new(Outbox::new(id, 1024)),
-                provider: rt.provider.clone(),
+                broker: rt.broker.clone(),
                 emitter: rt.emitter.clone(),
                 state: crate::ws::state::ConnState::new(),
             }),

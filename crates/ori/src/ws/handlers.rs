@@ -7,9 +7,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use ori_core::BoxFuture;
 use ori_core::Message;
 
 use super::Conn;

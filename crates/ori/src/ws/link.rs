@@ -255,7 +255,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         }
         if frames > 0 {
             self.conn
-                .provider
+                .broker
                 .hub()
                 .metrics()
                 .frames_out
@@ -346,7 +346,7 @@ mod tests {
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
-    use ori_core::{Hub, InProcProvider, Outbox, Provider, SocketId};
+    use ori_core::{Broker, Hub, InProcProvider, Outbox, SocketId};
 
     use super::*;
     use crate::emitter::SocketEmitter;
@@ -441,8 +441,8 @@ mod tests {
     }
 
     fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
-        let provider: Arc<dyn Provider> = Arc::new(InProcProvider::new());
-        let hub = provider.hub().clone();
+        let broker = Broker::new(InProcProvider);
+        let hub = broker.hub().clone();
         let id = SocketId::new();
         let outbox = Arc::new(Outbox::new(id, limit));
         let conn = Arc::new(ConnInner {
@@ -450,8 +450,8 @@ mod tests {
             data: (),
             remote_addr: None,
             outbox: outbox.clone(),
-            provider: provider.clone(),
-            emitter: SocketEmitter::new(provider),
+            broker: broker.clone(),
+            emitter: SocketEmitter::new(broker),
             state: ConnState::new(),
         });
         let io = Recorder::default();

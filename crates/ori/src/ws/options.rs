@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::BoxFuture;
 use axum::http::{HeaderMap, Method, Uri};
-use ori_core::BoxFuture;
 
 pub(crate) type UpgradeFn<D> =
     Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Option<D>> + Send + Sync>;

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use ori_core::{Provider, SocketId};
+use ori_core::{Broker, SocketId};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ use crate::http::error_response;
 
 /// Everything the WebSocket endpoint needs, shared by all connections.
 pub(crate) struct WsRuntime<D> {
-    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) broker: Broker,
     pub(crate) emitter: SocketEmitter,
     pub(crate) handlers: Handlers<D>,
     pub(crate) routers: crate::router::RouterTable<D>,
@@ -195,7 +195,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     }
     let upgrading = rt.upgrading.fetch_add(1, Ordering::AcqRel) + 1;
     let guard = Upgrading(&rt.upgrading);
-    if rt.provider.connection_count() + upgrading > rt.limits.max_connections {
+    if rt.broker.connection_count() + upgrading > rt.limits.max_connections {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "Too many connections");
     }
     let remote_addr = req
@@ -311,11 +311,11 @@ fn connection_task<D: Send + Sync + 'static>(
                     data,
                     remote_addr,
                     outbox: Arc::new(
-                        rt.provider
+                        rt.broker
                             .hub()
                             .new_outbox(id, rt.limits.outbound_queue_limit),
                     ),
-                    provider: rt.provider.clone(),
+                    broker: rt.broker.clone(),
                     emitter: rt.emitter.clone(),
                     state: ConnState::new(),
                 }),
