@@ -65,7 +65,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 pub use ori::messages::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData, ServerMessage,
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinData, JoinRoom, LeaveRoom, RoomData,
+    ServerMessage, Since,
 };
 
 /// Close codes after which the client does not reconnect (PROTOCOL.md

@@ -196,9 +196,7 @@ async fn typed_emit_uses_the_server_definitions() {
     client
         .emit(
             &ori_client::JoinRoom,
-            &ori_client::RoomData {
-                room: ori_client::ClientTopic::new("typed").unwrap(),
-            },
+            &ori_client::JoinData::new(ori_client::ClientTopic::new("typed").unwrap()),
         )
         .unwrap();
     client.request("echo", &0, WAIT).await.unwrap();

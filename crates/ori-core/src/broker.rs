@@ -8,9 +8,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::history::History;
+use crate::positions::{self, Joined, Recovery};
 use crate::provider::{ErrorKind, InstanceId, Outgoing, ProviderError, Sent, Target};
-use crate::{Budget, Hub, InProcProvider, Message, Outbox, Provider, PublishError, SocketId};
-use crate::{SubscribeError, Topic};
+use crate::{Budget, HistoryConfig, Hub, InProcProvider, Message, Outbox, Provider};
+use crate::{PublishError, SocketId, SubscribeError, Topic};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -66,9 +68,31 @@ impl Published {
 
 struct Inner {
     hub: Hub,
+    history: Option<Arc<History>>,
     instance: InstanceId,
     ready: AtomicBool,
     provider: Box<dyn DynProvider>,
+}
+
+/// Delivers a publication of `topic` to this instance's subscribers: with
+/// the next offset of its history when it keeps one (assigned and
+/// delivered under the history's lock, so every subscriber sees offsets in
+/// order), else raw.
+fn deliver_topic(hub: &Hub, history: Option<&History>, topic: &Topic, message: &Message) -> usize {
+    let Some(history) = history.filter(|h| h.applies_to(topic)) else {
+        return hub.publish_local(topic, message);
+    };
+    let stream = history.stream(topic);
+    let queued = {
+        let mut st = History::lock(&stream);
+        let offset = history.append(&mut st, message);
+        hub.publish_positioned(topic, message, || {
+            positions::envelope(topic, offset, message)
+        })
+    };
+    drop(stream);
+    history.after_append(|t| hub.subscriber_count(t) > 0);
+    queued
 }
 
 /// One instance's pub/sub: the local [`Hub`] and the [`Provider`] that
@@ -110,9 +134,25 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A broker with an empty hub, driving `provider`.
     pub fn new(provider: impl Provider) -> Self {
+        Self::build(provider, None)
+    }
+
+    /// A broker whose topics keep history as `history` says, so that
+    /// sockets can join with positions and resume ([`join`](Self::join)).
+    ///
+    /// The history lives in this process: a restart changes every epoch,
+    /// and each instance behind a cross-instance provider numbers the
+    /// publications it delivers itself (a resume on another instance is
+    /// `recovered: false`).
+    pub fn with_history(provider: impl Provider, history: HistoryConfig) -> Self {
+        Self::build(provider, Some(history))
+    }
+
+    fn build(provider: impl Provider, history: Option<HistoryConfig>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 hub: Hub::new(),
+                history: history.map(|c| Arc::new(History::new(c))),
                 instance: InstanceId::random(),
                 ready: AtomicBool::new(false),
                 provider: Box::new(provider),
@@ -134,6 +174,7 @@ impl Broker {
     pub async fn start(&self) -> Result<(), ProviderError> {
         let inbound = Inbound {
             hub: self.inner.hub.clone(),
+            history: self.inner.history.clone(),
             instance: self.inner.instance,
         };
         self.inner.provider.start(inbound).await?;
@@ -181,7 +222,9 @@ impl Broker {
                 waited: o.waited,
             })?;
         let local = match &target {
-            Target::Topic(topic) => inner.hub.publish_local(topic, &message),
+            Target::Topic(topic) => {
+                deliver_topic(&inner.hub, inner.history.as_deref(), topic, &message)
+            }
             Target::All => inner.hub.broadcast_local(&message),
             Target::Socket(id) => {
                 if inner.hub.is_connected(id) {
@@ -239,6 +282,66 @@ impl Broker {
         Ok(sub.changed)
     }
 
+    /// Subscribes a local connection with positions, or resumes it
+    /// (PROTOCOL.md section 8), and queues the `room.joined` reply to it,
+    /// then for a recovered resume the missed publications, before any
+    /// later publication: no gap and no duplicate at the switch. On a topic
+    /// without history it joins raw and replies `recovered: false`.
+    pub fn join(
+        &self,
+        socket: &SocketId,
+        topic: &Topic,
+        recovery: &Recovery,
+    ) -> Result<Joined, SubscribeError> {
+        let inner = &*self.inner;
+        let Some(history) = inner.history.as_ref().filter(|h| h.applies_to(topic)) else {
+            self.subscribe(socket, topic)?;
+            inner
+                .hub
+                .push_to(socket, [Message::from(Joined::NoHistory.reply(topic))]);
+            return Ok(Joined::NoHistory);
+        };
+        let stream = history.stream(topic);
+        let (joined, edge) = {
+            let mut st = History::lock(&stream);
+            let sub = inner.hub.subscribe_as(socket, topic, true)?;
+            let found = history.find(&mut st, recovery);
+            let recovered = match recovery {
+                Recovery::Latest => None,
+                Recovery::Since { .. } => Some(found.replay.as_ref().map(|r| r.len() as u64)),
+            };
+            let joined = Joined::Positions {
+                epoch: found.epoch,
+                offset: found.last,
+                recovered,
+            };
+            let reply = Message::from(joined.reply(topic));
+            let replay = found
+                .replay
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(offset, m)| Message::from(positions::envelope(topic, offset, &m)));
+            inner
+                .hub
+                .push_to(socket, std::iter::once(reply).chain(replay));
+            (joined, sub.topic_edge)
+        };
+        if edge {
+            inner.provider.watch(&Target::Topic(topic.clone()));
+        }
+        Ok(joined)
+    }
+
+    /// Bytes held by the histories (`None` without history).
+    pub fn history_bytes(&self) -> Option<usize> {
+        self.inner.history.as_ref().map(|h| h.bytes())
+    }
+
+    /// Topics that keep a history now (`None` without history).
+    pub fn history_topics(&self) -> Option<usize> {
+        self.inner.history.as_ref().map(|h| h.topics())
+    }
+
     /// Unsubscribes a local connection. `Ok(false)`: it was not subscribed.
     pub fn unsubscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
         let sub = self.inner.hub.unsubscribe(socket, topic)?;
@@ -277,6 +380,7 @@ impl Broker {
 #[derive(Clone)]
 pub struct Inbound {
     hub: Hub,
+    history: Option<Arc<History>>,
     instance: InstanceId,
 }
 
@@ -314,7 +418,9 @@ impl Inbound {
             return None;
         }
         Some(match target {
-            Target::Topic(topic) => self.hub.publish_local(topic, message),
+            Target::Topic(topic) => {
+                deliver_topic(&self.hub, self.history.as_deref(), topic, message)
+            }
             Target::All => self.hub.broadcast_local(message),
             Target::Socket(id) => usize::from(self.hub.send_local(id, message)),
         })

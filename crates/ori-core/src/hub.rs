@@ -52,11 +52,35 @@ pub struct Subscription {
 
 struct ConnEntry {
     outbox: Arc<Outbox>,
-    topics: Vec<Topic>,
+    /// Each topic, and whether the connection takes it with positions.
+    topics: Vec<(Topic, bool)>,
     max_topics: usize,
 }
 
-type Subscribers = Arc<Vec<Arc<Outbox>>>;
+type List = Arc<Vec<Arc<Outbox>>>;
+
+/// A topic's local subscribers: those that take the raw payload, and those
+/// that joined with positions (PROTOCOL.md section 8) and take the
+/// `room.message` envelope.
+#[derive(Clone, Default)]
+struct Subscribers {
+    raw: List,
+    positioned: List,
+}
+
+impl Subscribers {
+    fn len(&self) -> usize {
+        self.raw.len() + self.positioned.len()
+    }
+
+    fn list(&mut self, positioned: bool) -> &mut Vec<Arc<Outbox>> {
+        Arc::make_mut(if positioned {
+            &mut self.positioned
+        } else {
+            &mut self.raw
+        })
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -145,16 +169,28 @@ impl Hub {
             return Vec::new();
         };
         let mut emptied = Vec::new();
-        for topic in entry.topics {
-            if remove_subscriber(&mut st.topics, &topic, &entry.outbox) {
+        for (topic, positioned) in entry.topics {
+            if remove_subscriber(&mut st.topics, &topic, positioned, &entry.outbox) {
                 emptied.push(topic);
             }
         }
         emptied
     }
 
-    /// Subscribes connection `id` to `topic`.
+    /// Subscribes connection `id` to `topic` (raw payloads).
     pub fn subscribe(&self, id: &SocketId, topic: &Topic) -> Result<Subscription, SubscribeError> {
+        self.subscribe_as(id, topic, false)
+    }
+
+    /// Subscribes connection `id` to `topic`, with positions (it then takes
+    /// the `room.message` envelopes of [`publish_positioned`](Self::publish_positioned))
+    /// or raw. Subscribing again in the other form switches the form.
+    pub fn subscribe_as(
+        &self,
+        id: &SocketId,
+        topic: &Topic,
+        positioned: bool,
+    ) -> Result<Subscription, SubscribeError> {
         if topic.is_reserved() {
             return Err(SubscribeError::InvalidTopic {
                 topic: topic.to_string(),
@@ -164,9 +200,24 @@ impl Hub {
         let mut st = self.write();
         let st = &mut *st;
         let entry = st.conns.get_mut(id).ok_or(SubscribeError::Closed)?;
-        if entry.topics.contains(topic) {
+        if let Some(joined) = entry.topics.iter_mut().find(|(t, _)| t == topic) {
+            if joined.1 == positioned {
+                return Ok(Subscription {
+                    changed: false,
+                    topic_edge: false,
+                });
+            }
+            joined.1 = positioned;
+            let outbox = entry.outbox.clone();
+            if let Some(subs) = st.topics.get_mut(topic) {
+                let from = subs.list(!positioned);
+                if let Some(pos) = from.iter().position(|o| Arc::ptr_eq(o, &outbox)) {
+                    from.swap_remove(pos);
+                }
+                subs.list(positioned).push(outbox);
+            }
             return Ok(Subscription {
-                changed: false,
+                changed: true,
                 topic_edge: false,
             });
         }
@@ -175,15 +226,17 @@ impl Hub {
                 limit: entry.max_topics,
             });
         }
-        entry.topics.push(topic.clone());
+        entry.topics.push((topic.clone(), positioned));
         let outbox = entry.outbox.clone();
         let first = match st.topics.entry(topic.clone()) {
             Entry::Occupied(mut e) => {
-                Arc::make_mut(e.get_mut()).push(outbox);
+                e.get_mut().list(positioned).push(outbox);
                 false
             }
             Entry::Vacant(e) => {
-                e.insert(Arc::new(vec![outbox]));
+                e.insert(Subscribers::default())
+                    .list(positioned)
+                    .push(outbox);
                 true
             }
         };
@@ -208,15 +261,15 @@ impl Hub {
         let mut st = self.write();
         let st = &mut *st;
         let entry = st.conns.get_mut(id).ok_or(SubscribeError::Closed)?;
-        let Some(pos) = entry.topics.iter().position(|t| t == topic) else {
+        let Some(pos) = entry.topics.iter().position(|(t, _)| t == topic) else {
             return Ok(Subscription {
                 changed: false,
                 topic_edge: false,
             });
         };
-        entry.topics.swap_remove(pos);
+        let (_, positioned) = entry.topics.swap_remove(pos);
         let outbox = entry.outbox.clone();
-        let last = remove_subscriber(&mut st.topics, topic, &outbox);
+        let last = remove_subscriber(&mut st.topics, topic, positioned, &outbox);
         Ok(Subscription {
             changed: true,
             topic_edge: last,
@@ -231,7 +284,7 @@ impl Hub {
         let mut out = Vec::with_capacity(entry.topics.len() + 2);
         out.push(Topic::broadcast());
         out.push(Topic::for_socket(id));
-        out.extend(entry.topics.iter().cloned());
+        out.extend(entry.topics.iter().map(|(t, _)| t.clone()));
         Some(out)
     }
 
@@ -276,8 +329,57 @@ impl Hub {
             Some(s) => s.clone(),
             None => return 0,
         };
-        let frame = codec::encode_message(message);
-        self.fan_out(subscribers.iter().map(|o| &**o), &frame)
+        let mut queued = 0;
+        if !subscribers.raw.is_empty() {
+            let frame = codec::encode_message(message);
+            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), &frame);
+        }
+        // Without a position the positions-aware get the raw payload too.
+        if !subscribers.positioned.is_empty() {
+            let frame = codec::encode_message(message);
+            queued += self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
+        }
+        queued
+    }
+
+    /// Delivers a publication of `topic` that has a position: the raw
+    /// payload to the raw subscribers, the `room.message` envelope (made by
+    /// `envelope`, only when someone takes it) to the positions-aware ones;
+    /// each form encoded once.
+    pub fn publish_positioned(
+        &self,
+        topic: &Topic,
+        message: &Message,
+        envelope: impl FnOnce() -> String,
+    ) -> usize {
+        self.count_publish();
+        let subscribers = match self.read().topics.get(topic) {
+            Some(s) => s.clone(),
+            None => return 0,
+        };
+        let mut queued = 0;
+        if !subscribers.raw.is_empty() {
+            let frame = codec::encode_message(message);
+            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), &frame);
+        }
+        if !subscribers.positioned.is_empty() {
+            let frame = codec::encode_message(&Message::from(envelope()));
+            queued += self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
+        }
+        queued
+    }
+
+    /// Queues `messages`, in order, to connection `id` alone (a reply and
+    /// the replay of a resume). False if it is not registered here.
+    pub fn push_to(&self, id: &SocketId, messages: impl IntoIterator<Item = Message>) -> bool {
+        let Some(outbox) = self.read().conns.get(id).map(|e| e.outbox.clone()) else {
+            return false;
+        };
+        for message in messages {
+            let frame = codec::encode_message(&message);
+            self.fan_out(std::iter::once(&*outbox), &frame);
+        }
+        true
     }
 
     /// Delivers `message` to connection `id` if it is registered here.
@@ -355,16 +457,17 @@ impl Hub {
 fn remove_subscriber(
     topics: &mut HashMap<Topic, Subscribers>,
     topic: &Topic,
+    positioned: bool,
     outbox: &Arc<Outbox>,
 ) -> bool {
     let Some(subs) = topics.get_mut(topic) else {
         return false;
     };
-    let list = Arc::make_mut(subs);
+    let list = subs.list(positioned);
     if let Some(pos) = list.iter().position(|o| Arc::ptr_eq(o, outbox)) {
         list.swap_remove(pos);
     }
-    if list.is_empty() {
+    if subs.len() == 0 {
         topics.remove(topic);
         return true;
     }

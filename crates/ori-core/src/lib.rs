@@ -14,9 +14,11 @@ mod broker;
 mod budget;
 pub mod codec;
 mod error;
+mod history;
 mod hub;
 mod message;
 mod outbox;
+pub mod positions;
 mod provider;
 mod socket_id;
 mod topic;
@@ -26,9 +28,11 @@ pub use budget::{
     Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT, MIN_SHED_AFTER,
 };
 pub use error::{PublishError, SubscribeError};
+pub use history::HistoryConfig;
 pub use hub::{Hub, HubMetrics, Overloaded, Subscription};
 pub use message::{Message, Utf8Bytes};
 pub use outbox::{Outbox, OutboxStatus, Push};
+pub use positions::{Joined, Position, Recovery};
 pub use provider::{
     ErrorKind, InProcProvider, InstanceId, Outgoing, Provider, ProviderError, Sent, Target,
 };

@@ -56,6 +56,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long a graceful shutdown waits.
     pub shutdown_timeout: Duration,
+    /// Keep this many publications of every room, for this long (`None`:
+    /// no history; PROTOCOL.md section 8).
+    pub history: Option<(usize, Duration)>,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            history: None,
         }
     }
 }
@@ -84,6 +88,9 @@ pub fn build(config: Config) -> Ori {
 pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     let token = config.token.clone();
     let mut options = WsOptions::new();
+    if let Some((entries, ttl)) = config.history {
+        options = options.history(ori::core::HistoryConfig::new(entries).ttl(ttl));
+    }
     if !config.allowed_origins.is_empty() {
         options = options.allowed_origins(config.allowed_origins.iter().cloned());
     }

@@ -39,6 +39,13 @@ struct Args {
     /// together before publishes wait for delivery (default 8 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = ori::core::DEFAULT_BUDGET)]
     outbound_budget: usize,
+    /// Keep the last N publications of every room, so that clients can
+    /// resume after a reconnect (PROTOCOL.md section 8). Off without it.
+    #[arg(long, value_name = "N")]
+    history: Option<usize>,
+    /// Drop history entries older than this many seconds.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    history_ttl: u64,
     /// Runtime worker threads (0: one per core this process may run on; 1:
     /// a single-threaded runtime).
     #[arg(long, default_value_t = 0)]
@@ -78,6 +85,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         allowed_origins: args.allowed_origins,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         outbound_budget: args.outbound_budget,
+        history: args
+            .history
+            .map(|n| (n, Duration::from_secs(args.history_ttl))),
         ..Default::default()
     };
     let ori = match &args.redis {

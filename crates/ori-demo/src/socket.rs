@@ -74,7 +74,12 @@ pub(crate) fn route_schemas() -> impl Iterator<Item = (String, Value)> {
 pub(crate) fn registry() -> MessageRegistry {
     MessageRegistry::new()
         .on(JoinRoom, |ws: Conn, data| async move {
-            ws.subscribe(data.room.topic())
+            match data.recovery() {
+                // Positions or a resume: the reply and any replay are
+                // queued by the join itself (PROTOCOL.md section 8).
+                Some(recovery) => ws.join(data.room.topic(), &recovery).map(|_| ()),
+                None => ws.subscribe(data.room.topic()).map(|_| ()),
+            }
         })
         .on(LeaveRoom, |ws: Conn, data| async move {
             ws.unsubscribe(data.room.topic())

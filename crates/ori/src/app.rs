@@ -126,7 +126,10 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 "socket_router() was called before websocket(); call websocket() first",
             ));
         }
-        let broker = Broker::new(provider);
+        let broker = match options.history.clone() {
+            Some(history) => Broker::with_history(provider, history),
+            None => Broker::new(provider),
+        };
         self.base.attach(broker.clone());
         Ori {
             ctx: self.ctx,

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::messages::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RegistryError,
-    RoomData, Schema, ServerMessage,
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinData, JoinRoom, LeaveRoom,
+    RegistryError, RoomData, Schema, ServerMessage,
 };
 use crate::router::correlation_id;
 use crate::{Emitter, Ori};
@@ -273,8 +273,10 @@ fn check_schema<T: serde::de::DeserializeOwned>(schema: &Schema, data: &Value) {
 
 /// Validates `data` as the data of message `kind`, if the demo knows it.
 fn check_kind(kind: &str, data: &Value) {
-    if kind == JoinRoom.name() || kind == LeaveRoom.name() {
-        check_schema::<RoomData>(&JoinRoom.schema(), data);
+    if kind == JoinRoom.name() {
+        check_schema::<JoinData>(&JoinRoom.schema(), data);
+    } else if kind == LeaveRoom.name() {
+        check_schema::<RoomData>(&LeaveRoom.schema(), data);
     } else if kind == Heartbeat.name() {
         check_schema::<HeartbeatData>(&Heartbeat.schema(), data);
     } else if kind == PUBLISH.name() {

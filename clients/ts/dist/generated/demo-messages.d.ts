@@ -14,7 +14,55 @@ export interface PublishData {
      */
     topic: string;
 }
-/** The data of `JoinRoom` and `LeaveRoom`: `{"room": "<topic>"}`. */
+/**
+ * The data of `JoinRoom`: `{"room": "<topic>"}`, optionally with
+ * positions (`"recover": true`) or a resume (`"since": {"epoch", "offset"}`)
+ * (PROTOCOL.md section 8).
+ */
+export interface JoinData {
+    /**
+     * Join with positions: publications arrive as `room.message`
+     * envelopes with their offsets, after a `room.joined` reply.
+     */
+    recover?: boolean | null;
+    /**
+     * The room (topic) to join.
+     *
+     * @format ori-client-topic
+     * @minLength 1
+     * @maxLength 256
+     */
+    room: string;
+    /**
+     * Resume after this position: the missed publications are replayed
+     * first when they are all still there.
+     */
+    since?: Since | null;
+}
+/**
+ * A position a client saw: the history's epoch and the last offset
+ * received.
+ */
+export interface Since {
+    /**
+     * The epoch of the history (1 to 64 characters).
+     *
+     * @minLength 1
+     * @maxLength 64
+     */
+    epoch: string;
+    /**
+     * The last offset received (0: none yet).
+     *
+     * @format uint64
+     * @minimum 0
+     */
+    offset: number;
+}
+/**
+ * The data of `LeaveRoom` (and of any message naming one room):
+ * `{"room": "<topic>"}`.
+ */
 export interface RoomData {
     /**
      * The room (topic) to join or leave.
@@ -29,7 +77,7 @@ export interface RoomData {
 export declare const Heartbeat: import("../index.js").MessageDefinition<HeartbeatData>;
 /** `publish`: its data is a {@link PublishData}. */
 export declare const Publish: import("../index.js").MessageDefinition<PublishData>;
-/** `room.join`: its data is a {@link RoomData}. */
-export declare const RoomJoin: import("../index.js").MessageDefinition<RoomData>;
+/** `room.join`: its data is a {@link JoinData}. */
+export declare const RoomJoin: import("../index.js").MessageDefinition<JoinData>;
 /** `room.leave`: its data is a {@link RoomData}. */
 export declare const RoomLeave: import("../index.js").MessageDefinition<RoomData>;

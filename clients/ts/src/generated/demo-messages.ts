@@ -20,7 +20,57 @@ export interface PublishData {
   topic: string;
 }
 
-/** The data of `JoinRoom` and `LeaveRoom`: `{"room": "<topic>"}`. */
+/**
+ * The data of `JoinRoom`: `{"room": "<topic>"}`, optionally with
+ * positions (`"recover": true`) or a resume (`"since": {"epoch", "offset"}`)
+ * (PROTOCOL.md section 8).
+ */
+export interface JoinData {
+  /**
+   * Join with positions: publications arrive as `room.message`
+   * envelopes with their offsets, after a `room.joined` reply.
+   */
+  recover?: boolean | null;
+  /**
+   * The room (topic) to join.
+   *
+   * @format ori-client-topic
+   * @minLength 1
+   * @maxLength 256
+   */
+  room: string;
+  /**
+   * Resume after this position: the missed publications are replayed
+   * first when they are all still there.
+   */
+  since?: Since | null;
+}
+
+/**
+ * A position a client saw: the history's epoch and the last offset
+ * received.
+ */
+export interface Since {
+  /**
+   * The epoch of the history (1 to 64 characters).
+   *
+   * @minLength 1
+   * @maxLength 64
+   */
+  epoch: string;
+  /**
+   * The last offset received (0: none yet).
+   *
+   * @format uint64
+   * @minimum 0
+   */
+  offset: number;
+}
+
+/**
+ * The data of `LeaveRoom` (and of any message naming one room):
+ * `{"room": "<topic>"}`.
+ */
 export interface RoomData {
   /**
    * The room (topic) to join or leave.
@@ -38,8 +88,8 @@ export const Heartbeat = ClientMessage.define<HeartbeatData>('heartbeat');
 /** `publish`: its data is a {@link PublishData}. */
 export const Publish = ClientMessage.define<PublishData>('publish');
 
-/** `room.join`: its data is a {@link RoomData}. */
-export const RoomJoin = ClientMessage.define<RoomData>('room.join');
+/** `room.join`: its data is a {@link JoinData}. */
+export const RoomJoin = ClientMessage.define<JoinData>('room.join');
 
 /** `room.leave`: its data is a {@link RoomData}. */
 export const RoomLeave = ClientMessage.define<RoomData>('room.leave');

@@ -161,11 +161,63 @@ impl JsonSchema for ClientTopic {
     }
 }
 
-/// The data of [`JoinRoom`] and [`LeaveRoom`]: `{"room": "<topic>"}`.
+/// The data of [`LeaveRoom`] (and of any message naming one room):
+/// `{"room": "<topic>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RoomData {
     /// The room (topic) to join or leave.
     pub room: ClientTopic,
+}
+
+/// The data of [`JoinRoom`]: `{"room": "<topic>"}`, optionally with
+/// positions (`"recover": true`) or a resume (`"since": {"epoch", "offset"}`)
+/// (PROTOCOL.md section 8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct JoinData {
+    /// The room (topic) to join.
+    pub room: ClientTopic,
+    /// Join with positions: publications arrive as `room.message`
+    /// envelopes with their offsets, after a `room.joined` reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<bool>,
+    /// Resume after this position: the missed publications are replayed
+    /// first when they are all still there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// A position a client saw: the history's epoch and the last offset
+/// received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Since {
+    /// The epoch of the history (1 to 64 characters).
+    #[schemars(length(min = 1, max = 64))]
+    pub epoch: String,
+    /// The last offset received (0: none yet).
+    pub offset: u64,
+}
+
+impl JoinData {
+    /// A plain join of `room`.
+    pub fn new(room: ClientTopic) -> Self {
+        Self {
+            room,
+            recover: None,
+            since: None,
+        }
+    }
+
+    /// How the join asks to be made: `None` for a plain (raw) join.
+    pub fn recovery(&self) -> Option<ori_core::Recovery> {
+        match (&self.since, self.recover) {
+            (Some(since), _) => Some(ori_core::Recovery::Since {
+                epoch: since.epoch.clone(),
+                offset: since.offset,
+            }),
+            (None, Some(true)) => Some(ori_core::Recovery::Latest),
+            _ => None,
+        }
+    }
 }
 
 /// The (empty) data of [`Heartbeat`].
@@ -185,7 +237,7 @@ pub struct LeaveRoom;
 pub struct Heartbeat;
 
 impl Definition for JoinRoom {
-    type Data = RoomData;
+    type Data = JoinData;
     fn name(&self) -> &str {
         "room.join"
     }

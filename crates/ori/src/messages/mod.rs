@@ -7,7 +7,8 @@ mod registry;
 pub(crate) mod schema;
 
 pub use definition::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinRoom, LeaveRoom, RoomData, ServerMessage,
+    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinData, JoinRoom, LeaveRoom, RoomData,
+    ServerMessage, Since,
 };
 pub use registry::{MessageRegistry, RegistryError};
 pub use schema::{

@@ -95,6 +95,39 @@ impl<D: Send + Sync + 'static> Conn<D> {
         self.inner.broker.subscribe(&self.inner.id, &topic)
     }
 
+    /// Joins `topic` with positions, or resumes it after `since` (PROTOCOL.md
+    /// section 8): queues the `room.joined` reply, then for a recovered
+    /// resume every publication the socket missed, then the live ones, all
+    /// as `room.message` envelopes with their offsets. On a topic without
+    /// history ([`WsOptions::history`](crate::WsOptions::history)) it joins
+    /// raw and the reply says `recovered: false`.
+    ///
+    /// ```no_run
+    /// # fn f(ws: ori::Conn) -> Result<(), ori::SubscribeError> {
+    /// use ori::core::Recovery;
+    /// let since = Recovery::Since { epoch: "e1".into(), offset: 41 };
+    /// if !ws.join("news", &since)?.recovered() {
+    ///     // the client re-fetches its state
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn join(
+        &self,
+        topic: impl IntoTopic,
+        recovery: &ori_core::Recovery,
+    ) -> Result<ori_core::Joined, SubscribeError> {
+        let topic = topic
+            .into_topic()
+            .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
+        if topic.is_reserved() {
+            return Err(SubscribeError::InvalidTopic {
+                topic: topic.to_string(),
+                reason: ori_core::TopicError::Reserved,
+            });
+        }
+        self.inner.broker.join(&self.inner.id, &topic, recovery)
+    }
+
     /// Leaves `topic`. `Ok(false)`: was not joined.
     pub fn unsubscribe(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
         let topic = topic

@@ -64,6 +64,7 @@ pub struct WsOptions<D = ()> {
     pub(crate) path: String,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
     pub(crate) limits: Limits,
+    pub(crate) history: Option<ori_core::HistoryConfig>,
 }
 
 /// Limits and timeouts of WebSocket connections.
@@ -147,6 +148,7 @@ impl WsOptions<()> {
             path: "/ws".into(),
             upgrade: None,
             limits: Limits::default(),
+            history: None,
         }
     }
 }
@@ -177,6 +179,7 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
             path: self.path,
             upgrade: Some(Arc::new(move |req| Box::pin(handler(req)))),
             limits: self.limits,
+            history: self.history,
         }
     }
 
@@ -240,6 +243,24 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// ```
     pub fn outbound_budget(mut self, bytes: usize) -> Self {
         self.limits.budget.bytes = bytes;
+        self
+    }
+
+    /// Keeps history for the topics `history` selects, so that sockets can
+    /// join with positions and resume after a reconnect without losing
+    /// anything ([`Conn::join`](crate::Conn::join); PROTOCOL.md section 8).
+    /// Off by default: without it every join is raw and nothing is kept.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ori::core::HistoryConfig;
+    /// use ori::WsOptions;
+    ///
+    /// let options = WsOptions::new()
+    ///     .history(HistoryConfig::new(100).ttl(Duration::from_secs(300)));
+    /// ```
+    pub fn history(mut self, history: ori_core::HistoryConfig) -> Self {
+        self.history = Some(history);
         self
     }
 
