@@ -9,10 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::history::History;
-use crate::positions::{self, Joined, Recovery};
-use crate::provider::{ErrorKind, InstanceId, Outgoing, ProviderError, Sent, Target};
+use crate::positions::{self, Joined, Position, Recovery};
+use crate::provider::{ErrorKind, HistoryLimits, HistoryRead, InstanceId, Outgoing};
+use crate::provider::{ProviderError, Sent, Target};
 use crate::{Budget, HistoryConfig, Hub, InProcProvider, Message, Outbox, Provider};
 use crate::{PublishError, SocketId, SubscribeError, Topic};
+
+mod join;
+
+use join::{Gates, HistorySource};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -24,6 +29,13 @@ trait DynProvider: Send + Sync {
     fn watch(&self, target: &Target);
     fn unwatch(&self, target: &Target);
     fn is_local(&self) -> bool;
+    fn read_history<'a>(
+        &'a self,
+        topic: &'a Topic,
+        limits: HistoryLimits,
+        since: Option<(&'a str, u64)>,
+    ) -> BoxFuture<'a, Result<HistoryRead, ProviderError>>;
+    fn watched<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), ProviderError>>;
 }
 
 impl<P: Provider> DynProvider for P {
@@ -45,10 +57,21 @@ impl<P: Provider> DynProvider for P {
     fn is_local(&self) -> bool {
         Provider::is_local(self)
     }
+    fn read_history<'a>(
+        &'a self,
+        topic: &'a Topic,
+        limits: HistoryLimits,
+        since: Option<(&'a str, u64)>,
+    ) -> BoxFuture<'a, Result<HistoryRead, ProviderError>> {
+        Box::pin(Provider::read_history(self, topic, limits, since))
+    }
+    fn watched<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(Provider::watched(self, target))
+    }
 }
 
 /// The outcome of a publication.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Published {
     /// Local connections it was queued to.
@@ -62,37 +85,115 @@ impl Published {
     /// Whether anyone is known to have been reached: a local connection, or
     /// a receiver the backend counted.
     pub fn reached(&self) -> bool {
-        self.local > 0 || self.remote.and_then(|s| s.receivers).is_some_and(|n| n > 0)
+        self.local > 0
+            || self
+                .remote
+                .as_ref()
+                .and_then(|s| s.receivers)
+                .is_some_and(|n| n > 0)
+    }
+}
+
+/// What the broker and its [`Inbound`] share.
+struct Core {
+    hub: Hub,
+    instance: InstanceId,
+    /// The topics that keep history, and their store when it is kept here.
+    history: Option<Arc<History>>,
+    /// The provider keeps the history (one sequence for every instance).
+    remote_history: bool,
+    gates: Gates,
+}
+
+impl Core {
+    /// `topic`'s history limits, when it keeps history on the provider.
+    fn remote_limits(&self, topic: &Topic) -> Option<HistoryLimits> {
+        if !self.remote_history {
+            return None;
+        }
+        self.history
+            .as_ref()
+            .filter(|h| h.applies_to(topic))
+            .map(|h| h.limits())
+    }
+
+    /// `topic`'s history in this process, when it keeps one here.
+    fn local_history(&self, topic: &Topic) -> Option<&History> {
+        if self.remote_history {
+            return None;
+        }
+        self.history.as_deref().filter(|h| h.applies_to(topic))
+    }
+
+    /// Delivers a publication of `topic` to this instance's subscribers:
+    /// with the next offset of the history kept here (assigned and
+    /// delivered under the history's lock, so every subscriber sees offsets
+    /// in order), else raw.
+    fn deliver_topic(&self, topic: &Topic, message: &Message) -> usize {
+        let hub = &self.hub;
+        let Some(history) = self.local_history(topic) else {
+            return hub.publish_local(topic, message);
+        };
+        let stream = history.stream(topic);
+        let queued = {
+            let mut st = History::lock(&stream);
+            let offset = history.append(&mut st, message);
+            hub.publish_positioned(topic, message, || {
+                positions::envelope(topic, offset, message)
+            })
+        };
+        drop(stream);
+        history.after_append(|t| hub.subscriber_count(t) > 0);
+        queued
     }
 }
 
 struct Inner {
-    hub: Hub,
-    history: Option<Arc<History>>,
-    instance: InstanceId,
+    core: Arc<Core>,
     ready: AtomicBool,
     provider: Box<dyn DynProvider>,
 }
 
-/// Delivers a publication of `topic` to this instance's subscribers: with
-/// the next offset of its history when it keeps one (assigned and
-/// delivered under the history's lock, so every subscriber sees offsets in
-/// order), else raw.
-fn deliver_topic(hub: &Hub, history: Option<&History>, topic: &Topic, message: &Message) -> usize {
-    let Some(history) = history.filter(|h| h.applies_to(topic)) else {
-        return hub.publish_local(topic, message);
-    };
-    let stream = history.stream(topic);
-    let queued = {
-        let mut st = History::lock(&stream);
-        let offset = history.append(&mut st, message);
-        hub.publish_positioned(topic, message, || {
-            positions::envelope(topic, offset, message)
+/// A gated join's view of the provider.
+struct Source<'a> {
+    core: &'a Core,
+    provider: &'a dyn DynProvider,
+}
+
+fn unavailable(e: ProviderError) -> SubscribeError {
+    SubscribeError::Unavailable(e.to_string())
+}
+
+impl HistorySource for Source<'_> {
+    fn watched<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), SubscribeError>> {
+        Box::pin(async move { self.provider.watched(target).await.map_err(unavailable) })
+    }
+
+    fn read<'a>(
+        &'a self,
+        topic: &'a Topic,
+        limits: HistoryLimits,
+        since: Option<(&'a str, u64)>,
+    ) -> BoxFuture<'a, Result<HistoryRead, SubscribeError>> {
+        Box::pin(async move {
+            self.provider
+                .read_history(topic, limits, since)
+                .await
+                .map_err(unavailable)
         })
-    };
-    drop(stream);
-    history.after_append(|t| hub.subscriber_count(t) > 0);
-    queued
+    }
+
+    fn gate_opened(&self, topic: &Topic) {
+        if self.core.hub.subscriber_count(topic) == 0 {
+            self.provider.watch(&Target::Topic(topic.clone()));
+        }
+    }
+
+    fn gate_closed(&self, topic: &Topic) {
+        if self.core.hub.subscriber_count(topic) == 0 {
+            self.provider.unwatch(&Target::Topic(topic.clone()));
+        }
+    }
 }
 
 /// One instance's pub/sub: the local [`Hub`] and the [`Provider`] that
@@ -124,7 +225,7 @@ impl Default for Broker {
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
-            .field("instance", &self.inner.instance)
+            .field("instance", &self.instance())
             .field("ready", &self.is_ready())
             .field("local", &self.inner.provider.is_local())
             .finish_non_exhaustive()
@@ -149,11 +250,16 @@ impl Broker {
     }
 
     fn build(provider: impl Provider, history: Option<HistoryConfig>) -> Self {
+        let remote_history = history.is_some() && provider.keeps_history();
         Self {
             inner: Arc::new(Inner {
-                hub: Hub::new(),
-                history: history.map(|c| Arc::new(History::new(c))),
-                instance: InstanceId::random(),
+                core: Arc::new(Core {
+                    hub: Hub::new(),
+                    instance: InstanceId::random(),
+                    history: history.map(|c| Arc::new(History::new(c))),
+                    remote_history,
+                    gates: Gates::default(),
+                }),
                 ready: AtomicBool::new(false),
                 provider: Box::new(provider),
             }),
@@ -162,20 +268,18 @@ impl Broker {
 
     /// The local hub.
     pub fn hub(&self) -> &Hub {
-        &self.inner.hub
+        &self.inner.core.hub
     }
 
     /// This instance's id.
     pub fn instance(&self) -> InstanceId {
-        self.inner.instance
+        self.inner.core.instance
     }
 
     /// Starts the provider; from then on publishes are accepted.
     pub async fn start(&self) -> Result<(), ProviderError> {
         let inbound = Inbound {
-            hub: self.inner.hub.clone(),
-            history: self.inner.history.clone(),
-            instance: self.inner.instance,
+            core: self.inner.core.clone(),
         };
         self.inner.provider.start(inbound).await?;
         self.inner.ready.store(true, Ordering::Release);
@@ -208,27 +312,32 @@ impl Broker {
         message: Message,
     ) -> Result<Published, PublishError> {
         let inner = &*self.inner;
+        let core = &*inner.core;
         if !self.is_ready() {
             return Err(PublishError::NotReady {
                 topic: target.name().into_owned(),
             });
         }
-        inner
-            .hub
+        core.hub
             .reserve()
             .await
             .map_err(|o| PublishError::Overloaded {
                 topic: target.name().into_owned(),
                 waited: o.waited,
             })?;
+        // A topic whose history the provider keeps is delivered when it
+        // comes back with its position, here as everywhere.
+        let history = match &target {
+            Target::Topic(topic) => core.remote_limits(topic),
+            _ => None,
+        };
         let local = match &target {
-            Target::Topic(topic) => {
-                deliver_topic(&inner.hub, inner.history.as_deref(), topic, &message)
-            }
-            Target::All => inner.hub.broadcast_local(&message),
+            Target::Topic(_) if history.is_some() => 0,
+            Target::Topic(topic) => core.deliver_topic(topic, &message),
+            Target::All => core.hub.broadcast_local(&message),
             Target::Socket(id) => {
-                if inner.hub.is_connected(id) {
-                    let queued = inner.hub.send_local(id, &message);
+                if core.hub.is_connected(id) {
+                    let queued = core.hub.send_local(id, &message);
                     return Ok(Published {
                         local: usize::from(queued),
                         remote: None,
@@ -244,9 +353,10 @@ impl Broker {
             });
         }
         let out = Outgoing {
-            origin: inner.instance,
+            origin: core.instance,
             target: &target,
             message: &message,
+            history,
         };
         let sent = inner
             .provider
@@ -269,13 +379,13 @@ impl Broker {
     /// direct sends. `max_topics` bounds its own subscriptions.
     pub fn register(&self, outbox: Arc<Outbox>, max_topics: usize) {
         let id = *outbox.id();
-        self.inner.hub.register(outbox, max_topics);
+        self.hub().register(outbox, max_topics);
         self.inner.provider.watch(&Target::Socket(id));
     }
 
     /// Subscribes a local connection. `Ok(false)`: it already was.
     pub fn subscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
-        let sub = self.inner.hub.subscribe(socket, topic)?;
+        let sub = self.hub().subscribe(socket, topic)?;
         if sub.topic_edge {
             self.inner.provider.watch(&Target::Topic(topic.clone()));
         }
@@ -287,44 +397,27 @@ impl Broker {
     /// then for a recovered resume the missed publications, before any
     /// later publication: no gap and no duplicate at the switch. On a topic
     /// without history it joins raw and replies `recovered: false`.
-    pub fn join(
+    pub async fn join(
         &self,
         socket: &SocketId,
         topic: &Topic,
         recovery: &Recovery,
     ) -> Result<Joined, SubscribeError> {
         let inner = &*self.inner;
-        let Some(history) = inner.history.as_ref().filter(|h| h.applies_to(topic)) else {
-            self.subscribe(socket, topic)?;
-            inner
-                .hub
+        let core = &*inner.core;
+        let (joined, edge) = if let Some(limits) = core.remote_limits(topic) {
+            let source = Source {
+                core,
+                provider: &*inner.provider,
+            };
+            join::join_gated(core, &source, limits, socket, topic, recovery).await?
+        } else if let Some(history) = core.local_history(topic) {
+            join::join_local(core, history, socket, topic, recovery)?
+        } else {
+            let sub = core.hub.subscribe(socket, topic)?;
+            core.hub
                 .push_to(socket, [Message::from(Joined::NoHistory.reply(topic))]);
-            return Ok(Joined::NoHistory);
-        };
-        let stream = history.stream(topic);
-        let (joined, edge) = {
-            let mut st = History::lock(&stream);
-            let sub = inner.hub.subscribe_as(socket, topic, true)?;
-            let found = history.find(&mut st, recovery);
-            let recovered = match recovery {
-                Recovery::Latest => None,
-                Recovery::Since { .. } => Some(found.replay.as_ref().map(|r| r.len() as u64)),
-            };
-            let joined = Joined::Positions {
-                epoch: found.epoch,
-                offset: found.last,
-                recovered,
-            };
-            let reply = Message::from(joined.reply(topic));
-            let replay = found
-                .replay
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(offset, m)| Message::from(positions::envelope(topic, offset, &m)));
-            inner
-                .hub
-                .push_to(socket, std::iter::once(reply).chain(replay));
-            (joined, sub.topic_edge)
+            (Joined::NoHistory, sub.topic_edge)
         };
         if edge {
             inner.provider.watch(&Target::Topic(topic.clone()));
@@ -334,17 +427,17 @@ impl Broker {
 
     /// Bytes held by the histories (`None` without history).
     pub fn history_bytes(&self) -> Option<usize> {
-        self.inner.history.as_ref().map(|h| h.bytes())
+        self.inner.core.history.as_ref().map(|h| h.bytes())
     }
 
     /// Topics that keep a history now (`None` without history).
     pub fn history_topics(&self) -> Option<usize> {
-        self.inner.history.as_ref().map(|h| h.topics())
+        self.inner.core.history.as_ref().map(|h| h.topics())
     }
 
     /// Unsubscribes a local connection. `Ok(false)`: it was not subscribed.
     pub fn unsubscribe(&self, socket: &SocketId, topic: &Topic) -> Result<bool, SubscribeError> {
-        let sub = self.inner.hub.unsubscribe(socket, topic)?;
+        let sub = self.hub().unsubscribe(socket, topic)?;
         if sub.topic_edge {
             self.inner.provider.unwatch(&Target::Topic(topic.clone()));
         }
@@ -353,7 +446,7 @@ impl Broker {
 
     /// Removes a local connection and all of its subscriptions.
     pub fn disconnect(&self, socket: &SocketId) {
-        for topic in self.inner.hub.unregister(socket) {
+        for topic in self.hub().unregister(socket) {
             self.inner.provider.unwatch(&Target::Topic(topic));
         }
         self.inner.provider.unwatch(&Target::Socket(*socket));
@@ -361,17 +454,17 @@ impl Broker {
 
     /// Whether `socket` is connected to this instance.
     pub fn is_connected(&self, socket: &SocketId) -> bool {
-        self.inner.hub.is_connected(socket)
+        self.hub().is_connected(socket)
     }
 
     /// Connections on this instance.
     pub fn connection_count(&self) -> usize {
-        self.inner.hub.connection_count()
+        self.hub().connection_count()
     }
 
     /// Subscribers of `topic` on this instance.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
-        self.inner.hub.subscriber_count(topic)
+        self.hub().subscriber_count(topic)
     }
 }
 
@@ -379,15 +472,13 @@ impl Broker {
 /// instance needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Inbound {
-    hub: Hub,
-    history: Option<Arc<History>>,
-    instance: InstanceId,
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inbound")
-            .field("instance", &self.instance)
+            .field("instance", &self.core.instance)
             .finish_non_exhaustive()
     }
 }
@@ -395,13 +486,13 @@ impl std::fmt::Debug for Inbound {
 impl Inbound {
     /// This instance's id (what its own publications carry as origin).
     pub fn instance(&self) -> InstanceId {
-        self.instance
+        self.core.instance
     }
 
     /// Whether `origin` is this instance (a publication carrying it is this
     /// instance's own echo).
     pub fn is_own(&self, origin: &InstanceId) -> bool {
-        *origin == self.instance
+        *origin == self.core.instance
     }
 
     /// Delivers a publication received from instance `origin` to this
@@ -417,39 +508,54 @@ impl Inbound {
         if self.is_own(origin) {
             return None;
         }
+        let hub = &self.core.hub;
         Some(match target {
-            Target::Topic(topic) => {
-                deliver_topic(&self.hub, self.history.as_deref(), topic, message)
-            }
-            Target::All => self.hub.broadcast_local(message),
-            Target::Socket(id) => usize::from(self.hub.send_local(id, message)),
+            Target::Topic(topic) => self.core.deliver_topic(topic, message),
+            Target::All => hub.broadcast_local(message),
+            Target::Socket(id) => usize::from(hub.send_local(id, message)),
         })
     }
 
+    /// Delivers a publication of `topic` that carries the position the
+    /// provider gave it (see [`Outgoing::history`]), from any instance,
+    /// this one included; returns how many connections it was queued to.
+    pub fn deliver_positioned(
+        &self,
+        topic: &Topic,
+        message: &Message,
+        position: &Position,
+    ) -> usize {
+        join::deliver_positioned(&self.core.hub, &self.core.gates, topic, message, position)
+    }
+
     /// Whether this instance currently needs `target`'s publications: a
-    /// topic with a local subscriber, a connection open here, or `All`.
+    /// topic with a local subscriber or a socket joining it, a connection
+    /// open here, or `All`.
     pub fn is_watched(&self, target: &Target) -> bool {
+        let hub = &self.core.hub;
         match target {
-            Target::Topic(topic) => self.hub.subscriber_count(topic) > 0,
-            Target::Socket(id) => self.hub.is_connected(id),
+            Target::Topic(topic) => {
+                hub.subscriber_count(topic) > 0 || self.core.gates.is_open(topic)
+            }
+            Target::Socket(id) => hub.is_connected(id),
             Target::All => true,
         }
     }
 
     /// Every topic with a local subscriber (what to resubscribe after a
-    /// reconnect).
+    /// reconnect; topics with joins in flight are watched again by them).
     pub fn watched_topics(&self) -> Vec<Topic> {
-        self.hub.active_topics()
+        self.core.hub.active_topics()
     }
 
     /// The instance's outbound budget, for a provider that paces its reads
     /// by it.
     pub fn budget(&self) -> &Arc<Budget> {
-        self.hub.budget()
+        self.core.hub.budget()
     }
 
     /// Completes when the outbound budget has room (at once when it has).
     pub async fn room(&self) {
-        self.hub.room().await;
+        self.core.hub.room().await;
     }
 }

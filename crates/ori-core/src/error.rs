@@ -62,4 +62,8 @@ pub enum SubscribeError {
     /// The connection is closed or unknown.
     #[error("connection is closed")]
     Closed,
+    /// The join needed the provider (its subscription or the topic's
+    /// history) and the provider failed; the socket did not join.
+    #[error("cannot join now: {0}")]
+    Unavailable(String),
 }

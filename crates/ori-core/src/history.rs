@@ -163,6 +163,13 @@ impl History {
         self.config.applies_to(topic)
     }
 
+    pub(crate) fn limits(&self) -> crate::provider::HistoryLimits {
+        crate::provider::HistoryLimits {
+            max_entries: self.config.max_entries,
+            ttl: self.config.ttl,
+        }
+    }
+
     /// Bytes held by all histories (as counted against the cap).
     pub(crate) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

@@ -34,7 +34,8 @@ pub use message::{Message, Utf8Bytes};
 pub use outbox::{Outbox, OutboxStatus, Push};
 pub use positions::{Joined, Position, Recovery};
 pub use provider::{
-    ErrorKind, InProcProvider, InstanceId, Outgoing, Provider, ProviderError, Sent, Target,
+    ErrorKind, HistoryLimits, HistoryRead, InProcProvider, InstanceId, Outgoing, Provider,
+    ProviderError, Sent, Target,
 };
 pub use socket_id::{SocketId, SocketIdError};
 pub use topic::{Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX};

@@ -67,7 +67,7 @@ impl std::fmt::Display for InstanceId {
 }
 
 /// A publication handed to a provider: already delivered to this
-/// instance's own subscribers.
+/// instance's own subscribers, unless it carries `history`.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     /// The publishing instance (to be handed back with the message by the
@@ -77,15 +77,33 @@ pub struct Outgoing<'a> {
     pub target: &'a Target,
     /// The payload, text or binary.
     pub message: &'a Message,
+    /// Set for a topic that keeps history on a provider that
+    /// [keeps it](Provider::keeps_history): the provider assigns the next
+    /// offset, appends the entry within these limits and carries the
+    /// position with the publication, in one atomic step; every instance,
+    /// this one included, delivers it when it comes back
+    /// ([`Inbound::deliver_positioned`]), so all see one order.
+    pub history: Option<HistoryLimits>,
+}
+
+/// How much history a topic keeps (from [`HistoryConfig`](crate::HistoryConfig)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Entries kept.
+    pub max_entries: usize,
+    /// Age after which entries are dropped.
+    pub ttl: std::time::Duration,
 }
 
 /// What a provider knows about a publication it carried.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Sent {
     /// How many receivers the backend counted (Redis: instances subscribed
     /// to the channel), when it counts them.
     pub receivers: Option<u64>,
+    /// The position the backend gave it (publications with history).
+    pub position: Option<crate::Position>,
 }
 
 impl Sent {
@@ -93,8 +111,29 @@ impl Sent {
     pub fn counted(receivers: u64) -> Self {
         Self {
             receivers: Some(receivers),
+            position: None,
         }
     }
+
+    /// The same, with the position the backend assigned.
+    pub fn at(mut self, position: crate::Position) -> Self {
+        self.position = Some(position);
+        self
+    }
+}
+
+/// A topic's history as a provider read it (for a join with positions or
+/// a resume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// The history's epoch (made when the topic had none).
+    pub epoch: std::sync::Arc<str>,
+    /// The latest offset (0: nothing published yet).
+    pub last: u64,
+    /// For a resume: every publication after its offset, in order, or
+    /// `None` when they are not all there (or the epoch differs). Always
+    /// `None` for a join without `since`.
+    pub replay: Option<Vec<(u64, Message)>>,
 }
 
 /// What kind of failure a [`ProviderError`] is.
@@ -257,6 +296,40 @@ pub trait Provider: Send + Sync + 'static {
     /// calls [`publish`](Self::publish)). False unless overridden.
     fn is_local(&self) -> bool {
         false
+    }
+
+    /// Whether the backend keeps the history of topics (one sequence per
+    /// topic for every instance on it). False unless overridden: the
+    /// broker then keeps history in process, per instance.
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Reads `topic`'s history for a join with positions (`since: None`) or
+    /// a resume after `since` (epoch, offset). Only called when
+    /// [`keeps_history`](Self::keeps_history) is true, after
+    /// [`watched`](Self::watched) completed for the topic.
+    fn read_history(
+        &self,
+        topic: &Topic,
+        limits: HistoryLimits,
+        since: Option<(&str, u64)>,
+    ) -> impl Future<Output = Result<HistoryRead, ProviderError>> + Send {
+        let _ = (topic, limits, since);
+        async {
+            Err(ProviderError::new(
+                ErrorKind::Config,
+                "this provider keeps no history",
+            ))
+        }
+    }
+
+    /// Completes once every later publication to `target`, from any
+    /// instance, will reach this instance (its subscription to the target
+    /// is confirmed by the backend). At once unless overridden.
+    fn watched(&self, target: &Target) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = target;
+        async { Ok(()) }
     }
 }
 

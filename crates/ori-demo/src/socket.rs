@@ -77,7 +77,7 @@ pub(crate) fn registry() -> MessageRegistry {
             match data.recovery() {
                 // Positions or a resume: the reply and any replay are
                 // queued by the join itself (PROTOCOL.md section 8).
-                Some(recovery) => ws.join(data.room.topic(), &recovery).map(|_| ()),
+                Some(recovery) => ws.join(data.room.topic(), &recovery).await.map(|_| ()),
                 None => ws.subscribe(data.room.topic()).map(|_| ()),
             }
         })

@@ -103,15 +103,15 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// raw and the reply says `recovered: false`.
     ///
     /// ```no_run
-    /// # fn f(ws: ori::Conn) -> Result<(), ori::SubscribeError> {
+    /// # async fn f(ws: ori::Conn) -> Result<(), ori::SubscribeError> {
     /// use ori::core::Recovery;
     /// let since = Recovery::Since { epoch: "e1".into(), offset: 41 };
-    /// if !ws.join("news", &since)?.recovered() {
+    /// if !ws.join("news", &since).await?.recovered() {
     ///     // the client re-fetches its state
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn join(
+    pub async fn join(
         &self,
         topic: impl IntoTopic,
         recovery: &ori_core::Recovery,
@@ -125,7 +125,10 @@ impl<D: Send + Sync + 'static> Conn<D> {
                 reason: ori_core::TopicError::Reserved,
             });
         }
-        self.inner.broker.join(&self.inner.id, &topic, recovery)
+        self.inner
+            .broker
+            .join(&self.inner.id, &topic, recovery)
+            .await
     }
 
     /// Leaves `topic`. `Ok(false)`: was not joined.
