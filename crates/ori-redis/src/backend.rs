@@ -156,6 +156,27 @@ impl Backend {
 }
 
 impl Publisher {
+    /// The command that publishes on this connection's kind of server.
+    pub(crate) fn publish_command(&self) -> &'static str {
+        match self {
+            Publisher::Single(_) => "PUBLISH",
+            #[cfg(feature = "cluster")]
+            Publisher::Cluster(_) => "SPUBLISH",
+        }
+    }
+
+    /// Runs a script (by its digest, loading it when the server lacks it).
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &mut self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        match self {
+            Publisher::Single(c) => call.invoke_async(c).await,
+            #[cfg(feature = "cluster")]
+            Publisher::Cluster(c) => call.invoke_async(c).await,
+        }
+    }
+
     /// `PUBLISH` (or `SPUBLISH`); the number of receiving connections.
     pub(crate) async fn publish(&mut self, channel: &str, payload: &[u8]) -> RedisResult<usize> {
         match self {

@@ -10,6 +10,17 @@
 //! 20+n    rest  payload: UTF-8 text, or bytes kept exactly as published
 //! ```
 //!
+//! With flag bit 1 (positioned: a publication of a topic whose history
+//! Redis keeps), the topic is followed by its position, written by the
+//! publishing script in the same atomic step that assigned it:
+//!
+//! ```text
+//! 20+n    1     epoch length e (1..=64)
+//! 21+n    e     epoch (ASCII)
+//! 21+n+e  8     offset, big endian (at least 1)
+//! 29+n+e  rest  payload
+//! ```
+//!
 //! Anything else (short, unknown version or flags, a bad topic, text that is
 //! not UTF-8) is malformed and dropped by the receiver.
 
@@ -20,6 +31,9 @@ use ori_core::{Message, Topic, Utf8Bytes};
 pub const VERSION: u8 = 1;
 /// Flag: the payload is binary.
 pub const FLAG_BINARY: u8 = 0b0000_0001;
+/// Flag: a position (epoch and offset) follows the topic.
+pub const FLAG_POSITIONED: u8 = 0b0000_0010;
+const MAX_EPOCH_LEN: usize = 64;
 /// Bytes before the topic.
 pub const HEADER_LEN: usize = 20;
 const MAX_TOPIC_LEN: usize = 256;
@@ -30,16 +44,43 @@ pub type InstanceId = [u8; 16];
 /// Encodes one envelope. `topic` is a valid [`Topic`] name (or
 /// `__broadcast__` / `__socket__:<id>`), at most 256 bytes.
 pub fn encode(origin: &InstanceId, topic: impl AsRef<str>, message: &Message) -> Vec<u8> {
-    let topic = topic.as_ref().as_bytes();
-    let payload = message.as_bytes();
-    let mut out = Vec::with_capacity(HEADER_LEN + topic.len() + payload.len());
+    let mut out = head(origin, topic.as_ref(), message, false);
+    out.extend_from_slice(message.as_bytes());
+    out
+}
+
+/// The bytes of a positioned envelope before its position: what the
+/// publishing script completes with the epoch, the offset and the payload.
+pub fn head(origin: &InstanceId, topic: &str, message: &Message, positioned: bool) -> Vec<u8> {
+    let topic = topic.as_bytes();
+    let mut out = Vec::with_capacity(HEADER_LEN + topic.len() + 73 + message.as_bytes().len());
     out.push(VERSION);
-    out.push(if message.is_text() { 0 } else { FLAG_BINARY });
+    let mut flags = if message.is_text() { 0 } else { FLAG_BINARY };
+    if positioned {
+        flags |= FLAG_POSITIONED;
+    }
+    out.push(flags);
     out.extend_from_slice(origin);
     // Topics are at most 256 bytes (validated by `Topic`), so this fits.
     out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
     out.extend_from_slice(topic);
-    out.extend_from_slice(payload);
+    out
+}
+
+/// Encodes a positioned envelope (as the publishing script does).
+pub fn encode_positioned(
+    origin: &InstanceId,
+    topic: &str,
+    epoch: &str,
+    offset: u64,
+    message: &Message,
+) -> Vec<u8> {
+    let mut out = head(origin, topic, message, true);
+    // Epochs are at most 64 bytes (checked by the decoder), so this fits.
+    out.push(epoch.len() as u8);
+    out.extend_from_slice(epoch.as_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(message.as_bytes());
     out
 }
 
@@ -53,6 +94,8 @@ pub struct Envelope {
     pub topic: Topic,
     /// The message, text or binary.
     pub message: Message,
+    /// Its position (epoch, offset), for a topic whose history Redis keeps.
+    pub position: Option<(String, u64)>,
 }
 
 /// Why an envelope was rejected.
@@ -73,6 +116,10 @@ pub enum Malformed {
     /// A text payload that is not UTF-8.
     #[error("text payload is not valid UTF-8")]
     Utf8,
+    /// A position that is not an epoch of 1 to 64 ASCII characters and an
+    /// offset of at least 1.
+    #[error("malformed position")]
+    Position,
     /// A message on the pressure channel that is not an announcement.
     #[error("malformed backpressure announcement")]
     Announcement,
@@ -98,7 +145,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
         return Err(Malformed::Version(bytes[0]));
     }
     let flags = bytes[1];
-    if flags & !FLAG_BINARY != 0 {
+    if flags & !(FLAG_BINARY | FLAG_POSITIONED) != 0 {
         return Err(Malformed::Flags(flags));
     }
     let mut origin = [0u8; 16];
@@ -114,7 +161,35 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
         .ok()
         .and_then(|t| Topic::new(t).ok())
         .ok_or_else(|| Malformed::Topic(String::from_utf8_lossy(topic).into_owned()))?;
-    let payload = Bytes::copy_from_slice(&bytes[HEADER_LEN + topic_len..]);
+    let mut at = HEADER_LEN + topic_len;
+    let position = if flags & FLAG_POSITIONED != 0 {
+        let Some(&epoch_len) = bytes.get(at) else {
+            return Err(Malformed::Truncated(bytes.len()));
+        };
+        let epoch_len = usize::from(epoch_len);
+        if epoch_len == 0 || epoch_len > MAX_EPOCH_LEN {
+            return Err(Malformed::Position);
+        }
+        let Some(epoch) = bytes.get(at + 1..at + 1 + epoch_len) else {
+            return Err(Malformed::Truncated(bytes.len()));
+        };
+        if !epoch.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(Malformed::Position);
+        }
+        let Some(offset) = bytes.get(at + 1 + epoch_len..at + 9 + epoch_len) else {
+            return Err(Malformed::Truncated(bytes.len()));
+        };
+        let offset = u64::from_be_bytes(offset.try_into().map_err(|_| Malformed::Position)?);
+        if offset == 0 || topic.is_reserved() {
+            return Err(Malformed::Position);
+        }
+        at += 9 + epoch_len;
+        // ASCII, checked above.
+        Some((String::from_utf8_lossy(epoch).into_owned(), offset))
+    } else {
+        None
+    };
+    let payload = Bytes::copy_from_slice(&bytes[at..]);
     let message = if flags & FLAG_BINARY != 0 {
         Message::Binary(payload)
     } else {
@@ -124,6 +199,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
         origin,
         topic,
         message,
+        position,
     })
 }
 
@@ -134,7 +210,15 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, Malformed> {
 #[doc(hidden)]
 pub fn fuzz_decode(bytes: &[u8]) {
     match decode(bytes) {
-        Ok(e) => assert_eq!(encode(&e.origin, &e.topic, &e.message), bytes),
+        Ok(e) => {
+            let again = match &e.position {
+                None => encode(&e.origin, &e.topic, &e.message),
+                Some((epoch, offset)) => {
+                    encode_positioned(&e.origin, e.topic.as_str(), epoch, *offset, &e.message)
+                }
+            };
+            assert_eq!(again, bytes);
+        }
         Err(Malformed::Truncated(n)) => assert_eq!(n, bytes.len()),
         Err(_) => {}
     }
@@ -168,6 +252,31 @@ mod tests {
         let e = encode(&ME, topic("a"), &Message::from(vec![0xff, 0x00]));
         assert_eq!(e[1], FLAG_BINARY);
         assert_eq!(&e[e.len() - 2..], &[0xff, 0x00]);
+    }
+
+    #[test]
+    fn positioned_envelopes_carry_epoch_and_offset() {
+        for message in [Message::from("hi"), Message::from(vec![1u8, 2])] {
+            let bytes = encode_positioned(&ME, "room", "e-1", 42, &message);
+            let d = decode(&bytes).unwrap();
+            assert_eq!(d.position, Some(("e-1".to_owned(), 42)));
+            assert_eq!(d.message, message);
+            fuzz_decode(&bytes);
+        }
+        let good = encode_positioned(&ME, "room", "e", 1, &"x".into());
+        for cut in 25..good.len() - 1 {
+            assert!(
+                matches!(decode(&good[..cut]), Err(Malformed::Truncated(_))),
+                "cut at {cut}"
+            );
+        }
+        let zero = encode_positioned(&ME, "room", "e", 0, &"x".into());
+        assert_eq!(decode(&zero), Err(Malformed::Position));
+        let mut no_epoch = good.clone();
+        no_epoch[24] = 0;
+        assert_eq!(decode(&no_epoch), Err(Malformed::Position));
+        let broadcast = encode_positioned(&ME, "__broadcast__", "e", 1, &"x".into());
+        assert_eq!(decode(&broadcast), Err(Malformed::Position));
     }
 
     #[test]

@@ -117,6 +117,7 @@ mod backend;
 mod channels;
 mod config;
 pub mod envelope;
+mod history;
 mod paced;
 mod pressure;
 mod task;
@@ -129,7 +130,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ori_core::{
-    ErrorKind, Inbound, Message, Outgoing, Provider, ProviderError, Sent, SocketId, Target, Topic,
+    ErrorKind, HistoryLimits, HistoryRead, Inbound, Message, Outgoing, Provider, ProviderError,
+    Sent, SocketId, Target, Topic,
 };
 use tokio::sync::{watch, Notify};
 
@@ -241,6 +243,11 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) pressure: pressure::Pressure,
     running: tokio::sync::Mutex<Option<Running>>,
+    scripts: history::Scripts,
+    /// Topic channels the subscriber connection holds, confirmed by Redis.
+    pub(crate) confirmed: Mutex<HashSet<Topic>>,
+    /// Wakes joins waiting for a confirmation.
+    pub(crate) confirmed_changed: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -372,6 +379,9 @@ impl RedisProvider {
                 counters: Counters::default(),
                 pressure: pressure::Pressure::default(),
                 running: tokio::sync::Mutex::new(None),
+                scripts: history::Scripts::default(),
+                confirmed: Mutex::new(HashSet::new()),
+                confirmed_changed: Notify::new(),
                 config,
             }),
         }
@@ -513,6 +523,9 @@ impl RedisProvider {
     async fn publish_inner(&self, out: Outgoing<'_>) -> Result<Sent, ProviderError> {
         let shared = &self.shared;
         shared.wait_for_others().await?;
+        if let (Some(limits), Target::Topic(topic)) = (out.history, out.target) {
+            return self.publish_with_history(&out, topic, limits).await;
+        }
         let channel = match out.target {
             Target::Topic(topic) => shared.channels.topic(topic),
             Target::Socket(id) => shared.channels.socket(id),
@@ -527,6 +540,100 @@ impl RedisProvider {
             )
             .await?;
         Ok(Sent::counted(receivers as u64))
+    }
+}
+
+impl RedisProvider {
+    fn publisher_or_err(&self) -> Result<Publisher, Error> {
+        self.shared.publisher().ok_or_else(|| Error::Unavailable {
+            reason: lock(&self.shared.last_error).clone(),
+        })
+    }
+
+    /// Runs a history script on the publisher within the publish timeout.
+    async fn within<T>(
+        &self,
+        script: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let timeout = self.shared.config.publish_timeout;
+        match tokio::time::timeout(timeout, script).await {
+            Ok(Err(Error::Redis(e))) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    self.shared.publisher_suspect.notify_one();
+                }
+                Err(Error::Redis(e))
+            }
+            Ok(other) => other,
+            Err(_) => {
+                self.shared.publisher_suspect.notify_one();
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn publish_with_history(
+        &self,
+        out: &Outgoing<'_>,
+        topic: &Topic,
+        limits: HistoryLimits,
+    ) -> Result<Sent, ProviderError> {
+        let shared = &self.shared;
+        let mut conn = self.publisher_or_err()?;
+        let channel = shared.channels.topic(topic);
+        let origin = *out.origin.as_bytes();
+        let (receivers, position) = self
+            .within(history::publish(
+                &shared.scripts,
+                &mut conn,
+                &channel,
+                &origin,
+                topic,
+                out.message,
+                limits,
+            ))
+            .await?;
+        shared.counters.published.fetch_add(1, Ordering::Relaxed);
+        Ok(Sent::counted(receivers).at(position))
+    }
+
+    async fn read_history_inner(
+        &self,
+        topic: &Topic,
+        limits: HistoryLimits,
+        since: Option<(&str, u64)>,
+    ) -> Result<HistoryRead, ProviderError> {
+        let mut conn = self.publisher_or_err()?;
+        let channel = self.shared.channels.topic(topic);
+        Ok(self
+            .within(history::read(
+                &self.shared.scripts,
+                &mut conn,
+                &channel,
+                limits,
+                since,
+            ))
+            .await?)
+    }
+
+    /// Waits until the subscriber connection holds `topic`'s channel.
+    async fn watched_inner(&self, target: &Target) -> Result<(), ProviderError> {
+        let Target::Topic(topic) = target else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        let timeout = shared.config.publish_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = shared.confirmed_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if lock(&shared.confirmed).contains(topic) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(ProviderError::from(Error::Timeout(timeout)));
+            }
+        }
     }
 }
 
@@ -559,5 +666,22 @@ impl Provider for RedisProvider {
 
     fn unwatch(&self, target: &Target) {
         self.shared.mark(target);
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn read_history(
+        &self,
+        topic: &Topic,
+        limits: HistoryLimits,
+        since: Option<(&str, u64)>,
+    ) -> Result<HistoryRead, ProviderError> {
+        self.read_history_inner(topic, limits, since).await
+    }
+
+    async fn watched(&self, target: &Target) -> Result<(), ProviderError> {
+        self.watched_inner(target).await
     }
 }

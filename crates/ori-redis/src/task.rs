@@ -188,6 +188,7 @@ pub(crate) async fn run(
             let mut dirty = lock(&shared.dirty);
             dirty.topics.extend(upstream.topics.drain());
             dirty.topics.extend(inbound.watched_topics());
+            lock(&shared.confirmed).clear();
             dirty.sockets.extend(upstream.sockets.drain());
         }
         shared
@@ -228,6 +229,7 @@ pub(crate) async fn run(
         shared.set_publisher(None);
         shared.counters.connected.store(false, Ordering::Release);
         shared.counters.channels.store(0, Ordering::Relaxed);
+        lock(&shared.confirmed).clear();
         // The subscriber is gone, and with it any wait for room: this
         // instance is no longer holding anyone back.
         shared.pressure.set_local(false);
@@ -456,6 +458,14 @@ async fn reconcile(
             dirty.sockets.extend(sockets);
             return Err(reason);
         }
+        {
+            let mut confirmed = lock(&shared.confirmed);
+            confirmed.extend(add_topics.iter().cloned());
+            for t in &drop_topics {
+                confirmed.remove(t);
+            }
+        }
+        shared.confirmed_changed.notify_waiters();
         upstream.topics.extend(add_topics);
         upstream.sockets.extend(add_sockets);
         for t in &drop_topics {
@@ -518,6 +528,17 @@ fn deliver(
     }
     match decode_for(shared, channel, payload) {
         Ok((target, env)) => {
+            if let Some((epoch, offset)) = env.position {
+                // Positioned: delivered here as everywhere, own echo included
+                // (it was not delivered when published).
+                let position = ori_core::Position {
+                    epoch: epoch.into(),
+                    offset,
+                };
+                inbound.deliver_positioned(&env.topic, &env.message, &position);
+                shared.counters.received.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let origin = InstanceId::from_bytes(env.origin);
             if inbound.deliver(&origin, &target, &env.message).is_some() {
                 shared.counters.received.fetch_add(1, Ordering::Relaxed);

@@ -3,6 +3,8 @@
 //! a subset of it.
 #![allow(dead_code)]
 
+pub mod positions;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
