@@ -58,12 +58,58 @@ export interface ReconnectAttemptData {
     /** Milliseconds until the attempt. */
     delay: number;
 }
+/** Data of the `RoomJoined` event: the server's `room.joined` reply. */
+export interface RoomJoinedData {
+    room: string;
+    /** The history's epoch (absent when the room keeps no history). */
+    epoch?: string;
+    /** The latest offset of the room when it was joined. */
+    offset?: number;
+    /**
+     * For a resume: whether every publication missed meanwhile was replayed
+     * (`missed` of them). `false`: something may be lost, re-fetch the state.
+     * `null` for a first join with positions.
+     */
+    recovered: boolean | null;
+    missed?: number;
+}
+/** Data of the `Recovered` event. */
+export interface RecoveredData {
+    /** True when this is not the first connection of this client. */
+    reconnected: boolean;
+    /** Per room joined with positions: whether it was recovered. */
+    rooms: Record<string, boolean>;
+    /** True when every room was recovered (nothing missed anywhere). */
+    all: boolean;
+}
+/** Data of the `RoomMessage` event: a publication with its position. */
+export interface RoomMessageData {
+    room: string;
+    offset: number;
+    /** The payload: the published JSON value or text (binary: `binary`). */
+    data?: unknown;
+    /** A binary payload. */
+    binary?: Uint8Array;
+}
 /** Local event: the socket opened (rooms re-joined, buffer flushed). */
 export declare const Connected: MessageDefinition<ConnectedData>;
 /** Local event: an open connection closed. */
 export declare const Disconnected: MessageDefinition<DisconnectedData>;
 /** Local event: a reconnect is scheduled. */
 export declare const ReconnectAttempt: MessageDefinition<ReconnectAttemptData>;
+/**
+ * Local event, once per connection after every room joined with positions
+ * answered: which of them were recovered. A room that was not must have
+ * its state re-fetched by the application.
+ */
+export declare const Recovered: MessageDefinition<RecoveredData>;
+/** The server's reply to a join with positions or a resume (per room). */
+export declare const RoomJoined: MessageDefinition<RoomJoinedData>;
+/**
+ * A publication of a room joined with positions (its payload is also
+ * dispatched as if it had arrived on its own).
+ */
+export declare const RoomMessage: MessageDefinition<RoomMessageData>;
 /** `{"type":"room.join","room":...}` (sent flat). */
 export declare const JoinRoom: MessageDefinition<{
     room: string;
@@ -111,6 +157,8 @@ export interface OnlineEvents {
 }
 /** Options of {@link SocketClient}. */
 export interface SocketClientOptions {
+    /** Join rooms with positions and resume them after reconnects (default false; see {@link JoinOptions}). */
+    recover?: boolean;
     /** Subprotocols passed to the WebSocket constructor. */
     protocols?: string | string[];
     /** Reconnect after an unexpected close (default true). */
@@ -168,6 +216,16 @@ export declare class RequestError extends Error {
  * `[0, min(maxDelay, initialDelay * 2^attempt)]`, `attempt` counting from 0.
  */
 export declare function backoffDelay(attempt: number, initialDelay: number, maxDelay: number, random?: () => number): number;
+/** Options of {@link SocketClient.joinRoom}. */
+export interface JoinOptions {
+    /**
+     * Join with positions (PROTOCOL.md section 8): the client tracks the
+     * room's offset and resumes with `since` after every reconnect, so
+     * publications missed meanwhile are replayed ({@link Recovered},
+     * {@link RoomJoined}). Default: the client's `recover` option.
+     */
+    recover?: boolean;
+}
 /** A WebSocket connection to an Ori server with rooms, typed messages, reconnect and requests. */
 export declare class SocketClient {
     private readonly url;
@@ -185,7 +243,12 @@ export declare class SocketClient {
     private paused;
     private everConnected;
     private attempt;
+    /** Rooms joined, and for those with positions the latest position seen. */
     private readonly roomSet;
+    /** Rooms with positions whose `room.joined` this connection still awaits. */
+    private awaiting;
+    private recoveredNow;
+    private reconnectedNow;
     private buffer;
     private readonly handlers;
     private readonly rawHandlers;
@@ -205,6 +268,14 @@ export declare class SocketClient {
     get isConnected(): boolean;
     /** The rooms this client is in (re-joined after every reconnect). */
     get rooms(): string[];
+    /**
+     * The latest position seen in a room joined with positions (what the
+     * next resume sends as `since`), or `undefined`.
+     */
+    position(room: string): {
+        epoch: string;
+        offset: number;
+    } | undefined;
     /** Messages waiting for a connection. */
     get bufferedCount(): number;
     /** Opens the connection (no-op while connecting or connected). */
@@ -234,8 +305,18 @@ export declare class SocketClient {
     send(obj: unknown): void;
     /** Sends a text frame as is (buffered while disconnected). */
     sendRaw(text: string): void;
-    /** Joins a room now (or on the next connect), and again after every reconnect. */
-    joinRoom(room: string): void;
+    /**
+     * Joins a room now (or on the next connect), and again after every
+     * reconnect; with `recover`, resuming where the last connection left off.
+     */
+    joinRoom(room: string, options?: JoinOptions): void;
+    /**
+     * Drops the connection as a network failure would (close 4001 from the
+     * client side), then reconnects as after any drop, resuming the rooms
+     * joined with positions. For trying recovery out.
+     */
+    drop(): void;
+    private joinMessage;
     /** Leaves a room. */
     leaveRoom(room: string): void;
     /**
@@ -258,6 +339,10 @@ export declare class SocketClient {
     private handleOpen;
     private schedulePing;
     private handleMessage;
+    /** Dispatches a parsed message to the typed handlers. */
+    private dispatchValue;
+    private handleJoined;
+    private handleRoomMessage;
     private handleClose;
     private afterClose;
     private scheduleReconnect;

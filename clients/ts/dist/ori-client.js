@@ -8,6 +8,9 @@ var ClientMessage = {
 var Connected = ClientMessage.define("__ori:connected");
 var Disconnected = ClientMessage.define("__ori:disconnected");
 var ReconnectAttempt = ClientMessage.define("__ori:reconnect_attempt");
+var Recovered = ClientMessage.define("__ori:recovered");
+var RoomJoined = ClientMessage.define("room.joined");
+var RoomMessage = ClientMessage.define("room.message");
 var JoinRoom = ClientMessage.define("room.join");
 var LeaveRoom = ClientMessage.define("room.leave");
 var Heartbeat = ClientMessage.define("heartbeat");
@@ -32,6 +35,12 @@ function defaultCorrelationId() {
   if (c && typeof c.randomUUID === "function") return c.randomUUID();
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
+function decodeBase64(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
 var SocketClient = class {
   constructor(url, options = {}) {
     this.ws = null;
@@ -41,7 +50,12 @@ var SocketClient = class {
     this.paused = false;
     this.everConnected = false;
     this.attempt = 0;
-    this.roomSet = /* @__PURE__ */ new Set();
+    /** Rooms joined, and for those with positions the latest position seen. */
+    this.roomSet = /* @__PURE__ */ new Map();
+    /** Rooms with positions whose `room.joined` this connection still awaits. */
+    this.awaiting = /* @__PURE__ */ new Set();
+    this.recoveredNow = {};
+    this.reconnectedNow = false;
     this.buffer = [];
     this.handlers = /* @__PURE__ */ new Map();
     this.rawHandlers = /* @__PURE__ */ new Set();
@@ -64,7 +78,8 @@ var SocketClient = class {
       heartbeatInterval: options.heartbeatInterval ?? 25e3,
       heartbeatTimeout: options.heartbeatTimeout ?? 1e4,
       bufferSize: options.bufferSize ?? 100,
-      requestTimeout: options.requestTimeout ?? 1e4
+      requestTimeout: options.requestTimeout ?? 1e4,
+      recover: options.recover ?? false
     };
     this.WS = options.WebSocket ?? globalThis.WebSocket;
     this.protocols = options.protocols;
@@ -88,7 +103,15 @@ var SocketClient = class {
   }
   /** The rooms this client is in (re-joined after every reconnect). */
   get rooms() {
-    return [...this.roomSet];
+    return [...this.roomSet.keys()];
+  }
+  /**
+   * The latest position seen in a room joined with positions (what the
+   * next resume sends as `since`), or `undefined`.
+   */
+  position(room) {
+    const r = this.roomSet.get(room);
+    return r?.epoch !== void 0 && r.offset !== void 0 ? { epoch: r.epoch, offset: r.offset } : void 0;
   }
   /** Messages waiting for a connection. */
   get bufferedCount() {
@@ -197,11 +220,33 @@ var SocketClient = class {
   sendRaw(text) {
     this.sendOrBuffer({ text });
   }
-  /** Joins a room now (or on the next connect), and again after every reconnect. */
-  joinRoom(room) {
+  /**
+   * Joins a room now (or on the next connect), and again after every
+   * reconnect; with `recover`, resuming where the last connection left off.
+   */
+  joinRoom(room, options = {}) {
     if (this.roomSet.has(room)) return;
-    this.roomSet.add(room);
-    if (this.isOpen()) this.ws.send(JSON.stringify({ type: JoinRoom.name, room }));
+    this.roomSet.set(room, { positions: options.recover ?? this.opts.recover });
+    if (this.isOpen()) this.ws.send(this.joinMessage(room));
+  }
+  /**
+   * Drops the connection as a network failure would (close 4001 from the
+   * client side), then reconnects as after any drop, resuming the rooms
+   * joined with positions. For trying recovery out.
+   */
+  drop() {
+    const ws = this.ws;
+    if (!ws || !this.isOpen()) return;
+    this.abort(ws, 4001, "Dropped by the application");
+  }
+  joinMessage(room) {
+    const r = this.roomSet.get(room);
+    if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
+    if (this.isOpen()) this.awaiting.add(room);
+    if (r.epoch !== void 0 && r.offset !== void 0) {
+      return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
+    }
+    return JSON.stringify({ type: JoinRoom.name, room, recover: true });
   }
   /** Leaves a room. */
   leaveRoom(room) {
@@ -345,7 +390,10 @@ var SocketClient = class {
     this.attempt = 0;
     this.setState("connected");
     if (this.ws !== ws || !this.isOpen()) return;
-    for (const room of this.roomSet) ws.send(JSON.stringify({ type: JoinRoom.name, room }));
+    this.awaiting = /* @__PURE__ */ new Set();
+    this.recoveredNow = {};
+    this.reconnectedNow = reconnected;
+    for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
     const queued = this.buffer;
     this.buffer = [];
     for (const item of queued) {
@@ -409,6 +457,18 @@ var SocketClient = class {
         return;
       }
     }
+    if (m.type === RoomJoined.name && typeof m.room === "string") {
+      this.handleJoined(m);
+      return;
+    }
+    if (m.type === RoomMessage.name && typeof m.room === "string" && typeof m.offset === "number") {
+      this.handleRoomMessage(m);
+      return;
+    }
+    this.dispatchValue(m);
+  }
+  /** Dispatches a parsed message to the typed handlers. */
+  dispatchValue(m) {
     if (typeof m.name === "string" && "data" in m) {
       this.dispatch(m.name, m.data, m);
     } else if (typeof m.type === "string") {
@@ -416,6 +476,59 @@ var SocketClient = class {
         this.error(new Error(m.message));
       }
       this.dispatch(m.type, m, m);
+    }
+  }
+  handleJoined(m) {
+    const room = m.room;
+    const r = this.roomSet.get(room);
+    const recovered = typeof m.recovered === "boolean" ? m.recovered : null;
+    if (r) {
+      if (typeof m.epoch === "string" && typeof m.offset === "number") {
+        if (recovered !== true) r.offset = m.offset;
+        r.epoch = m.epoch;
+      } else {
+        r.epoch = void 0;
+        r.offset = void 0;
+      }
+    }
+    const data = { room, recovered };
+    if (typeof m.epoch === "string") data.epoch = m.epoch;
+    if (typeof m.offset === "number") data.offset = m.offset;
+    if (typeof m.missed === "number") data.missed = m.missed;
+    this.dispatch(RoomJoined.name, data, m);
+    if (!this.awaiting.delete(room)) return;
+    this.recoveredNow[room] = recovered !== false;
+    if (this.awaiting.size === 0) {
+      const rooms = this.recoveredNow;
+      this.recoveredNow = {};
+      const all = Object.values(rooms).every(Boolean);
+      this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
+    }
+  }
+  handleRoomMessage(m) {
+    const room = m.room;
+    const offset = m.offset;
+    const r = this.roomSet.get(room);
+    if (r && r.offset !== void 0 && offset <= r.offset) return;
+    if (r) r.offset = offset;
+    const data = { room, offset };
+    if (typeof m.binary === "string") data.binary = decodeBase64(m.binary);
+    else data.data = m.data;
+    this.dispatch(RoomMessage.name, data, m);
+    if (data.binary !== void 0) {
+      for (const h of [...this.rawHandlers]) h(data.binary);
+      return;
+    }
+    const inner = m.data;
+    for (const h of [...this.rawHandlers]) {
+      try {
+        h(inner);
+      } catch (e) {
+        this.error(e);
+      }
+    }
+    if (inner !== null && typeof inner === "object" && !Array.isArray(inner)) {
+      this.dispatchValue(inner);
     }
   }
   handleClose(ws, code, reason, wasClean) {
@@ -491,7 +604,10 @@ export {
   JoinRoom,
   LeaveRoom,
   ReconnectAttempt,
+  Recovered,
   RequestError,
+  RoomJoined,
+  RoomMessage,
   ServerError,
   SocketClient,
   backoffDelay

@@ -68,12 +68,61 @@ export interface ReconnectAttemptData {
   delay: number;
 }
 
+/** Data of the `RoomJoined` event: the server's `room.joined` reply. */
+export interface RoomJoinedData {
+  room: string;
+  /** The history's epoch (absent when the room keeps no history). */
+  epoch?: string;
+  /** The latest offset of the room when it was joined. */
+  offset?: number;
+  /**
+   * For a resume: whether every publication missed meanwhile was replayed
+   * (`missed` of them). `false`: something may be lost, re-fetch the state.
+   * `null` for a first join with positions.
+   */
+  recovered: boolean | null;
+  missed?: number;
+}
+
+/** Data of the `Recovered` event. */
+export interface RecoveredData {
+  /** True when this is not the first connection of this client. */
+  reconnected: boolean;
+  /** Per room joined with positions: whether it was recovered. */
+  rooms: Record<string, boolean>;
+  /** True when every room was recovered (nothing missed anywhere). */
+  all: boolean;
+}
+
+/** Data of the `RoomMessage` event: a publication with its position. */
+export interface RoomMessageData {
+  room: string;
+  offset: number;
+  /** The payload: the published JSON value or text (binary: `binary`). */
+  data?: unknown;
+  /** A binary payload. */
+  binary?: Uint8Array;
+}
+
 /** Local event: the socket opened (rooms re-joined, buffer flushed). */
 export const Connected = ClientMessage.define<ConnectedData>('__ori:connected');
 /** Local event: an open connection closed. */
 export const Disconnected = ClientMessage.define<DisconnectedData>('__ori:disconnected');
 /** Local event: a reconnect is scheduled. */
 export const ReconnectAttempt = ClientMessage.define<ReconnectAttemptData>('__ori:reconnect_attempt');
+/**
+ * Local event, once per connection after every room joined with positions
+ * answered: which of them were recovered. A room that was not must have
+ * its state re-fetched by the application.
+ */
+export const Recovered = ClientMessage.define<RecoveredData>('__ori:recovered');
+/** The server's reply to a join with positions or a resume (per room). */
+export const RoomJoined = ClientMessage.define<RoomJoinedData>('room.joined');
+/**
+ * A publication of a room joined with positions (its payload is also
+ * dispatched as if it had arrived on its own).
+ */
+export const RoomMessage = ClientMessage.define<RoomMessageData>('room.message');
 /** `{"type":"room.join","room":...}` (sent flat). */
 export const JoinRoom = ClientMessage.define<{ room: string }>('room.join');
 /** `{"type":"room.leave","room":...}` (sent flat). */
@@ -111,6 +160,8 @@ export interface OnlineEvents {
 
 /** Options of {@link SocketClient}. */
 export interface SocketClientOptions {
+  /** Join rooms with positions and resume them after reconnects (default false; see {@link JoinOptions}). */
+  recover?: boolean;
   /** Subprotocols passed to the WebSocket constructor. */
   protocols?: string | string[];
   /** Reconnect after an unexpected close (default true). */
@@ -205,6 +256,30 @@ function defaultCorrelationId(): string {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
 
+interface RoomPosition {
+  positions: boolean;
+  epoch?: string;
+  offset?: number;
+}
+
+/** Options of {@link SocketClient.joinRoom}. */
+export interface JoinOptions {
+  /**
+   * Join with positions (PROTOCOL.md section 8): the client tracks the
+   * room's offset and resumes with `since` after every reconnect, so
+   * publications missed meanwhile are replayed ({@link Recovered},
+   * {@link RoomJoined}). Default: the client's `recover` option.
+   */
+  recover?: boolean;
+}
+
+function decodeBase64(b64: string): Uint8Array {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
 /** A WebSocket connection to an Ori server with rooms, typed messages, reconnect and requests. */
 export class SocketClient {
   private readonly url: string;
@@ -220,6 +295,7 @@ export class SocketClient {
       | 'heartbeatTimeout'
       | 'bufferSize'
       | 'requestTimeout'
+      | 'recover'
     >
   >;
   private readonly WS: WebSocketConstructor | undefined;
@@ -236,7 +312,12 @@ export class SocketClient {
   private paused = false;
   private everConnected = false;
   private attempt = 0;
-  private readonly roomSet = new Set<string>();
+  /** Rooms joined, and for those with positions the latest position seen. */
+  private readonly roomSet = new Map<string, RoomPosition>();
+  /** Rooms with positions whose `room.joined` this connection still awaits. */
+  private awaiting = new Set<string>();
+  private recoveredNow: Record<string, boolean> = {};
+  private reconnectedNow = false;
   private buffer: Buffered[] = [];
   private readonly handlers = new Map<string, Set<Handler>>();
   private readonly rawHandlers = new Set<(data: unknown) => void>();
@@ -262,6 +343,7 @@ export class SocketClient {
       heartbeatTimeout: options.heartbeatTimeout ?? 10000,
       bufferSize: options.bufferSize ?? 100,
       requestTimeout: options.requestTimeout ?? 10000,
+      recover: options.recover ?? false,
     };
     this.WS =
       options.WebSocket ??
@@ -295,7 +377,16 @@ export class SocketClient {
 
   /** The rooms this client is in (re-joined after every reconnect). */
   get rooms(): string[] {
-    return [...this.roomSet];
+    return [...this.roomSet.keys()];
+  }
+
+  /**
+   * The latest position seen in a room joined with positions (what the
+   * next resume sends as `since`), or `undefined`.
+   */
+  position(room: string): { epoch: string; offset: number } | undefined {
+    const r = this.roomSet.get(room);
+    return r?.epoch !== undefined && r.offset !== undefined ? { epoch: r.epoch, offset: r.offset } : undefined;
   }
 
   /** Messages waiting for a connection. */
@@ -417,12 +508,36 @@ export class SocketClient {
     this.sendOrBuffer({ text });
   }
 
-  /** Joins a room now (or on the next connect), and again after every reconnect. */
-  joinRoom(room: string): void {
+  /**
+   * Joins a room now (or on the next connect), and again after every
+   * reconnect; with `recover`, resuming where the last connection left off.
+   */
+  joinRoom(room: string, options: JoinOptions = {}): void {
     if (this.roomSet.has(room)) return;
-    this.roomSet.add(room);
+    this.roomSet.set(room, { positions: options.recover ?? this.opts.recover });
     // While disconnected, the join goes out with the re-joins on connect.
-    if (this.isOpen()) this.ws!.send(JSON.stringify({ type: JoinRoom.name, room }));
+    if (this.isOpen()) this.ws!.send(this.joinMessage(room));
+  }
+
+  /**
+   * Drops the connection as a network failure would (close 4001 from the
+   * client side), then reconnects as after any drop, resuming the rooms
+   * joined with positions. For trying recovery out.
+   */
+  drop(): void {
+    const ws = this.ws;
+    if (!ws || !this.isOpen()) return;
+    this.abort(ws, 4001, 'Dropped by the application');
+  }
+
+  private joinMessage(room: string): string {
+    const r = this.roomSet.get(room);
+    if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
+    if (this.isOpen()) this.awaiting.add(room);
+    if (r.epoch !== undefined && r.offset !== undefined) {
+      return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
+    }
+    return JSON.stringify({ type: JoinRoom.name, room, recover: true });
   }
 
   /** Leaves a room. */
@@ -586,7 +701,10 @@ export class SocketClient {
     this.attempt = 0;
     this.setState('connected');
     if (this.ws !== ws || !this.isOpen()) return;
-    for (const room of this.roomSet) ws.send(JSON.stringify({ type: JoinRoom.name, room }));
+    this.awaiting = new Set();
+    this.recoveredNow = {};
+    this.reconnectedNow = reconnected;
+    for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
     const queued = this.buffer;
     this.buffer = [];
     for (const item of queued) {
@@ -653,6 +771,19 @@ export class SocketClient {
         return;
       }
     }
+    if (m.type === RoomJoined.name && typeof m.room === 'string') {
+      this.handleJoined(m);
+      return;
+    }
+    if (m.type === RoomMessage.name && typeof m.room === 'string' && typeof m.offset === 'number') {
+      this.handleRoomMessage(m);
+      return;
+    }
+    this.dispatchValue(m);
+  }
+
+  /** Dispatches a parsed message to the typed handlers. */
+  private dispatchValue(m: Record<string, unknown>): void {
     if (typeof m.name === 'string' && 'data' in m) {
       this.dispatch(m.name, m.data, m);
     } else if (typeof m.type === 'string') {
@@ -660,6 +791,66 @@ export class SocketClient {
         this.error(new Error(m.message));
       }
       this.dispatch(m.type, m, m);
+    }
+  }
+
+  private handleJoined(m: Record<string, unknown>): void {
+    const room = m.room as string;
+    const r = this.roomSet.get(room);
+    const recovered = typeof m.recovered === 'boolean' ? m.recovered : null;
+    if (r) {
+      if (typeof m.epoch === 'string' && typeof m.offset === 'number') {
+        // A recovered resume replays from our offset (the replay advances
+        // it); otherwise the live stream starts after `offset`.
+        if (recovered !== true) r.offset = m.offset;
+        r.epoch = m.epoch;
+      } else {
+        // The room keeps no history: nothing can be resumed.
+        r.epoch = undefined;
+        r.offset = undefined;
+      }
+    }
+    const data: RoomJoinedData = { room, recovered };
+    if (typeof m.epoch === 'string') data.epoch = m.epoch;
+    if (typeof m.offset === 'number') data.offset = m.offset;
+    if (typeof m.missed === 'number') data.missed = m.missed;
+    this.dispatch(RoomJoined.name, data, m);
+    if (!this.awaiting.delete(room)) return;
+    // A first join has nothing to lose; a resume reports what it got.
+    this.recoveredNow[room] = recovered !== false;
+    if (this.awaiting.size === 0) {
+      const rooms = this.recoveredNow;
+      this.recoveredNow = {};
+      const all = Object.values(rooms).every(Boolean);
+      this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
+    }
+  }
+
+  private handleRoomMessage(m: Record<string, unknown>): void {
+    const room = m.room as string;
+    const offset = m.offset as number;
+    const r = this.roomSet.get(room);
+    if (r && r.offset !== undefined && offset <= r.offset) return; // already seen
+    if (r) r.offset = offset;
+    const data: RoomMessageData = { room, offset };
+    if (typeof m.binary === 'string') data.binary = decodeBase64(m.binary);
+    else data.data = m.data;
+    this.dispatch(RoomMessage.name, data, m);
+    // The payload reaches the handlers as if it had arrived on its own.
+    if (data.binary !== undefined) {
+      for (const h of [...this.rawHandlers]) h(data.binary);
+      return;
+    }
+    const inner = m.data;
+    for (const h of [...this.rawHandlers]) {
+      try {
+        h(inner);
+      } catch (e) {
+        this.error(e);
+      }
+    }
+    if (inner !== null && typeof inner === 'object' && !Array.isArray(inner)) {
+      this.dispatchValue(inner as Record<string, unknown>);
     }
   }
 

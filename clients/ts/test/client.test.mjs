@@ -9,6 +9,9 @@ import {
   JoinRoom,
   Heartbeat,
   RequestError,
+  Recovered,
+  RoomJoined,
+  RoomMessage,
   backoffDelay,
 } from '../dist/ori-client.js';
 import { FakeClock, fakeWebSocket, FakeWindow } from './fakes.mjs';
@@ -331,4 +334,73 @@ test('offline closes and pauses reconnects; online reconnects at once', () => {
   assert.deepEqual(states, ['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
   client.destroy();
   assert.equal(win.listeners.get('online').size, 0);
+});
+
+test('rooms joined with positions resume with since after a reconnect and report recovery', () => {
+  const { client, clock, sockets } = setup({ initialDelay: 50, random: () => 0.5 });
+  const recovered = [];
+  const joined = [];
+  const notes = [];
+  const positioned = [];
+  client.on(Recovered, (r) => recovered.push(r));
+  client.on(RoomJoined, (j) => joined.push(j));
+  client.on(RoomMessage, (m) => positioned.push(m.offset));
+  client.on(ClientMessage.define('note'), (n) => notes.push(n.message));
+  client.joinRoom('feed', { recover: true });
+  client.joinRoom('plain');
+  client.connect();
+  sockets[0].serverOpen();
+  assert.deepEqual(sockets[0].sentJson, [
+    { type: 'room.join', room: 'feed', recover: true },
+    { type: 'room.join', room: 'plain' },
+  ]);
+  sockets[0].serverMessage({ type: 'room.joined', room: 'feed', epoch: 'e1', offset: 4 });
+  assert.deepEqual(recovered, [{ reconnected: false, rooms: { feed: true }, all: true }]);
+  // Envelopes are unwrapped to the payload's own handlers; duplicates dropped.
+  for (const offset of [5, 6, 6]) {
+    sockets[0].serverMessage({ type: 'room.message', room: 'feed', offset, data: { type: 'note', message: `m${offset}` } });
+  }
+  assert.deepEqual(notes, ['m5', 'm6']);
+  assert.deepEqual(client.position('feed'), { epoch: 'e1', offset: 6 });
+  assert.equal(client.position('plain'), undefined);
+
+  sockets[0].serverClose(1006);
+  clock.advance(1000);
+  sockets[1].serverOpen();
+  assert.deepEqual(sockets[1].sentJson, [
+    { type: 'room.join', room: 'feed', since: { epoch: 'e1', offset: 6 } },
+    { type: 'room.join', room: 'plain' },
+  ]);
+  sockets[1].serverMessage({ type: 'room.joined', room: 'feed', epoch: 'e1', offset: 8, recovered: true, missed: 2 });
+  sockets[1].serverMessage({ type: 'room.message', room: 'feed', offset: 7, data: { type: 'note', message: 'm7' } });
+  sockets[1].serverMessage({ type: 'room.message', room: 'feed', offset: 8, binary: 'AP8=' });
+  assert.deepEqual(notes, ['m5', 'm6', 'm7']);
+  assert.deepEqual(positioned, [5, 6, 7, 8]);
+  assert.equal(recovered.length, 2);
+  assert.deepEqual(recovered[1], { reconnected: true, rooms: { feed: true }, all: true });
+  assert.equal(joined[1].missed, 2);
+
+  // Not recovered: reported, and the new epoch's offset is taken.
+  sockets[1].serverClose(1006);
+  clock.advance(1000);
+  sockets[2].serverOpen();
+  assert.deepEqual(sockets[2].sentJson[0], { type: 'room.join', room: 'feed', since: { epoch: 'e1', offset: 8 } });
+  sockets[2].serverMessage({ type: 'room.joined', room: 'feed', epoch: 'e2', offset: 0, recovered: false });
+  assert.deepEqual(recovered[2], { reconnected: true, rooms: { feed: false }, all: false });
+  assert.deepEqual(client.position('feed'), { epoch: 'e2', offset: 0 });
+  client.destroy();
+});
+
+test('drop() closes like a network failure and the client reconnects', () => {
+  const { client, clock, sockets } = setup({ initialDelay: 50, random: () => 0.5 });
+  const connected = [];
+  client.on(Connected, (c) => connected.push(c.reconnected));
+  client.connect();
+  sockets[0].serverOpen();
+  client.drop();
+  assert.equal(sockets[0].closedWith.code, 4001);
+  clock.advance(1000);
+  sockets[1].serverOpen();
+  assert.deepEqual(connected, [false, true]);
+  client.destroy();
 });

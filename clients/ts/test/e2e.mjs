@@ -5,7 +5,11 @@
 // downloaded browser) and checks: the page connects and joins `?room=`, a
 // notify over HTTP appears in the DOM, a post from the page's form appears,
 // the page reconnects and rejoins on its own after the demo restarts, and
-// `?token=` is passed on to a demo started with --token.
+// `?token=` is passed on to a demo started with --token. The demo runs with
+// --history: after the browser goes offline and back, the page shows every
+// notification published meanwhile (resumed with positions); the "Drop
+// connection" control reconnects; after a restart (a new history) the room
+// is marked as not recovered.
 //
 // Environment: ORI_DEMO_BIN (default ../../target/release/ori-demo, or
 // $CARGO_TARGET_DIR/release/ori-demo), CHROMIUM (default /usr/bin/chromium),
@@ -111,7 +115,7 @@ async function main() {
   const userDataDir = mkdtempSync(join(tmpdir(), 'ori-e2e-chromium-'));
   let context;
   try {
-    let demo = await startDemo(0);
+    let demo = await startDemo(0, ['--history', '100']);
     log(`demo at ${demo.base}`);
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: chromiumPath,
@@ -153,19 +157,44 @@ async function main() {
     await page.locator('#post-status', { hasText: 'sent to e2e' }).waitFor({ timeout: WAIT });
     log('post from the form shown');
 
-    // 4. The demo restarts on the same port; the page reconnects and rejoins.
+    // 4. Offline, then back: what was published meanwhile is replayed.
+    await context.setOffline(true);
+    await page.locator('#state:not([data-state="connected"])').waitFor({ timeout: WAIT });
+    await until('the server to see the page leave', async () => (await subscribers(demo.base, 'e2e')) === 0);
+    const missed = [1, 2, 3].map((i) => `missed while offline ${i} ${Date.now()}`);
+    for (const text of missed) await notify(demo.base, 'e2e', text);
+    await context.setOffline(false);
+    await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+    for (const text of missed) await expectNotification(page, text);
+    await page.locator('#rooms li[data-room="e2e"][data-recovered="true"]').waitFor({ timeout: WAIT });
+    await page.locator('#recovery', { hasText: '3 missed notification(s) replayed' }).waitFor({ timeout: WAIT });
+    assert.equal(await page.locator('#notifications li .text', { hasText: missed[0] }).count(), 1, 'each shown once');
+    log('offline and back: the 3 missed notifications replayed');
+
+    // 5. The page's "Drop connection" control: it reconnects and resumes.
+    await page.locator('#drop').click();
+    await until('the page to rejoin after the drop', async () => (await subscribers(demo.base, 'e2e')) === 1);
+    await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+    const afterDrop = `after the drop ${Date.now()}`;
+    await notify(demo.base, 'e2e', afterDrop);
+    await expectNotification(page, afterDrop);
+    log('dropped and resumed');
+
+    // 6. The demo restarts on the same port; the page reconnects and rejoins,
+    // and marks the room: the new process has a new history.
     assert.equal(await stopDemo(demo.child), 0, 'the demo exits 0 on SIGTERM');
     await page.locator('#state:not([data-state="connected"])').waitFor({ timeout: WAIT });
     const port = demo.port;
-    demo = await startDemo(port);
+    demo = await startDemo(port, ['--history', '100']);
     await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
     await until('the page to rejoin e2e', async () => (await subscribers(demo.base, 'e2e')) === 1);
     const afterRestart = `after the restart ${Date.now()}`;
     await notify(demo.base, 'e2e', afterRestart);
     await expectNotification(page, afterRestart);
-    log('reconnected and rejoined after a restart');
+    await page.locator('#rooms li[data-room="e2e"][data-recovered="false"]').waitFor({ timeout: WAIT });
+    log('reconnected and rejoined after a restart; room marked not recovered');
 
-    // 5. Leaving the room unsubscribes.
+    // 7. Leaving the room unsubscribes.
     await page.locator('#rooms li[data-room="e2e"] button').click();
     await until('the page to leave e2e', async () => (await subscribers(demo.base, 'e2e')) === 0);
     log('left e2e');
@@ -176,7 +205,7 @@ async function main() {
     }
     await stopDemo(demo.child);
 
-    // 6. ?token= is passed on to a demo that requires it.
+    // 8. ?token= is passed on to a demo that requires it.
     const secured = await startDemo(0, ['--token', 's3cret']);
     const withToken = await context.newPage();
     await withToken.goto(`${secured.base}/?room=private&token=s3cret`);

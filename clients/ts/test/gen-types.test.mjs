@@ -145,7 +145,7 @@ test('the generated demo module is in the type-checked build', () => {
   const ts = readFileSync(file, 'utf8');
   for (const line of [
     "export const Publish = ClientMessage.define<PublishData>('publish');",
-    "export const RoomJoin = ClientMessage.define<RoomData>('room.join');",
+    "export const RoomJoin = ClientMessage.define<JoinData>('room.join');",
     "export const RoomLeave = ClientMessage.define<RoomData>('room.leave');",
     "export const Heartbeat = ClientMessage.define<HeartbeatData>('heartbeat');",
   ]) {
