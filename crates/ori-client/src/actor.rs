@@ -1,6 +1,8 @@
 //! The background task: owns the socket, the room set and the send buffer.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
     FINAL_CLOSE_CODES,
 };
-use ori::messages::{ClientTopic, Definition, JoinRoom, LeaveRoom};
+use ori::messages::{ClientTopic, Definition, JoinData, JoinRoom, LeaveRoom, Since};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -36,10 +38,33 @@ enum Flow {
     Stop,
 }
 
+/// A `room.message` envelope (PROTOCOL.md section 8), its payload
+/// borrowed as it was spliced.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    room: &'a str,
+    offset: u64,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+    binary: Option<&'a str>,
+}
+
+/// A room joined, and for one joined with positions the latest position.
+#[derive(Default)]
+struct Room {
+    positions: bool,
+    epoch: Option<String>,
+    offset: Option<u64>,
+}
+
 struct Actor {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
-    rooms: BTreeSet<String>,
+    rooms: BTreeMap<String, Room>,
+    /// Rooms with positions whose `room.joined` this connection awaits.
+    awaiting: BTreeSet<String>,
+    recovered: Vec<(String, bool)>,
+    reconnected: bool,
     buffer: VecDeque<Outgoing>,
     attempt: u32,
     ever_connected: bool,
@@ -50,7 +75,10 @@ pub(crate) async fn run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Command
     let mut actor = Actor {
         shared,
         rx,
-        rooms: BTreeSet::new(),
+        rooms: BTreeMap::new(),
+        awaiting: BTreeSet::new(),
+        recovered: Vec::new(),
+        reconnected: false,
         buffer: VecDeque::new(),
         attempt: 0,
         ever_connected: false,
@@ -120,8 +148,11 @@ impl Actor {
                 }
                 self.sync_buffered();
             }
-            Some(Command::Join(room)) => {
-                self.rooms.insert(room);
+            Some(Command::Join(room, positions)) => {
+                self.rooms.entry(room).or_insert(Room {
+                    positions,
+                    ..Room::default()
+                });
             }
             Some(Command::Leave(room)) => {
                 self.rooms.remove(&room);
@@ -272,8 +303,13 @@ impl Actor {
     /// `Err((code, reason))`: it closed (or was dropped).
     async fn serve(&mut self, ws: &mut Ws, reconnected: bool) -> Result<Flow, (u16, String)> {
         let dropped = |e: &dyn std::fmt::Display| (1006u16, e.to_string());
-        for room in self.rooms.clone() {
-            if !self.write(ws, room_message(&JoinRoom, &room), None).await {
+        self.awaiting.clear();
+        self.recovered.clear();
+        self.reconnected = reconnected;
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            let join = self.join_message(&room);
+            if !self.write(ws, join, None).await {
                 return Err(dropped(&"send failed"));
             }
         }
@@ -305,15 +341,17 @@ impl Actor {
                             return Err(dropped(&"send failed"));
                         }
                     }
-                    Some(Command::Join(room)) => {
-                        if self.rooms.insert(room.clone())
-                            && !self.write(ws, room_message(&JoinRoom, &room), None).await
-                        {
-                            return Err(dropped(&"send failed"));
+                    Some(Command::Join(room, positions)) => {
+                        if !self.rooms.contains_key(&room) {
+                            self.rooms.insert(room.clone(), Room { positions, ..Room::default() });
+                            let join = self.join_message(&room);
+                            if !self.write(ws, join, None).await {
+                                return Err(dropped(&"send failed"));
+                            }
                         }
                     }
                     Some(Command::Leave(room)) => {
-                        if self.rooms.remove(&room)
+                        if self.rooms.remove(&room).is_some()
                             && !self.write(ws, room_message(&LeaveRoom, &room), None).await
                         {
                             return Err(dropped(&"send failed"));
@@ -364,15 +402,137 @@ impl Actor {
         }
     }
 
+    /// The join of `room` on a new connection: with `since` when its
+    /// position is known, `recover` when joined with positions.
+    fn join_message(&mut self, room: &str) -> String {
+        let Some(r) = self.rooms.get(room).filter(|r| r.positions) else {
+            return room_message(&JoinRoom, room);
+        };
+        let Ok(topic) = ClientTopic::new(room) else {
+            return room_message(&JoinRoom, room);
+        };
+        self.awaiting.insert(room.to_owned());
+        let mut data = JoinData::new(topic);
+        match (&r.epoch, r.offset) {
+            (Some(epoch), Some(offset)) => {
+                data.since = Some(Since {
+                    epoch: epoch.clone(),
+                    offset,
+                });
+            }
+            _ => data.recover = Some(true),
+        }
+        flat(JoinRoom.name(), &data).unwrap_or_default()
+    }
+
+    /// The server's `room.joined`.
+    fn joined(&mut self, m: &serde_json::Map<String, Value>, room: &str) {
+        let epoch = m.get("epoch").and_then(Value::as_str).map(str::to_owned);
+        let offset = m.get("offset").and_then(Value::as_u64);
+        let recovered = m.get("recovered").and_then(Value::as_bool);
+        let missed = m.get("missed").and_then(Value::as_u64);
+        if let Some(r) = self.rooms.get_mut(room) {
+            match (&epoch, offset) {
+                (Some(e), Some(o)) => {
+                    // A recovered resume replays from our offset (the replay
+                    // advances it); otherwise live starts after `o`.
+                    if recovered != Some(true) {
+                        r.offset = Some(o);
+                    }
+                    r.epoch = Some(e.clone());
+                }
+                _ => {
+                    r.epoch = None;
+                    r.offset = None;
+                }
+            }
+            self.sync_position(room);
+        }
+        self.event(Event::Joined {
+            room: room.to_owned(),
+            epoch,
+            offset,
+            recovered,
+            missed,
+        });
+        if self.awaiting.remove(room) {
+            self.recovered
+                .push((room.to_owned(), recovered != Some(false)));
+            if self.awaiting.is_empty() {
+                let rooms = std::mem::take(&mut self.recovered);
+                self.event(Event::Recovered {
+                    reconnected: self.reconnected,
+                    rooms,
+                });
+            }
+        }
+    }
+
+    fn sync_position(&self, room: &str) {
+        let pos = self
+            .rooms
+            .get(room)
+            .and_then(|r| Some((r.epoch.clone()?, r.offset?)));
+        let mut st = self.shared.lock();
+        match pos {
+            Some(p) => st.positions.insert(room.to_owned(), p),
+            None => st.positions.remove(room),
+        };
+    }
+
+    /// A `room.message`: its payload is handled as if it came on its own,
+    /// byte for byte as published.
+    fn room_message(&mut self, env: &Envelope<'_>) {
+        let (room, offset) = (env.room, env.offset);
+        if let Some(r) = self.rooms.get_mut(room) {
+            if r.offset.is_some_and(|seen| offset <= seen) {
+                return; // already delivered
+            }
+            r.offset = Some(offset);
+            self.sync_position(room);
+        }
+        self.event(Event::RoomMessage {
+            room: room.to_owned(),
+            offset,
+        });
+        if let Some(b64) = env.binary {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                self.event(Event::Message(Message::Binary(bytes.into())));
+            }
+            return;
+        }
+        let Some(data) = env.data else {
+            return;
+        };
+        match serde_json::from_str::<String>(data.get()) {
+            // Text that was not JSON travels as a JSON string.
+            Ok(text) => self.text(&text),
+            Err(_) => self.text(data.get()),
+        }
+    }
+
     /// A text frame: replies, typed dispatch, events.
-    fn text(&self, text: &str) {
+    fn text(&mut self, text: &str) {
         if text == "3" {
             return;
         }
         self.event(Event::Message(Message::Text(text.to_owned())));
+        if text.starts_with(r#"{"type":"room.message","#) {
+            if let Ok(env) = serde_json::from_str::<Envelope<'_>>(text) {
+                self.room_message(&env);
+                return;
+            }
+        }
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
             return;
         };
+        let ty = m.get("type").and_then(Value::as_str);
+        let room = m.get("room").and_then(Value::as_str);
+        if let (Some("room.joined"), Some(room)) = (ty, room) {
+            let room = room.to_owned();
+            self.joined(&m, &room);
+            return;
+        }
         let ty = m.get("type").and_then(Value::as_str);
         if let (Some(ty), Some(id)) = (ty, m.get("correlationId").and_then(Value::as_str)) {
             if m.contains_key("data") || m.contains_key("error") {

@@ -3,7 +3,10 @@
 //! `docs/PROTOCOL.md`).
 //!
 //! - rooms joined with [`Client::join_room`] are re-joined after every
-//!   reconnect;
+//!   reconnect; rooms joined with [`Client::join_room_resumable`] are
+//!   resumed where the last connection left off, so what was published
+//!   meanwhile is replayed when the server keeps history
+//!   ([`Event::Recovered`] says per room whether it was);
 //! - typed messages with the same definitions the server uses
 //!   ([`Definition`], [`ServerMessage`], [`JoinRoom`], ...): [`Client::emit`]
 //!   sends them flat (`{"type", ...data}`), [`Client::on`] receives envelopes
@@ -48,6 +51,11 @@
 //! reconnect attempts are exhausted.
 
 mod actor;
+mod backoff;
+mod events;
+
+pub use backoff::Backoff;
+pub use events::{ClientError, ConnectionState, Event, Message, RequestError};
 
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
@@ -72,176 +80,6 @@ pub use ori::messages::{
 /// Close codes after which the client does not reconnect (PROTOCOL.md
 /// section 6: refused or failed connection guard).
 pub const FINAL_CLOSE_CODES: [u16; 2] = [1008, 1011];
-
-/// Full-jitter exponential back-off between reconnect attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The ceiling of the first delay.
-    pub initial: Duration,
-    /// The largest ceiling.
-    pub max: Duration,
-    /// Attempts after a disconnect before giving up (`None`: never give up).
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for Backoff {
-    /// 1 s initial, 30 s max, unlimited attempts (as the TypeScript client).
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-            max_attempts: None,
-        }
-    }
-}
-
-impl Backoff {
-    /// The ceiling of attempt `attempt` (counting from 0):
-    /// `min(max, initial * 2^attempt)`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 2u32.checked_pow(attempt.min(31)).unwrap_or(u32::MAX);
-        self.initial
-            .checked_mul(factor)
-            .map_or(self.max, |d| d.min(self.max))
-    }
-
-    /// The delay of attempt `attempt`: `random` (in `[0, 1]`) times its
-    /// [ceiling](Self::ceiling), so uniformly in `[0, ceiling]` for a uniform
-    /// `random`.
-    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        self.ceiling(attempt).mul_f64(random.clamp(0.0, 1.0))
-    }
-}
-
-/// Where the connection is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// The first connection attempt is under way.
-    Connecting,
-    /// The socket is open.
-    Connected,
-    /// Waiting for (or making) a reconnect attempt.
-    Reconnecting,
-    /// Not connected and not trying: closed, refused, or gave up.
-    Disconnected,
-}
-
-/// A data frame received from the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// A text frame.
-    Text(String),
-    /// A binary frame.
-    Binary(bytes::Bytes),
-}
-
-/// What happens to the connection, and every message received.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The socket opened; rooms were re-joined and the buffer flushed.
-    Connected {
-        /// True when this is not the client's first connection.
-        reconnected: bool,
-    },
-    /// An open connection closed.
-    Disconnected {
-        /// The close code (1005 when the server sent none, 1006 when the
-        /// connection dropped without a close frame, 4000 after a heartbeat
-        /// timeout).
-        code: u16,
-        /// The close reason.
-        reason: String,
-    },
-    /// A reconnect attempt is scheduled after `delay`.
-    ReconnectAttempt {
-        /// 1 for the first attempt after a disconnect.
-        attempt: u32,
-        /// The back-off delay before the attempt.
-        delay: Duration,
-    },
-    /// A data frame from the server (everything but the `3` pong).
-    Message(Message),
-    /// Something went wrong; the client carries on unless it says so.
-    Error(ClientError),
-}
-
-/// Errors of the client (also reported as [`Event::Error`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
-    /// The URL or a header is not valid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A room name is not a topic a client may join.
-    #[error("invalid room {room:?}: {reason}")]
-    InvalidRoom {
-        /// The room.
-        room: String,
-        /// Why.
-        reason: String,
-    },
-    /// Data could not be serialized to JSON.
-    #[error("cannot encode the message: {0}")]
-    Encode(String),
-    /// The client is closed (closed, refused with 1008/1011, or gave up).
-    #[error("the client is closed")]
-    Closed,
-    /// A connection attempt failed.
-    #[error("connection failed: {0}")]
-    Connect(String),
-    /// A connection attempt took longer than the connection timeout.
-    #[error("connection timed out after {0:?}")]
-    ConnectTimeout(Duration),
-    /// No pong (or any message) within the pong timeout; reconnecting.
-    #[error("no pong within {0:?}; reconnecting")]
-    HeartbeatTimeout(Duration),
-    /// The server closed with a final code (1008, 1011); not reconnecting.
-    #[error("connection closed by the server ({code} {reason}); not reconnecting")]
-    Refused {
-        /// The close code.
-        code: u16,
-        /// The close reason.
-        reason: String,
-    },
-    /// Reconnect attempts exhausted.
-    #[error("gave up reconnecting after {0} attempts")]
-    GaveUp(u32),
-    /// The send buffer was full; the oldest message was dropped.
-    #[error("send buffer full ({0}); dropped the oldest message")]
-    BufferFull(usize),
-    /// The server sent `{"type":"error","message":...}`.
-    #[error("server error: {0}")]
-    Server(String),
-}
-
-/// Why a [`Client::request`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    /// The server replied with an `error` (`Forbidden`, `Validation failed: ...`, ...).
-    #[error("{message}")]
-    Server {
-        /// The request's message type.
-        ty: String,
-        /// The reply's `error`.
-        message: String,
-    },
-    /// No reply in time.
-    #[error("request {ty} timed out after {timeout:?}")]
-    Timeout {
-        /// The request's message type.
-        ty: String,
-        /// The timeout.
-        timeout: Duration,
-    },
-    /// The connection closed after the request went out, or the client is closed.
-    #[error("connection closed before the reply to {ty}")]
-    Closed {
-        /// The request's message type.
-        ty: String,
-    },
-    /// The data could not be serialized.
-    #[error("cannot encode the request: {0}")]
-    Encode(String),
-}
 
 /// Builds a [`Client`]: `Client::builder(url)...build()`.
 #[derive(Debug, Clone)]
@@ -334,6 +172,7 @@ impl ClientBuilder {
             state: Mutex::new(State {
                 conn: ConnectionState::Connecting,
                 rooms: BTreeSet::new(),
+                positions: HashMap::new(),
                 handlers: HashMap::new(),
                 events: Vec::new(),
                 first_events: Some(events_rx),
@@ -383,6 +222,8 @@ pub(crate) struct Pending {
 pub(crate) struct State {
     conn: ConnectionState,
     rooms: BTreeSet<String>,
+    /// The latest position of each room joined with positions.
+    positions: HashMap<String, (String, u64)>,
     handlers: HashMap<String, Vec<mpsc::UnboundedSender<Value>>>,
     events: Vec<mpsc::UnboundedSender<Event>>,
     first_events: Option<mpsc::UnboundedReceiver<Event>>,
@@ -427,7 +268,8 @@ pub(crate) enum Command {
         text: String,
         correlation: Option<String>,
     },
-    Join(String),
+    /// A room, and whether it is joined with positions.
+    Join(String, bool),
     Leave(String),
     Close,
 }
@@ -488,9 +330,31 @@ impl Client {
             room: room.to_owned(),
             reason: e.to_string(),
         })?;
-        self.command(Command::Join(room.to_owned()))?;
+        self.command(Command::Join(room.to_owned(), false))?;
         self.shared.lock().rooms.insert(room.to_owned());
         Ok(())
+    }
+
+    /// Joins `room` with positions (PROTOCOL.md section 8): the client
+    /// tracks the room's latest offset and after every reconnect resumes
+    /// with `since`, so what was published meanwhile is replayed first
+    /// when the server still has it. [`Event::Joined`] and
+    /// [`Event::Recovered`] tell whether it was; [`Client::position`]
+    /// is what the next resume sends.
+    pub fn join_room_resumable(&self, room: &str) -> Result<(), ClientError> {
+        ClientTopic::new(room).map_err(|e| ClientError::InvalidRoom {
+            room: room.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.command(Command::Join(room.to_owned(), true))?;
+        self.shared.lock().rooms.insert(room.to_owned());
+        Ok(())
+    }
+
+    /// The latest position (epoch, offset) seen in a room joined with
+    /// positions.
+    pub fn position(&self, room: &str) -> Option<(String, u64)> {
+        self.shared.lock().positions.get(room).cloned()
     }
 
     /// Leaves `room` (nothing is buffered: a new connection starts in no room).

@@ -2,64 +2,16 @@
 //! notifications, typed messages, requests with correlation, reconnect after
 //! a restart on the same port, no reconnect after 1008, buffered sends.
 
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use ori::router::{BoxError, GuardContext, SocketRouteBuilder, SocketRouter};
 use ori::testing::{self, Method};
 use ori::Ori;
-use ori_client::{Backoff, Client, ConnectionState, Event, RequestError, ServerMessage};
-use serde::{Deserialize, Serialize};
+use ori_client::{Client, ConnectionState, Event, RequestError};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-struct Notification {
-    message: String,
-    correlation_id: String,
-}
-
-static NOTIFICATION: ServerMessage<Notification> = ServerMessage::define("notification");
-
-fn fast() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        max_attempts: None,
-    }
-}
-
-async fn next_event(events: &mut ori_client::EventStream, what: &str) -> Event {
-    tokio::time::timeout(WAIT, events.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no event while waiting for {what}"))
-        .unwrap_or_else(|| panic!("events ended while waiting for {what}"))
-}
-
-/// Skips events until one matches.
-async fn wait_for(
-    events: &mut ori_client::EventStream,
-    what: &str,
-    f: impl Fn(&Event) -> bool,
-) -> Event {
-    loop {
-        let e = next_event(events, what).await;
-        if f(&e) {
-            return e;
-        }
-    }
-}
-
-async fn next<T>(sub: &mut ori_client::Subscription<T>) -> T
-where
-    T: serde::de::DeserializeOwned,
-{
-    tokio::time::timeout(WAIT, sub.recv())
-        .await
-        .expect("no message in time")
-        .expect("subscription ended")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_notifications_and_requests() {
