@@ -65,6 +65,11 @@ pub struct FanoutArgs {
     /// Initial read buffer per subscriber, bytes (grows for larger frames).
     #[arg(long, default_value_t = 16384)]
     read_buffer: usize,
+    /// Join with positions (`"recover": true`, PROTOCOL.md section 8): the
+    /// notifications then arrive as `room.message` envelopes (the server
+    /// needs history, e.g. `ori-demo --history N`).
+    #[arg(long)]
+    recover: bool,
 }
 
 struct Sub {
@@ -126,6 +131,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             window.clone(),
         );
         let (n, topics, buf) = (a.subscribers, a.topics, a.read_buffer.clamp(256, 1 << 24));
+        let extra = if a.recover { ",\"recover\":true" } else { "" };
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed);
@@ -136,7 +142,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
                 let setup = async {
                     let mut conn = WsConn::connect(&target, buf, timeout).await?;
                     conn.send_text(&format!(
-                        "{{\"type\":\"room.join\",\"room\":\"bench-{topic}\"}}"
+                        "{{\"type\":\"room.join\",\"room\":\"bench-{topic}\"{extra}}}"
                     ))
                     .await?;
                     conn.ping_roundtrip(timeout).await?;
@@ -321,6 +327,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     out.insert("expected".into(), json!(expected));
     out.insert("lost".into(), json!(lost));
     out.insert("extra".into(), json!(extra));
+    out.insert("recover".into(), json!(a.recover));
     out.insert("other_frames".into(), json!(other));
     out.insert(
         "subscribers_closed".into(),

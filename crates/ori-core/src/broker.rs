@@ -425,14 +425,21 @@ impl Broker {
         Ok(joined)
     }
 
-    /// Bytes held by the histories (`None` without history).
+    /// Bytes held by the histories in this process (`None` without
+    /// history, or when the provider keeps it).
     pub fn history_bytes(&self) -> Option<usize> {
-        self.inner.core.history.as_ref().map(|h| h.bytes())
+        self.local_store().map(History::bytes)
     }
 
-    /// Topics that keep a history now (`None` without history).
+    /// Topics that keep a history in this process now (`None` without
+    /// history, or when the provider keeps it).
     pub fn history_topics(&self) -> Option<usize> {
-        self.inner.core.history.as_ref().map(|h| h.topics())
+        self.local_store().map(History::topics)
+    }
+
+    fn local_store(&self) -> Option<&History> {
+        let core = &*self.inner.core;
+        core.history.as_deref().filter(|_| !core.remote_history)
     }
 
     /// Unsubscribes a local connection. `Ok(false)`: it was not subscribed.

@@ -127,6 +127,16 @@ async fn sockets_without_positions_keep_the_exact_payload() {
         envelope,
         format!(r#"{{"type":"room.message","room":"mixed","offset":1,"data":{payload}}}"#)
     );
+    // The history's memory is visible, and counts the entry kept.
+    let metrics = server.get("/metrics").await.text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(value("ori_history_topics "), 1);
+    assert!(value("ori_history_bytes ") > payload.len() as u64);
 
     // Without history configured, a join with positions still joins, raw.
     let plain = testing::spawn(ori_demo::build(ori_demo::Config::default())).await;

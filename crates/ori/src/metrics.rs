@@ -72,6 +72,22 @@ pub fn render(emitter: &SocketEmitter) -> String {
     for (name, help, value) in counters {
         gauge(name, help, "counter", value);
     }
+    if let Some(broker) = emitter.broker() {
+        if let (Some(bytes), Some(topics)) = (broker.history_bytes(), broker.history_topics()) {
+            gauge(
+                "ori_history_bytes",
+                "Bytes held by topic histories in this process (payloads and overhead, capped).",
+                "gauge",
+                bytes as u64,
+            );
+            gauge(
+                "ori_history_topics",
+                "Topics that keep a history in this process.",
+                "gauge",
+                topics as u64,
+            );
+        }
+    }
     let budget = emitter.broker().map(|b| b.hub().budget());
     let b = |f: fn(&ori_core::Budget) -> u64| budget.map_or(0, |b| f(b));
     let budget_figures: [(&str, &str, &str, u64); 7] = [
