@@ -2,8 +2,8 @@
 //! demo instances with history on one Redis share each topic's offsets and
 //! epoch, so a subscriber dropped on one resumes on the other and gets
 //! every publication exactly once, in order; when Redis lost the history
-//! (`FLUSHALL`, a restart without persistence) a resume is
-//! `recovered: false` and nothing is replayed.
+//! (`FLUSHALL`, a restart without persistence) or the entries are older
+//! than the TTL, a resume is `recovered: false` and nothing is replayed.
 
 mod common;
 
@@ -11,17 +11,21 @@ use std::time::Duration;
 
 use common::positions::*;
 use ori::testing::{self, TestServer};
-use ori_redis::testing::RedisServer;
+use ori_redis::testing::{RedisCluster, RedisServer};
 use ori_redis::{RedisConfig, RedisProvider};
 use serde_json::json;
 
 async fn instance(redis: &RedisServer, entries: usize) -> TestServer {
+    instance_with_ttl(redis, entries, Duration::from_secs(300)).await
+}
+
+async fn instance_with_ttl(redis: &RedisServer, entries: usize, ttl: Duration) -> TestServer {
     let provider = RedisProvider::new(
         RedisConfig::url(redis.url())
             .connect_timeout(Duration::from_millis(500))
             .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
     );
-    let config = config(entries, Duration::from_secs(300));
+    let config = config(entries, ttl);
     testing::spawn(ori_demo::build_with_provider(config, provider)).await
 }
 
@@ -107,4 +111,77 @@ async fn lost_history_is_not_recovered_and_offsets_are_shared() {
     assert_eq!(reply["type"], "room.joined", "{reply}");
     assert_eq!(reply["recovered"], false, "{reply}");
     assert_ne!(reply["epoch"], flushed_epoch.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_older_than_the_ttl_are_not_recovered() {
+    let redis = RedisServer::start();
+    let a = instance_with_ttl(&redis, 100, Duration::from_millis(100)).await;
+    let (_ws, reply) = join(&a.ws_url("/ws"), "r", json!({"recover": true})).await;
+    let epoch = reply["epoch"].as_str().unwrap().to_owned();
+    notify(a.addr(), "r", "fresh").await;
+    let (mut ws, reply) = join(
+        &a.ws_url("/ws"),
+        "r",
+        json!({"since": {"epoch": epoch, "offset": 0}}),
+    )
+    .await;
+    assert_eq!(
+        (reply["recovered"].clone(), reply["missed"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(number(&recv_json(&mut ws).await, "r"), (1, "fresh".into()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_ws, reply) = join(
+        &a.ws_url("/ws"),
+        "r",
+        json!({"since": {"epoch": epoch, "offset": 0}}),
+    )
+    .await;
+    assert_eq!(reply["recovered"], false, "{reply}");
+    assert_eq!(reply["offset"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_each_topic_keeps_its_history_on_its_channels_shard() {
+    let cluster = RedisCluster::start(3);
+    let start = || async {
+        let provider = RedisProvider::new(
+            RedisConfig::cluster(cluster.urls())
+                .connect_timeout(Duration::from_secs(2))
+                .publish_timeout(Duration::from_secs(2))
+                .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400)),
+        );
+        let config = config(100, Duration::from_secs(300));
+        testing::spawn(ori_demo::build_with_provider(config, provider)).await
+    };
+    let a = start().await;
+    let b = start().await;
+    // Topics on different slots (and so, shards).
+    for room in ["alpha", "beta", "gamma", "delta"] {
+        let (mut on_a, reply) = join(&a.ws_url("/ws"), room, json!({"recover": true})).await;
+        let epoch = reply["epoch"].as_str().unwrap().to_owned();
+        for i in 0..3 {
+            notify(b.addr(), room, &format!("{room}{i}")).await;
+            assert_eq!(
+                number(&recv_json(&mut on_a).await, room),
+                (i + 1, format!("{room}{i}"))
+            );
+        }
+        let (mut on_b, reply) = join(
+            &b.ws_url("/ws"),
+            room,
+            json!({"since": {"epoch": epoch, "offset": 1}}),
+        )
+        .await;
+        assert_eq!(reply["recovered"], true, "{room}: {reply}");
+        assert_eq!(
+            number(&recv_json(&mut on_b).await, room),
+            (2, format!("{room}1"))
+        );
+        assert_eq!(
+            number(&recv_json(&mut on_b).await, room),
+            (3, format!("{room}2"))
+        );
+    }
 }
