@@ -11,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, Msg, RedisResult};
 
 use crate::paced::{Deliver, Paced, Waiting};
+use crate::Fault;
 
 /// What a subscriber connection produced.
 pub(crate) enum Event {
@@ -19,7 +20,7 @@ pub(crate) enum Event {
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Message(Msg),
     /// The connection is gone, and why.
-    Closed(String),
+    Closed(Fault),
     /// One node connection of a cluster dropped (the cluster client
     /// reconnects it by itself): check that the cluster answers, then make
     /// sure every channel is still subscribed.
@@ -57,15 +58,6 @@ pub(crate) enum Subscriber {
     },
 }
 
-/// A paced subscriber's failure, as the client library's error type.
-fn lost(reason: String) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Io, "subscriber connection", reason))
-}
-
-fn timed_out(what: &str, after: Duration) -> String {
-    format!("{what} timed out after {after:?}")
-}
-
 impl Backend {
     /// Opens a publisher and a subscriber, each within `connect_timeout`;
     /// commands on them time out after `response_timeout`. One server's
@@ -78,7 +70,7 @@ impl Backend {
         inbound: &Inbound,
         deliver: Deliver,
         waiting: Waiting,
-    ) -> Result<(Publisher, Subscriber), String> {
+    ) -> Result<(Publisher, Subscriber), Fault> {
         match self {
             Backend::Single(client) => {
                 let publisher = self
@@ -88,7 +80,7 @@ impl Backend {
                     .get_connection_info()
                     .clone()
                     .into_connection_info()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Fault::redis("reading the Redis address"))?;
                 let paced =
                     Paced::connect(&info, connect_timeout, inbound.clone(), deliver, waiting)
                         .await?;
@@ -107,11 +99,11 @@ impl Backend {
                         .connection_timeout(connect_timeout)
                         .response_timeout(response_timeout)
                         .build()
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Fault::redis("configuring the cluster client"))?;
                 let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())
                     .await
-                    .map_err(|_| timed_out("connecting", connect_timeout))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| Fault::timeout("connecting", connect_timeout))?
+                    .map_err(Fault::redis("connecting"))?;
                 Ok((publisher, Subscriber::Cluster { conn, pushes }))
             }
         }
@@ -122,7 +114,7 @@ impl Backend {
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
-    ) -> Result<Publisher, String> {
+    ) -> Result<Publisher, Fault> {
         match self {
             Backend::Single(client) => {
                 let config = AsyncConnectionConfig::new()
@@ -133,8 +125,8 @@ impl Backend {
                     client.get_multiplexed_async_connection_with_config(&config),
                 )
                 .await
-                .map_err(|_| timed_out("connecting", connect_timeout))?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| Fault::timeout("connecting", connect_timeout))?
+                .map_err(Fault::redis("connecting"))?;
                 Ok(Publisher::Single(conn))
             }
             #[cfg(feature = "cluster")]
@@ -144,11 +136,11 @@ impl Backend {
                         .connection_timeout(connect_timeout)
                         .response_timeout(response_timeout)
                         .build()
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Fault::redis("configuring the cluster client"))?;
                 let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())
                     .await
-                    .map_err(|_| timed_out("connecting", connect_timeout))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| Fault::timeout("connecting", connect_timeout))?
+                    .map_err(Fault::redis("connecting"))?;
                 Ok(Publisher::Cluster(conn))
             }
         }
@@ -216,7 +208,7 @@ impl Subscriber {
             #[cfg(feature = "cluster")]
             Subscriber::Cluster { pushes, .. } => loop {
                 let Some(push) = pushes.recv().await else {
-                    return Event::Closed("subscriber connection closed".to_owned());
+                    return Event::Closed(Fault::Closed("subscriber connection"));
                 };
                 match push.kind {
                     redis::PushKind::Disconnection => return Event::NodeDisconnected,
@@ -231,14 +223,15 @@ impl Subscriber {
         }
     }
 
-    pub(crate) async fn ping(&mut self) -> RedisResult<()> {
+    pub(crate) async fn ping(&mut self) -> Result<(), Fault> {
         match self {
-            Subscriber::Single(paced) => paced.request(&["PING"]).await.map_err(lost),
+            Subscriber::Single(paced) => paced.request(&["PING"]).await,
             #[cfg(feature = "cluster")]
             Subscriber::Cluster { conn, .. } => redis::cmd("PING")
                 .query_async::<redis::Value>(conn)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(Fault::redis("PING on the subscriber")),
         }
     }
 
@@ -248,9 +241,9 @@ impl Subscriber {
         &self,
         subscribe: bool,
         channel: String,
-    ) -> impl Future<Output = RedisResult<()>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), Fault>> + Send + 'static {
         enum Conn {
-            Single(std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>),
+            Single(std::pin::Pin<Box<dyn Future<Output = Result<(), Fault>> + Send>>),
             #[cfg(feature = "cluster")]
             Cluster(redis::cluster_async::ClusterConnection),
         }
@@ -268,11 +261,17 @@ impl Subscriber {
         };
         async move {
             match conn {
-                Conn::Single(request) => request.await.map_err(lost),
+                Conn::Single(request) => request.await,
                 #[cfg(feature = "cluster")]
-                Conn::Cluster(mut c) if subscribe => c.ssubscribe(channel).await,
+                Conn::Cluster(mut c) if subscribe => c
+                    .ssubscribe(channel)
+                    .await
+                    .map_err(Fault::redis("SSUBSCRIBE")),
                 #[cfg(feature = "cluster")]
-                Conn::Cluster(mut c) => c.sunsubscribe(channel).await,
+                Conn::Cluster(mut c) => c
+                    .sunsubscribe(channel)
+                    .await
+                    .map_err(Fault::redis("SUNSUBSCRIBE")),
             }
         }
     }

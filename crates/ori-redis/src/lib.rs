@@ -117,6 +117,7 @@ mod backend;
 mod channels;
 mod config;
 pub mod envelope;
+mod fault;
 mod history;
 mod paced;
 mod pressure;
@@ -139,6 +140,7 @@ use backend::{Backend, Publisher};
 use channels::Channels;
 pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
+pub use fault::Fault;
 
 /// Why Redis could not carry a message or the provider could not start: the
 /// [`source`](std::error::Error::source) of the [`ProviderError`] the broker
@@ -150,8 +152,9 @@ pub enum Error {
     /// The connection to Redis is down; the provider is reconnecting.
     #[error("Redis is unavailable ({reason}); reconnecting in the background")]
     Unavailable {
-        /// The last connection error.
-        reason: String,
+        /// Why the connection is down.
+        #[source]
+        reason: Fault,
     },
     /// Redis did not answer within the publish timeout.
     #[error("Redis did not answer within {0:?}")]
@@ -160,16 +163,26 @@ pub enum Error {
     #[error("Redis error: {0}")]
     Redis(#[from] redis::RedisError),
     /// No connection could be made at start-up.
-    #[error("cannot connect to Redis at {url}: {reason}")]
+    #[error("cannot connect to Redis at {url}: {reason}{}", retried(.retried_for))]
     Connect {
         /// The address (password redacted).
         url: String,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (the last attempt's failure).
+        #[source]
+        reason: Fault,
+        /// How long the start-up kept retrying
+        /// ([`StartupPolicy::Retry`]), if it did.
+        retried_for: Option<Duration>,
     },
     /// The configuration is invalid (for example an unparsable URL).
     #[error("invalid Redis configuration: {0}")]
     Config(String),
+}
+
+fn retried(for_: &Option<Duration>) -> String {
+    for_.map_or_else(String::new, |d| {
+        format!(" (still failing after retrying for {d:?})")
+    })
 }
 
 /// Counters and state of a [`RedisProvider`], for metrics and tests.
@@ -234,7 +247,7 @@ pub(crate) struct Shared {
     /// The publishing connection; `None` while disconnected.
     publisher: RwLock<Option<Publisher>>,
     /// Why the connection is down, for the errors publishes return.
-    pub(crate) last_error: Mutex<String>,
+    pub(crate) last_error: Mutex<Fault>,
     pub(crate) dirty: Mutex<Dirty>,
     /// Wakes the task: something is dirty.
     pub(crate) wake: Notify,
@@ -269,7 +282,7 @@ impl Shared {
             .clone()
     }
 
-    pub(crate) fn set_last_error(&self, reason: String) {
+    pub(crate) fn set_last_error(&self, reason: Fault) {
         *lock(&self.last_error) = reason;
     }
 
@@ -372,7 +385,7 @@ impl RedisProvider {
                 backend,
                 channels,
                 publisher: RwLock::new(None),
-                last_error: Mutex::new("not connected yet".to_owned()),
+                last_error: Mutex::new(Fault::NotYet),
                 dirty: Mutex::new(Dirty::default()),
                 wake: Notify::new(),
                 publisher_suspect: Notify::new(),
@@ -455,17 +468,18 @@ impl RedisProvider {
             .backend
             .clone()
             .map_err(|e| ProviderError::from(Error::Config(format!("Redis URL {url}: {e}"))))?;
-        let connect_error = |reason: String| {
+        let connect_error = |reason: Fault, retried_for: Option<Duration>| {
             ProviderError::from(Error::Connect {
                 url: url.clone(),
                 reason,
+                retried_for,
             })
         };
         let initial = match shared.config.startup {
             StartupPolicy::FailFast => Some(
                 task::connect(shared, &inbound, &backend)
                     .await
-                    .map_err(&connect_error)?,
+                    .map_err(|reason| connect_error(reason, None))?,
             ),
             StartupPolicy::Retry(limit) => {
                 let deadline = tokio::time::Instant::now() + limit;
@@ -476,9 +490,7 @@ impl RedisProvider {
                         Err(reason) => {
                             let wait = backoff.next_delay();
                             if tokio::time::Instant::now() + wait > deadline {
-                                return Err(connect_error(format!(
-                                    "{reason} (still failing after retrying for {limit:?})"
-                                )));
+                                return Err(connect_error(reason, Some(limit)));
                             }
                             tracing::debug!(redis = %url, error = %reason, "Redis not reachable yet; retrying");
                             tokio::time::sleep(wait).await;

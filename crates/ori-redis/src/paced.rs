@@ -28,6 +28,8 @@ use tokio::io::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::Fault;
+
 /// The most bytes of bulk strings in one frame from Redis (a message's
 /// channel and payload): a bound on what one frame can make this instance
 /// hold.
@@ -38,7 +40,7 @@ const MAX_LINE: usize = 4096;
 const MAX_ITEMS: usize = 4;
 
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
-type Ack = oneshot::Sender<Result<(), String>>;
+type Ack = oneshot::Sender<Result<(), Fault>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -53,7 +55,7 @@ pub(crate) type Waiting = Box<dyn Fn(bool) + Send + Sync>;
 /// the connection.
 pub(crate) struct Paced {
     inner: Arc<Inner>,
-    reader: JoinHandle<String>,
+    reader: JoinHandle<Fault>,
 }
 
 struct Inner {
@@ -72,14 +74,14 @@ impl Paced {
         inbound: Inbound,
         deliver: Deliver,
         waiting: Waiting,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Fault> {
         let connecting = async {
             let (read, mut write): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Writer) =
                 match info.addr() {
                     ConnectionAddr::Tcp(host, port) => {
                         let s = tokio::net::TcpStream::connect((host.as_str(), *port))
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(Fault::io("connecting the subscriber"))?;
                         let _ = s.set_nodelay(true);
                         let (r, w) = s.into_split();
                         (Box::new(r), Box::new(w))
@@ -88,11 +90,11 @@ impl Paced {
                     ConnectionAddr::Unix(path) => {
                         let s = tokio::net::UnixStream::connect(path)
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(Fault::io("connecting the subscriber"))?;
                         let (r, w) = s.into_split();
                         (Box::new(r), Box::new(w))
                     }
-                    other => return Err(format!("unsupported Redis address {other}")),
+                    other => return Err(Fault::Unsupported(other.to_string())),
                 };
             let mut read = BufReader::with_capacity(16 << 10, read);
             let settings = info.redis_settings();
@@ -103,18 +105,23 @@ impl Paced {
                 write
                     .write_all(&command(&auth))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Fault::io("authenticating the subscriber"))?;
                 match read_frame(&mut read).await? {
                     Frame::Simple(_) => {}
-                    Frame::Error(e) => return Err(format!("AUTH refused: {e}")),
-                    _ => return Err("unexpected reply to AUTH".to_owned()),
+                    Frame::Error(message) => {
+                        return Err(Fault::Refused {
+                            what: "AUTH",
+                            message,
+                        })
+                    }
+                    _ => return Err(Fault::Protocol("unexpected reply to AUTH".into())),
                 }
             }
-            Ok::<_, String>((read, write))
+            Ok::<_, Fault>((read, write))
         };
         let (read, write) = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| format!("connecting timed out after {timeout:?}"))??;
+            .map_err(|_| Fault::timeout("connecting", timeout))??;
         let inner = Arc::new(Inner {
             writer: tokio::sync::Mutex::new(write),
             pending: Mutex::new(VecDeque::new()),
@@ -127,7 +134,7 @@ impl Paced {
     pub(crate) fn request(
         &self,
         args: &[&str],
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<(), Fault>> + Send + 'static {
         let bytes = command(args);
         let inner = self.inner.clone();
         async move {
@@ -135,19 +142,21 @@ impl Paced {
                 let mut w = inner.writer.lock().await;
                 let (tx, rx) = oneshot::channel();
                 lock(&inner.pending).push_back(tx);
-                w.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                w.write_all(&bytes)
+                    .await
+                    .map_err(Fault::io("writing to the subscriber"))?;
                 rx
             };
             rx.await
-                .unwrap_or_else(|_| Err("subscriber connection closed".to_owned()))
+                .unwrap_or(Err(Fault::Closed("subscriber connection")))
         }
     }
 
     /// Resolves when the connection is gone, with the reason.
-    pub(crate) async fn closed(&mut self) -> String {
+    pub(crate) async fn closed(&mut self) -> Fault {
         (&mut self.reader)
             .await
-            .unwrap_or_else(|e| format!("subscriber reader failed: {e}"))
+            .unwrap_or(Fault::Closed("subscriber reader"))
     }
 }
 
@@ -185,7 +194,7 @@ async fn read_loop(
     inbound: Inbound,
     mut deliver: Deliver,
     waiting: Waiting,
-) -> String {
+) -> Fault {
     let why = loop {
         let frame = match read_frame(&mut read).await {
             Ok(f) => f,
@@ -215,9 +224,18 @@ async fn read_loop(
                 {
                     answer(&inner, Ok(()));
                 }
-                _ => answer(&inner, Err("unexpected reply from Redis".to_owned())),
+                _ => answer(
+                    &inner,
+                    Err(Fault::Protocol("unexpected reply to a command".into())),
+                ),
             },
-            Frame::Error(e) => answer(&inner, Err(e)),
+            Frame::Error(message) => answer(
+                &inner,
+                Err(Fault::Refused {
+                    what: "a subscriber command",
+                    message,
+                }),
+            ),
             Frame::Simple(_) | Frame::Int(_) | Frame::Bulk(_) => answer(&inner, Ok(())),
         }
     };
@@ -242,46 +260,48 @@ impl Drop for WaitingNow<'_> {
     }
 }
 
-fn answer(inner: &Inner, result: Result<(), String>) {
+fn answer(inner: &Inner, result: Result<(), Fault>) {
     if let Some(tx) = lock(&inner.pending).pop_front() {
         let _ = tx.send(result);
     }
 }
 
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<String, Fault> {
     let mut line = Vec::new();
     let n = r
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut line)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Fault::io("reading the subscriber"))?;
     if n == 0 {
-        return Err("subscriber connection closed by Redis".to_owned());
+        return Err(Fault::Closed("subscriber connection (by Redis)"));
     }
     if !line.ends_with(b"\r\n") {
-        return Err("malformed reply from Redis (line too long or cut short)".to_owned());
+        return Err(Fault::Protocol("line too long or cut short".into()));
     }
     line.truncate(line.len() - 2);
-    String::from_utf8(line).map_err(|_| "malformed reply from Redis (not UTF-8)".to_owned())
+    String::from_utf8(line).map_err(|_| Fault::Protocol("not UTF-8".into()))
 }
 
-fn parse_len(s: &str, max: usize) -> Result<Option<usize>, String> {
+fn parse_len(s: &str, max: usize) -> Result<Option<usize>, Fault> {
     let n: i64 = s
         .parse()
-        .map_err(|_| format!("malformed length {s:?} from Redis"))?;
+        .map_err(|_| Fault::Protocol(format!("length {s:?}").into()))?;
     if n < 0 {
         return Ok(None);
     }
     let n = n as usize;
     if n > max {
-        return Err(format!("Redis sent {n} bytes in one frame (limit {max})"));
+        return Err(Fault::Protocol(
+            format!("{n} bytes in one frame (limit {max})").into(),
+        ));
     }
     Ok(Some(n))
 }
 
 /// Reads one frame; arrays hold bulk strings, integers and simple strings
 /// (nested arrays are refused: a subscribed connection gets none).
-async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String> {
+async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, Fault> {
     let line = read_line(r).await?;
     let (kind, rest) = split_kind(&line)?;
     match kind {
@@ -302,7 +322,11 @@ async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String>
                     }
                     ":" => int(rest)?,
                     "+" => Frame::Simple(rest.to_owned()),
-                    _ => return Err(format!("unexpected {kind:?} in an array from Redis")),
+                    _ => {
+                        return Err(Fault::Protocol(
+                            format!("unexpected {kind:?} in an array").into(),
+                        ))
+                    }
                 });
             }
             Ok(Frame::Array(items))
@@ -311,23 +335,23 @@ async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Frame, String>
         ":" => int(rest),
         "+" => Ok(Frame::Simple(rest.to_owned())),
         "-" => Ok(Frame::Error(rest.to_owned())),
-        _ => Err(format!("unexpected reply {line:?} from Redis")),
+        _ => Err(Fault::Protocol(format!("unexpected reply {line:?}").into())),
     }
 }
 
 /// The type byte of a reply line and the rest (`None` for a line that does
 /// not start with an ASCII type byte).
-fn split_kind(line: &str) -> Result<(&str, &str), String> {
+fn split_kind(line: &str) -> Result<(&str, &str), Fault> {
     match line.as_bytes().first() {
         Some(b) if b.is_ascii() => Ok(line.split_at(1)),
-        _ => Err(format!("unexpected reply {line:?} from Redis")),
+        _ => Err(Fault::Protocol(format!("unexpected reply {line:?}").into())),
     }
 }
 
-fn int(s: &str) -> Result<Frame, String> {
+fn int(s: &str) -> Result<Frame, Fault> {
     s.parse()
         .map(Frame::Int)
-        .map_err(|_| format!("malformed integer {s:?} from Redis"))
+        .map_err(|_| Fault::Protocol(format!("integer {s:?}").into()))
 }
 
 /// One bulk string of at most `max` bytes, read as it arrives (nothing is
@@ -336,7 +360,7 @@ async fn read_bulk<R: AsyncBufRead + Unpin>(
     r: &mut R,
     len: &str,
     max: usize,
-) -> Result<Frame, String> {
+) -> Result<Frame, Fault> {
     let Some(n) = parse_len(len, max)? else {
         return Ok(Frame::Bulk(Vec::new()));
     };
@@ -345,9 +369,9 @@ async fn read_bulk<R: AsyncBufRead + Unpin>(
         .take(n as u64 + 2)
         .read_to_end(&mut buf)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Fault::io("reading the subscriber"))?;
     if got != n + 2 || !buf.ends_with(b"\r\n") {
-        return Err("malformed bulk string from Redis".to_owned());
+        return Err(Fault::Protocol("bulk string cut short".into()));
     }
     buf.truncate(n);
     Ok(Frame::Bulk(buf))
@@ -358,7 +382,9 @@ mod tests {
     use super::*;
 
     async fn parse(bytes: &[u8]) -> Result<Frame, String> {
-        read_frame(&mut BufReader::new(bytes)).await
+        read_frame(&mut BufReader::new(bytes))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     #[tokio::test]

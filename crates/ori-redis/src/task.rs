@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::backend::{Backend, Event, Publisher, Subscriber};
 use crate::channels::ChannelKind;
 use crate::envelope::{self, Malformed};
-use crate::{Dirty, RedisConfig, Shared};
+use crate::{Dirty, Fault, RedisConfig, Shared};
 
 /// One connected pair: the publisher and the subscriber (already
 /// subscribed to the broadcast channel).
@@ -28,7 +28,7 @@ pub(crate) async fn connect(
     shared: &Arc<Shared>,
     inbound: &Inbound,
     backend: &Backend,
-) -> Result<Live, String> {
+) -> Result<Live, Fault> {
     let connect_timeout = shared.config.connect_timeout;
     let mut throttle = Throttle::default();
     let delivering = shared.clone();
@@ -51,8 +51,7 @@ pub(crate) async fn connect(
         let change = subscriber.change(true, channel.to_owned());
         tokio::time::timeout(connect_timeout, change)
             .await
-            .map_err(|_| format!("SUBSCRIBE timed out after {connect_timeout:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Fault::timeout("SUBSCRIBE", connect_timeout))??;
     }
     Ok(Live {
         publisher,
@@ -105,7 +104,7 @@ struct Upstream {
 
 enum Exit {
     Shutdown,
-    Lost(String),
+    Lost(Fault),
 }
 
 /// Logs malformed envelopes once per burst.
@@ -321,8 +320,8 @@ async fn serve(
                 }
                 match tokio::time::timeout(answer_within, live.subscriber.ping()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Exit::Lost(format!("subscriber connection: {e}")),
-                    Err(_) => return Exit::Lost(format!("subscriber connection: no PONG within {answer_within:?}")),
+                    Ok(Err(e)) => return Exit::Lost(e),
+                    Err(_) => return Exit::Lost(Fault::timeout("PING on the subscriber", answer_within)),
                 }
                 if let Err(reason) = check_publisher(shared, backend, live).await {
                     return Exit::Lost(reason);
@@ -354,7 +353,7 @@ async fn serve(
 /// already have done it on the replacement connection). The cluster client
 /// replaces the node connection on its next use, so failures are retried
 /// for up to the connect timeout before the connection counts as lost.
-async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result<(), String> {
+async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result<(), Fault> {
     let within = shared.config.publish_timeout;
     let deadline = tokio::time::Instant::now() + shared.config.connect_timeout;
     tracing::debug!("a Redis node connection dropped; checking and resubscribing");
@@ -367,8 +366,8 @@ async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result
     loop {
         let attempt = match tokio::time::timeout(within, live.subscriber.ping()).await {
             Ok(Ok(())) => run_batch(shared, &live.subscriber, true, &channels).await,
-            Ok(Err(e)) => Err(format!("subscriber connection: {e}")),
-            Err(_) => Err(format!("subscriber connection: no PONG within {within:?}")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Fault::timeout("PING on the subscriber", within)),
         };
         match attempt {
             Ok(()) => return Ok(()),
@@ -383,11 +382,7 @@ async fn resync(shared: &Shared, live: &mut Live, upstream: &Upstream) -> Result
 
 /// Pings the publisher; if it does not answer, replaces it once. An error
 /// means Redis itself is unreachable.
-async fn check_publisher(
-    shared: &Shared,
-    backend: &Backend,
-    live: &mut Live,
-) -> Result<(), String> {
+async fn check_publisher(shared: &Shared, backend: &Backend, live: &mut Live) -> Result<(), Fault> {
     let within = shared.config.publish_timeout;
     match tokio::time::timeout(within, live.publisher.ping()).await {
         Ok(Ok(())) => return Ok(()),
@@ -399,8 +394,7 @@ async fn check_publisher(
     shared.set_publisher(None);
     let conn = backend
         .connect_publisher(shared.config.connect_timeout, within)
-        .await
-        .map_err(|e| format!("publisher connection: {e}"))?;
+        .await?;
     shared.set_publisher(Some(conn.clone()));
     live.publisher = conn;
     Ok(())
@@ -413,7 +407,7 @@ async fn reconcile(
     inbound: &Inbound,
     subscriber: &Subscriber,
     upstream: &mut Upstream,
-) -> Result<(), String> {
+) -> Result<(), Fault> {
     loop {
         let Dirty { topics, sockets } = std::mem::take(&mut *lock(&shared.dirty));
         if topics.is_empty() && sockets.is_empty() {
@@ -489,7 +483,7 @@ async fn run_batch(
     subscriber: &Subscriber,
     subscribe: bool,
     channels: &[String],
-) -> Result<(), String> {
+) -> Result<(), Fault> {
     const CHUNK: usize = 512;
     let within = shared.config.publish_timeout;
     for chunk in channels.chunks(CHUNK) {
@@ -503,8 +497,8 @@ async fn run_batch(
         };
         match tokio::time::timeout(within, futures_util::future::try_join_all(requests)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("{verb}: {e}")),
-            Err(_) => return Err(format!("{verb}: no answer within {within:?}")),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Fault::timeout(verb, within)),
         }
     }
     Ok(())
