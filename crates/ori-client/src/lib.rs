@@ -326,13 +326,7 @@ impl Client {
     /// Joins `room` now (or on the next connect), and again after every
     /// reconnect. Joining a room twice does nothing.
     pub fn join_room(&self, room: &str) -> Result<(), ClientError> {
-        ClientTopic::new(room).map_err(|e| ClientError::InvalidRoom {
-            room: room.to_owned(),
-            reason: e.to_string(),
-        })?;
-        self.command(Command::Join(room.to_owned(), false))?;
-        self.shared.lock().rooms.insert(room.to_owned());
-        Ok(())
+        self.join(room, false)
     }
 
     /// Joins `room` with positions (PROTOCOL.md section 8): the client
@@ -342,11 +336,15 @@ impl Client {
     /// [`Event::Recovered`] tell whether it was; [`Client::position`]
     /// is what the next resume sends.
     pub fn join_room_resumable(&self, room: &str) -> Result<(), ClientError> {
+        self.join(room, true)
+    }
+
+    fn join(&self, room: &str, positions: bool) -> Result<(), ClientError> {
         ClientTopic::new(room).map_err(|e| ClientError::InvalidRoom {
             room: room.to_owned(),
             reason: e.to_string(),
         })?;
-        self.command(Command::Join(room.to_owned(), true))?;
+        self.command(Command::Join(room.to_owned(), positions))?;
         self.shared.lock().rooms.insert(room.to_owned());
         Ok(())
     }

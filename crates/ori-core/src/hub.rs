@@ -324,22 +324,7 @@ impl Hub {
         if let Some(id) = topic.socket_target() {
             return usize::from(self.send_local(&id, message));
         }
-        self.count_publish();
-        let subscribers = match self.read().topics.get(topic) {
-            Some(s) => s.clone(),
-            None => return 0,
-        };
-        let mut queued = 0;
-        if !subscribers.raw.is_empty() {
-            let frame = codec::encode_message(message);
-            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), &frame);
-        }
-        // Without a position the positions-aware get the raw payload too.
-        if !subscribers.positioned.is_empty() {
-            let frame = codec::encode_message(message);
-            queued += self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
-        }
-        queued
+        self.fan_out_topic(topic, message, None::<fn() -> String>)
     }
 
     /// Delivers a publication of `topic` that has a position: the raw
@@ -352,18 +337,34 @@ impl Hub {
         message: &Message,
         envelope: impl FnOnce() -> String,
     ) -> usize {
+        self.fan_out_topic(topic, message, Some(envelope))
+    }
+
+    /// The fan-out of one publication of `topic`: the raw frame to the raw
+    /// subscribers, and to the positions-aware ones the envelope when there
+    /// is one (else the raw frame too); each frame encoded at most once.
+    fn fan_out_topic(
+        &self,
+        topic: &Topic,
+        message: &Message,
+        envelope: Option<impl FnOnce() -> String>,
+    ) -> usize {
         self.count_publish();
         let subscribers = match self.read().topics.get(topic) {
             Some(s) => s.clone(),
             None => return 0,
         };
+        let mut raw = None;
         let mut queued = 0;
         if !subscribers.raw.is_empty() {
-            let frame = codec::encode_message(message);
-            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), &frame);
+            let frame = raw.get_or_insert_with(|| codec::encode_message(message));
+            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), frame);
         }
         if !subscribers.positioned.is_empty() {
-            let frame = codec::encode_message(&Message::from(envelope()));
+            let frame = match envelope {
+                Some(envelope) => codec::encode_message(&Message::from(envelope())),
+                None => raw.unwrap_or_else(|| codec::encode_message(message)),
+            };
             queued += self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
         }
         queued

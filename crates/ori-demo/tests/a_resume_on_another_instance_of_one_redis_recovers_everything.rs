@@ -54,19 +54,9 @@ async fn lost_history_is_not_recovered_and_offsets_are_shared() {
         );
     }
     // Further back than the 3 kept: not recovered; within them: recovered.
-    let (_ws, reply) = join(
-        &b.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 1}}),
-    )
-    .await;
+    let (_ws, reply) = resume(&b.ws_url("/ws"), "r", &epoch, 1).await;
     assert_eq!(reply["recovered"], false, "{reply}");
-    let (mut on_b, reply) = join(
-        &b.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 3}}),
-    )
-    .await;
+    let (mut on_b, reply) = resume(&b.ws_url("/ws"), "r", &epoch, 3).await;
     assert_eq!(reply["recovered"], true, "{reply}");
     assert_eq!(reply["missed"], 2);
     assert_eq!(number(&recv_json(&mut on_b).await, "r"), (4, "3".into()));
@@ -79,12 +69,7 @@ async fn lost_history_is_not_recovered_and_offsets_are_shared() {
         .await
         .unwrap();
     let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    let (_ws, reply) = join(
-        &a.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 5}}),
-    )
-    .await;
+    let (_ws, reply) = resume(&a.ws_url("/ws"), "r", &epoch, 5).await;
     assert_eq!(reply["recovered"], false, "{reply}");
     let flushed_epoch = reply["epoch"].as_str().unwrap().to_owned();
     assert_ne!(flushed_epoch, epoch);
@@ -120,24 +105,14 @@ async fn entries_older_than_the_ttl_are_not_recovered() {
     let (_ws, reply) = join(&a.ws_url("/ws"), "r", json!({"recover": true})).await;
     let epoch = reply["epoch"].as_str().unwrap().to_owned();
     notify(a.addr(), "r", "fresh").await;
-    let (mut ws, reply) = join(
-        &a.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 0}}),
-    )
-    .await;
+    let (mut ws, reply) = resume(&a.ws_url("/ws"), "r", &epoch, 0).await;
     assert_eq!(
         (reply["recovered"].clone(), reply["missed"].clone()),
         (json!(true), json!(1))
     );
     assert_eq!(number(&recv_json(&mut ws).await, "r"), (1, "fresh".into()));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_ws, reply) = join(
-        &a.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 0}}),
-    )
-    .await;
+    let (_ws, reply) = resume(&a.ws_url("/ws"), "r", &epoch, 0).await;
     assert_eq!(reply["recovered"], false, "{reply}");
     assert_eq!(reply["offset"], 1);
 }
@@ -168,12 +143,7 @@ async fn on_a_cluster_each_topic_keeps_its_history_on_its_channels_shard() {
                 (i + 1, format!("{room}{i}"))
             );
         }
-        let (mut on_b, reply) = join(
-            &b.ws_url("/ws"),
-            room,
-            json!({"since": {"epoch": epoch, "offset": 1}}),
-        )
-        .await;
+        let (mut on_b, reply) = resume(&b.ws_url("/ws"), room, &epoch, 1).await;
         assert_eq!(reply["recovered"], true, "{room}: {reply}");
         assert_eq!(
             number(&recv_json(&mut on_b).await, room),

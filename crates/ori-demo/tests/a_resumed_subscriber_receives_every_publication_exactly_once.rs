@@ -31,24 +31,14 @@ async fn a_resume_that_cannot_be_complete_is_not_recovered_and_replays_nothing()
         notify(old.addr(), "r", &i.to_string()).await;
     }
     // Further back than the 3 entries kept.
-    let (mut ws, reply) = join(
-        &old.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": old_epoch, "offset": 2}}),
-    )
-    .await;
+    let (mut ws, reply) = resume(&old.ws_url("/ws"), "r", &old_epoch, 2).await;
     assert_eq!(reply["recovered"], false, "{reply}");
     assert_eq!(reply["offset"], 10);
     assert!(reply.get("missed").is_none());
     notify(old.addr(), "r", "next").await;
     assert_eq!(number(&recv_json(&mut ws).await, "r"), (11, "next".into()));
     // Within them: the last three, then live.
-    let (mut ws, reply) = join(
-        &old.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": old_epoch, "offset": 8}}),
-    )
-    .await;
+    let (mut ws, reply) = resume(&old.ws_url("/ws"), "r", &old_epoch, 8).await;
     assert_eq!(
         (reply["recovered"].clone(), reply["missed"].clone()),
         (json!(true), json!(3))
@@ -60,23 +50,13 @@ async fn a_resume_that_cannot_be_complete_is_not_recovered_and_replays_nothing()
         );
     }
     // Ahead of the history.
-    let (_ws, reply) = join(
-        &old.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": old_epoch, "offset": 99}}),
-    )
-    .await;
+    let (_ws, reply) = resume(&old.ws_url("/ws"), "r", &old_epoch, 99).await;
     assert_eq!(reply["recovered"], false);
     old.stop().await;
 
     let new = testing::spawn(ori_demo::build(config(100, Duration::from_secs(300)))).await;
     notify(new.addr(), "r", "after restart").await;
-    let (mut ws, reply) = join(
-        &new.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": old_epoch, "offset": 1}}),
-    )
-    .await;
+    let (mut ws, reply) = resume(&new.ws_url("/ws"), "r", &old_epoch, 1).await;
     assert_eq!(reply["recovered"], false, "{reply}");
     assert_ne!(reply["epoch"], old_epoch.as_str());
     assert_eq!(reply["offset"], 1);
@@ -89,12 +69,7 @@ async fn a_resume_that_cannot_be_complete_is_not_recovered_and_replays_nothing()
     let epoch = reply["epoch"].as_str().unwrap().to_owned();
     notify(short.addr(), "r", "expiring").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_ws, reply) = join(
-        &short.ws_url("/ws"),
-        "r",
-        json!({"since": {"epoch": epoch, "offset": 0}}),
-    )
-    .await;
+    let (_ws, reply) = resume(&short.ws_url("/ws"), "r", &epoch, 0).await;
     assert_eq!(reply["recovered"], false, "{reply}");
 }
 

@@ -42,6 +42,16 @@ pub async fn join(url: &str, room: &str, extra: Value) -> (TestSocket, Value) {
     (ws, reply)
 }
 
+/// Resumes `room` after `offset` of `epoch`; the socket and the reply.
+pub async fn resume(url: &str, room: &str, epoch: &str, offset: u64) -> (TestSocket, Value) {
+    join(
+        url,
+        room,
+        json!({"since": {"epoch": epoch, "offset": offset}}),
+    )
+    .await
+}
+
 /// One `room.message`: its offset and the notification's `message`.
 pub fn number(env: &Value, room: &str) -> (u64, String) {
     assert_eq!(env["type"], "room.message", "{env}");
@@ -65,9 +75,9 @@ pub async fn notify(addr: SocketAddr, room: &str, message: &str) {
 
 /// A subscriber joins with positions on `first`, receives part of ~1,000
 /// numbered notifications a second published on `publisher`, drops
-/// without a close frame, and after 1 s resumes on `resume`: it must get
+/// without a close frame, and after 1 s resumes on `second`: it must get
 /// every number exactly once, in order, with consecutive offsets.
-pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, resume: &str) {
+pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, second: &str) {
     let addr = publisher;
     let (mut ws, reply) = join(first, "feed", json!({"recover": true})).await;
     let epoch = reply["epoch"].as_str().expect("an epoch").to_owned();
@@ -104,12 +114,7 @@ pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, resu
     assert!(missed_at_least > 100, "the publisher kept going meanwhile");
 
     // Resume: the reply, the replay, then the live stream.
-    let (mut ws, reply) = join(
-        resume,
-        "feed",
-        json!({"since": {"epoch": epoch, "offset": last}}),
-    )
-    .await;
+    let (mut ws, reply) = resume(second, "feed", &epoch, last).await;
     assert_eq!(reply["recovered"], true, "{reply}");
     assert_eq!(reply["epoch"], epoch.as_str());
     let missed = reply["missed"].as_u64().expect("missed");
