@@ -44,6 +44,13 @@ export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'rec
 export interface ConnectedData {
     /** True when this is not the first connection of this client. */
     reconnected: boolean;
+    /**
+     * Resolves, per room joined with positions, with whether it was
+     * recovered on this connection (`{}` when there is none); the same
+     * answer as the {@link Recovered} event. A room the connection closed
+     * before answering counts as not recovered.
+     */
+    recovered: Promise<Record<string, boolean>>;
 }
 /** Data of the built-in `Disconnected` event. */
 export interface DisconnectedData {
@@ -249,6 +256,7 @@ export declare class SocketClient {
     private awaiting;
     private recoveredNow;
     private reconnectedNow;
+    private settleRecovered;
     private buffer;
     private readonly handlers;
     private readonly rawHandlers;
@@ -337,6 +345,8 @@ export declare class SocketClient {
     private abort;
     private detach;
     private handleOpen;
+    /** Every room with positions answered (or the connection closed). */
+    private finishRecovered;
     private schedulePing;
     private handleMessage;
     /** Dispatches a parsed message to the typed handlers. */

@@ -56,6 +56,7 @@ var SocketClient = class {
     this.awaiting = /* @__PURE__ */ new Set();
     this.recoveredNow = {};
     this.reconnectedNow = false;
+    this.settleRecovered = null;
     this.buffer = [];
     this.handlers = /* @__PURE__ */ new Map();
     this.rawHandlers = /* @__PURE__ */ new Set();
@@ -394,6 +395,10 @@ var SocketClient = class {
     this.recoveredNow = {};
     this.reconnectedNow = reconnected;
     for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
+    const recovered = new Promise((resolve) => {
+      this.settleRecovered = resolve;
+    });
+    if (this.awaiting.size === 0) this.finishRecovered();
     const queued = this.buffer;
     this.buffer = [];
     for (const item of queued) {
@@ -401,7 +406,20 @@ var SocketClient = class {
       item.onSent?.(ws);
     }
     this.schedulePing();
-    this.dispatch(Connected.name, { reconnected }, null);
+    this.dispatch(Connected.name, { reconnected, recovered }, null);
+  }
+  /** Every room with positions answered (or the connection closed). */
+  finishRecovered() {
+    const rooms = this.recoveredNow;
+    for (const room of this.awaiting) rooms[room] = false;
+    this.awaiting = /* @__PURE__ */ new Set();
+    this.recoveredNow = {};
+    const settle = this.settleRecovered;
+    this.settleRecovered = null;
+    settle?.(rooms);
+    if (Object.keys(rooms).length === 0) return;
+    const all = Object.values(rooms).every(Boolean);
+    this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
   }
   schedulePing() {
     this.clearTimer("pingTimer");
@@ -498,12 +516,7 @@ var SocketClient = class {
     this.dispatch(RoomJoined.name, data, m);
     if (!this.awaiting.delete(room)) return;
     this.recoveredNow[room] = recovered !== false;
-    if (this.awaiting.size === 0) {
-      const rooms = this.recoveredNow;
-      this.recoveredNow = {};
-      const all = Object.values(rooms).every(Boolean);
-      this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
-    }
+    if (this.awaiting.size === 0) this.finishRecovered();
   }
   handleRoomMessage(m) {
     const room = m.room;
@@ -535,6 +548,15 @@ var SocketClient = class {
     if (this.ws !== ws) return;
     this.detach(ws);
     this.ws = null;
+    if (this.settleRecovered) {
+      const settle = this.settleRecovered;
+      const rooms = this.recoveredNow;
+      for (const room of this.awaiting) rooms[room] = false;
+      this.settleRecovered = null;
+      this.awaiting = /* @__PURE__ */ new Set();
+      this.recoveredNow = {};
+      settle(rooms);
+    }
     this.clearTimer("connectTimer");
     this.clearTimer("pingTimer");
     this.clearTimer("pongTimer");

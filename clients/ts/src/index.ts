@@ -51,6 +51,13 @@ export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'rec
 export interface ConnectedData {
   /** True when this is not the first connection of this client. */
   reconnected: boolean;
+  /**
+   * Resolves, per room joined with positions, with whether it was
+   * recovered on this connection (`{}` when there is none); the same
+   * answer as the {@link Recovered} event. A room the connection closed
+   * before answering counts as not recovered.
+   */
+  recovered: Promise<Record<string, boolean>>;
 }
 
 /** Data of the built-in `Disconnected` event. */
@@ -318,6 +325,7 @@ export class SocketClient {
   private awaiting = new Set<string>();
   private recoveredNow: Record<string, boolean> = {};
   private reconnectedNow = false;
+  private settleRecovered: ((rooms: Record<string, boolean>) => void) | null = null;
   private buffer: Buffered[] = [];
   private readonly handlers = new Map<string, Set<Handler>>();
   private readonly rawHandlers = new Set<(data: unknown) => void>();
@@ -705,6 +713,10 @@ export class SocketClient {
     this.recoveredNow = {};
     this.reconnectedNow = reconnected;
     for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
+    const recovered = new Promise<Record<string, boolean>>((resolve) => {
+      this.settleRecovered = resolve;
+    });
+    if (this.awaiting.size === 0) this.finishRecovered();
     const queued = this.buffer;
     this.buffer = [];
     for (const item of queued) {
@@ -712,7 +724,21 @@ export class SocketClient {
       item.onSent?.(ws);
     }
     this.schedulePing();
-    this.dispatch(Connected.name, { reconnected }, null);
+    this.dispatch(Connected.name, { reconnected, recovered }, null);
+  }
+
+  /** Every room with positions answered (or the connection closed). */
+  private finishRecovered(): void {
+    const rooms = this.recoveredNow;
+    for (const room of this.awaiting) rooms[room] = false;
+    this.awaiting = new Set();
+    this.recoveredNow = {};
+    const settle = this.settleRecovered;
+    this.settleRecovered = null;
+    settle?.(rooms);
+    if (Object.keys(rooms).length === 0) return;
+    const all = Object.values(rooms).every(Boolean);
+    this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
   }
 
   private schedulePing(): void {
@@ -818,12 +844,7 @@ export class SocketClient {
     if (!this.awaiting.delete(room)) return;
     // A first join has nothing to lose; a resume reports what it got.
     this.recoveredNow[room] = recovered !== false;
-    if (this.awaiting.size === 0) {
-      const rooms = this.recoveredNow;
-      this.recoveredNow = {};
-      const all = Object.values(rooms).every(Boolean);
-      this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
-    }
+    if (this.awaiting.size === 0) this.finishRecovered();
   }
 
   private handleRoomMessage(m: Record<string, unknown>): void {
@@ -858,6 +879,16 @@ export class SocketClient {
     if (this.ws !== ws) return;
     this.detach(ws);
     this.ws = null;
+    if (this.settleRecovered) {
+      // Closed before every room answered: those count as not recovered.
+      const settle = this.settleRecovered;
+      const rooms = this.recoveredNow;
+      for (const room of this.awaiting) rooms[room] = false;
+      this.settleRecovered = null;
+      this.awaiting = new Set();
+      this.recoveredNow = {};
+      settle(rooms);
+    }
     this.clearTimer('connectTimer');
     this.clearTimer('pingTimer');
     this.clearTimer('pongTimer');

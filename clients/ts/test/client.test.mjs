@@ -336,12 +336,14 @@ test('offline closes and pauses reconnects; online reconnects at once', () => {
   assert.equal(win.listeners.get('online').size, 0);
 });
 
-test('rooms joined with positions resume with since after a reconnect and report recovery', () => {
+test('rooms joined with positions resume with since after a reconnect and report recovery', async () => {
   const { client, clock, sockets } = setup({ initialDelay: 50, random: () => 0.5 });
   const recovered = [];
   const joined = [];
   const notes = [];
   const positioned = [];
+  const onConnected = [];
+  client.on(Connected, (c) => onConnected.push(c.recovered));
   client.on(Recovered, (r) => recovered.push(r));
   client.on(RoomJoined, (j) => joined.push(j));
   client.on(RoomMessage, (m) => positioned.push(m.offset));
@@ -379,6 +381,7 @@ test('rooms joined with positions resume with since after a reconnect and report
   assert.equal(recovered.length, 2);
   assert.deepEqual(recovered[1], { reconnected: true, rooms: { feed: true }, all: true });
   assert.equal(joined[1].missed, 2);
+  assert.deepEqual(await onConnected[1], { feed: true });
 
   // Not recovered: reported, and the new epoch's offset is taken.
   sockets[1].serverClose(1006);
@@ -388,6 +391,14 @@ test('rooms joined with positions resume with since after a reconnect and report
   sockets[2].serverMessage({ type: 'room.joined', room: 'feed', epoch: 'e2', offset: 0, recovered: false });
   assert.deepEqual(recovered[2], { reconnected: true, rooms: { feed: false }, all: false });
   assert.deepEqual(client.position('feed'), { epoch: 'e2', offset: 0 });
+  assert.deepEqual(await onConnected[2], { feed: false });
+  // Closed before the room answered: not recovered.
+  sockets[2].serverClose(1006);
+  clock.advance(1000);
+  sockets[3].serverOpen();
+  sockets[3].serverClose(1006);
+  assert.deepEqual(await onConnected[3], { feed: false });
+  assert.deepEqual(await onConnected[0], { feed: true });
   client.destroy();
 });
 
