@@ -253,6 +253,7 @@ export declare class SocketClient {
     /** Rooms joined, and for those with positions the latest position seen. */
     private readonly roomSet;
     /** Rooms with positions whose `room.joined` this connection still awaits. */
+    /** Rooms with positions whose reply this connection awaits: resumed or first joins. */
     private awaiting;
     private recoveredNow;
     private reconnectedNow;

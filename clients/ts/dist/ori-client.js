@@ -53,7 +53,8 @@ var SocketClient = class {
     /** Rooms joined, and for those with positions the latest position seen. */
     this.roomSet = /* @__PURE__ */ new Map();
     /** Rooms with positions whose `room.joined` this connection still awaits. */
-    this.awaiting = /* @__PURE__ */ new Set();
+    /** Rooms with positions whose reply this connection awaits: resumed or first joins. */
+    this.awaiting = /* @__PURE__ */ new Map();
     this.recoveredNow = {};
     this.reconnectedNow = false;
     this.settleRecovered = null;
@@ -243,7 +244,7 @@ var SocketClient = class {
   joinMessage(room) {
     const r = this.roomSet.get(room);
     if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
-    if (this.isOpen()) this.awaiting.add(room);
+    if (this.isOpen()) this.awaiting.set(room, r.joined === true);
     if (r.epoch !== void 0 && r.offset !== void 0) {
       return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
     }
@@ -391,7 +392,7 @@ var SocketClient = class {
     this.attempt = 0;
     this.setState("connected");
     if (this.ws !== ws || !this.isOpen()) return;
-    this.awaiting = /* @__PURE__ */ new Set();
+    this.awaiting = /* @__PURE__ */ new Map();
     this.recoveredNow = {};
     this.reconnectedNow = reconnected;
     for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
@@ -411,8 +412,8 @@ var SocketClient = class {
   /** Every room with positions answered (or the connection closed). */
   finishRecovered() {
     const rooms = this.recoveredNow;
-    for (const room of this.awaiting) rooms[room] = false;
-    this.awaiting = /* @__PURE__ */ new Set();
+    for (const room of this.awaiting.keys()) rooms[room] = false;
+    this.awaiting = /* @__PURE__ */ new Map();
     this.recoveredNow = {};
     const settle = this.settleRecovered;
     this.settleRecovered = null;
@@ -501,6 +502,7 @@ var SocketClient = class {
     const r = this.roomSet.get(room);
     const recovered = typeof m.recovered === "boolean" ? m.recovered : null;
     if (r) {
+      r.joined = true;
       if (typeof m.epoch === "string" && typeof m.offset === "number") {
         if (recovered !== true) r.offset = m.offset;
         r.epoch = m.epoch;
@@ -514,8 +516,10 @@ var SocketClient = class {
     if (typeof m.offset === "number") data.offset = m.offset;
     if (typeof m.missed === "number") data.missed = m.missed;
     this.dispatch(RoomJoined.name, data, m);
-    if (!this.awaiting.delete(room)) return;
-    this.recoveredNow[room] = recovered !== false;
+    const resumed = this.awaiting.get(room);
+    if (resumed === void 0) return;
+    this.awaiting.delete(room);
+    this.recoveredNow[room] = resumed ? recovered === true : true;
     if (this.awaiting.size === 0) this.finishRecovered();
   }
   handleRoomMessage(m) {
@@ -551,9 +555,9 @@ var SocketClient = class {
     if (this.settleRecovered) {
       const settle = this.settleRecovered;
       const rooms = this.recoveredNow;
-      for (const room of this.awaiting) rooms[room] = false;
+      for (const room of this.awaiting.keys()) rooms[room] = false;
       this.settleRecovered = null;
-      this.awaiting = /* @__PURE__ */ new Set();
+      this.awaiting = /* @__PURE__ */ new Map();
       this.recoveredNow = {};
       settle(rooms);
     }

@@ -265,6 +265,8 @@ function defaultCorrelationId(): string {
 
 interface RoomPosition {
   positions: boolean;
+  /** A connection already joined it: a later join is a resume. */
+  joined?: boolean;
   epoch?: string;
   offset?: number;
 }
@@ -322,7 +324,8 @@ export class SocketClient {
   /** Rooms joined, and for those with positions the latest position seen. */
   private readonly roomSet = new Map<string, RoomPosition>();
   /** Rooms with positions whose `room.joined` this connection still awaits. */
-  private awaiting = new Set<string>();
+  /** Rooms with positions whose reply this connection awaits: resumed or first joins. */
+  private awaiting = new Map<string, boolean>();
   private recoveredNow: Record<string, boolean> = {};
   private reconnectedNow = false;
   private settleRecovered: ((rooms: Record<string, boolean>) => void) | null = null;
@@ -541,7 +544,7 @@ export class SocketClient {
   private joinMessage(room: string): string {
     const r = this.roomSet.get(room);
     if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
-    if (this.isOpen()) this.awaiting.add(room);
+    if (this.isOpen()) this.awaiting.set(room, r.joined === true);
     if (r.epoch !== undefined && r.offset !== undefined) {
       return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
     }
@@ -709,7 +712,7 @@ export class SocketClient {
     this.attempt = 0;
     this.setState('connected');
     if (this.ws !== ws || !this.isOpen()) return;
-    this.awaiting = new Set();
+    this.awaiting = new Map();
     this.recoveredNow = {};
     this.reconnectedNow = reconnected;
     for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
@@ -730,8 +733,8 @@ export class SocketClient {
   /** Every room with positions answered (or the connection closed). */
   private finishRecovered(): void {
     const rooms = this.recoveredNow;
-    for (const room of this.awaiting) rooms[room] = false;
-    this.awaiting = new Set();
+    for (const room of this.awaiting.keys()) rooms[room] = false;
+    this.awaiting = new Map();
     this.recoveredNow = {};
     const settle = this.settleRecovered;
     this.settleRecovered = null;
@@ -825,6 +828,7 @@ export class SocketClient {
     const r = this.roomSet.get(room);
     const recovered = typeof m.recovered === 'boolean' ? m.recovered : null;
     if (r) {
+      r.joined = true;
       if (typeof m.epoch === 'string' && typeof m.offset === 'number') {
         // A recovered resume replays from our offset (the replay advances
         // it); otherwise the live stream starts after `offset`.
@@ -841,9 +845,12 @@ export class SocketClient {
     if (typeof m.offset === 'number') data.offset = m.offset;
     if (typeof m.missed === 'number') data.missed = m.missed;
     this.dispatch(RoomJoined.name, data, m);
-    if (!this.awaiting.delete(room)) return;
-    // A first join has nothing to lose; a resume reports what it got.
-    this.recoveredNow[room] = recovered !== false;
+    const resumed = this.awaiting.get(room);
+    if (resumed === undefined) return;
+    this.awaiting.delete(room);
+    // A first join has nothing to lose; a rejoin reports what it got (a
+    // room without history cannot be recovered).
+    this.recoveredNow[room] = resumed ? recovered === true : true;
     if (this.awaiting.size === 0) this.finishRecovered();
   }
 
@@ -883,9 +890,9 @@ export class SocketClient {
       // Closed before every room answered: those count as not recovered.
       const settle = this.settleRecovered;
       const rooms = this.recoveredNow;
-      for (const room of this.awaiting) rooms[room] = false;
+      for (const room of this.awaiting.keys()) rooms[room] = false;
       this.settleRecovered = null;
-      this.awaiting = new Set();
+      this.awaiting = new Map();
       this.recoveredNow = {};
       settle(rooms);
     }

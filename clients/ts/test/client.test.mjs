@@ -402,6 +402,24 @@ test('rooms joined with positions resume with since after a reconnect and report
   client.destroy();
 });
 
+test('a room without history is recovered on a first join and not on a resume', () => {
+  const { client, clock, sockets } = setup({ initialDelay: 50, random: () => 0.5, recover: true });
+  const recovered = [];
+  client.on(Recovered, (r) => recovered.push(r.rooms));
+  client.joinRoom('plain');
+  client.connect();
+  sockets[0].serverOpen();
+  sockets[0].serverMessage({ type: 'room.joined', room: 'plain', recovered: false });
+  // No epoch: nothing to resume from, so the next join asks for positions again.
+  sockets[0].serverClose(1006);
+  clock.advance(1000);
+  sockets[1].serverOpen();
+  assert.deepEqual(sockets[1].sentJson, [{ type: 'room.join', room: 'plain', recover: true }]);
+  sockets[1].serverMessage({ type: 'room.joined', room: 'plain', recovered: false });
+  assert.deepEqual(recovered, [{ plain: true }, { plain: false }]);
+  client.destroy();
+});
+
 test('drop() closes like a network failure and the client reconnects', () => {
   const { client, clock, sockets } = setup({ initialDelay: 50, random: () => 0.5 });
   const connected = [];

@@ -1,6 +1,6 @@
 //! The background task: owns the socket, the room set and the send buffer.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use base64::Engine as _;
 use std::sync::Arc;
@@ -53,6 +53,8 @@ struct Envelope<'a> {
 #[derive(Default)]
 struct Room {
     positions: bool,
+    /// A connection already joined it: a later join is a resume.
+    joined: bool,
     epoch: Option<String>,
     offset: Option<u64>,
 }
@@ -61,8 +63,9 @@ struct Actor {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
     rooms: BTreeMap<String, Room>,
-    /// Rooms with positions whose `room.joined` this connection awaits.
-    awaiting: BTreeSet<String>,
+    /// Rooms with positions whose `room.joined` this connection awaits,
+    /// and whether each is a rejoin.
+    awaiting: BTreeMap<String, bool>,
     recovered: Vec<(String, bool)>,
     reconnected: bool,
     buffer: VecDeque<Outgoing>,
@@ -76,7 +79,7 @@ pub(crate) async fn run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Command
         shared,
         rx,
         rooms: BTreeMap::new(),
-        awaiting: BTreeSet::new(),
+        awaiting: BTreeMap::new(),
         recovered: Vec::new(),
         reconnected: false,
         buffer: VecDeque::new(),
@@ -411,7 +414,7 @@ impl Actor {
         let Ok(topic) = ClientTopic::new(room) else {
             return room_message(&JoinRoom, room);
         };
-        self.awaiting.insert(room.to_owned());
+        self.awaiting.insert(room.to_owned(), r.joined);
         let mut data = JoinData::new(topic);
         match (&r.epoch, r.offset) {
             (Some(epoch), Some(offset)) => {
@@ -432,6 +435,7 @@ impl Actor {
         let recovered = m.get("recovered").and_then(Value::as_bool);
         let missed = m.get("missed").and_then(Value::as_u64);
         if let Some(r) = self.rooms.get_mut(room) {
+            r.joined = true;
             match (&epoch, offset) {
                 (Some(e), Some(o)) => {
                     // A recovered resume replays from our offset (the replay
@@ -455,9 +459,11 @@ impl Actor {
             recovered,
             missed,
         });
-        if self.awaiting.remove(room) {
-            self.recovered
-                .push((room.to_owned(), recovered != Some(false)));
+        if let Some(rejoin) = self.awaiting.remove(room) {
+            // A first join has nothing to lose; a rejoin reports what it
+            // got (a room without history cannot be recovered).
+            let ok = !rejoin || recovered == Some(true);
+            self.recovered.push((room.to_owned(), ok));
             if self.awaiting.is_empty() {
                 let rooms = std::mem::take(&mut self.recovered);
                 self.event(Event::Recovered {

@@ -74,7 +74,8 @@ pub enum Event {
         /// True when this is not the client's first connection.
         reconnected: bool,
         /// Each room joined with positions, and whether it was recovered
-        /// (a first join counts as recovered: nothing was missed).
+        /// (a first join counts as recovered: nothing was missed; a rejoin
+        /// of a room without history does not).
         rooms: Vec<(String, bool)>,
     },
     /// A publication of a room joined with positions (its payload follows
