@@ -138,7 +138,8 @@ impl Core {
         let queued = {
             let mut st = History::lock(&stream);
             let offset = history.append(&mut st, message);
-            hub.publish_positioned(topic, message, || {
+            let epoch = History::epoch(&st);
+            hub.publish_positioned(topic, message, (&epoch, offset), || {
                 positions::envelope(topic, offset, message)
             })
         };

@@ -202,6 +202,11 @@ impl History {
         lock(stream)
     }
 
+    /// The stream's epoch.
+    pub(crate) fn epoch(stream: &Stream) -> Arc<str> {
+        stream.epoch.clone()
+    }
+
     /// Gives `message` the next offset of `stream` and keeps it within the
     /// bounds; returns the offset. Called with the stream locked, by
     /// whoever then delivers it (so deliveries follow offsets).

@@ -66,6 +66,25 @@ type List = Arc<Vec<Arc<Outbox>>>;
 struct Subscribers {
     raw: List,
     positioned: List,
+    /// Positions-aware subscribers that already have every publication up
+    /// to a position (their join replayed it) and must not get those again
+    /// live; dropped once publications pass them.
+    floors: Option<Arc<Vec<Floor>>>,
+}
+
+/// A subscriber's position below which live publications are skipped.
+#[derive(Clone)]
+struct Floor {
+    outbox: Arc<Outbox>,
+    epoch: Arc<str>,
+    offset: u64,
+}
+
+impl Floor {
+    /// Whether the publication at (`epoch`, `offset`) is at or below it.
+    fn covers(&self, epoch: &str, offset: u64) -> bool {
+        offset <= self.offset && *self.epoch == *epoch
+    }
 }
 
 impl Subscribers {
@@ -191,6 +210,28 @@ impl Hub {
         topic: &Topic,
         positioned: bool,
     ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_from(id, topic, positioned, None)
+    }
+
+    /// [`subscribe_as`](Self::subscribe_as) with positions for a connection
+    /// that already got every publication up to `floor` (epoch, offset):
+    /// live publications at or below it are not queued to it again.
+    pub fn subscribe_after(
+        &self,
+        id: &SocketId,
+        topic: &Topic,
+        floor: (Arc<str>, u64),
+    ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_from(id, topic, true, Some(floor))
+    }
+
+    fn subscribe_from(
+        &self,
+        id: &SocketId,
+        topic: &Topic,
+        positioned: bool,
+        floor: Option<(Arc<str>, u64)>,
+    ) -> Result<Subscription, SubscribeError> {
         if topic.is_reserved() {
             return Err(SubscribeError::InvalidTopic {
                 topic: topic.to_string(),
@@ -214,8 +255,9 @@ impl Hub {
                 if let Some(pos) = from.iter().position(|o| Arc::ptr_eq(o, &outbox)) {
                     from.swap_remove(pos);
                 }
-                subs.list(positioned).push(outbox);
+                subs.list(positioned).push(outbox.clone());
             }
+            add_floor(&mut st.topics, topic, outbox, floor);
             return Ok(Subscription {
                 changed: true,
                 topic_edge: false,
@@ -230,16 +272,17 @@ impl Hub {
         let outbox = entry.outbox.clone();
         let first = match st.topics.entry(topic.clone()) {
             Entry::Occupied(mut e) => {
-                e.get_mut().list(positioned).push(outbox);
+                e.get_mut().list(positioned).push(outbox.clone());
                 false
             }
             Entry::Vacant(e) => {
                 e.insert(Subscribers::default())
                     .list(positioned)
-                    .push(outbox);
+                    .push(outbox.clone());
                 true
             }
         };
+        add_floor(&mut st.topics, topic, outbox, floor);
         Ok(Subscription {
             changed: true,
             topic_edge: first,
@@ -324,20 +367,24 @@ impl Hub {
         if let Some(id) = topic.socket_target() {
             return usize::from(self.send_local(&id, message));
         }
-        self.fan_out_topic(topic, message, None::<fn() -> String>)
+        self.fan_out_topic(topic, message, None::<(fn() -> String, &str, u64)>)
     }
 
     /// Delivers a publication of `topic` that has a position: the raw
     /// payload to the raw subscribers, the `room.message` envelope (made by
     /// `envelope`, only when someone takes it) to the positions-aware ones;
     /// each form encoded once.
+    ///
+    /// A subscriber that joined after this position (its replay had it,
+    /// [`subscribe_after`](Self::subscribe_after)) is skipped.
     pub fn publish_positioned(
         &self,
         topic: &Topic,
         message: &Message,
+        (epoch, offset): (&str, u64),
         envelope: impl FnOnce() -> String,
     ) -> usize {
-        self.fan_out_topic(topic, message, Some(envelope))
+        self.fan_out_topic(topic, message, Some((envelope, epoch, offset)))
     }
 
     /// The fan-out of one publication of `topic`: the raw frame to the raw
@@ -347,7 +394,7 @@ impl Hub {
         &self,
         topic: &Topic,
         message: &Message,
-        envelope: Option<impl FnOnce() -> String>,
+        positioned: Option<(impl FnOnce() -> String, &str, u64)>,
     ) -> usize {
         self.count_publish();
         let subscribers = match self.read().topics.get(topic) {
@@ -360,14 +407,44 @@ impl Hub {
             let frame = raw.get_or_insert_with(|| codec::encode_message(message));
             queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), frame);
         }
-        if !subscribers.positioned.is_empty() {
-            let frame = match envelope {
-                Some(envelope) => codec::encode_message(&Message::from(envelope())),
-                None => raw.unwrap_or_else(|| codec::encode_message(message)),
-            };
-            queued += self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
+        if subscribers.positioned.is_empty() {
+            return queued;
+        }
+        let Some((envelope, epoch, offset)) = positioned else {
+            let frame = raw.unwrap_or_else(|| codec::encode_message(message));
+            return queued + self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
+        };
+        let frame = codec::encode_message(&Message::from(envelope()));
+        let all = subscribers.positioned.iter().map(|o| &**o);
+        match &subscribers.floors {
+            Some(floors) if floors.iter().any(|f| f.covers(epoch, offset)) => {
+                let skip = |o: &Outbox| {
+                    floors
+                        .iter()
+                        .any(|f| std::ptr::eq(&*f.outbox, o) && f.covers(epoch, offset))
+                };
+                queued += self.fan_out(all.filter(|o| !skip(o)), &frame);
+            }
+            Some(_) => {
+                queued += self.fan_out(all, &frame);
+                self.prune_floors(topic, epoch, offset);
+            }
+            None => queued += self.fan_out(all, &frame),
         }
         queued
+    }
+
+    /// Drops the floors that publications have passed (or of another epoch).
+    fn prune_floors(&self, topic: &Topic, epoch: &str, offset: u64) {
+        let mut st = self.write();
+        if let Some(subs) = st.topics.get_mut(topic) {
+            if let Some(floors) = &mut subs.floors {
+                Arc::make_mut(floors).retain(|f| f.covers(epoch, offset));
+                if floors.is_empty() {
+                    subs.floors = None;
+                }
+            }
+        }
     }
 
     /// Queues `messages`, in order, to connection `id` alone (a reply and
@@ -468,11 +545,35 @@ fn remove_subscriber(
     if let Some(pos) = list.iter().position(|o| Arc::ptr_eq(o, outbox)) {
         list.swap_remove(pos);
     }
+    if let Some(floors) = &mut subs.floors {
+        Arc::make_mut(floors).retain(|f| !Arc::ptr_eq(&f.outbox, outbox));
+        if floors.is_empty() {
+            subs.floors = None;
+        }
+    }
     if subs.len() == 0 {
         topics.remove(topic);
         return true;
     }
     false
+}
+
+/// Records that `outbox` already has `topic`'s publications up to `floor`.
+fn add_floor(
+    topics: &mut HashMap<Topic, Subscribers>,
+    topic: &Topic,
+    outbox: Arc<Outbox>,
+    floor: Option<(Arc<str>, u64)>,
+) {
+    let (Some((epoch, offset)), Some(subs)) = (floor, topics.get_mut(topic)) else {
+        return;
+    };
+    let floor = Floor {
+        outbox,
+        epoch,
+        offset,
+    };
+    Arc::make_mut(subs.floors.get_or_insert_with(Default::default)).push(floor);
 }
 
 impl std::fmt::Debug for Hub {

@@ -155,3 +155,82 @@ async fn on_a_cluster_each_topic_keeps_its_history_on_its_channels_shard() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_subscribers_resume_at_once_on_the_other_instance() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    const CLIENTS: usize = 100;
+    let redis = RedisServer::start();
+    let a = instance(&redis, 10_000).await;
+    let b = instance(&redis, 10_000).await;
+    let published = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (published, stop, addr) = (published.clone(), stop.clone(), b.addr());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) && n < 20_000 {
+                notify(addr, "storm", &n.to_string()).await;
+                n += 1;
+                published.store(n, SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let resumed = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let (a_url, b_url, resumed) = (a.ws_url("/ws"), b.ws_url("/ws"), resumed.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut ws, reply) = join(&a_url, "storm", json!({"recover": true})).await;
+            let epoch = reply["epoch"].as_str().unwrap().to_owned();
+            let mut got = Vec::new();
+            // Each drops after a different number of notifications.
+            while got.len() < 20 + i % 30 {
+                got.push(number(&recv_json(&mut ws).await, "storm"));
+            }
+            drop(ws);
+            let last = got
+                .last()
+                .map_or(reply["offset"].as_u64().unwrap(), |(o, _)| *o);
+            let (mut ws, reply) = resume(&b_url, "storm", &epoch, last).await;
+            assert_eq!(reply["recovered"], true, "client {i}: {reply}");
+            resumed.fetch_add(1, SeqCst);
+            loop {
+                let (offset, message) = number(&recv_json(&mut ws).await, "storm");
+                if message == "end" {
+                    break;
+                }
+                got.push((offset, message));
+            }
+            got
+        }));
+    }
+    for _ in 0..3000 {
+        if resumed.load(SeqCst) == CLIENTS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(resumed.load(SeqCst), CLIENTS as u64, "every client resumed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, SeqCst);
+    publisher.await.unwrap();
+    notify(b.addr(), "storm", "end").await;
+    let total = published.load(SeqCst);
+    for (i, c) in clients.into_iter().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(60), c)
+            .await
+            .expect("client finished")
+            .expect("client");
+        let first = got.first().expect("received").0;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        let expected: Vec<u64> = (first..=total).collect();
+        assert_eq!(offsets, expected, "client {i}: every offset once, in order");
+        let numbers: Vec<String> = got.iter().map(|(_, m)| m.clone()).collect();
+        let expected: Vec<String> = (first - 1..total).map(|n| n.to_string()).collect();
+        assert_eq!(numbers, expected, "client {i}");
+    }
+}

@@ -106,10 +106,16 @@ pub(crate) fn deliver_positioned(
     position: &Position,
 ) -> usize {
     let envelope = || positions::envelope(topic, position.offset, message);
-    let Some(gate) = gates.get(topic) else {
-        return hub.publish_positioned(topic, message, envelope);
+    // The map stays read-locked for the whole delivery: no gate opens or
+    // closes meanwhile, so a join never completes under another lock than
+    // the one this delivery holds (which would let it see this publication
+    // both in its replay and live).
+    let at = (&*position.epoch, position.offset);
+    let map = gates.map.read().unwrap_or_else(PoisonError::into_inner);
+    let Some(gate) = map.get(topic) else {
+        return hub.publish_positioned(topic, message, at, envelope);
     };
-    let mut g = lock(&gate);
+    let mut g = lock(gate);
     for j in &mut g.joining {
         if j.kept.len() < GATE_CAPACITY {
             j.kept.push((position.clone(), message.clone()));
@@ -117,7 +123,7 @@ pub(crate) fn deliver_positioned(
             j.overflowed = true;
         }
     }
-    hub.publish_positioned(topic, message, envelope)
+    hub.publish_positioned(topic, message, at, envelope)
 }
 
 fn joined(read_epoch: Arc<str>, last: u64, recovery: &Recovery, replay: Option<usize>) -> Joined {
@@ -238,12 +244,19 @@ async fn gated(
         let joined = joined(read.epoch.clone(), read.last, recovery, replay_len);
         // What arrived meanwhile and is not in the replay (same epoch,
         // later offset) follows it.
-        let after = kept
+        let after: Vec<(u64, Message)> = kept
             .into_iter()
             .filter(|(p, _)| p.epoch == read.epoch && p.offset > read.last)
-            .map(|(p, m)| (p.offset, m));
+            .map(|(p, m)| (p.offset, m))
+            .collect();
+        // The socket now has everything up to `floor`: a publication at or
+        // below it that reaches this instance only now (its subscription
+        // message can trail the history read) is not queued to it again.
+        let floor = after.last().map_or(read.last, |(o, _)| *o);
         let replay = read.replay.unwrap_or_default().into_iter().chain(after);
-        let sub = core.hub.subscribe_as(socket, topic, true)?;
+        let sub = core
+            .hub
+            .subscribe_after(socket, topic, (read.epoch.clone(), floor))?;
         core.hub.push_to(socket, frames(topic, &joined, replay));
         return Ok((joined, sub.topic_edge));
     }
