@@ -18,6 +18,9 @@ use crate::codec;
 use crate::{Budget, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 mod admission;
+mod subscribers;
+
+use subscribers::{add_floor, remove_subscriber, Subscribers};
 
 pub use admission::Overloaded;
 
@@ -55,50 +58,6 @@ struct ConnEntry {
     /// Each topic, and whether the connection takes it with positions.
     topics: Vec<(Topic, bool)>,
     max_topics: usize,
-}
-
-type List = Arc<Vec<Arc<Outbox>>>;
-
-/// A topic's local subscribers: those that take the raw payload, and those
-/// that joined with positions (PROTOCOL.md section 8) and take the
-/// `room.message` envelope.
-#[derive(Clone, Default)]
-struct Subscribers {
-    raw: List,
-    positioned: List,
-    /// Positions-aware subscribers that already have every publication up
-    /// to a position (their join replayed it) and must not get those again
-    /// live; dropped once publications pass them.
-    floors: Option<Arc<Vec<Floor>>>,
-}
-
-/// A subscriber's position below which live publications are skipped.
-#[derive(Clone)]
-struct Floor {
-    outbox: Arc<Outbox>,
-    epoch: Arc<str>,
-    offset: u64,
-}
-
-impl Floor {
-    /// Whether the publication at (`epoch`, `offset`) is at or below it.
-    fn covers(&self, epoch: &str, offset: u64) -> bool {
-        offset <= self.offset && *self.epoch == *epoch
-    }
-}
-
-impl Subscribers {
-    fn len(&self) -> usize {
-        self.raw.len() + self.positioned.len()
-    }
-
-    fn list(&mut self, positioned: bool) -> &mut Vec<Arc<Outbox>> {
-        Arc::make_mut(if positioned {
-            &mut self.positioned
-        } else {
-            &mut self.raw
-        })
-    }
 }
 
 #[derive(Default)]
@@ -530,52 +489,6 @@ impl Hub {
     }
 }
 
-/// Removes `outbox` from `topic`; true if the topic became empty (and was
-/// dropped).
-fn remove_subscriber(
-    topics: &mut HashMap<Topic, Subscribers>,
-    topic: &Topic,
-    positioned: bool,
-    outbox: &Arc<Outbox>,
-) -> bool {
-    let Some(subs) = topics.get_mut(topic) else {
-        return false;
-    };
-    let list = subs.list(positioned);
-    if let Some(pos) = list.iter().position(|o| Arc::ptr_eq(o, outbox)) {
-        list.swap_remove(pos);
-    }
-    if let Some(floors) = &mut subs.floors {
-        Arc::make_mut(floors).retain(|f| !Arc::ptr_eq(&f.outbox, outbox));
-        if floors.is_empty() {
-            subs.floors = None;
-        }
-    }
-    if subs.len() == 0 {
-        topics.remove(topic);
-        return true;
-    }
-    false
-}
-
-/// Records that `outbox` already has `topic`'s publications up to `floor`.
-fn add_floor(
-    topics: &mut HashMap<Topic, Subscribers>,
-    topic: &Topic,
-    outbox: Arc<Outbox>,
-    floor: Option<(Arc<str>, u64)>,
-) {
-    let (Some((epoch, offset)), Some(subs)) = (floor, topics.get_mut(topic)) else {
-        return;
-    };
-    let floor = Floor {
-        outbox,
-        epoch,
-        offset,
-    };
-    Arc::make_mut(subs.floors.get_or_insert_with(Default::default)).push(floor);
-}
-
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
@@ -585,110 +498,4 @@ impl std::fmt::Debug for Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::OutboxStatus;
-
-    fn conn(hub: &Hub, limit: usize) -> Arc<Outbox> {
-        let o = Arc::new(Outbox::new(SocketId::new(), limit));
-        hub.register(o.clone(), 8);
-        o
-    }
-
-    fn drain(o: &Outbox) -> Vec<Bytes> {
-        let mut q = std::collections::VecDeque::new();
-        o.take(&mut q);
-        q.into_iter().collect()
-    }
-
-    #[test]
-    fn subscribers_receive_one_shared_frame_and_others_do_not() {
-        let hub = Hub::new();
-        let (a, b, c) = (
-            conn(&hub, 1 << 20),
-            conn(&hub, 1 << 20),
-            conn(&hub, 1 << 20),
-        );
-        let t = Topic::new("room").unwrap();
-        assert!(hub.subscribe(a.id(), &t).unwrap().topic_edge);
-        assert!(!hub.subscribe(b.id(), &t).unwrap().topic_edge);
-        assert!(!hub.subscribe(b.id(), &t).unwrap().changed);
-        assert_eq!(hub.publish_local(&t, &"hi".into()), 2);
-        let (fa, fb) = (drain(&a), drain(&b));
-        assert_eq!(fa, vec![codec::encode_frame(codec::OpCode::Text, b"hi")]);
-        assert_eq!(fa[0].as_ptr(), fb[0].as_ptr(), "one encoding shared");
-        assert!(drain(&c).is_empty());
-        assert_eq!(hub.subscriber_count(&t), 2);
-    }
-
-    #[test]
-    fn unsubscribe_and_unregister_report_the_last_subscriber() {
-        let hub = Hub::new();
-        let (a, b) = (conn(&hub, 1024), conn(&hub, 1024));
-        let t = Topic::new("room").unwrap();
-        hub.subscribe(a.id(), &t).unwrap();
-        hub.subscribe(b.id(), &t).unwrap();
-        assert!(!hub.unsubscribe(a.id(), &t).unwrap().topic_edge);
-        assert!(!hub.unsubscribe(a.id(), &t).unwrap().changed);
-        assert_eq!(hub.unregister(b.id()), vec![t.clone()]);
-        assert_eq!(hub.subscriber_count(&t), 0);
-        assert!(hub.active_topics().is_empty());
-        assert_eq!(hub.publish_local(&t, &"x".into()), 0);
-    }
-
-    #[test]
-    fn virtual_topics_cover_every_connection() {
-        let hub = Hub::new();
-        let (a, b) = (conn(&hub, 1024), conn(&hub, 1024));
-        assert_eq!(hub.subscriber_count(&Topic::broadcast()), 2);
-        assert_eq!(hub.publish_local(&Topic::broadcast(), &"all".into()), 2);
-        assert_eq!(
-            hub.publish_local(&Topic::for_socket(a.id()), &"one".into()),
-            1
-        );
-        assert_eq!(drain(&a).len(), 2);
-        assert_eq!(drain(&b).len(), 1);
-        assert!(!hub.send_local(&SocketId::new(), &"x".into()));
-        let topics = hub.topics_of(a.id()).unwrap();
-        assert_eq!(topics[0], Topic::broadcast());
-        assert_eq!(topics[1].socket_target(), Some(*a.id()));
-        assert!(matches!(
-            hub.subscribe(a.id(), &Topic::broadcast()),
-            Err(SubscribeError::InvalidTopic { .. })
-        ));
-    }
-
-    #[test]
-    fn topic_limit_per_connection() {
-        let hub = Hub::new();
-        let o = Arc::new(Outbox::new(SocketId::new(), 1024));
-        hub.register(o.clone(), 2);
-        for name in ["a", "b"] {
-            hub.subscribe(o.id(), &Topic::new(name).unwrap()).unwrap();
-        }
-        assert_eq!(
-            hub.subscribe(o.id(), &Topic::new("c").unwrap()),
-            Err(SubscribeError::TooManyTopics { limit: 2 })
-        );
-    }
-
-    #[test]
-    fn overflow_drops_the_queue_and_counts_a_slow_consumer() {
-        let hub = Hub::new();
-        let slow = conn(&hub, 100);
-        let fast = conn(&hub, 1 << 20);
-        let msg: Message = "x".repeat(40).into();
-        for _ in 0..3 {
-            hub.broadcast_local(&msg);
-            drain(&fast);
-        }
-        assert_eq!(slow.status(), OutboxStatus::Overflowed);
-        assert!(drain(&slow).is_empty());
-        assert_eq!(slow.push(Bytes::from_static(b"late")), Push::Closed);
-        assert_eq!(
-            hub.metrics().slow_consumer_closes.load(Ordering::Relaxed),
-            1
-        );
-        assert_eq!(fast.status(), OutboxStatus::Open);
-    }
-}
+mod tests;

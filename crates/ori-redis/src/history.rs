@@ -16,9 +16,13 @@ use std::sync::Arc;
 use ori_core::{HistoryLimits, HistoryRead, Message, Position, Topic, Utf8Bytes};
 use redis::Value;
 
+use std::sync::atomic::Ordering;
+
+use ori_core::{Outgoing, ProviderError, Sent, Target};
+
 use crate::backend::Publisher;
 use crate::envelope::{self, InstanceId};
-use crate::Error;
+use crate::{lock, Error, RedisProvider};
 
 const PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -248,4 +252,98 @@ fn decode_entry(entry: &Value) -> Option<(u64, Message)> {
         _ => Message::Binary(payload),
     };
     Some((offset?, message))
+}
+
+impl RedisProvider {
+    fn publisher_or_err(&self) -> Result<Publisher, Error> {
+        self.shared.publisher().ok_or_else(|| Error::Unavailable {
+            reason: lock(&self.shared.last_error).clone(),
+        })
+    }
+
+    /// Runs a history script on the publisher within the publish timeout.
+    async fn within<T>(
+        &self,
+        script: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let timeout = self.shared.config.publish_timeout;
+        match tokio::time::timeout(timeout, script).await {
+            Ok(Err(Error::Redis(e))) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    self.shared.publisher_suspect.notify_one();
+                }
+                Err(Error::Redis(e))
+            }
+            Ok(other) => other,
+            Err(_) => {
+                self.shared.publisher_suspect.notify_one();
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    pub(crate) async fn publish_with_history(
+        &self,
+        out: &Outgoing<'_>,
+        topic: &Topic,
+        limits: HistoryLimits,
+    ) -> Result<Sent, ProviderError> {
+        let shared = &self.shared;
+        let mut conn = self.publisher_or_err()?;
+        let channel = shared.channels.topic(topic);
+        let origin = *out.origin.as_bytes();
+        let (receivers, position) = self
+            .within(publish(
+                &shared.scripts,
+                &mut conn,
+                &channel,
+                &origin,
+                topic,
+                out.message,
+                limits,
+            ))
+            .await?;
+        shared.counters.published.fetch_add(1, Ordering::Relaxed);
+        Ok(Sent::counted(receivers).at(position))
+    }
+
+    pub(crate) async fn read_history_inner(
+        &self,
+        topic: &Topic,
+        limits: HistoryLimits,
+        since: Option<(&str, u64)>,
+    ) -> Result<HistoryRead, ProviderError> {
+        let mut conn = self.publisher_or_err()?;
+        let channel = self.shared.channels.topic(topic);
+        Ok(self
+            .within(read(
+                &self.shared.scripts,
+                &mut conn,
+                &channel,
+                limits,
+                since,
+            ))
+            .await?)
+    }
+
+    /// Waits until the subscriber connection holds `topic`'s channel.
+    pub(crate) async fn watched_inner(&self, target: &Target) -> Result<(), ProviderError> {
+        let Target::Topic(topic) = target else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        let timeout = shared.config.publish_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = shared.confirmed_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if lock(&shared.confirmed).contains(topic) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(ProviderError::from(Error::Timeout(timeout)));
+            }
+        }
+    }
 }

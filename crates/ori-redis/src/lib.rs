@@ -117,6 +117,7 @@ mod backend;
 mod channels;
 mod config;
 pub mod envelope;
+mod error;
 mod fault;
 mod history;
 mod paced;
@@ -131,8 +132,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ori_core::{
-    ErrorKind, HistoryLimits, HistoryRead, Inbound, Message, Outgoing, Provider, ProviderError,
-    Sent, SocketId, Target, Topic,
+    HistoryLimits, HistoryRead, Inbound, Message, Outgoing, Provider, ProviderError, Sent,
+    SocketId, Target, Topic,
 };
 use tokio::sync::{watch, Notify};
 
@@ -140,50 +141,8 @@ use backend::{Backend, Publisher};
 use channels::Channels;
 pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
+pub use error::Error;
 pub use fault::Fault;
-
-/// Why Redis could not carry a message or the provider could not start: the
-/// [`source`](std::error::Error::source) of the [`ProviderError`] the broker
-/// reports, whose [`kind`](ProviderError::kind) it sets (`Unavailable`,
-/// `Timeout`, `Backend` or `Config`).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connection to Redis is down; the provider is reconnecting.
-    #[error("Redis is unavailable ({reason}); reconnecting in the background")]
-    Unavailable {
-        /// Why the connection is down.
-        #[source]
-        reason: Fault,
-    },
-    /// Redis did not answer within the publish timeout.
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    /// Redis answered with an error, or the connection failed mid-command.
-    #[error("Redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// No connection could be made at start-up.
-    #[error("cannot connect to Redis at {url}: {reason}{}", retried(.retried_for))]
-    Connect {
-        /// The address (password redacted).
-        url: String,
-        /// What went wrong (the last attempt's failure).
-        #[source]
-        reason: Fault,
-        /// How long the start-up kept retrying
-        /// ([`StartupPolicy::Retry`]), if it did.
-        retried_for: Option<Duration>,
-    },
-    /// The configuration is invalid (for example an unparsable URL).
-    #[error("invalid Redis configuration: {0}")]
-    Config(String),
-}
-
-fn retried(for_: &Option<Duration>) -> String {
-    for_.map_or_else(String::new, |d| {
-        format!(" (still failing after retrying for {d:?})")
-    })
-}
 
 /// Counters and state of a [`RedisProvider`], for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -354,22 +313,6 @@ impl Shared {
                 Err(Error::Timeout(timeout))
             }
         }
-    }
-}
-
-impl From<Error> for ProviderError {
-    fn from(e: Error) -> Self {
-        let kind = match &e {
-            Error::Unavailable { .. } | Error::Connect { .. } => ErrorKind::Unavailable,
-            Error::Timeout(_) => ErrorKind::Timeout,
-            Error::Redis(r) if r.is_io_error() || r.is_connection_dropped() => {
-                ErrorKind::Unavailable
-            }
-            Error::Redis(r) if r.is_timeout() => ErrorKind::Timeout,
-            Error::Redis(_) => ErrorKind::Backend,
-            Error::Config(_) => ErrorKind::Config,
-        };
-        ProviderError::new(kind, e.to_string()).with_source(e)
     }
 }
 
@@ -552,100 +495,6 @@ impl RedisProvider {
             )
             .await?;
         Ok(Sent::counted(receivers as u64))
-    }
-}
-
-impl RedisProvider {
-    fn publisher_or_err(&self) -> Result<Publisher, Error> {
-        self.shared.publisher().ok_or_else(|| Error::Unavailable {
-            reason: lock(&self.shared.last_error).clone(),
-        })
-    }
-
-    /// Runs a history script on the publisher within the publish timeout.
-    async fn within<T>(
-        &self,
-        script: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let timeout = self.shared.config.publish_timeout;
-        match tokio::time::timeout(timeout, script).await {
-            Ok(Err(Error::Redis(e))) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.shared.publisher_suspect.notify_one();
-                }
-                Err(Error::Redis(e))
-            }
-            Ok(other) => other,
-            Err(_) => {
-                self.shared.publisher_suspect.notify_one();
-                Err(Error::Timeout(timeout))
-            }
-        }
-    }
-
-    async fn publish_with_history(
-        &self,
-        out: &Outgoing<'_>,
-        topic: &Topic,
-        limits: HistoryLimits,
-    ) -> Result<Sent, ProviderError> {
-        let shared = &self.shared;
-        let mut conn = self.publisher_or_err()?;
-        let channel = shared.channels.topic(topic);
-        let origin = *out.origin.as_bytes();
-        let (receivers, position) = self
-            .within(history::publish(
-                &shared.scripts,
-                &mut conn,
-                &channel,
-                &origin,
-                topic,
-                out.message,
-                limits,
-            ))
-            .await?;
-        shared.counters.published.fetch_add(1, Ordering::Relaxed);
-        Ok(Sent::counted(receivers).at(position))
-    }
-
-    async fn read_history_inner(
-        &self,
-        topic: &Topic,
-        limits: HistoryLimits,
-        since: Option<(&str, u64)>,
-    ) -> Result<HistoryRead, ProviderError> {
-        let mut conn = self.publisher_or_err()?;
-        let channel = self.shared.channels.topic(topic);
-        Ok(self
-            .within(history::read(
-                &self.shared.scripts,
-                &mut conn,
-                &channel,
-                limits,
-                since,
-            ))
-            .await?)
-    }
-
-    /// Waits until the subscriber connection holds `topic`'s channel.
-    async fn watched_inner(&self, target: &Target) -> Result<(), ProviderError> {
-        let Target::Topic(topic) = target else {
-            return Ok(());
-        };
-        let shared = &self.shared;
-        let timeout = shared.config.publish_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let changed = shared.confirmed_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if lock(&shared.confirmed).contains(topic) {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(ProviderError::from(Error::Timeout(timeout)));
-            }
-        }
     }
 }
 

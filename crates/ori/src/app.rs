@@ -302,6 +302,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             broker: self.ws.as_ref().map(|w| w.broker.clone()),
             ws_tasks: TaskTracker::new(),
             http_conns: TaskTracker::new(),
+            listener: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             timeout: self.shutdown_timeout,
             stopped: tokio::sync::Mutex::new(false),
@@ -376,7 +377,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             p.start().await?;
         }
         let local_addr = listener.local_addr()?;
-        tokio::spawn(accept_loop(
+        shared.listener.spawn(accept_loop(
             listener,
             Serving {
                 router,
@@ -465,6 +466,8 @@ struct Shared<E: Emitter> {
     ws_tasks: TaskTracker,
     /// HTTP connection tasks.
     http_conns: TaskTracker,
+    /// The accept loop (it owns the listening socket).
+    listener: TaskTracker,
     /// Cancelled when the app stops.
     shutdown: CancellationToken,
     timeout: Duration,
@@ -515,9 +518,10 @@ impl<E: Emitter> App<E> {
             .map_or(0, |p| p.connection_count())
     }
 
-    /// Stops gracefully: stops accepting, lets in-flight HTTP requests
-    /// finish, closes every socket with 1001 "Server shutting down", waits
-    /// up to the shutdown timeout, then stops the provider. Idempotent.
+    /// Stops gracefully: stops accepting (the listening port is free again
+    /// once this returns), lets in-flight HTTP requests finish, closes
+    /// every socket with 1001 "Server shutting down", waits up to the
+    /// shutdown timeout, then stops the provider. Idempotent.
     pub async fn stop(&self) {
         let mut stopped = self.shared.stopped.lock().await;
         if *stopped {
@@ -525,6 +529,10 @@ impl<E: Emitter> App<E> {
         }
         let s = &self.shared;
         s.shutdown.cancel();
+        // The accept loop ends at once on the cancel and drops the
+        // listening socket: once `stop` returns, the port is free again.
+        s.listener.close();
+        s.listener.wait().await;
         if let Some(p) = &s.broker {
             p.hub()
                 .close_all(close_code::GOING_AWAY, "Server shutting down");

@@ -1,0 +1,107 @@
+//! Unit tests of the hub.
+
+use super::*;
+use crate::OutboxStatus;
+
+fn conn(hub: &Hub, limit: usize) -> Arc<Outbox> {
+    let o = Arc::new(Outbox::new(SocketId::new(), limit));
+    hub.register(o.clone(), 8);
+    o
+}
+
+fn drain(o: &Outbox) -> Vec<Bytes> {
+    let mut q = std::collections::VecDeque::new();
+    o.take(&mut q);
+    q.into_iter().collect()
+}
+
+#[test]
+fn subscribers_receive_one_shared_frame_and_others_do_not() {
+    let hub = Hub::new();
+    let (a, b, c) = (
+        conn(&hub, 1 << 20),
+        conn(&hub, 1 << 20),
+        conn(&hub, 1 << 20),
+    );
+    let t = Topic::new("room").unwrap();
+    assert!(hub.subscribe(a.id(), &t).unwrap().topic_edge);
+    assert!(!hub.subscribe(b.id(), &t).unwrap().topic_edge);
+    assert!(!hub.subscribe(b.id(), &t).unwrap().changed);
+    assert_eq!(hub.publish_local(&t, &"hi".into()), 2);
+    let (fa, fb) = (drain(&a), drain(&b));
+    assert_eq!(fa, vec![codec::encode_frame(codec::OpCode::Text, b"hi")]);
+    assert_eq!(fa[0].as_ptr(), fb[0].as_ptr(), "one encoding shared");
+    assert!(drain(&c).is_empty());
+    assert_eq!(hub.subscriber_count(&t), 2);
+}
+
+#[test]
+fn unsubscribe_and_unregister_report_the_last_subscriber() {
+    let hub = Hub::new();
+    let (a, b) = (conn(&hub, 1024), conn(&hub, 1024));
+    let t = Topic::new("room").unwrap();
+    hub.subscribe(a.id(), &t).unwrap();
+    hub.subscribe(b.id(), &t).unwrap();
+    assert!(!hub.unsubscribe(a.id(), &t).unwrap().topic_edge);
+    assert!(!hub.unsubscribe(a.id(), &t).unwrap().changed);
+    assert_eq!(hub.unregister(b.id()), vec![t.clone()]);
+    assert_eq!(hub.subscriber_count(&t), 0);
+    assert!(hub.active_topics().is_empty());
+    assert_eq!(hub.publish_local(&t, &"x".into()), 0);
+}
+
+#[test]
+fn virtual_topics_cover_every_connection() {
+    let hub = Hub::new();
+    let (a, b) = (conn(&hub, 1024), conn(&hub, 1024));
+    assert_eq!(hub.subscriber_count(&Topic::broadcast()), 2);
+    assert_eq!(hub.publish_local(&Topic::broadcast(), &"all".into()), 2);
+    assert_eq!(
+        hub.publish_local(&Topic::for_socket(a.id()), &"one".into()),
+        1
+    );
+    assert_eq!(drain(&a).len(), 2);
+    assert_eq!(drain(&b).len(), 1);
+    assert!(!hub.send_local(&SocketId::new(), &"x".into()));
+    let topics = hub.topics_of(a.id()).unwrap();
+    assert_eq!(topics[0], Topic::broadcast());
+    assert_eq!(topics[1].socket_target(), Some(*a.id()));
+    assert!(matches!(
+        hub.subscribe(a.id(), &Topic::broadcast()),
+        Err(SubscribeError::InvalidTopic { .. })
+    ));
+}
+
+#[test]
+fn topic_limit_per_connection() {
+    let hub = Hub::new();
+    let o = Arc::new(Outbox::new(SocketId::new(), 1024));
+    hub.register(o.clone(), 2);
+    for name in ["a", "b"] {
+        hub.subscribe(o.id(), &Topic::new(name).unwrap()).unwrap();
+    }
+    assert_eq!(
+        hub.subscribe(o.id(), &Topic::new("c").unwrap()),
+        Err(SubscribeError::TooManyTopics { limit: 2 })
+    );
+}
+
+#[test]
+fn overflow_drops_the_queue_and_counts_a_slow_consumer() {
+    let hub = Hub::new();
+    let slow = conn(&hub, 100);
+    let fast = conn(&hub, 1 << 20);
+    let msg: Message = "x".repeat(40).into();
+    for _ in 0..3 {
+        hub.broadcast_local(&msg);
+        drain(&fast);
+    }
+    assert_eq!(slow.status(), OutboxStatus::Overflowed);
+    assert!(drain(&slow).is_empty());
+    assert_eq!(slow.push(Bytes::from_static(b"late")), Push::Closed);
+    assert_eq!(
+        hub.metrics().slow_consumer_closes.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(fast.status(), OutboxStatus::Open);
+}
