@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::positions::Recovery;
@@ -137,7 +137,8 @@ pub(crate) struct History {
     /// Random per process: a restart changes every epoch.
     run: String,
     epochs: AtomicU64,
-    streams: Mutex<HashMap<Topic, Arc<Mutex<Stream>>>>,
+    /// Read-locked on every publication, write-locked to add or sweep.
+    streams: RwLock<HashMap<Topic, Arc<Mutex<Stream>>>>,
     bytes: Arc<AtomicUsize>,
     appends: AtomicU64,
 }
@@ -153,7 +154,7 @@ impl History {
             config,
             run: run[..12].to_owned(),
             epochs: AtomicU64::new(0),
-            streams: Mutex::new(HashMap::new()),
+            streams: RwLock::new(HashMap::new()),
             bytes: Arc::new(AtomicUsize::new(0)),
             appends: AtomicU64::new(0),
         }
@@ -177,12 +178,15 @@ impl History {
 
     /// Topics that currently keep a history.
     pub(crate) fn topics(&self) -> usize {
-        lock(&self.streams).len()
+        self.read_streams().len()
     }
 
     /// `topic`'s stream, made (with a fresh epoch, offset 0) if it has none.
     pub(crate) fn stream(&self, topic: &Topic) -> Arc<Mutex<Stream>> {
-        let mut streams = lock(&self.streams);
+        if let Some(s) = self.read_streams().get(topic) {
+            return s.clone();
+        }
+        let mut streams = self.write_streams();
         if let Some(s) = streams.get(topic) {
             return s.clone();
         }
@@ -196,6 +200,14 @@ impl History {
         self.bytes.fetch_add(STREAM_OVERHEAD, Ordering::Relaxed);
         streams.insert(topic.clone(), stream.clone());
         stream
+    }
+
+    fn read_streams(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Topic, Arc<Mutex<Stream>>>> {
+        self.streams.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_streams(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Topic, Arc<Mutex<Stream>>>> {
+        self.streams.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn lock(stream: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
@@ -298,7 +310,7 @@ impl History {
     /// waits on a stream in use.
     fn sweep(&self, in_use: impl Fn(&Topic) -> bool) {
         let now = Instant::now();
-        let mut streams = lock(&self.streams);
+        let mut streams = self.write_streams();
         streams.retain(|topic, stream| {
             if in_use(topic) {
                 return true;
