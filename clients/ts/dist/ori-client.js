@@ -1,4 +1,4 @@
-// src/index.ts
+// src/definitions.ts
 var ClientMessage = {
   /** A definition named `name` whose data is `T`. */
   define(name) {
@@ -15,6 +15,24 @@ var JoinRoom = ClientMessage.define("room.join");
 var LeaveRoom = ClientMessage.define("room.leave");
 var Heartbeat = ClientMessage.define("heartbeat");
 var ServerError = ClientMessage.define("error");
+var Authenticate = ClientMessage.define("auth.authenticate");
+var Authenticated = ClientMessage.define("auth.authenticated");
+var AuthExpiring = ClientMessage.define("auth.expiring");
+var TokenError = ClientMessage.define("__ori:token_error");
+
+// src/reconnect.ts
+function backoffDelay(attempt, initialDelay, maxDelay, random = Math.random) {
+  const ceiling = Math.min(maxDelay, initialDelay * Math.pow(2, Math.max(0, attempt)));
+  return Math.min(ceiling, Math.floor(random() * (ceiling + 1)));
+}
+var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1008, 1011]);
+var RETRYABLE_AUTH_REASONS = /* @__PURE__ */ new Set([]);
+function isFinalClose(code, reason, inBand) {
+  if (!FINAL_CLOSE_CODES.has(code)) return false;
+  return !(inBand && code === 1008 && RETRYABLE_AUTH_REASONS.has(reason));
+}
+
+// src/requests.ts
 var RequestError = class extends Error {
   constructor(message, type, correlationId, kind) {
     super(message);
@@ -24,46 +42,348 @@ var RequestError = class extends Error {
     this.name = "RequestError";
   }
 };
-function backoffDelay(attempt, initialDelay, maxDelay, random = Math.random) {
-  const ceiling = Math.min(maxDelay, initialDelay * Math.pow(2, Math.max(0, attempt)));
-  return Math.min(ceiling, Math.floor(random() * (ceiling + 1)));
-}
-var OPEN = 1;
-var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1008, 1011]);
 function defaultCorrelationId() {
   const c = globalThis.crypto;
   if (c && typeof c.randomUUID === "function") return c.randomUUID();
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
+var PendingRequests = class {
+  constructor(timers) {
+    this.timers = timers;
+    this.map = /* @__PURE__ */ new Map();
+  }
+  /**
+   * Tracks a request until its reply, its timeout (then `onTimeout` runs,
+   * before the rejection, so a buffered copy can be withdrawn) or its
+   * connection's close.
+   */
+  track(type, correlationId, timeout, resolve, reject, onTimeout) {
+    const entry = { type, resolve, reject, socket: null, timer: null };
+    entry.timer = this.timers.setTimeout(() => {
+      if (this.map.get(correlationId) !== entry) return;
+      this.map.delete(correlationId);
+      onTimeout();
+      reject(new RequestError(`Request ${type} timed out after ${timeout} ms`, type, correlationId, "timeout"));
+    }, timeout);
+    this.map.set(correlationId, entry);
+    return entry;
+  }
+  /**
+   * Settles the request `m` replies to and returns true; false when `m` is
+   * no reply (a publication can carry a request's correlation id too, but
+   * not its type with `data` or `error`).
+   */
+  settle(m) {
+    if (typeof m.correlationId !== "string" || typeof m.type !== "string") return false;
+    const p = this.map.get(m.correlationId);
+    if (!p || p.type !== m.type || !("data" in m || "error" in m)) return false;
+    this.map.delete(m.correlationId);
+    this.timers.clearTimeout(p.timer);
+    if (typeof m.error === "string") {
+      p.reject(new RequestError(m.error, p.type, m.correlationId, "server"));
+    } else {
+      p.resolve(m.data);
+    }
+    return true;
+  }
+  /** Rejects the requests that went out on `ws`, which closed: their replies can no longer come. */
+  closed(ws, code) {
+    for (const [id, p] of this.map) {
+      if (p.socket !== ws) continue;
+      this.map.delete(id);
+      this.timers.clearTimeout(p.timer);
+      p.reject(new RequestError(`Connection closed (${code}) before the reply to ${p.type}`, p.type, id, "closed"));
+    }
+  }
+  /** Rejects every request. */
+  destroy() {
+    for (const [id, p] of this.map) {
+      this.timers.clearTimeout(p.timer);
+      p.reject(new RequestError("SocketClient destroyed", p.type, id, "closed"));
+    }
+    this.map.clear();
+  }
+};
+
+// src/options.ts
+var OPEN = 1;
+
+// src/auth.ts
+function isThenable(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
+}
+function toError(e) {
+  return e instanceof Error ? e : new Error(String(e));
+}
+function authenticateMessage(token, fields) {
+  if (typeof token !== "string") throw new TypeError(`getToken returned ${typeof token}, not a string`);
+  const msg = { type: Authenticate.name, token };
+  if (fields !== void 0) {
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) {
+      throw new TypeError("credentials must return an object");
+    }
+    for (const [k, v] of Object.entries(fields)) if (k !== "type" && k !== "token") msg[k] = v;
+  }
+  return JSON.stringify(msg);
+}
+var InBandAuth = class {
+  constructor(opts) {
+    this.opts = opts;
+    this.ws = null;
+    /** The server accepted an `auth.authenticate` on `ws`: later acceptances are refreshes. */
+    this.accepted = false;
+    /** A refresh is being fetched or awaits its reply: a second `auth.expiring` does not start another. */
+    this.refreshing = false;
+  }
+  /** `ws` opened: sends its first `auth.authenticate` (synchronously when `getToken` returns a string). */
+  start(ws) {
+    this.ws = ws;
+    this.accepted = false;
+    this.refreshing = false;
+    this.authenticate(ws, false);
+  }
+  /** The socket closed (or was dropped): nothing fetched for it is sent any more. */
+  reset() {
+    this.ws = null;
+    this.accepted = false;
+    this.refreshing = false;
+  }
+  /**
+   * The server's `auth.authenticated` on `ws`: its event data, `refresh`
+   * telling a refresh from the connection's first authentication; null
+   * when it is not about the current socket.
+   */
+  acceptedOn(ws, data) {
+    if (this.ws !== ws) return null;
+    const refresh = this.accepted;
+    this.accepted = true;
+    this.refreshing = false;
+    const d = data !== null && typeof data === "object" ? data : {};
+    return {
+      socketId: typeof d.socketId === "string" ? d.socketId : "",
+      expiresIn: typeof d.expiresIn === "number" ? d.expiresIn : null,
+      refresh
+    };
+  }
+  /** The server's `auth.expiring` on `ws`: refreshes with a fresh token, unless one is under way. */
+  expiringOn(ws) {
+    if (this.ws !== ws || !this.accepted || this.refreshing) return;
+    this.refreshing = true;
+    this.authenticate(ws, true);
+  }
+  authenticate(ws, refresh) {
+    const current = () => this.ws === ws && (!refresh || this.refreshing);
+    this.obtain(
+      (text) => {
+        if (!current() || ws.readyState !== OPEN) return;
+        try {
+          ws.send(text);
+        } catch {
+        }
+      },
+      (e) => {
+        if (!current()) return;
+        this.refreshing = false;
+        this.opts.onTokenError(toError(e), refresh, ws);
+      }
+    );
+  }
+  /**
+   * Calls `getToken` (and `credentials`) and hands over the message; at
+   * once when both return plain values, so the authenticate can go out in
+   * the `open` handler itself.
+   */
+  obtain(done, fail) {
+    let token;
+    let fields;
+    try {
+      token = this.opts.getToken();
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    try {
+      fields = this.opts.credentials?.();
+    } catch (e) {
+      if (isThenable(token)) token.then(void 0, () => void 0);
+      fail(e);
+      return;
+    }
+    const build = (t, f) => {
+      let text;
+      try {
+        text = authenticateMessage(t, f);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      done(text);
+    };
+    if (!isThenable(token) && (fields === void 0 || !isThenable(fields))) {
+      build(token, fields);
+      return;
+    }
+    Promise.all([token, fields]).then(([t, f]) => build(t, f), fail);
+  }
+};
+
+// src/rooms.ts
 function decodeBase64(b64) {
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
+var Rooms = class {
+  constructor() {
+    /** Rooms joined, and for those with positions the latest position seen. */
+    this.set = /* @__PURE__ */ new Map();
+    /** Rooms with positions whose reply this connection awaits: true for a resume, false for a first join. */
+    this.awaiting = /* @__PURE__ */ new Map();
+    this.recoveredNow = {};
+    this.reconnectedNow = false;
+    this.settleRecovered = null;
+  }
+  get names() {
+    return [...this.set.keys()];
+  }
+  has(room) {
+    return this.set.has(room);
+  }
+  add(room, positions) {
+    this.set.set(room, { positions });
+  }
+  delete(room) {
+    return this.set.delete(room);
+  }
+  clear() {
+    this.set.clear();
+  }
+  position(room) {
+    const r = this.set.get(room);
+    return r?.epoch !== void 0 && r.offset !== void 0 ? { epoch: r.epoch, offset: r.offset } : void 0;
+  }
+  /**
+   * The `room.join` for `room`: with positions a resume (`since`) when one
+   * is known. `live`: it goes out on an open connection now, so its
+   * `room.joined` counts towards that connection's recovery report.
+   */
+  joinMessage(room, live) {
+    const r = this.set.get(room);
+    if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
+    if (live) this.awaiting.set(room, r.joined === true);
+    if (r.epoch !== void 0 && r.offset !== void 0) {
+      return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
+    }
+    return JSON.stringify({ type: JoinRoom.name, room, recover: true });
+  }
+  /**
+   * A connection is ready: the joins to send, in order, and the promise of
+   * its recovery report (already settled when no room has positions).
+   */
+  connectionReady(reconnected) {
+    this.awaiting = /* @__PURE__ */ new Map();
+    this.recoveredNow = {};
+    this.reconnectedNow = reconnected;
+    const joins = this.names.map((room) => this.joinMessage(room, true));
+    const recovered = new Promise((resolve) => {
+      this.settleRecovered = resolve;
+    });
+    if (this.awaiting.size === 0) this.finish();
+    return { joins, recovered };
+  }
+  /** A `room.joined` reply: takes its position; returns the `RoomJoined` event data. */
+  joined(m) {
+    const room = m.room;
+    const r = this.set.get(room);
+    const recovered = typeof m.recovered === "boolean" ? m.recovered : null;
+    if (r) {
+      r.joined = true;
+      if (typeof m.epoch === "string" && typeof m.offset === "number") {
+        if (recovered !== true) r.offset = m.offset;
+        r.epoch = m.epoch;
+      } else {
+        r.epoch = void 0;
+        r.offset = void 0;
+      }
+    }
+    const data = { room, recovered };
+    if (typeof m.epoch === "string") data.epoch = m.epoch;
+    if (typeof m.offset === "number") data.offset = m.offset;
+    if (typeof m.missed === "number") data.missed = m.missed;
+    return data;
+  }
+  /**
+   * Counts a room's answer towards the connection's report (after its
+   * `RoomJoined` went out, whose handlers may have closed the connection);
+   * returns the `Recovered` event data once every awaited room answered.
+   */
+  answered(data) {
+    const resumed = this.awaiting.get(data.room);
+    if (resumed === void 0) return null;
+    this.awaiting.delete(data.room);
+    this.recoveredNow[data.room] = resumed ? data.recovered === true : true;
+    return this.awaiting.size === 0 ? this.finish() : null;
+  }
+  /** A `room.message`: advances the room's offset; null for a publication already seen. */
+  message(m) {
+    const room = m.room;
+    const offset = m.offset;
+    const r = this.set.get(room);
+    if (r && r.offset !== void 0 && offset <= r.offset) return null;
+    if (r) r.offset = offset;
+    const data = { room, offset };
+    if (typeof m.binary === "string") data.binary = decodeBase64(m.binary);
+    else data.data = m.data;
+    return data;
+  }
+  /** The connection closed: rooms that had not answered count as not recovered. */
+  connectionClosed() {
+    if (!this.settleRecovered) return;
+    const settle = this.settleRecovered;
+    const rooms = this.recoveredNow;
+    for (const room of this.awaiting.keys()) rooms[room] = false;
+    this.settleRecovered = null;
+    this.awaiting = /* @__PURE__ */ new Map();
+    this.recoveredNow = {};
+    settle(rooms);
+  }
+  /** Every awaited room answered: settles the report; the `Recovered` data unless no room has positions. */
+  finish() {
+    const rooms = this.recoveredNow;
+    for (const room of this.awaiting.keys()) rooms[room] = false;
+    this.awaiting = /* @__PURE__ */ new Map();
+    this.recoveredNow = {};
+    const settle = this.settleRecovered;
+    this.settleRecovered = null;
+    settle?.(rooms);
+    if (Object.keys(rooms).length === 0) return null;
+    return { reconnected: this.reconnectedNow, rooms, all: Object.values(rooms).every(Boolean) };
+  }
+};
+
+// src/client.ts
+var TOKEN_UNAVAILABLE = 4401;
 var SocketClient = class {
   constructor(url, options = {}) {
     this.ws = null;
+    /**
+     * The current socket's `open` event came: its close is reported as
+     * `Disconnected` (with `getToken` also while it authenticates).
+     */
+    this.opened = false;
     this._state = "disconnected";
     this.wanted = false;
     this.destroyed = false;
     this.paused = false;
     this.everConnected = false;
     this.attempt = 0;
-    /** Rooms joined, and for those with positions the latest position seen. */
-    this.roomSet = /* @__PURE__ */ new Map();
-    /** Rooms with positions whose `room.joined` this connection still awaits. */
-    /** Rooms with positions whose reply this connection awaits: resumed or first joins. */
-    this.awaiting = /* @__PURE__ */ new Map();
-    this.recoveredNow = {};
-    this.reconnectedNow = false;
-    this.settleRecovered = null;
+    this.roomState = new Rooms();
     this.buffer = [];
     this.handlers = /* @__PURE__ */ new Map();
     this.rawHandlers = /* @__PURE__ */ new Set();
     this.stateHandlers = /* @__PURE__ */ new Set();
     this.errorHandlers = /* @__PURE__ */ new Set();
-    this.pending = /* @__PURE__ */ new Map();
     this.connectTimer = null;
     this.reconnectTimer = null;
     this.pingTimer = null;
@@ -91,6 +411,12 @@ var SocketClient = class {
     };
     this.random = options.random ?? Math.random;
     this.makeCorrelationId = options.correlationId ?? defaultCorrelationId;
+    this.requests = new PendingRequests(this.timers);
+    this.auth = options.getToken ? new InBandAuth({
+      getToken: options.getToken,
+      credentials: options.credentials,
+      onTokenError: (error, refresh, ws) => this.handleTokenError(error, refresh, ws)
+    }) : null;
     this.onlineEvents = options.onlineEvents !== void 0 ? options.onlineEvents : typeof window !== "undefined" && typeof window.addEventListener === "function" ? window : null;
     this.onlineEvents?.addEventListener("online", this.onOnline);
     this.onlineEvents?.addEventListener("offline", this.onOffline);
@@ -99,21 +425,20 @@ var SocketClient = class {
   get state() {
     return this._state;
   }
-  /** True while the socket is open. */
+  /** True while the socket is open (and, with `getToken`, authenticated). */
   get isConnected() {
     return this._state === "connected";
   }
   /** The rooms this client is in (re-joined after every reconnect). */
   get rooms() {
-    return [...this.roomSet.keys()];
+    return this.roomState.names;
   }
   /**
    * The latest position seen in a room joined with positions (what the
    * next resume sends as `since`), or `undefined`.
    */
   position(room) {
-    const r = this.roomSet.get(room);
-    return r?.epoch !== void 0 && r.offset !== void 0 ? { epoch: r.epoch, offset: r.offset } : void 0;
+    return this.roomState.position(room);
   }
   /** Messages waiting for a connection. */
   get bufferedCount() {
@@ -154,13 +479,9 @@ var SocketClient = class {
     this.destroyed = true;
     this.onlineEvents?.removeEventListener("online", this.onOnline);
     this.onlineEvents?.removeEventListener("offline", this.onOffline);
-    for (const [id, p] of this.pending) {
-      this.timers.clearTimeout(p.timer);
-      p.reject(new RequestError("SocketClient destroyed", p.type, id, "closed"));
-    }
-    this.pending.clear();
+    this.requests.destroy();
     this.buffer = [];
-    this.roomSet.clear();
+    this.roomState.clear();
     this.handlers.clear();
     this.rawHandlers.clear();
     this.stateHandlers.clear();
@@ -195,7 +516,10 @@ var SocketClient = class {
     this.stateHandlers.add(handler);
     return () => this.stateHandlers.delete(handler);
   }
-  /** Calls `handler` on errors (socket errors, server `error` messages, dropped buffer entries, giving up). */
+  /**
+   * Calls `handler` on errors (socket errors, server `error` messages,
+   * dropped buffer entries, giving up, a failing `getToken`).
+   */
   onError(handler) {
     this.errorHandlers.add(handler);
     return () => this.errorHandlers.delete(handler);
@@ -214,22 +538,27 @@ var SocketClient = class {
       this.send({ type, data });
     }
   }
-  /** Sends `obj` as JSON (buffered while disconnected). */
+  /** Sends `obj` as JSON (buffered while disconnected or authenticating). */
   send(obj) {
     this.sendRaw(JSON.stringify(obj));
   }
-  /** Sends a text frame as is (buffered while disconnected). */
+  /** Sends a text frame as is (buffered while disconnected or authenticating). */
   sendRaw(text) {
     this.sendOrBuffer({ text });
   }
   /**
-   * Joins a room now (or on the next connect), and again after every
+   * Joins a room now (or once connected), and again after every
    * reconnect; with `recover`, resuming where the last connection left off.
    */
   joinRoom(room, options = {}) {
-    if (this.roomSet.has(room)) return;
-    this.roomSet.set(room, { positions: options.recover ?? this.opts.recover });
-    if (this.isOpen()) this.ws.send(this.joinMessage(room));
+    if (this.roomState.has(room)) return;
+    this.roomState.add(room, options.recover ?? this.opts.recover);
+    if (this.isOpen()) this.ws.send(this.roomState.joinMessage(room, true));
+  }
+  /** Leaves a room. */
+  leaveRoom(room) {
+    if (!this.roomState.delete(room)) return;
+    if (this.isOpen()) this.ws.send(JSON.stringify({ type: LeaveRoom.name, room }));
   }
   /**
    * Drops the connection as a network failure would (close 4001 from the
@@ -240,20 +569,6 @@ var SocketClient = class {
     const ws = this.ws;
     if (!ws || !this.isOpen()) return;
     this.abort(ws, 4001, "Dropped by the application");
-  }
-  joinMessage(room) {
-    const r = this.roomSet.get(room);
-    if (!r?.positions) return JSON.stringify({ type: JoinRoom.name, room });
-    if (this.isOpen()) this.awaiting.set(room, r.joined === true);
-    if (r.epoch !== void 0 && r.offset !== void 0) {
-      return JSON.stringify({ type: JoinRoom.name, room, since: { epoch: r.epoch, offset: r.offset } });
-    }
-    return JSON.stringify({ type: JoinRoom.name, room, recover: true });
-  }
-  /** Leaves a room. */
-  leaveRoom(room) {
-    if (!this.roomSet.delete(room)) return;
-    if (this.isOpen()) this.ws.send(JSON.stringify({ type: LeaveRoom.name, room }));
   }
   /**
    * Calls a socket-router route: sends `{type, data, correlationId}` and
@@ -270,24 +585,15 @@ var SocketClient = class {
         reject(new RequestError("SocketClient destroyed", type, correlationId, "closed"));
         return;
       }
-      const entry = {
-        type,
-        resolve,
-        reject,
-        socket: null,
-        timer: this.timers.setTimeout(() => {
-          if (this.pending.get(correlationId) !== entry) return;
-          this.pending.delete(correlationId);
-          this.buffer = this.buffer.filter((b) => b.text !== text);
-          reject(new RequestError(`Request ${type} timed out after ${timeout} ms`, type, correlationId, "timeout"));
-        }, timeout)
-      };
-      this.pending.set(correlationId, entry);
       const text = JSON.stringify({ type, data, correlationId });
+      const entry = this.requests.track(type, correlationId, timeout, resolve, reject, () => {
+        this.buffer = this.buffer.filter((b) => b.text !== text);
+      });
       this.sendOrBuffer({ text, onSent: (ws) => entry.socket = ws });
     });
   }
   // ---- internals ----
+  /** The socket takes application messages: open and (with `getToken`) authenticated. */
   isOpen() {
     return this._state === "connected" && this.ws !== null && this.ws.readyState === OPEN;
   }
@@ -354,18 +660,25 @@ var SocketClient = class {
       ws = this.protocols === void 0 ? new this.WS(this.url) : new this.WS(this.url, this.protocols);
     } catch (e) {
       this.error(e);
-      this.afterClose(1006);
+      this.afterClose(false);
       return;
     }
     this.ws = ws;
+    this.opened = false;
     ws.onopen = () => this.handleOpen(ws);
-    ws.onmessage = (ev) => this.handleMessage(ev.data);
+    ws.onmessage = (ev) => this.handleMessage(ws, ev.data);
     ws.onerror = () => this.error(new Error("WebSocket error"));
     ws.onclose = (ev) => this.handleClose(ws, ev.code, ev.reason ?? "", ev.wasClean ?? false);
     this.connectTimer = this.timers.setTimeout(() => {
       this.connectTimer = null;
-      this.error(new Error(`Connection timed out after ${this.opts.connectionTimeout} ms`));
-      this.abort(ws, 4008, "Connection timeout");
+      const { connectionTimeout } = this.opts;
+      if (this.opened) {
+        this.error(new Error(`Not authenticated within ${connectionTimeout} ms (does the server authenticate in-band?)`));
+        this.abort(ws, 4008, "Authentication timeout");
+      } else {
+        this.error(new Error(`Connection timed out after ${connectionTimeout} ms`));
+        this.abort(ws, 4008, "Connection timeout");
+      }
     }, this.opts.connectionTimeout);
   }
   /** Drops `ws` now (without waiting for its close event) and handles the close. */
@@ -386,20 +699,23 @@ var SocketClient = class {
   }
   handleOpen(ws) {
     if (this.ws !== ws) return;
+    this.opened = true;
+    if (this.auth) {
+      this.auth.start(ws);
+      return;
+    }
+    this.ready(ws);
+  }
+  /** The socket takes application messages: re-join the rooms, flush the buffer, start the heartbeat. */
+  ready(ws) {
     this.clearTimer("connectTimer");
     const reconnected = this.everConnected;
     this.everConnected = true;
     this.attempt = 0;
     this.setState("connected");
     if (this.ws !== ws || !this.isOpen()) return;
-    this.awaiting = /* @__PURE__ */ new Map();
-    this.recoveredNow = {};
-    this.reconnectedNow = reconnected;
-    for (const room of this.roomSet.keys()) ws.send(this.joinMessage(room));
-    const recovered = new Promise((resolve) => {
-      this.settleRecovered = resolve;
-    });
-    if (this.awaiting.size === 0) this.finishRecovered();
+    const { joins, recovered } = this.roomState.connectionReady(reconnected);
+    for (const text of joins) ws.send(text);
     const queued = this.buffer;
     this.buffer = [];
     for (const item of queued) {
@@ -409,18 +725,10 @@ var SocketClient = class {
     this.schedulePing();
     this.dispatch(Connected.name, { reconnected, recovered }, null);
   }
-  /** Every room with positions answered (or the connection closed). */
-  finishRecovered() {
-    const rooms = this.recoveredNow;
-    for (const room of this.awaiting.keys()) rooms[room] = false;
-    this.awaiting = /* @__PURE__ */ new Map();
-    this.recoveredNow = {};
-    const settle = this.settleRecovered;
-    this.settleRecovered = null;
-    settle?.(rooms);
-    if (Object.keys(rooms).length === 0) return;
-    const all = Object.values(rooms).every(Boolean);
-    this.dispatch(Recovered.name, { reconnected: this.reconnectedNow, rooms, all }, null);
+  handleTokenError(error, refresh, ws) {
+    this.error(new Error(`getToken failed${refresh ? " on a refresh" : ""}: ${error.message}`));
+    this.dispatch(TokenError.name, { error, refresh }, null);
+    if (!refresh) this.abort(ws, TOKEN_UNAVAILABLE, "Token unavailable");
   }
   schedulePing() {
     this.clearTimer("pingTimer");
@@ -440,7 +748,7 @@ var SocketClient = class {
       this.schedulePing();
     }, this.opts.heartbeatInterval);
   }
-  handleMessage(data) {
+  handleMessage(ws, data) {
     this.clearTimer("pongTimer");
     if (typeof data !== "string") {
       for (const h of [...this.rawHandlers]) h(data);
@@ -463,19 +771,7 @@ var SocketClient = class {
     }
     if (msg === null || typeof msg !== "object" || Array.isArray(msg)) return;
     const m = msg;
-    if (typeof m.correlationId === "string" && typeof m.type === "string") {
-      const p = this.pending.get(m.correlationId);
-      if (p && p.type === m.type && ("data" in m || "error" in m)) {
-        this.pending.delete(m.correlationId);
-        this.timers.clearTimeout(p.timer);
-        if (typeof m.error === "string") {
-          p.reject(new RequestError(m.error, p.type, m.correlationId, "server"));
-        } else {
-          p.resolve(m.data);
-        }
-        return;
-      }
-    }
+    if (this.requests.settle(m)) return;
     if (m.type === RoomJoined.name && typeof m.room === "string") {
       this.handleJoined(m);
       return;
@@ -484,7 +780,20 @@ var SocketClient = class {
       this.handleRoomMessage(m);
       return;
     }
+    if (this.auth && typeof m.name === "string" && "data" in m) {
+      if (m.name === Authenticated.name) {
+        this.handleAuthenticated(ws, m);
+        return;
+      }
+      if (m.name === AuthExpiring.name) this.auth.expiringOn(ws);
+    }
     this.dispatchValue(m);
+  }
+  handleAuthenticated(ws, m) {
+    const data = this.auth?.acceptedOn(ws, m.data);
+    if (!data) return;
+    this.dispatch(Authenticated.name, data, m);
+    if (!data.refresh && this.ws === ws) this.ready(ws);
   }
   /** Dispatches a parsed message to the typed handlers. */
   dispatchValue(m) {
@@ -498,39 +807,14 @@ var SocketClient = class {
     }
   }
   handleJoined(m) {
-    const room = m.room;
-    const r = this.roomSet.get(room);
-    const recovered = typeof m.recovered === "boolean" ? m.recovered : null;
-    if (r) {
-      r.joined = true;
-      if (typeof m.epoch === "string" && typeof m.offset === "number") {
-        if (recovered !== true) r.offset = m.offset;
-        r.epoch = m.epoch;
-      } else {
-        r.epoch = void 0;
-        r.offset = void 0;
-      }
-    }
-    const data = { room, recovered };
-    if (typeof m.epoch === "string") data.epoch = m.epoch;
-    if (typeof m.offset === "number") data.offset = m.offset;
-    if (typeof m.missed === "number") data.missed = m.missed;
+    const data = this.roomState.joined(m);
     this.dispatch(RoomJoined.name, data, m);
-    const resumed = this.awaiting.get(room);
-    if (resumed === void 0) return;
-    this.awaiting.delete(room);
-    this.recoveredNow[room] = resumed ? recovered === true : true;
-    if (this.awaiting.size === 0) this.finishRecovered();
+    const recovered = this.roomState.answered(data);
+    if (recovered) this.dispatch(Recovered.name, recovered, null);
   }
   handleRoomMessage(m) {
-    const room = m.room;
-    const offset = m.offset;
-    const r = this.roomSet.get(room);
-    if (r && r.offset !== void 0 && offset <= r.offset) return;
-    if (r) r.offset = offset;
-    const data = { room, offset };
-    if (typeof m.binary === "string") data.binary = decodeBase64(m.binary);
-    else data.data = m.data;
+    const data = this.roomState.message(m);
+    if (!data) return;
     this.dispatch(RoomMessage.name, data, m);
     if (data.binary !== void 0) {
       for (const h of [...this.rawHandlers]) h(data.binary);
@@ -552,35 +836,25 @@ var SocketClient = class {
     if (this.ws !== ws) return;
     this.detach(ws);
     this.ws = null;
-    if (this.settleRecovered) {
-      const settle = this.settleRecovered;
-      const rooms = this.recoveredNow;
-      for (const room of this.awaiting.keys()) rooms[room] = false;
-      this.settleRecovered = null;
-      this.awaiting = /* @__PURE__ */ new Map();
-      this.recoveredNow = {};
-      settle(rooms);
-    }
+    const wasOpen = this.opened;
+    this.opened = false;
+    this.auth?.reset();
+    this.roomState.connectionClosed();
     this.clearTimer("connectTimer");
     this.clearTimer("pingTimer");
     this.clearTimer("pongTimer");
-    const wasConnected = this._state === "connected";
-    for (const [id, p] of this.pending) {
-      if (p.socket === ws) {
-        this.pending.delete(id);
-        this.timers.clearTimeout(p.timer);
-        p.reject(new RequestError(`Connection closed (${code}) before the reply to ${p.type}`, p.type, id, "closed"));
-      }
-    }
-    if (wasConnected) this.dispatch(Disconnected.name, { code, reason, wasClean }, null);
-    if (FINAL_CLOSE_CODES.has(code)) {
+    this.requests.closed(ws, code);
+    if (wasOpen) this.dispatch(Disconnected.name, { code, reason, wasClean }, null);
+    const final = isFinalClose(code, reason, this.auth !== null);
+    if (final) {
       this.wanted = false;
       this.error(new Error(`Connection closed by the server (${code}${reason ? ` ${reason}` : ""}); not reconnecting`));
     }
-    this.afterClose(code);
+    this.afterClose(final);
   }
-  afterClose(code) {
-    if (!this.wanted || !this.opts.reconnect || this.destroyed || FINAL_CLOSE_CODES.has(code)) {
+  /** After a close (`final`: one that ends reconnecting): reconnect, or rest. */
+  afterClose(final) {
+    if (!this.wanted || !this.opts.reconnect || this.destroyed || final) {
       this.setState("disconnected");
       return;
     }
@@ -623,6 +897,9 @@ var SocketClient = class {
   }
 };
 export {
+  AuthExpiring,
+  Authenticate,
+  Authenticated,
   ClientMessage,
   Connected,
   Disconnected,
@@ -636,5 +913,6 @@ export {
   RoomMessage,
   ServerError,
   SocketClient,
+  TokenError,
   backoffDelay
 };

@@ -9,7 +9,11 @@
 // --history: after the browser goes offline and back, the page shows every
 // notification published meanwhile (resumed with positions); the "Drop
 // connection" control reconnects; after a restart (a new history) the room
-// is marked as not recovered.
+// is marked as not recovered. In-band authentication (PROTOCOL.md section
+// 9): against a demo with --auth in-band --token-ttl 3, a SocketClient
+// from the bundle with getToken authenticates, stays connected past the
+// TTL by refreshing on auth.expiring, re-authenticates by itself after a
+// restart; one with a wrong token is closed 1008 and does not reconnect.
 //
 // Environment: ORI_DEMO_BIN (default ../../target/release/ori-demo, or
 // $CARGO_TARGET_DIR/release/ori-demo), CHROMIUM (default /usr/bin/chromium),
@@ -95,10 +99,10 @@ async function subscribers(base, topic) {
   return (await res.json()).subscribers;
 }
 
-async function notify(base, topic, message) {
+async function notify(base, topic, message, token) {
   const res = await fetch(`${base}/api/notify/${topic}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify({ message }),
   });
   assert.equal(res.status, 200);
@@ -107,6 +111,119 @@ async function notify(base, topic, message) {
 
 async function expectNotification(page, text) {
   await page.locator('#notifications li .text', { hasText: text }).first().waitFor({ timeout: WAIT });
+}
+
+/**
+ * A demo with `--auth in-band --token-ttl 3`, and two clients made in a page
+ * from the bundle: one whose getToken returns the token (it must
+ * authenticate, refresh past the TTL, and re-authenticate after a restart),
+ * one whose getToken returns a wrong token (closed 1008, no reconnect).
+ */
+async function inBandAuth(context, pageErrors) {
+  const TOKEN = 'in-band-s3cret';
+  const TTL = 3;
+  const flags = ['--auth', 'in-band', '--token', TOKEN, '--token-ttl', String(TTL)];
+  let demo = await startDemo(0, flags);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  // An empty page on the demo's origin: the demo's own page would open a
+  // client without a token. The bundle comes from the demo (/ori-client.js).
+  await page.route('**/e2e-in-band', (route) =>
+    route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>in-band auth</title>' }),
+  );
+  await page.goto(`${demo.base}/e2e-in-band`);
+  await page.evaluate(async (token) => {
+    const { SocketClient, Authenticated, Disconnected, Connected } = await import('/ori-client.js');
+    const wsUrl = new URL('/ws', location.href);
+    wsUrl.protocol = 'ws:';
+    const track = (client) => {
+      const log = { authenticated: [], disconnected: [], connected: 0, states: [], notes: [] };
+      client.on(Authenticated, (a) => log.authenticated.push({ ...a, at: Date.now() }));
+      client.on(Connected, () => (log.connected += 1));
+      client.on(Disconnected, (d) => log.disconnected.push({ code: d.code, reason: d.reason }));
+      client.on('notification', (n) => log.notes.push(n.message));
+      client.onStateChange((s) => log.states.push(s));
+      return log;
+    };
+    const options = { initialDelay: 200, maxDelay: 1000 };
+    // Async, as a real token provider (a fetch to the session endpoint).
+    const good = new SocketClient(wsUrl.href, { ...options, getToken: async () => token });
+    const bad = new SocketClient(wsUrl.href, { ...options, getToken: () => `${token}-wrong` });
+    window.inBand = { good, bad, goodLog: track(good), badLog: track(bad) };
+    good.joinRoom('in-band');
+    good.connect();
+    bad.connect();
+  }, TOKEN);
+  const goodLog = () => page.evaluate(() => window.inBand.goodLog);
+  const badLog = () => page.evaluate(() => window.inBand.badLog);
+  const goodState = () => page.evaluate(() => window.inBand.good.state);
+
+  await until('the client to authenticate', async () => (await goodLog()).connected === 1);
+  let g = await goodLog();
+  assert.equal(g.authenticated.length, 1);
+  assert.equal(g.authenticated[0].expiresIn, TTL);
+  assert.equal(g.authenticated[0].refresh, false);
+  assert.deepEqual(g.states.slice(0, 2), ['connecting', 'connected'], 'connected only once authenticated');
+  await until('the room join sent after the authentication', async () => (await subscribers(demo.base, 'in-band')) === 1);
+  const me = await page.evaluate(() => window.inBand.good.request('whoami'));
+  assert.equal(me.socketId, g.authenticated[0].socketId);
+  log(`authenticated in-band (expiresIn ${TTL})`);
+
+  // Past the TTL: still connected, thanks to the refreshes on auth.expiring.
+  const firstAt = g.authenticated[0].at;
+  await until(
+    'a refresh and the TTL to pass',
+    async () => {
+      const l = await goodLog();
+      return l.authenticated.some((a) => a.refresh) && Date.now() - firstAt > (TTL + 1.5) * 1000;
+    },
+    (TTL + 10) * 1000,
+  );
+  g = await goodLog();
+  assert.deepEqual(g.disconnected, [], 'not disconnected by the expiry');
+  assert.equal(await goodState(), 'connected');
+  assert.equal(g.connected, 1, 'a refresh is not a new connection');
+  const refreshes = g.authenticated.filter((a) => a.refresh);
+  assert.ok(refreshes.every((a) => a.expiresIn === TTL && a.socketId === me.socketId));
+  const note = `after the refresh ${Date.now()}`;
+  await notify(demo.base, 'in-band', note, TOKEN);
+  await until('the notification after the refresh', async () => (await goodLog()).notes.includes(note));
+  log(`stayed connected past the ${TTL} s TTL (${refreshes.length} refresh(es))`);
+
+  // The wrong token: closed 1008, and no reconnect (it would be refused forever).
+  await until('the wrong token to be refused', async () => (await badLog()).disconnected.length === 1);
+  let b = await badLog();
+  assert.deepEqual(b.disconnected, [{ code: 1008, reason: 'Authentication failed' }]);
+  assert.equal(b.connected, 0);
+  assert.equal(await page.evaluate(() => window.inBand.bad.state), 'disconnected');
+  assert.ok(!b.states.includes('reconnecting'), `no reconnect: ${b.states.join(', ')}`);
+  log('a wrong token is closed 1008 and not retried');
+
+  // A restart on the same port: the client reconnects and authenticates by itself.
+  const before = (await goodLog()).authenticated.length;
+  assert.equal(await stopDemo(demo.child), 0);
+  await until('the client to see the restart', async () => (await goodState()) !== 'connected');
+  demo = await startDemo(demo.port, flags);
+  await until('the client to re-authenticate', async () => (await goodLog()).connected === 2);
+  g = await goodLog();
+  const again = g.authenticated.slice(before).filter((a) => !a.refresh);
+  assert.equal(again.length, 1, 'one new authentication');
+  assert.equal(again[0].expiresIn, TTL);
+  assert.notEqual(again[0].socketId, me.socketId, 'a new connection');
+  await until('the client to rejoin after the restart', async () => (await subscribers(demo.base, 'in-band')) === 1);
+  const afterRestart = `in-band after the restart ${Date.now()}`;
+  await notify(demo.base, 'in-band', afterRestart, TOKEN);
+  await until('the notification after the restart', async () => (await goodLog()).notes.includes(afterRestart));
+  b = await badLog();
+  assert.equal(b.disconnected.length, 1, 'the refused client stayed down through the restart');
+  log('re-authenticated by itself after a restart');
+
+  await page.evaluate(() => {
+    window.inBand.good.destroy();
+    window.inBand.bad.destroy();
+  });
+  await page.close();
+  await stopDemo(demo.child);
 }
 
 async function main() {
@@ -218,6 +335,9 @@ async function main() {
     assert.equal(await subscribers(secured.base, 'private'), 1, 'no join without the token');
     log('?token= passed on; refused without it');
     await stopDemo(secured.child);
+
+    // 9. In-band authentication with refresh (PROTOCOL.md section 9).
+    await inBandAuth(context, pageErrors);
 
     assert.deepEqual(pageErrors, [], 'no uncaught errors on the page');
     log('all passed');

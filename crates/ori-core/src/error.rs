@@ -66,4 +66,11 @@ pub enum SubscribeError {
     /// history) and the provider failed; the socket did not join.
     #[error("cannot join now: {0}")]
     Unavailable(String),
+    /// The application's join authorization refused this client-initiated
+    /// join; the socket did not join.
+    #[error("Forbidden: {topic}")]
+    Forbidden {
+        /// The topic the client asked for.
+        topic: String,
+    },
 }

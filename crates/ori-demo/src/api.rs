@@ -18,6 +18,14 @@ struct MessageBody {
     message: String,
 }
 
+/// The body of `POST /api/emit/:topic` (the name checked by hand, for its
+/// 400's message).
+#[derive(Deserialize)]
+struct EmitBody {
+    name: Option<Value>,
+    data: Option<Value>,
+}
+
 /// `{"type":"notification",...}` as published to a topic.
 #[derive(Serialize)]
 pub(crate) struct Notification<'a> {
@@ -70,6 +78,7 @@ impl Controller for Api {
         r.post("/notify/:topic", Self::notify)
             .post("/broadcast", Self::broadcast)
             .post("/send/:socketId", Self::send)
+            .post("/emit/:topic", Self::emit)
             .get("/topics/:topic", Self::topic)
             .get("/stats", Self::stats)
             .get("/schemas", Self::schemas);
@@ -125,6 +134,32 @@ impl Api {
         let payload = Notification::of_kind("direct", &body.message, None).to_json();
         let sent = ctx.socket().send(id, payload).await?;
         Ok(Json(json!({ "sent": sent })))
+    }
+
+    /// The typed-emit envelope `{"name","data","timestamp"}` to a topic:
+    /// what the original OriJS client's `on(name)` receives.
+    async fn emit(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Sent>, HttpError> {
+        self.authorize(&ctx)?;
+        let body: EmitBody = ctx.json().await?;
+        let topic = topic_param(&ctx, "topic")?;
+        if topic.is_reserved() {
+            return Err(HttpError::bad_request("Invalid topic: reserved topic"));
+        }
+        let name = match body.name {
+            Some(Value::String(name)) if (1..=128).contains(&name.chars().count()) => name,
+            _ => {
+                return Err(HttpError::bad_request(
+                    "Invalid name: expected a string of 1 to 128 characters",
+                ))
+            }
+        };
+        let envelope = json!({
+            "name": name,
+            "data": body.data.unwrap_or(Value::Null),
+            "timestamp": crate::now_ms(),
+        });
+        ctx.socket().publish(topic, envelope.to_string()).await?;
+        Ok(Json(Sent { sent: true }))
     }
 
     async fn topic(self: Arc<Self>, ctx: RequestContext) -> Result<Json<Value>, HttpError> {

@@ -14,7 +14,7 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ori::{Handlers, Ori, Provider, WsOptions};
+use ori::{Authenticated, Handlers, Ori, Provider, Upgrade, WsOptions};
 
 pub use socket::{PublishData, PUBLISH};
 
@@ -41,6 +41,14 @@ pub struct Config {
     /// Require this token on the upgrade (`Authorization: Bearer` or
     /// `?token=`) and on the publishing routes (`Authorization: Bearer`).
     pub token: Option<String>,
+    /// With a token: upgrades without credentials are accepted pending and
+    /// must send `auth.authenticate` (PROTOCOL.md section 9).
+    pub in_band_auth: bool,
+    /// How long a socket's authentication holds before it must be
+    /// refreshed (`None`: for ever).
+    pub token_ttl: Option<Duration>,
+    /// How long a pending socket has to authenticate.
+    pub auth_timeout: Duration,
     /// Accept upgrades only from these `Origin`s (empty: any).
     pub allowed_origins: Vec<String>,
     /// Largest WebSocket message and frame (close 1009 beyond).
@@ -65,6 +73,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             token: None,
+            in_band_auth: false,
+            token_ttl: None,
+            auth_timeout: Duration::from_secs(5),
             allowed_origins: Vec::new(),
             max_message_size: 1 << 20,
             outbound_queue_limit: 4 << 20,
@@ -86,7 +97,6 @@ pub fn build(config: Config) -> Ori {
 /// `ori_redis::RedisProvider`, so that several demo processes on one Redis
 /// form one pub/sub space), ready to `listen`.
 pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
-    let token = config.token.clone();
     let mut options = WsOptions::new();
     if let Some((entries, ttl)) = config.history {
         options = options.history(ori::core::HistoryConfig::new(entries).ttl(ttl));
@@ -94,26 +104,15 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     if !config.allowed_origins.is_empty() {
         options = options.allowed_origins(config.allowed_origins.iter().cloned());
     }
-    let options = options
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size)
-        .outbound_queue_limit(config.outbound_queue_limit)
-        .outbound_budget(config.outbound_budget)
-        .upgrade(move |req| {
-            let token = token.clone();
-            async move {
-                let Some(expected) = token else {
-                    return Some(());
-                };
-                let given = req
-                    .bearer_token()
-                    .map(str::to_owned)
-                    .or_else(|| req.query_param("token"));
-                given
-                    .is_some_and(|g| token_matches(&g, &expected))
-                    .then_some(())
-            }
-        });
+    let options = auth(
+        options
+            .max_message_size(config.max_message_size)
+            .max_frame_size(config.max_message_size)
+            .outbound_queue_limit(config.outbound_queue_limit)
+            .outbound_budget(config.outbound_budget)
+            .auth_timeout(config.auth_timeout),
+        &config,
+    );
     let registry = Arc::new(socket::registry());
     Ori::create()
         .websocket_with(provider, options)
@@ -133,6 +132,49 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
         .body_limit(config.body_limit)
         .request_timeout(config.request_timeout)
         .shutdown_timeout(config.shutdown_timeout)
+}
+
+/// The demo's authentication (PROTOCOL.md sections 7 and 9): the token on
+/// the upgrade, or with `in_band_auth` in an `auth.authenticate` message;
+/// with a TTL either one holds that long and is refreshed in band.
+fn auth(options: WsOptions, config: &Config) -> WsOptions {
+    let Some(expected) = config.token.as_deref().map(Arc::<str>::from) else {
+        return options;
+    };
+    let ttl = config.token_ttl;
+    let granted = move || {
+        let auth = Authenticated::new(());
+        match ttl {
+            Some(ttl) => auth.expires_in(ttl),
+            None => auth,
+        }
+    };
+    let in_band = config.in_band_auth;
+    let (token, grant) = (expected.clone(), granted.clone());
+    let options = options.upgrade(move |req| {
+        let given = req
+            .bearer_token()
+            .map(str::to_owned)
+            .or_else(|| req.query_param("token"));
+        let decision = match given {
+            Some(given) if token_matches(&given, &token) => Upgrade::Accept(grant()),
+            Some(_) => Upgrade::Reject,
+            None if in_band => Upgrade::Pending,
+            None => Upgrade::Reject,
+        };
+        std::future::ready(decision)
+    });
+    if !in_band && ttl.is_none() {
+        return options;
+    }
+    // In band: the first authentication of a pending socket, and the
+    // refresh of any socket whose authentication expires.
+    options.authenticate(move |req| {
+        let accepted = req
+            .token()
+            .is_some_and(|given| token_matches(given, &expected));
+        std::future::ready(accepted.then(&granted))
+    })
 }
 
 /// Compares a given token with the expected one in time that does not

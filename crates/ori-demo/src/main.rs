@@ -24,9 +24,24 @@ struct Args {
     /// Redis form one cluster).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// Require `Authorization: Bearer <T>` or `?token=<T>` on the upgrade.
+    /// Require `Authorization: Bearer <T>` or `?token=<T>` on the upgrade
+    /// (and the bearer token on the publishing routes).
     #[arg(long, value_name = "T")]
     token: Option<String>,
+    /// How sockets authenticate: `upgrade` (the token on the upgrade) or
+    /// `in-band` (upgrades without credentials are accepted and must send
+    /// `auth.authenticate`; a token on the upgrade is still checked).
+    /// Needs --token.
+    #[arg(long, value_enum, default_value_t = AuthMode::Upgrade, requires = "token")]
+    auth: AuthMode,
+    /// Seconds an authentication holds: sockets must authenticate again in
+    /// band within this (a refresh), else they are closed with 1008.
+    /// Needs --token.
+    #[arg(long, value_name = "S", requires = "token", value_parser = positive_seconds)]
+    token_ttl: Option<f64>,
+    /// Seconds a socket has to send `auth.authenticate` (with --auth in-band).
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = positive_seconds)]
+    auth_timeout: f64,
     /// Accept WebSocket upgrades only from this `Origin` (repeat the flag
     /// for several; others get 403; requests without an `Origin` header are
     /// accepted).
@@ -50,6 +65,22 @@ struct Args {
     /// a single-threaded runtime).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+/// How sockets authenticate (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    /// The token on the upgrade request.
+    Upgrade,
+    /// An `auth.authenticate` message after the upgrade (PROTOCOL.md section 9).
+    InBand,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +113,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .init();
     let config = ori_demo::Config {
         token: args.token,
+        in_band_auth: args.auth == AuthMode::InBand,
+        token_ttl: args.token_ttl.map(Duration::from_secs_f64),
+        auth_timeout: Duration::from_secs_f64(args.auth_timeout),
         allowed_origins: args.allowed_origins,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         outbound_budget: args.outbound_budget,

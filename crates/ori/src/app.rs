@@ -126,6 +126,9 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 "socket_router() was called before websocket(); call websocket() first",
             ));
         }
+        if let Some(mistake) = options.error {
+            self.errors.push(BuildError::Order(mistake));
+        }
         let broker = match options.history.clone() {
             Some(history) => Broker::with_history(provider, history),
             None => Broker::new(provider),
@@ -330,6 +333,8 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
                 handlers: self.handlers.unwrap_or_default(),
                 routers: self.routers,
                 upgrade: ws.options.upgrade,
+                authenticator: ws.options.authenticator,
+                authorize_join: ws.options.authorize_join,
                 limits: ws.options.limits,
                 tasks: shared.ws_tasks.clone(),
                 shutdown: shared.shutdown.clone(),

@@ -61,7 +61,10 @@ pub use context::AppContext;
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
 pub use error::{BuildError, Error, PublishError};
 pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
-pub use ws::{Conn, HandlerResult, Handlers, ReadyState, UpgradeRequest, WsOptions};
+pub use ws::{
+    AuthRequest, Authenticated, Conn, HandlerResult, Handlers, IntoUpgrade, ReadyState, Upgrade,
+    UpgradeRequest, WsOptions,
+};
 
 pub use axum::http::StatusCode;
 pub use axum::response::{IntoResponse, Response};

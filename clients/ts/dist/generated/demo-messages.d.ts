@@ -74,10 +74,10 @@ export interface RoomData {
     room: string;
 }
 /** `heartbeat`: its data is a {@link HeartbeatData}. */
-export declare const Heartbeat: import("../index.js").MessageDefinition<HeartbeatData>;
+export declare const Heartbeat: import("../definitions.js").MessageDefinition<HeartbeatData>;
 /** `publish`: its data is a {@link PublishData}. */
-export declare const Publish: import("../index.js").MessageDefinition<PublishData>;
+export declare const Publish: import("../definitions.js").MessageDefinition<PublishData>;
 /** `room.join`: its data is a {@link JoinData}. */
-export declare const RoomJoin: import("../index.js").MessageDefinition<JoinData>;
+export declare const RoomJoin: import("../definitions.js").MessageDefinition<JoinData>;
 /** `room.leave`: its data is a {@link RoomData}. */
-export declare const RoomLeave: import("../index.js").MessageDefinition<RoomData>;
+export declare const RoomLeave: import("../definitions.js").MessageDefinition<RoomData>;

@@ -27,12 +27,25 @@ pub trait Definition: Send + Sync + 'static {
     fn schema(&self) -> Arc<Schema> {
         Schema::of::<Self::Data>()
     }
+
+    /// The topic a message of this type asks to join, if it is a join
+    /// (default: none). A [`MessageRegistry`](super::MessageRegistry)
+    /// consults the app's join authorization
+    /// ([`WsOptions::authorize_join`](crate::WsOptions::authorize_join))
+    /// with it before the handler runs; [`JoinRoom`] names its room.
+    fn join_topic(data: &Self::Data) -> Option<&Topic> {
+        let _ = data;
+        None
+    }
 }
 
 impl<D: Definition> Definition for &'static D {
     type Data = D::Data;
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn join_topic(data: &Self::Data) -> Option<&Topic> {
+        D::join_topic(data)
     }
 }
 
@@ -240,6 +253,9 @@ impl Definition for JoinRoom {
     type Data = JoinData;
     fn name(&self) -> &str {
         "room.join"
+    }
+    fn join_topic(data: &JoinData) -> Option<&Topic> {
+        Some(data.room.topic())
     }
 }
 

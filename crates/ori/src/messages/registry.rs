@@ -46,12 +46,21 @@ pub enum RegistryError {
     /// The data failed the definition's schema.
     #[error("Validation failed: {0}")]
     Validation(ValidationError),
+    /// The app's join authorization refused the topic the message asks to
+    /// join ([`Definition::join_topic`]); the handler did not run.
+    #[error("Forbidden: {0}")]
+    Forbidden(String),
     /// The handler returned an error.
     #[error("{0}")]
     Handler(String),
 }
 
 /// Typed handlers by message type, for the raw `message` handler.
+///
+/// A message whose definition names a topic to join ([`JoinRoom`](super::JoinRoom)) is
+/// checked by the app's join authorization first
+/// ([`WsOptions::authorize_join`](crate::WsOptions::authorize_join)): a
+/// refusal is [`RegistryError::Forbidden`] and the handler does not run.
 ///
 /// ```
 /// use ori::messages::{Heartbeat, JoinRoom, LeaveRoom, MessageRegistry};
@@ -134,6 +143,11 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
             let handler = handler.clone();
             Box::pin(async move {
                 let data = parsed.map_err(RegistryError::Validation)?;
+                if let Some(topic) = Def::join_topic(&data) {
+                    if !ws.may_join(topic).await {
+                        return Err(RegistryError::Forbidden(topic.to_string()));
+                    }
+                }
                 handler(ws, data)
                     .map(HandlerResult::into_outcome)
                     .await

@@ -154,9 +154,13 @@ impl<S, D: Send + Sync + 'static, E: Emitter> SocketContext<S, D, E> {
         }
     }
 
-    /// Joins a topic.
-    pub fn subscribe(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
-        self.conn.subscribe(topic)
+    /// Joins a topic on the client's behalf: the app's join authorization
+    /// ([`WsOptions::authorize_join`](crate::WsOptions::authorize_join))
+    /// decides first; a refusal is [`SubscribeError::Forbidden`], whose
+    /// message `Forbidden: <topic>` is the reply's `error` when the handler
+    /// returns it. (`ctx.ws().subscribe(..)` joins without asking.)
+    pub async fn subscribe(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
+        self.conn.subscribe_as_client(topic).await
     }
 
     /// Leaves a topic.

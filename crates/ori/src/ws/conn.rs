@@ -1,12 +1,13 @@
 //! The connection handle given to handlers.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ori_core::codec::{self, close_code};
 use ori_core::{Broker, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 use super::state::ConnState;
+use super::WsRuntime;
 use crate::emitter::{IntoTopic, SocketEmitter};
 
 /// The lifecycle state of a connection (the WebSocket API's `readyState`).
@@ -25,11 +26,13 @@ pub enum ReadyState {
 
 pub(crate) struct ConnInner<D> {
     pub(crate) id: SocketId,
-    pub(crate) data: D,
+    /// Set once authenticated: at the upgrade, or by the in-band
+    /// authenticator before any handler sees the connection.
+    pub(crate) data: OnceLock<D>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) outbox: Arc<Outbox>,
-    pub(crate) broker: Broker,
-    pub(crate) emitter: SocketEmitter,
+    /// What every connection of the endpoint shares.
+    pub(crate) rt: Arc<WsRuntime<D>>,
     /// The phase and the write events, in one byte.
     pub(crate) state: ConnState,
 }
@@ -38,7 +41,8 @@ pub(crate) struct ConnInner<D> {
 /// may be kept and used from other tasks (a send on a closed connection
 /// returns `false`).
 ///
-/// `D` is the user data the upgrade handler returned for it.
+/// `D` is the user data the upgrade handler (or the in-band authenticator)
+/// returned for it.
 pub struct Conn<D = ()> {
     pub(crate) inner: Arc<ConnInner<D>>,
 }
@@ -57,9 +61,18 @@ impl<D: Send + Sync + 'static> Conn<D> {
         self.inner.id
     }
 
-    /// The user data from the upgrade handler.
+    /// The user data from the upgrade handler or the authenticator.
     pub fn data(&self) -> &D {
-        &self.inner.data
+        // Handlers, guards and clones only ever see authenticated
+        // connections: the connection task sets the data first.
+        self.inner
+            .data
+            .get()
+            .expect("a connection is authenticated before anyone sees it")
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.inner.rt.broker
     }
 
     /// The peer's address, when known.
@@ -79,8 +92,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// Every topic this connection is in, the internal `__broadcast__` and
     /// `__socket__:<id>` first. Empty once closed.
     pub fn topics(&self) -> Vec<Topic> {
-        self.inner
-            .broker
+        self.broker()
             .hub()
             .topics_of(&self.inner.id)
             .unwrap_or_default()
@@ -92,7 +104,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         let topic = topic
             .into_topic()
             .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
-        self.inner.broker.subscribe(&self.inner.id, &topic)
+        self.broker().subscribe(&self.inner.id, &topic)
     }
 
     /// Joins `topic` with positions, or resumes it after `since` (PROTOCOL.md
@@ -125,10 +137,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
                 reason: ori_core::TopicError::Reserved,
             });
         }
-        self.inner
-            .broker
-            .join(&self.inner.id, &topic, recovery)
-            .await
+        self.broker().join(&self.inner.id, &topic, recovery).await
     }
 
     /// Leaves `topic`. `Ok(false)`: was not joined.
@@ -136,7 +145,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         let topic = topic
             .into_topic()
             .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
-        self.inner.broker.unsubscribe(&self.inner.id, &topic)
+        self.broker().unsubscribe(&self.inner.id, &topic)
     }
 
     /// Queues a message to this connection. Returns `false` if the
@@ -153,7 +162,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
         match self.inner.outbox.push(frame) {
             Push::Queued => true,
             Push::Overflow => {
-                let m = self.inner.broker.hub().metrics();
+                let m = self.broker().hub().metrics();
                 m.slow_consumer_closes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 false
@@ -177,7 +186,33 @@ impl<D: Send + Sync + 'static> Conn<D> {
 
     /// The app's base emitter, to publish from a handler.
     pub fn emitter(&self) -> &SocketEmitter {
-        &self.inner.emitter
+        &self.inner.rt.emitter
+    }
+
+    /// Whether the app's join authorization
+    /// ([`WsOptions::authorize_join`](crate::WsOptions::authorize_join))
+    /// lets this connection join `topic` (`true` without one). Call it
+    /// before joining a topic a client named, in handlers of your own.
+    pub async fn may_join(&self, topic: &Topic) -> bool {
+        match &self.inner.rt.authorize_join {
+            None => true,
+            Some(check) => super::auth::run_join_check(check, self.clone(), topic.clone()).await,
+        }
+    }
+
+    /// Joins `topic` on the client's behalf: [`may_join`](Self::may_join)
+    /// first ([`SubscribeError::Forbidden`] when refused), then
+    /// [`subscribe`](Self::subscribe).
+    pub async fn subscribe_as_client(&self, topic: impl IntoTopic) -> Result<bool, SubscribeError> {
+        let topic = topic
+            .into_topic()
+            .map_err(|(topic, reason)| SubscribeError::InvalidTopic { topic, reason })?;
+        if !self.may_join(&topic).await {
+            return Err(SubscribeError::Forbidden {
+                topic: topic.to_string(),
+            });
+        }
+        self.broker().subscribe(&self.inner.id, &topic)
     }
 }
 

@@ -24,6 +24,7 @@ use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
 use ori_core::{Message, OutboxStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use super::auth::{self, AuthClock, Authenticated, Fired};
 use super::close::{self, End, Start};
 use super::conn::ReadyState;
 use super::handlers::guarded;
@@ -84,6 +85,7 @@ pub(crate) fn run<D, R, W>(
     mut reader: R,
     writer: W,
     mut inbuf: BytesMut,
+    mut clock: Option<Box<AuthClock>>,
 ) -> impl Future<Output = ()> + Send
 where
     D: Send + Sync + 'static,
@@ -94,59 +96,21 @@ where
     async move {
         let _detach = Detach(&link);
         // The connection counts as upgrading (for the connection limit) until
-        // it is registered in the hub or refused.
-        let upgrading = Upgrading(&rt.upgrading);
-        let hub = conn.inner.broker.hub();
+        // it is registered in the hub or refused; a socket pending in-band
+        // authentication counts so too.
+        let mut upgrading = Some(Upgrading(&rt.upgrading));
+        let hub = conn.broker().hub();
         let limits = &rt.limits;
         let mut decoder = Decoder::new(codec::Limits {
             max_frame_size: limits.max_frame_size,
             max_message_size: limits.max_message_size,
             max_fragments: limits.max_fragments,
         });
-
-        // Connection guards run before the connection joins anything.
-        let states = match Box::pin(rt.routers.admit(&conn)).await {
-            Admission::Accepted(states) => states,
-            refused => {
-                let (code, reason) = match refused {
-                    Admission::Failed(e) => {
-                        tracing::warn!(socket = %conn.id(), error = %e, "connection guard failed");
-                        (close_code::INTERNAL_ERROR, "Connection guard failed")
-                    }
-                    _ => (close_code::POLICY_VIOLATION, "Connection rejected by guard"),
-                };
-                drop(upgrading);
-                conn.close(code, reason);
-                close::handshake(
-                    &conn,
-                    &link,
-                    &mut reader,
-                    &mut inbuf,
-                    &mut decoder,
-                    limits.close_timeout,
-                    Start::Ours,
-                )
-                .await;
-                conn.inner.outbox.shut();
-                conn.set_state(ReadyState::Closed);
-                link.detach();
-                return;
-            }
-        };
-
-        conn.inner
-            .broker
-            .register(conn.inner.outbox.clone(), limits.max_topics_per_connection);
-        drop(upgrading);
-        conn.set_state(ReadyState::Open);
-        if rt.shutting_down() {
-            conn.close(close_code::GOING_AWAY, "Server shutting down");
-        }
-        tracing::debug!(socket = %conn.id(), remote = ?conn.remote_addr(), "connection opened");
-
-        if let Some(open) = &rt.handlers.open {
-            Box::pin(guarded("open", conn.id(), open(conn.clone()))).await;
-        }
+        // Open: authenticated, admitted by the connection guards,
+        // registered in the hub, `open` run. Until then nothing the peer
+        // sends reaches the application.
+        let mut opened = false;
+        let mut states = ConnectionGuards::new();
 
         // Quiet time is counted in whole ticks (a flag set when the peer
         // completes something, looked at by the timer) rather than from a
@@ -167,115 +131,188 @@ where
         // Boxed: a connection without the limit keeps 8 bytes for it.
         let mut bucket = limits.inbound_rate.map(|r| Box::new(Bucket::new(r)));
         // How the closing handshake starts; `None`: the connection failed.
-        let start = 'conn: loop {
-            if !std::mem::take(&mut skip_wait) {
-                tokio::select! {
-                    biased;
-                    event = link.event() => match event {
-                        DRAINED => {
-                            if let Some(drain) = &rt.handlers.drain {
-                                Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
-                            }
-                            continue 'conn;
-                        }
-                        CLOSE_SENT | CLOSE_STALLED => break 'conn Some(Start::Ours),
-                        TICK => {
-                            quiet_ticks = if std::mem::take(&mut seen) {
-                                0
-                            } else {
-                                quiet_ticks.saturating_add(1)
-                            };
-                            let quiet = tick_period(limits).saturating_mul(quiet_ticks);
-                            if quiet >= limits.idle_timeout {
-                                conn.close(close_code::GOING_AWAY, "Idle timeout");
-                            } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                                conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
-                                ping_sent = true;
-                            }
-                            if conn.inner.outbox.status() != OutboxStatus::Open {
-                                // Closing (by us, a handler, a shed): the
-                                // handshake and its timeout from here.
-                                break 'conn Some(Start::Ours);
-                            }
-                            continue 'conn;
-                        }
-                        _ => break 'conn None,
-                    },
-                    read = read_some(&mut reader, &mut inbuf) => match read {
-                        Ok(0) | Err(_) => break 'conn None,
-                        Ok(_) => {}
-                    },
+        let start = 'run: {
+            if !clock.as_ref().is_some_and(|c| c.is_pending()) {
+                match Box::pin(open(&rt, &conn, &mut upgrading)).await {
+                    Ok(s) => {
+                        states = s;
+                        opened = true;
+                    }
+                    Err((code, reason)) => {
+                        conn.close(code, reason);
+                        break 'run Some(Start::Ours);
+                    }
                 }
             }
-
-            // Decode and dispatch everything complete in the buffer.
-            loop {
-                let frame = match decoder.decode(&mut inbuf) {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(socket = %conn.id(), error = %e, "protocol error");
-                        break 'conn Some(Start::Violation {
-                            code: e.code,
-                            reason: e.reason,
-                        });
+            'conn: loop {
+                if !std::mem::take(&mut skip_wait) {
+                    tokio::select! {
+                        biased;
+                        event = link.event() => match event {
+                            DRAINED => {
+                                if let Some(drain) = &rt.handlers.drain {
+                                    Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
+                                }
+                                continue 'conn;
+                            }
+                            CLOSE_SENT | CLOSE_STALLED => break 'run Some(Start::Ours),
+                            TICK => {
+                                quiet_ticks = if std::mem::take(&mut seen) {
+                                    0
+                                } else {
+                                    quiet_ticks.saturating_add(1)
+                                };
+                                let quiet = tick_period(limits).saturating_mul(quiet_ticks);
+                                if quiet >= limits.idle_timeout {
+                                    conn.close(close_code::GOING_AWAY, "Idle timeout");
+                                } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
+                                    conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
+                                    ping_sent = true;
+                                }
+                                if conn.inner.outbox.status() != OutboxStatus::Open {
+                                    // Closing (by us, a handler, a shed): the
+                                    // handshake and its timeout from here.
+                                    break 'run Some(Start::Ours);
+                                }
+                                continue 'conn;
+                            }
+                            _ => break 'run None,
+                        },
+                        fired = auth::fired(&mut clock) => {
+                            match fired {
+                                Fired::PendingTimeout => {
+                                    conn.close(close_code::POLICY_VIOLATION, "Authentication timeout");
+                                    break 'run Some(Start::Ours);
+                                }
+                                Fired::Warn(left) => {
+                                    conn.push_frame(text_frame(&auth::expiring_reply(left)));
+                                    link.flush_now();
+                                }
+                                Fired::Expired => {
+                                    conn.close(close_code::POLICY_VIOLATION, "Token expired");
+                                    break 'run Some(Start::Ours);
+                                }
+                            }
+                            continue 'conn;
+                        }
+                        // A pending socket is in the hub's list of no one:
+                        // shutdown reaches it here.
+                        () = rt.shutdown.cancelled(), if !opened => {
+                            conn.close(close_code::GOING_AWAY, "Server shutting down");
+                            break 'run Some(Start::Ours);
+                        }
+                        read = read_some(&mut reader, &mut inbuf) => match read {
+                            Ok(0) | Err(_) => break 'run None,
+                            Ok(_) => {}
+                        },
                     }
-                };
-                // A message counts as activity; a control frame only outside
-                // a fragmented message (pings between the fragments of a
-                // message that never ends must not keep it open).
-                if matches!(frame, Frame::Message(_)) || !decoder.is_assembling() {
-                    seen = true;
-                    ping_sent = false;
                 }
-                match frame {
-                    Frame::Message(message) => {
-                        hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
-                        match bucket.as_deref_mut().map(Bucket::take) {
-                            None | Some(Admit::Yes) => {
+
+                // Decode and dispatch everything complete in the buffer.
+                loop {
+                    let frame = match decoder.decode(&mut inbuf) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(socket = %conn.id(), error = %e, "protocol error");
+                            break 'run Some(Start::Violation {
+                                code: e.code,
+                                reason: e.reason,
+                            });
+                        }
+                    };
+                    // A message counts as activity; a control frame only outside
+                    // a fragmented message (pings between the fragments of a
+                    // message that never ends must not keep it open).
+                    if matches!(frame, Frame::Message(_)) || !decoder.is_assembling() {
+                        seen = true;
+                        ping_sent = false;
+                    }
+                    match frame {
+                        Frame::Message(message) => {
+                            hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
+                            match bucket.as_deref_mut().map(Bucket::take) {
+                                None | Some(Admit::Yes) => {}
+                                Some(Admit::Drop) => {
+                                    conn.push_frame(text_frame(RATE_LIMITED_REPLY));
+                                    continue;
+                                }
+                                Some(Admit::Close) => {
+                                    tracing::debug!(socket = %conn.id(), "inbound rate limit: closing");
+                                    conn.close(close_code::POLICY_VIOLATION, "Rate limit exceeded");
+                                    break 'run Some(Start::Ours);
+                                }
+                            }
+                            let credentials = rt
+                                .authenticator
+                                .as_ref()
+                                .and_then(|_| auth::authenticate_credentials(&message));
+                            if let Some(credentials) = credentials {
+                                match Box::pin(authenticate(&rt, &conn, &mut clock, credentials))
+                                    .await
+                                {
+                                    Verdict::Accepted if !opened => {
+                                        match Box::pin(open(&rt, &conn, &mut upgrading)).await {
+                                            Ok(s) => {
+                                                states = s;
+                                                opened = true;
+                                            }
+                                            Err((code, reason)) => {
+                                                conn.close(code, reason);
+                                                break 'run Some(Start::Ours);
+                                            }
+                                        }
+                                    }
+                                    Verdict::Accepted => {}
+                                    Verdict::Refused(reason) => {
+                                        conn.close(close_code::POLICY_VIOLATION, reason);
+                                        break 'run Some(Start::Ours);
+                                    }
+                                }
+                            } else if !opened {
+                                let reply = match &message {
+                                    Message::Text(t) if t.as_str() == "2" => "3",
+                                    _ => auth::NOT_AUTHENTICATED_REPLY,
+                                };
+                                conn.push_frame(text_frame(reply));
+                            } else {
                                 Box::pin(dispatch(&rt, &conn, &states, message)).await;
                             }
-                            Some(Admit::Drop) => {
-                                conn.push_frame(codec::encode_frame(
-                                    OpCode::Text,
-                                    RATE_LIMITED_REPLY.as_bytes(),
-                                ));
-                            }
-                            Some(Admit::Close) => {
-                                tracing::debug!(socket = %conn.id(), "inbound rate limit: closing");
-                                conn.close(close_code::POLICY_VIOLATION, "Rate limit exceeded");
+                        }
+                        Frame::Ping(payload) => {
+                            conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
+                            if let (true, Some(h)) = (opened, &rt.handlers.ping) {
+                                Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload)))
+                                    .await;
                             }
                         }
-                    }
-                    Frame::Ping(payload) => {
-                        conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
-                        if let Some(h) = &rt.handlers.ping {
-                            Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload))).await;
+                        Frame::Pong(payload) => {
+                            if let (true, Some(h)) = (opened, &rt.handlers.pong) {
+                                Box::pin(guarded("pong", conn.id(), h(conn.clone(), payload)))
+                                    .await;
+                            }
                         }
+                        Frame::Close(close) => break 'run Some(Start::Peer(close)),
                     }
-                    Frame::Pong(payload) => {
-                        if let Some(h) = &rt.handlers.pong {
-                            Box::pin(guarded("pong", conn.id(), h(conn.clone(), payload))).await;
-                        }
+                    if conn.inner.state.failed() {
+                        break 'run None;
                     }
-                    Frame::Close(close) => break 'conn Some(Start::Peer(close)),
+                    if conn.inner.outbox.status() != OutboxStatus::Open {
+                        // A handler closed the connection (or it overflowed): stop
+                        // dispatching, finish the closing handshake.
+                        break 'run Some(Start::Ours);
+                    }
                 }
-                if conn.inner.state.failed() {
-                    break 'conn None;
+                // Replies to what was just handled go out now, not with the
+                // writer's next pass.
+                link.flush_now();
+                if inbuf.is_empty() && inbuf.capacity() > 0 {
+                    inbuf = BytesMut::new();
                 }
-                if conn.inner.outbox.status() != OutboxStatus::Open {
-                    // A handler closed the connection (or it overflowed): stop
-                    // dispatching, finish the closing handshake.
-                    break 'conn Some(Start::Ours);
-                }
-            }
-            // Replies to what was just handled go out now, not with the
-            // writer's next pass.
-            link.flush_now();
-            if inbuf.is_empty() && inbuf.capacity() > 0 {
-                inbuf = BytesMut::new();
             }
         };
+        drop(upgrading);
+        drop(clock);
 
         let end = match start {
             Some(start) => {
@@ -293,13 +330,16 @@ where
             None => End::abnormal(),
         };
 
-        conn.inner.broker.disconnect(&conn.id());
+        if opened {
+            conn.broker().disconnect(&conn.id());
+        }
         conn.inner.outbox.shut();
         conn.set_state(ReadyState::Closed);
         link.detach();
         drop(reader);
         tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
-        if let Some(close) = &rt.handlers.close {
+        // Only a connection that opened has a close to report.
+        if let (true, Some(close)) = (opened, &rt.handlers.close) {
             Box::pin(guarded(
                 "close",
                 conn.id(),
@@ -308,6 +348,105 @@ where
             .await;
         }
     }
+}
+
+fn text_frame(text: &str) -> bytes::Bytes {
+    codec::encode_frame(OpCode::Text, text.as_bytes())
+}
+
+/// Opens an authenticated connection: its connection guards, then its
+/// registration in the hub, then `open`. `Err` is the close code and
+/// reason of a refusal.
+async fn open<D: Send + Sync + 'static>(
+    rt: &WsRuntime<D>,
+    conn: &Conn<D>,
+    upgrading: &mut Option<Upgrading<'_>>,
+) -> Result<ConnectionGuards, (u16, &'static str)> {
+    let states = match rt.routers.admit(conn).await {
+        Admission::Accepted(states) => states,
+        Admission::Failed(e) => {
+            tracing::warn!(socket = %conn.id(), error = %e, "connection guard failed");
+            upgrading.take();
+            return Err((close_code::INTERNAL_ERROR, "Connection guard failed"));
+        }
+        Admission::Refused => {
+            upgrading.take();
+            return Err((close_code::POLICY_VIOLATION, "Connection rejected by guard"));
+        }
+    };
+    conn.broker().register(
+        conn.inner.outbox.clone(),
+        rt.limits.max_topics_per_connection,
+    );
+    upgrading.take();
+    conn.set_state(ReadyState::Open);
+    if rt.shutting_down() {
+        conn.close(close_code::GOING_AWAY, "Server shutting down");
+    }
+    tracing::debug!(socket = %conn.id(), remote = ?conn.remote_addr(), "connection opened");
+    if let Some(open) = &rt.handlers.open {
+        guarded("open", conn.id(), open(conn.clone())).await;
+    }
+    Ok(states)
+}
+
+/// What an `auth.authenticate` came to.
+enum Verdict {
+    Accepted,
+    /// Close with 1008 and this reason.
+    Refused(&'static str),
+}
+
+/// Handles one `auth.authenticate` of a pending socket (its first
+/// authentication, before its deadline) or of a live one (a refresh,
+/// within the authentication timeout): on acceptance the user data is set
+/// (the first time), the `auth.authenticated` reply queued and the clock
+/// set to the new expiry.
+async fn authenticate<D: Send + Sync + 'static>(
+    rt: &WsRuntime<D>,
+    conn: &Conn<D>,
+    clock: &mut Option<Box<AuthClock>>,
+    credentials: serde_json::Map<String, serde_json::Value>,
+) -> Verdict {
+    let Some(authenticator) = &rt.authenticator else {
+        return Verdict::Refused("Authentication failed");
+    };
+    let pending = clock.as_ref().filter(|c| c.is_pending());
+    let deadline = pending.map_or_else(
+        || tokio::time::Instant::now() + rt.limits.auth_timeout,
+        |c| c.deadline(),
+    );
+    let first = pending.is_some();
+    let req = auth::AuthRequest {
+        credentials,
+        upgrade: pending.and_then(|c| c.upgrade()),
+        conn: (!first).then(|| conn.clone()),
+    };
+    let verdict = tokio::time::timeout_at(deadline, auth::run_authenticator(authenticator, req));
+    let accepted = match verdict.await {
+        Ok(Some(accepted)) => accepted,
+        Ok(None) => return Verdict::Refused("Authentication failed"),
+        Err(_) if first => return Verdict::Refused("Authentication timeout"),
+        Err(_) => {
+            tracing::warn!(socket = %conn.id(), timeout = ?rt.limits.auth_timeout, "authenticator timed out on a refresh");
+            return Verdict::Refused("Authentication failed");
+        }
+    };
+    let Authenticated { data, expires_in } = accepted;
+    if first {
+        // A refresh keeps the data of the first authentication.
+        let _ = conn.inner.data.set(data);
+    }
+    match (expires_in, clock.as_deref_mut()) {
+        (Some(ttl), Some(c)) => c.renew(ttl),
+        (Some(ttl), None) => *clock = Some(Box::new(AuthClock::expiring(ttl))),
+        (None, _) => *clock = None,
+    }
+    conn.push_frame(text_frame(&auth::authenticated_reply(
+        conn.id(),
+        expires_in,
+    )));
+    Verdict::Accepted
 }
 
 /// Routers first; what they do not route goes to the raw handler.
@@ -346,6 +485,8 @@ pub(crate) mod tests {
             handlers: Handlers::default(),
             routers: Default::default(),
             upgrade: None,
+            authenticator: None,
+            authorize_join: None,
             limits: Default::default(),
             tasks: Default::default(),
             shutdown: Default::default(),
@@ -354,16 +495,15 @@ pub(crate) mod tests {
         })
     }
 
-    pub(crate) fn conn(rt: &WsRuntime<()>) -> Conn<()> {
+    pub(crate) fn conn(rt: &Arc<WsRuntime<()>>) -> Conn<()> {
         let id = SocketId::new();
         Conn {
             inner: Arc::new(ConnInner {
                 id,
-                data: (),
+                data: std::sync::OnceLock::from(()),
                 remote_addr: None,
                 outbox: Arc::new(Outbox::new(id, 1024)),
-                broker: rt.broker.clone(),
-                emitter: rt.emitter.clone(),
+                rt: rt.clone(),
                 state: crate::ws::state::ConnState::new(),
             }),
         }
@@ -378,7 +518,7 @@ pub(crate) mod tests {
             .unwrap();
         let (r, w) = client.into_split();
         let rt = runtime();
-        let fut = run(rt.clone(), conn(&rt), r, w, BytesMut::new());
+        let fut = run(rt.clone(), conn(&rt), r, w, BytesMut::new(), None);
         let size = std::mem::size_of_val(&fut);
         println!("driver::run future: {size} bytes");
         assert!(size <= 1024, "driver future grew to {size} bytes");

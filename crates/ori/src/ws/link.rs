@@ -255,6 +255,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         }
         if frames > 0 {
             self.conn
+                .rt
                 .broker
                 .hub()
                 .metrics()
@@ -346,10 +347,9 @@ mod tests {
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
-    use ori_core::{Broker, Hub, InProcProvider, Outbox, SocketId};
+    use ori_core::{Hub, Outbox, SocketId};
 
     use super::*;
-    use crate::emitter::SocketEmitter;
     use crate::ws::state::ConnState;
     use crate::ws::writer::Writers;
 
@@ -441,17 +441,16 @@ mod tests {
     }
 
     fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
-        let broker = Broker::new(InProcProvider);
-        let hub = broker.hub().clone();
+        let rt = crate::ws::driver::tests::runtime();
+        let hub = rt.broker.hub().clone();
         let id = SocketId::new();
         let outbox = Arc::new(Outbox::new(id, limit));
         let conn = Arc::new(ConnInner {
             id,
-            data: (),
+            data: std::sync::OnceLock::from(()),
             remote_addr: None,
             outbox: outbox.clone(),
-            broker: broker.clone(),
-            emitter: SocketEmitter::new(broker),
+            rt,
             state: ConnState::new(),
         });
         let io = Recorder::default();

@@ -5,6 +5,7 @@
 //! the hub -> frames decoded -> handlers run in arrival order. Out: outbox
 //! (filled by publishes, sends and replies) -> one vectored write per batch.
 
+mod auth;
 mod close;
 mod conn;
 mod driver;
@@ -16,6 +17,7 @@ mod state;
 pub(crate) mod upgrade;
 pub(crate) mod writer;
 
+pub use auth::{AuthRequest, Authenticated, IntoUpgrade, Upgrade};
 pub use conn::{Conn, ReadyState};
 pub use handlers::{HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};

@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::{auth_fn, join_fn, AuthFn, AuthRequest, Authenticated, IntoUpgrade, JoinFn};
+use super::{Conn, Upgrade};
 use crate::BoxFuture;
 use axum::http::{HeaderMap, Method, Uri};
+use ori_core::Topic;
 
 pub(crate) type UpgradeFn<D> =
-    Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Option<D>> + Send + Sync>;
+    Arc<dyn Fn(UpgradeRequest) -> BoxFuture<'static, Upgrade<D>> + Send + Sync>;
 
 /// What the upgrade handler sees of the HTTP upgrade request.
 #[derive(Debug, Clone)]
@@ -63,9 +66,32 @@ impl UpgradeRequest {
 pub struct WsOptions<D = ()> {
     pub(crate) path: String,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
+    pub(crate) authenticator: Option<AuthFn<D>>,
+    pub(crate) authorize_join: Option<JoinFn<D>>,
     pub(crate) limits: Limits,
     pub(crate) history: Option<ori_core::HistoryConfig>,
+    /// A set-up mistake, reported by `listen` as a build error.
+    pub(crate) error: Option<&'static str>,
 }
+
+/// Carries a handler over a change of the user data type: kept when the
+/// type is the same, else dropped and the mistake recorded.
+fn retype<A: 'static, B: 'static>(
+    value: Option<A>,
+    error: &mut Option<&'static str>,
+    mistake: &'static str,
+) -> Option<B> {
+    let value = value?;
+    match (Box::new(value) as Box<dyn std::any::Any>).downcast::<B>() {
+        Ok(b) => Some(*b),
+        Err(_) => {
+            error.get_or_insert(mistake);
+            None
+        }
+    }
+}
+
+const DATA_MISMATCH: &str = "WsOptions: the upgrade handler and the authenticator must return the same user data type, and authorize_join() comes after both";
 
 /// Limits and timeouts of WebSocket connections.
 #[derive(Debug, Clone)]
@@ -80,6 +106,7 @@ pub(crate) struct Limits {
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Duration,
     pub close_timeout: Duration,
+    pub auth_timeout: Duration,
     pub allowed_origins: Option<Vec<String>>,
     pub inbound_rate: Option<InboundRate>,
     pub budget: BudgetLimits,
@@ -134,6 +161,7 @@ impl Default for Limits {
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Duration::from_secs(75),
             close_timeout: Duration::from_secs(3),
+            auth_timeout: Duration::from_secs(5),
             allowed_origins: None,
             inbound_rate: None,
             budget: BudgetLimits::default(),
@@ -147,8 +175,11 @@ impl WsOptions<()> {
         Self {
             path: "/ws".into(),
             upgrade: None,
+            authenticator: None,
+            authorize_join: None,
             limits: Limits::default(),
             history: None,
+            error: None,
         }
     }
 }
@@ -166,21 +197,125 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
         self
     }
 
-    /// The upgrade handler: runs before the upgrade, returns the connection's
-    /// user data, or `None` to reject with HTTP 401. A handler slower than the
-    /// upgrade timeout also gives 401 (and is logged).
-    pub fn upgrade<D2, F, Fut>(self, handler: F) -> WsOptions<D2>
+    /// The upgrade handler: runs before the upgrade and decides (see
+    /// [`IntoUpgrade`]): `Some(data)` accepts with the connection's user
+    /// data, `None` rejects with HTTP 401; an [`Upgrade`] can also accept
+    /// with an expiring credential or leave the socket pending in-band
+    /// authentication. A handler slower than the upgrade timeout also
+    /// gives 401 (and is logged).
+    pub fn upgrade<F, Fut>(self, handler: F) -> WsOptions<<Fut::Output as IntoUpgrade>::Data>
     where
-        D2: Send + Sync + 'static,
         F: Fn(UpgradeRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Option<D2>> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoUpgrade,
     {
+        let mut error = self.error;
         WsOptions {
             path: self.path,
-            upgrade: Some(Arc::new(move |req| Box::pin(handler(req)))),
+            upgrade: Some(Arc::new(move |req| {
+                Box::pin(futures_util::FutureExt::map(
+                    handler(req),
+                    IntoUpgrade::into_upgrade,
+                ))
+            })),
+            authenticator: retype(self.authenticator, &mut error, DATA_MISMATCH),
+            authorize_join: retype(self.authorize_join, &mut error, DATA_MISMATCH),
             limits: self.limits,
             history: self.history,
+            error,
         }
+    }
+
+    /// In-band authentication (PROTOCOL.md section 9): the authenticator a
+    /// socket answers to with `{"type":"auth.authenticate", ...credentials}`.
+    ///
+    /// Without an upgrade handler every upgrade is accepted *pending*; with
+    /// one, those it answers [`Upgrade::Pending`]. A pending socket is in no
+    /// topic, gets no broadcast, is not counted as a connection and has
+    /// every other message answered `{"type":"error","message":"Not
+    /// authenticated"}` (the `2` ping is answered `3`). When the
+    /// authenticator accepts, the socket gets the `auth.authenticated`
+    /// envelope, then its connection guards and `open` run as for a socket
+    /// authenticated at the upgrade. A refusal (`None`) closes with 1008
+    /// "Authentication failed"; no message within the
+    /// [`auth_timeout`](Self::auth_timeout) closes with 1008
+    /// "Authentication timeout".
+    ///
+    /// A live socket may send `auth.authenticate` again at any time: a
+    /// refresh of an expiring credential (see [`Authenticated::expires_in`];
+    /// the user data stays that of the first authentication). While an
+    /// authenticator is set, messages of this type never reach routers or
+    /// the message handler.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ori::{Authenticated, WsOptions};
+    ///
+    /// #[derive(Clone)]
+    /// struct User { id: String }
+    ///
+    /// let options = WsOptions::new().authenticate(|req| async move {
+    ///     let user = match req.token()? {
+    ///         "token-of-u1" => User { id: "u1".into() },
+    ///         _ => return None,
+    ///     };
+    ///     Some(Authenticated::new(user).expires_in(Duration::from_secs(900)))
+    /// });
+    /// ```
+    pub fn authenticate<D2, F, Fut>(self, authenticator: F) -> WsOptions<D2>
+    where
+        D2: Send + Sync + 'static,
+        F: Fn(AuthRequest<D2>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<Authenticated<D2>>> + Send + 'static,
+    {
+        let mut error = self.error;
+        WsOptions {
+            path: self.path,
+            upgrade: retype(self.upgrade, &mut error, DATA_MISMATCH),
+            authenticator: Some(auth_fn(authenticator)),
+            authorize_join: retype(self.authorize_join, &mut error, DATA_MISMATCH),
+            limits: self.limits,
+            history: self.history,
+            error,
+        }
+    }
+
+    /// How long a pending socket may take to authenticate in band, and an
+    /// authenticator to answer (default 5 s).
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.auth_timeout = timeout;
+        self
+    }
+
+    /// The join authorization: consulted for every join a client asks for
+    /// (a registry's [`JoinRoom`](crate::messages::JoinRoom) and any
+    /// definition that names a topic to join, a router's
+    /// `ctx.subscribe`), with the connection (its user data) and the topic.
+    /// `false` refuses: nothing is joined and the client is told
+    /// `Forbidden: <topic>` (the registry's error reply, the router's
+    /// `error`). Joins made by the server itself
+    /// ([`Conn::subscribe`](crate::Conn::subscribe),
+    /// [`Conn::join`](crate::Conn::join)) are not affected.
+    ///
+    /// ```
+    /// use ori::{Conn, WsOptions};
+    ///
+    /// let options = WsOptions::new()
+    ///     .upgrade(|req| async move { req.query_param("user") })
+    ///     .authorize_join(|ws: Conn<String>, topic| async move {
+    ///         match topic.as_str().strip_prefix("user:") {
+    ///             Some(owner) => owner == ws.data().as_str(),
+    ///             None => true,
+    ///         }
+    ///     });
+    /// ```
+    pub fn authorize_join<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn(Conn<D>, Topic) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.authorize_join = Some(join_fn(check));
+        self
     }
 
     /// How long the upgrade handler may take (default 5 s).

@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::{AuthClock, AuthFn, Authenticated, JoinFn};
 use super::conn::ConnInner;
 use super::driver;
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
 use super::state::ConnState;
 use super::writer::Writers;
-use super::{Conn, Handlers};
+use super::{Conn, Handlers, Upgrade};
 use crate::emitter::SocketEmitter;
 use crate::http::error_response;
 
@@ -38,6 +39,10 @@ pub(crate) struct WsRuntime<D> {
     pub(crate) handlers: Handlers<D>,
     pub(crate) routers: crate::router::RouterTable<D>,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
+    /// The in-band authenticator (PROTOCOL.md section 9).
+    pub(crate) authenticator: Option<AuthFn<D>>,
+    /// The join authorization of client-initiated joins.
+    pub(crate) authorize_join: Option<JoinFn<D>>,
     pub(crate) limits: Limits,
     /// The connection tasks, for a shutdown to wait for.
     pub(crate) tasks: TaskTracker,
@@ -183,21 +188,27 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let data = match &rt.upgrade {
+    let upgrade_req = UpgradeRequest {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+        remote_addr,
+    };
+    let decision = match &rt.upgrade {
+        None if rt.authenticator.is_some() => Upgrade::Pending,
         None => match user_data_unit::<D>() {
-            Some(d) => d,
-            None => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Some(d) => Upgrade::accept(d),
+            None => Upgrade::Reject,
         },
         Some(handler) => {
-            let upgrade_req = UpgradeRequest {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                headers: req.headers().clone(),
-                remote_addr,
+            let given = if rt.authenticator.is_some() {
+                upgrade_req.clone()
+            } else {
+                upgrade_req
             };
-            let guarded = std::panic::AssertUnwindSafe(handler(upgrade_req)).catch_unwind();
+            let guarded = std::panic::AssertUnwindSafe(handler(given)).catch_unwind();
             match tokio::time::timeout(rt.limits.upgrade_timeout, guarded).await {
-                Ok(Ok(Some(data))) => data,
+                Ok(Ok(decision)) => decision,
                 Ok(Err(_)) => {
                     tracing::error!(remote = ?remote_addr, "upgrade handler panicked");
                     return error_response(
@@ -205,7 +216,6 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
                         "Internal Server Error",
                     );
                 }
-                Ok(Ok(None)) => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
                 Err(_) => {
                     tracing::warn!(
                         timeout = ?rt.limits.upgrade_timeout,
@@ -217,6 +227,25 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
             }
         }
     };
+    let admitted = match decision {
+        Upgrade::Accept(accepted) => Admitted::Ready(accepted),
+        Upgrade::Pending => {
+            if rt.authenticator.is_none() {
+                tracing::error!(
+                    "the upgrade handler left a socket pending, but no authenticator is set \
+                     (WsOptions::authenticate); rejecting with 401"
+                );
+                return error_response(StatusCode::UNAUTHORIZED, "Unauthorized");
+            }
+            Admitted::Pending(Box::new(UpgradeRequest {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+                remote_addr,
+            }))
+        }
+        Upgrade::Reject => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(guard);
     rt.upgrading.fetch_add(1, Ordering::AcqRel);
@@ -224,7 +253,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     tokio::spawn(connection_task(
         UpgradeSlot(Some(rt.clone())),
         on_upgrade,
-        data,
+        admitted,
         remote_addr,
         task_guard,
     ));
@@ -238,6 +267,15 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// How an upgrade was admitted.
+pub(crate) enum Admitted<D> {
+    /// Authenticated at the upgrade.
+    Ready(Authenticated<D>),
+    /// Accepted pending in-band authentication; the request is kept for
+    /// the authenticator.
+    Pending(Box<UpgradeRequest>),
 }
 
 /// An upgrading slot (see [`WsRuntime::upgrading`]) held by a connection
@@ -270,7 +308,7 @@ impl<D> Drop for UpgradeSlot<D> {
 fn connection_task<D: Send + Sync + 'static>(
     slot: UpgradeSlot<D>,
     on_upgrade: hyper::upgrade::OnUpgrade,
-    data: D,
+    admitted: Admitted<D>,
     remote_addr: Option<SocketAddr>,
     task_guard: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
@@ -286,6 +324,19 @@ fn connection_task<D: Send + Sync + 'static>(
             };
             let rt = slot.hand_on();
             let id = SocketId::new();
+            let data = std::sync::OnceLock::new();
+            let clock = match admitted {
+                Admitted::Ready(Authenticated {
+                    data: d,
+                    expires_in,
+                }) => {
+                    let _ = data.set(d);
+                    expires_in.map(|ttl| Box::new(AuthClock::expiring(ttl)))
+                }
+                Admitted::Pending(req) => {
+                    Some(Box::new(AuthClock::pending(rt.limits.auth_timeout, *req)))
+                }
+            };
             let conn = Conn {
                 inner: Arc::new(ConnInner {
                     id,
@@ -296,8 +347,7 @@ fn connection_task<D: Send + Sync + 'static>(
                             .hub()
                             .new_outbox(id, rt.limits.outbound_queue_limit),
                     ),
-                    broker: rt.broker.clone(),
-                    emitter: rt.emitter.clone(),
+                    rt: rt.clone(),
                     state: ConnState::new(),
                 }),
             };
@@ -316,11 +366,13 @@ fn connection_task<D: Send + Sync + 'static>(
                     };
                     drop(parts.read_buf);
                     let (r, w) = parts.io.into_inner().into_split();
-                    Either::Left(driver::run(rt, conn, r, w, inbuf))
+                    Either::Left(driver::run(rt, conn, r, w, inbuf, clock))
                 }
                 Err(upgraded) => {
                     let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                    Either::Right(Box::pin(driver::run(rt, conn, r, w, BytesMut::new())) as Rare)
+                    Either::Right(
+                        Box::pin(driver::run(rt, conn, r, w, BytesMut::new(), clock)) as Rare,
+                    )
                 }
             }
         })
@@ -355,7 +407,7 @@ mod tests {
         let task = connection_task(
             UpgradeSlot(Some(rt.clone())),
             on_upgrade,
-            (),
+            Admitted::Ready(Authenticated::new(())),
             None,
             rt.tasks.token(),
         );
