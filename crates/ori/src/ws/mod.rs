@@ -11,6 +11,7 @@ mod conn;
 mod driver;
 mod handlers;
 mod link;
+mod opening;
 mod options;
 mod rate;
 mod state;
