@@ -26,7 +26,7 @@ function backoffDelay(attempt, initialDelay, maxDelay, random = Math.random) {
   return Math.min(ceiling, Math.floor(random() * (ceiling + 1)));
 }
 var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1008, 1011]);
-var RETRYABLE_AUTH_REASONS = /* @__PURE__ */ new Set([]);
+var RETRYABLE_AUTH_REASONS = /* @__PURE__ */ new Set(["Token expired", "Authentication timeout"]);
 function isFinalClose(code, reason, inBand) {
   if (!FINAL_CLOSE_CODES.has(code)) return false;
   return !(inBand && code === 1008 && RETRYABLE_AUTH_REASONS.has(reason));

@@ -14,12 +14,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::auth::{auth_envelope, AuthEnvelope};
 use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
     FINAL_CLOSE_CODES,
 };
 use ori::messages::{ClientTopic, Definition, LeaveRoom};
 
+mod auth;
 mod positions;
 
 use positions::{Envelope, Room};
@@ -53,6 +55,9 @@ struct Actor {
     attempt: u32,
     ever_connected: bool,
     generation: u64,
+    /// Whether this connection authenticated already (later
+    /// `auth.authenticated` envelopes are refreshes).
+    authenticated: bool,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Command>) {
@@ -67,6 +72,7 @@ pub(crate) async fn run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Command
         attempt: 0,
         ever_connected: false,
         generation: 0,
+        authenticated: false,
     };
     actor.run().await;
     actor.finish();
@@ -255,7 +261,12 @@ impl Actor {
             Err(close) => close,
         };
         self.closed(code, reason.clone());
-        if FINAL_CLOSE_CODES.contains(&code) {
+        // A credential that lapsed, or an authentication that came too
+        // late, is retried with a fresh token; other refusals are final.
+        let lapsed = code == 1008
+            && matches!(reason.as_str(), "Token expired" | "Authentication timeout")
+            && self.shared.config.auth.is_some();
+        if FINAL_CLOSE_CODES.contains(&code) && !lapsed {
             self.set_state(ConnectionState::Disconnected);
             self.error(ClientError::Refused { code, reason });
             return Flow::Stop;
@@ -289,7 +300,11 @@ impl Actor {
         let dropped = |e: &dyn std::fmt::Display| (1006u16, e.to_string());
         self.awaiting.clear();
         self.recovered.clear();
+        self.authenticated = false;
         self.reconnected = reconnected;
+        if self.shared.config.auth.is_some() {
+            self.authenticate(ws).await?;
+        }
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
             let join = self.join_message(&room);
@@ -346,7 +361,12 @@ impl Actor {
                     // Any frame proves the connection alive.
                     pong_deadline = None;
                     match msg {
-                        Some(Ok(WsMessage::Text(text))) => self.text(text.as_str()),
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if auth_envelope(text.as_str()) == Some(AuthEnvelope::Expiring) {
+                                self.refresh(ws).await?;
+                            }
+                            self.text(text.as_str());
+                        }
                         Some(Ok(WsMessage::Binary(data))) => {
                             self.event(Event::Message(Message::Binary(data)));
                         }
@@ -390,6 +410,18 @@ impl Actor {
     fn text(&mut self, text: &str) {
         if text == "3" {
             return;
+        }
+        if let Some(AuthEnvelope::Authenticated {
+            socket_id,
+            expires_in,
+        }) = auth_envelope(text)
+        {
+            let refreshed = std::mem::replace(&mut self.authenticated, true);
+            self.event(Event::Authenticated {
+                socket_id,
+                expires_in,
+                refreshed,
+            });
         }
         self.event(Event::Message(Message::Text(text.to_owned())));
         if text.starts_with(r#"{"type":"room.message","#) {

@@ -41,6 +41,18 @@ pub enum Event {
         /// The close reason.
         reason: String,
     },
+    /// The server accepted the in-band authentication
+    /// ([`ClientBuilder::auth_token`](crate::ClientBuilder::auth_token)):
+    /// once per connection before [`Event::Connected`], then at every
+    /// refresh.
+    Authenticated {
+        /// The socket's id on the server.
+        socket_id: String,
+        /// Seconds the credential holds (`None`: it does not expire).
+        expires_in: Option<u64>,
+        /// True for a refresh of a live connection.
+        refreshed: bool,
+    },
     /// A reconnect attempt is scheduled after `delay`.
     ReconnectAttempt {
         /// 1 for the first attempt after a disconnect.
@@ -133,6 +145,10 @@ pub enum ClientError {
     /// The send buffer was full; the oldest message was dropped.
     #[error("send buffer full ({0}); dropped the oldest message")]
     BufferFull(usize),
+    /// The token source failed, or the server did not answer the in-band
+    /// authentication in time; reconnecting.
+    #[error("authentication failed: {0}")]
+    Auth(String),
     /// The server sent `{"type":"error","message":...}`.
     #[error("server error: {0}")]
     Server(String),

@@ -14,7 +14,7 @@
 //! - [`Client::request`] calls a socket-router route and matches the reply by
 //!   correlation id;
 //! - reconnect with full-jitter exponential back-off ([`Backoff`]), no
-//!   reconnect after close 1008 or 1011, a connection timeout, a `2`/`3`
+//!   reconnect after close 1008 or 1011 (but see [`ClientBuilder::auth_token`]), a connection timeout, a `2`/`3`
 //!   heartbeat whose missing pong forces a reconnect;
 //! - messages sent while disconnected are buffered (bounded) and flushed on
 //!   connect;
@@ -51,6 +51,7 @@
 //! reconnect attempts are exhausted.
 
 mod actor;
+mod auth;
 mod backoff;
 mod events;
 
@@ -91,9 +92,44 @@ pub struct ClientBuilder {
     heartbeat: Option<(Duration, Duration)>,
     connect_timeout: Duration,
     buffer_size: usize,
+    auth: Option<auth::TokenSource>,
 }
 
 impl ClientBuilder {
+    /// Authenticates in band (PROTOCOL.md section 9): on every connection
+    /// (the first and each reconnect) the client first sends
+    /// `{"type":"auth.authenticate","token":<token()>}` and waits for the
+    /// server's `auth.authenticated` ([`Event::Authenticated`]) before it
+    /// rejoins rooms and flushes what was buffered; at every
+    /// `auth.expiring` it asks `token()` again and refreshes the live
+    /// socket. For servers that take credentials after the upgrade, which
+    /// is what browsers must do. A server closing with 1008 "Token expired"
+    /// (the refresh came too late) or "Authentication timeout" is
+    /// reconnected with a fresh token; any other 1008 ("Authentication
+    /// failed": the token is wrong) ends the client.
+    ///
+    /// A `token()` that fails drops the connection with the local code 4401
+    /// "Token unavailable", a server that does not answer within the
+    /// connection timeout with 4008 "Authentication timeout" (the codes of
+    /// the TypeScript client); the usual back-off follows.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ori_client::ClientError> {
+    /// let client = ori_client::Client::builder("ws://127.0.0.1:3000/ws")
+    ///     .auth_token(|| async { Ok::<_, std::io::Error>("secret".to_owned()) })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auth_token<F, Fut, E>(mut self, token: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.auth = Some(auth::TokenSource::new(token));
+        self
+    }
+
     /// Adds a header to the upgrade request (`authorization`, ...).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -164,6 +200,7 @@ impl ClientBuilder {
             heartbeat: self.heartbeat,
             connect_timeout: self.connect_timeout,
             buffer_size: self.buffer_size.max(1),
+            auth: self.auth,
         };
         config.request()?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -194,6 +231,7 @@ pub(crate) struct Config {
     heartbeat: Option<(Duration, Duration)>,
     connect_timeout: Duration,
     buffer_size: usize,
+    auth: Option<auth::TokenSource>,
 }
 
 impl Config {
@@ -301,6 +339,7 @@ impl Client {
             heartbeat: Some((Duration::from_secs(25), Duration::from_secs(10))),
             connect_timeout: Duration::from_secs(10),
             buffer_size: 100,
+            auth: None,
         }
     }
 

@@ -1,0 +1,122 @@
+//! In-band authentication from the client side (PROTOCOL.md section 9):
+//! the application's token source, the `auth.authenticate` message, and
+//! telling the server's `auth.*` envelopes apart.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// Where the client gets a token: called before every connection's
+/// authentication and at every `auth.expiring` (a refresh).
+#[derive(Clone)]
+pub(crate) struct TokenSource(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenSource {
+    pub(crate) fn new<F, Fut, E>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self(Arc::new(move || {
+            let fut = f();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }))
+    }
+
+    /// A token, or why there is none.
+    pub(crate) async fn token(&self) -> Result<String, String> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSource")
+    }
+}
+
+/// `{"type":"auth.authenticate","token":"<token>"}`.
+pub(crate) fn authenticate_message(token: &str) -> String {
+    serde_json::json!({"type": "auth.authenticate", "token": token}).to_string()
+}
+
+/// A server envelope of in-band authentication.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AuthEnvelope {
+    /// `auth.authenticated`: the socket id and the credential's lifetime.
+    Authenticated {
+        socket_id: String,
+        expires_in: Option<u64>,
+    },
+    /// `auth.expiring`: refresh now.
+    Expiring,
+}
+
+/// Reads an `auth.authenticated` or `auth.expiring` envelope; `None` for
+/// any other frame (most are told apart without parsing).
+pub(crate) fn auth_envelope(text: &str) -> Option<AuthEnvelope> {
+    if !text.contains("\"auth.") {
+        return None;
+    }
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    let data = m.get("data")?;
+    match m.get("name")?.as_str()? {
+        "auth.authenticated" => Some(AuthEnvelope::Authenticated {
+            socket_id: data.get("socketId")?.as_str()?.to_owned(),
+            expires_in: data.get("expiresIn").and_then(Value::as_u64),
+        }),
+        "auth.expiring" => Some(AuthEnvelope::Expiring),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_are_told_apart() {
+        assert_eq!(
+            auth_envelope(
+                r#"{"name":"auth.authenticated","data":{"socketId":"s","expiresIn":30},"timestamp":1}"#
+            ),
+            Some(AuthEnvelope::Authenticated {
+                socket_id: "s".into(),
+                expires_in: Some(30)
+            })
+        );
+        assert_eq!(
+            auth_envelope(
+                r#"{"name":"auth.authenticated","data":{"socketId":"s","expiresIn":null}}"#
+            ),
+            Some(AuthEnvelope::Authenticated {
+                socket_id: "s".into(),
+                expires_in: None
+            })
+        );
+        assert_eq!(
+            auth_envelope(r#"{"name":"auth.expiring","data":{"expiresIn":3},"timestamp":1}"#),
+            Some(AuthEnvelope::Expiring)
+        );
+        for other in [
+            r#"{"type":"notification","message":"\"auth.expiring\""}"#,
+            r#"{"name":"auth.other","data":{}}"#,
+            "3",
+        ] {
+            assert_eq!(auth_envelope(other), None, "{other}");
+        }
+        let m: Value = serde_json::from_str(&authenticate_message("t\"x")).unwrap();
+        assert_eq!(
+            m,
+            serde_json::json!({"type": "auth.authenticate", "token": "t\"x"})
+        );
+    }
+}
