@@ -150,7 +150,7 @@ fn auth(options: WsOptions, config: &Config) -> WsOptions {
         }
     };
     let in_band = config.in_band_auth;
-    let (token, grant) = (expected.clone(), granted.clone());
+    let (token, grant) = (expected.clone(), granted);
     let options = options.upgrade(move |req| {
         let given = req
             .bearer_token()
