@@ -23,7 +23,7 @@ use crate::error::BuildError;
 use crate::messages::{Definition, Schema};
 use crate::ws::Conn;
 
-type State = Arc<dyn Any + Send + Sync>;
+pub(crate) type State = Arc<dyn Any + Send + Sync>;
 type ConnPhase<D> =
     Arc<dyn Fn(Conn<D>) -> BoxFuture<'static, Result<Option<State>, BoxError>> + Send + Sync>;
 type RouteFn<D> =
@@ -188,7 +188,7 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
     pub(crate) async fn dispatch(
         &self,
         conn: &Conn<D>,
-        states: &ConnectionGuards,
+        states: &[State],
         text: &str,
     ) -> Option<String> {
         // Cheap pre-checks: no routes, or not a JSON object.

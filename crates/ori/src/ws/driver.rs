@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
-use ori_core::{Message, OutboxStatus};
+use ori_core::OutboxStatus;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::auth::{self, AuthClock, Fired};
@@ -29,12 +29,11 @@ use super::close::{self, End, Start};
 use super::conn::ReadyState;
 use super::handlers::guarded;
 use super::link::{Detach, Link};
-use super::opening::{authenticate, open, Verdict};
 use super::rate::{Admit, Bucket, RATE_LIMITED_REPLY};
+use super::session::{receive, Session};
 use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, TICK};
 use super::upgrade::{Upgrading, WsRuntime};
 use super::Conn;
-use crate::router::ConnectionGuards;
 
 const SCRATCH: usize = 8 * 1024;
 
@@ -86,7 +85,7 @@ pub(crate) fn run<D, R, W>(
     mut reader: R,
     writer: W,
     mut inbuf: BytesMut,
-    mut clock: Option<Box<AuthClock>>,
+    clock: Option<Box<AuthClock>>,
 ) -> impl Future<Output = ()> + Send
 where
     D: Send + Sync + 'static,
@@ -94,12 +93,9 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let link = Link::new(conn.inner.clone(), rt.writers.pick(), writer);
+    let mut session = Session::new(clock);
     async move {
         let _detach = Detach(&link);
-        // The connection counts as upgrading (for the connection limit) until
-        // it is registered in the hub or refused; a socket pending in-band
-        // authentication counts so too.
-        let mut upgrading = Some(Upgrading(&rt.upgrading));
         let hub = conn.broker().hub();
         let limits = &rt.limits;
         let mut decoder = Decoder::new(codec::Limits {
@@ -107,11 +103,6 @@ where
             max_message_size: limits.max_message_size,
             max_fragments: limits.max_fragments,
         });
-        // Open: authenticated, admitted by the connection guards,
-        // registered in the hub, `open` run. Until then nothing the peer
-        // sends reaches the application.
-        let mut opened = false;
-        let mut states = ConnectionGuards::new();
 
         // Quiet time is counted in whole ticks (a flag set when the peer
         // completes something, looked at by the timer) rather than from a
@@ -133,16 +124,13 @@ where
         let mut bucket = limits.inbound_rate.map(|r| Box::new(Bucket::new(r)));
         // How the closing handshake starts; `None`: the connection failed.
         let start = 'run: {
-            if !clock.as_ref().is_some_and(|c| c.is_pending()) {
-                match Box::pin(open(&rt, &conn, &mut upgrading)).await {
-                    Ok(s) => {
-                        states = s;
-                        opened = true;
-                    }
-                    Err((code, reason)) => {
-                        conn.close(code, reason);
-                        break 'run Some(Start::Ours);
-                    }
+            // A pending socket's clock keeps its place in the upgrading
+            // count; any other socket's place is this one, until admitted.
+            if !session.is_pending() {
+                let slot = Upgrading(&rt.upgrading);
+                if let Err((code, reason)) = Box::pin(session.open(&rt, &conn, Some(slot))).await {
+                    conn.close(code, reason);
+                    break 'run Some(Start::Ours);
                 }
             }
             'conn: loop {
@@ -179,7 +167,7 @@ where
                             }
                             _ => break 'run None,
                         },
-                        fired = auth::fired(&mut clock) => {
+                        fired = auth::Fire(&mut session.clock) => {
                             match fired {
                                 Fired::PendingTimeout => {
                                     conn.close(close_code::POLICY_VIOLATION, "Authentication timeout");
@@ -193,14 +181,12 @@ where
                                     conn.close(close_code::POLICY_VIOLATION, "Token expired");
                                     break 'run Some(Start::Ours);
                                 }
+                                Fired::Shutdown => {
+                                    conn.close(close_code::GOING_AWAY, "Server shutting down");
+                                    break 'run Some(Start::Ours);
+                                }
                             }
                             continue 'conn;
-                        }
-                        // A pending socket is in the hub's list of no one:
-                        // shutdown reaches it here.
-                        () = rt.shutdown.cancelled(), if !opened => {
-                            conn.close(close_code::GOING_AWAY, "Server shutting down");
-                            break 'run Some(Start::Ours);
                         }
                         read = read_some(&mut reader, &mut inbuf) => match read {
                             Ok(0) | Err(_) => break 'run None,
@@ -244,51 +230,22 @@ where
                                     break 'run Some(Start::Ours);
                                 }
                             }
-                            let credentials = rt
-                                .authenticator
-                                .as_ref()
-                                .and_then(|_| auth::authenticate_credentials(&message));
-                            if let Some(credentials) = credentials {
-                                match Box::pin(authenticate(&rt, &conn, &mut clock, credentials))
-                                    .await
-                                {
-                                    Verdict::Accepted if !opened => {
-                                        match Box::pin(open(&rt, &conn, &mut upgrading)).await {
-                                            Ok(s) => {
-                                                states = s;
-                                                opened = true;
-                                            }
-                                            Err((code, reason)) => {
-                                                conn.close(code, reason);
-                                                break 'run Some(Start::Ours);
-                                            }
-                                        }
-                                    }
-                                    Verdict::Accepted => {}
-                                    Verdict::Refused(reason) => {
-                                        conn.close(close_code::POLICY_VIOLATION, reason);
-                                        break 'run Some(Start::Ours);
-                                    }
-                                }
-                            } else if !opened {
-                                let reply = match &message {
-                                    Message::Text(t) if t.as_str() == "2" => "3",
-                                    _ => auth::NOT_AUTHENTICATED_REPLY,
-                                };
-                                conn.push_frame(text_frame(reply));
-                            } else {
-                                Box::pin(dispatch(&rt, &conn, &states, message)).await;
+                            if let Err((code, reason)) =
+                                Box::pin(receive(&rt, &conn, &mut session, message)).await
+                            {
+                                conn.close(code, reason);
+                                break 'run Some(Start::Ours);
                             }
                         }
                         Frame::Ping(payload) => {
                             conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
-                            if let (true, Some(h)) = (opened, &rt.handlers.ping) {
+                            if let (true, Some(h)) = (session.is_open(), &rt.handlers.ping) {
                                 Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload)))
                                     .await;
                             }
                         }
                         Frame::Pong(payload) => {
-                            if let (true, Some(h)) = (opened, &rt.handlers.pong) {
+                            if let (true, Some(h)) = (session.is_open(), &rt.handlers.pong) {
                                 Box::pin(guarded("pong", conn.id(), h(conn.clone(), payload)))
                                     .await;
                             }
@@ -312,8 +269,8 @@ where
                 }
             }
         };
-        drop(upgrading);
-        drop(clock);
+        let opened = session.is_open();
+        drop(session);
 
         let end = match start {
             Some(start) => {
@@ -353,24 +310,6 @@ where
 
 pub(super) fn text_frame(text: &str) -> bytes::Bytes {
     codec::encode_frame(OpCode::Text, text.as_bytes())
-}
-
-/// Routers first; what they do not route goes to the raw handler.
-async fn dispatch<D: Send + Sync + 'static>(
-    rt: &WsRuntime<D>,
-    conn: &Conn<D>,
-    states: &ConnectionGuards,
-    message: Message,
-) {
-    if let Message::Text(text) = &message {
-        if let Some(reply) = rt.routers.dispatch(conn, states, text).await {
-            conn.send(reply);
-            return;
-        }
-    }
-    if let Some(h) = &rt.handlers.message {
-        guarded("message", conn.id(), h(conn.clone(), message)).await;
-    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub(crate) struct WsRuntime<D> {
     pub(crate) writers: Writers,
     /// Upgrades accepted but not yet registered in the hub (for the
     /// connection limit).
-    pub(crate) upgrading: AtomicUsize,
+    pub(crate) upgrading: Arc<AtomicUsize>,
 }
 
 impl<D> WsRuntime<D> {
@@ -150,6 +150,23 @@ fn origin_allowed(limits: &Limits, headers: &HeaderMap) -> bool {
 pub(crate) struct Upgrading<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for Upgrading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's place in the upgrading count until it is registered or
+/// refused; owned, so that a pending socket's clock can keep it.
+pub(crate) struct UpgradingSlot(Arc<AtomicUsize>);
+
+impl UpgradingSlot {
+    /// Takes over one count already made.
+    pub(crate) fn taken(counter: &Arc<AtomicUsize>) -> Self {
+        Self(counter.clone())
+    }
+}
+
+impl Drop for UpgradingSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -333,9 +350,12 @@ fn connection_task<D: Send + Sync + 'static>(
                     let _ = data.set(d);
                     expires_in.map(|ttl| Box::new(AuthClock::expiring(ttl)))
                 }
-                Admitted::Pending(req) => {
-                    Some(Box::new(AuthClock::pending(rt.limits.auth_timeout, *req)))
-                }
+                Admitted::Pending(req) => Some(Box::new(AuthClock::pending(
+                    rt.limits.auth_timeout,
+                    *req,
+                    rt.shutdown.clone(),
+                    UpgradingSlot::taken(&rt.upgrading),
+                ))),
             };
             let conn = Conn {
                 inner: Arc::new(ConnInner {

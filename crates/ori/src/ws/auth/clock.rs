@@ -10,7 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::ws::upgrade::UpgradingSlot;
 use crate::ws::UpgradeRequest;
 
 /// What the clock is waiting for.
@@ -29,6 +31,9 @@ enum Phase {
 pub(crate) enum Fired {
     /// A pending socket did not authenticate in time.
     PendingTimeout,
+    /// The server shuts down while the socket is pending (a pending socket
+    /// is in no list the shutdown walks).
+    Shutdown,
     /// Time to warn: this much is left.
     Warn(Duration),
     /// The credential lapsed.
@@ -41,6 +46,10 @@ pub(crate) struct AuthClock {
     expires_at: Instant,
     /// The upgrade request, kept while pending for the authenticator.
     upgrade: Option<Arc<UpgradeRequest>>,
+    /// The server's shutdown, watched while pending.
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The socket's place in the upgrading count, while pending.
+    slot: Option<UpgradingSlot>,
 }
 
 /// How long before expiry the client is warned: a tenth of the TTL, at
@@ -50,14 +59,22 @@ fn warning_lead(ttl: Duration) -> Duration {
 }
 
 impl AuthClock {
-    /// A pending socket that must authenticate within `timeout`.
-    pub(crate) fn pending(timeout: Duration, upgrade: UpgradeRequest) -> Self {
+    /// A pending socket that must authenticate within `timeout`, unless
+    /// `shutdown` comes first.
+    pub(crate) fn pending(
+        timeout: Duration,
+        upgrade: UpgradeRequest,
+        shutdown: CancellationToken,
+        slot: UpgradingSlot,
+    ) -> Self {
         let at = Instant::now() + timeout;
         Self {
             sleep: Box::pin(tokio::time::sleep_until(at)),
             phase: Phase::Pending,
             expires_at: at,
             upgrade: Some(Arc::new(upgrade)),
+            shutdown: Some(Box::pin(shutdown.cancelled_owned())),
+            slot: Some(slot),
         }
     }
 
@@ -68,6 +85,8 @@ impl AuthClock {
             phase: Phase::Warn,
             expires_at: Instant::now(),
             upgrade: None,
+            shutdown: None,
+            slot: None,
         };
         clock.renew(ttl);
         clock
@@ -80,9 +99,15 @@ impl AuthClock {
         self.expires_at = now + ttl;
         self.phase = Phase::Warn;
         self.upgrade = None;
+        self.shutdown = None;
         self.sleep
             .as_mut()
             .reset(self.expires_at - warning_lead(ttl));
+    }
+
+    /// Gives the place back to whoever registers the socket.
+    pub(crate) fn take_slot(&mut self) -> Option<UpgradingSlot> {
+        self.slot.take()
     }
 
     /// Whether the socket is still pending.
@@ -102,6 +127,11 @@ impl AuthClock {
 
     /// Waits for the next event; after a warning it waits for the expiry.
     pub(crate) fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<Fired> {
+        if let Some(shutdown) = &mut self.shutdown {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Fired::Shutdown);
+            }
+        }
         if self.sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
@@ -118,13 +148,18 @@ impl AuthClock {
     }
 }
 
-/// Waits on an optional clock (never ready without one).
-pub(crate) async fn fired(clock: &mut Option<Box<AuthClock>>) -> Fired {
-    std::future::poll_fn(|cx| match clock.as_deref_mut() {
-        Some(c) => c.poll_fire(cx),
-        None => Poll::Pending,
-    })
-    .await
+/// Waits on an optional clock (never ready without one). A plain future
+/// of one pointer: it sits in the state of every waiting connection.
+pub(crate) struct Fire<'a>(pub(crate) &'a mut Option<Box<AuthClock>>);
+
+impl Future for Fire<'_> {
+    type Output = Fired;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fired> {
+        match self.get_mut().0.as_deref_mut() {
+            Some(c) => c.poll_fire(cx),
+            None => Poll::Pending,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,9 +183,9 @@ mod tests {
     async fn an_expiring_credential_warns_then_lapses() {
         let mut clock = Some(Box::new(AuthClock::expiring(Duration::from_secs(20))));
         let start = Instant::now();
-        assert_eq!(fired(&mut clock).await, Fired::Warn(Duration::from_secs(2)));
+        assert_eq!(Fire(&mut clock).await, Fired::Warn(Duration::from_secs(2)));
         assert_eq!(start.elapsed(), Duration::from_secs(18));
-        assert_eq!(fired(&mut clock).await, Fired::Expired);
+        assert_eq!(Fire(&mut clock).await, Fired::Expired);
         assert_eq!(start.elapsed(), Duration::from_secs(20));
     }
 
@@ -161,7 +196,7 @@ mod tests {
         clock.renew(Duration::from_secs(10));
         let start = Instant::now();
         let mut clock = Some(clock);
-        assert!(matches!(fired(&mut clock).await, Fired::Warn(_)));
+        assert!(matches!(Fire(&mut clock).await, Fired::Warn(_)));
         assert_eq!(start.elapsed(), Duration::from_secs(9));
     }
 }

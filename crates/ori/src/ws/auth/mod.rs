@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::{Conn, UpgradeRequest};
 use crate::BoxFuture;
 
-pub(crate) use clock::{fired, AuthClock, Fired};
+pub(crate) use clock::{AuthClock, Fire, Fired};
 pub(crate) use wire::{
     authenticate_credentials, authenticated_reply, expiring_reply, NOT_AUTHENTICATED_REPLY,
 };
