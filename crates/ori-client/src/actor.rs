@@ -392,15 +392,7 @@ impl Actor {
                 () = sleep_until(pong_wait), if pong_deadline.is_some() => {
                     let timeout = heartbeat.map_or(Duration::ZERO, |(_, t)| t);
                     self.error(ClientError::HeartbeatTimeout(timeout));
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(100),
-                        ws.close(Some(CloseFrame {
-                            code: CloseCode::from(4000),
-                            reason: "Heartbeat timeout".into(),
-                        })),
-                    )
-                    .await;
-                    return Err((4000, "Heartbeat timeout".to_owned()));
+                    return Err(close_locally(ws, 4000, "Heartbeat timeout").await);
                 }
             }
         }
@@ -497,6 +489,20 @@ impl Actor {
         st.prelude = None;
         st.buffered = 0;
     }
+}
+
+/// Closes the socket from our side (waiting at most 100 ms for the close
+/// frame to go out) and returns the local close code and reason.
+async fn close_locally(ws: &mut Ws, code: u16, reason: &str) -> (u16, String) {
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        })),
+    )
+    .await;
+    (code, reason.to_owned())
 }
 
 /// A uniform random number in `[0, 1]` (from the OS RNG through UUID v4).

@@ -2,15 +2,11 @@
 //! application, `auth.authenticate` first on every connection, and the
 //! refresh at `auth.expiring`.
 
-use std::time::Duration;
-
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::{Actor, Ws};
+use super::{close_locally, Actor, Ws};
 use crate::auth::{auth_envelope, authenticate_message, AuthEnvelope};
 use crate::ClientError;
 
@@ -34,15 +30,7 @@ impl Actor {
             Err(_) => format!("no token within {timeout:?}"),
         };
         self.error(ClientError::Auth(failed));
-        let _ = tokio::time::timeout(
-            Duration::from_millis(100),
-            ws.close(Some(CloseFrame {
-                code: CloseCode::from(TOKEN_UNAVAILABLE),
-                reason: "Token unavailable".into(),
-            })),
-        )
-        .await;
-        Err((TOKEN_UNAVAILABLE, "Token unavailable".into()))
+        Err(close_locally(ws, TOKEN_UNAVAILABLE, "Token unavailable").await)
     }
 
     /// The first thing on a connection: `auth.authenticate`, then the
@@ -63,15 +51,7 @@ impl Actor {
                 msg = ws.next() => msg,
                 () = sleep_until(deadline) => {
                     self.error(ClientError::Auth("no reply to auth.authenticate".into()));
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(100),
-                        ws.close(Some(CloseFrame {
-                            code: CloseCode::from(AUTH_TIMEOUT),
-                            reason: "Authentication timeout".into(),
-                        })),
-                    )
-                    .await;
-                    return Err((AUTH_TIMEOUT, "Authentication timeout".into()));
+                    return Err(close_locally(ws, AUTH_TIMEOUT, "Authentication timeout").await);
                 }
             };
             match msg {
