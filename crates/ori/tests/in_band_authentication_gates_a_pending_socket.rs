@@ -404,3 +404,44 @@ async fn messages_before_authentication_never_reach_the_authenticator_or_handler
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert!(logged(&log).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_sockets_count_against_the_connection_limit_until_they_end() {
+    let log = Log::default();
+    let l = log.clone();
+    let options = WsOptions::new()
+        .max_connections(2)
+        .auth_timeout(Duration::from_millis(400))
+        .close_timeout(Duration::from_millis(200))
+        .authenticate(move |req| check(req, l.clone()));
+    let server = server(options, log.clone()).await;
+    let mut first = server.connect().await;
+    let mut second = server.connect().await;
+    // A flood of sockets that never authenticate is bounded by the limit.
+    match server.connect_to("/ws", &[]).await {
+        Err(testing::ConnectError::Status(s)) => assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    // One authenticates (and stays counted, now as a connection); the
+    // other times out and frees its place.
+    authenticate(&mut first, "t-judy").await;
+    assert_eq!(
+        second.expect_close().await,
+        Some((1008, "Authentication timeout".into()))
+    );
+    let mut third = None;
+    for _ in 0..100 {
+        if let Ok(ws) = server.connect_to("/ws", &[]).await {
+            third = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut third = third.expect("the timed-out socket's place is free again");
+    authenticate(&mut third, "t-ken").await;
+    assert_eq!(server.app().connection_count(), 2);
+    match server.connect_to("/ws", &[]).await {
+        Err(testing::ConnectError::Status(s)) => assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+}
