@@ -37,6 +37,13 @@ async fn check(req: ori::AuthRequest<User>, log: Log) -> Option<Authenticated<Us
     if token == "slow" {
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
+    // The upgrade request is there, headers and query included.
+    if token == "t-upgrade" {
+        let up = req.upgrade()?;
+        if up.header("x-client") != Some("tests") || up.query_param("app").as_deref() != Some("1") {
+            return None;
+        }
+    }
     let name = token.strip_prefix("t-")?;
     let (name, ttl) = match name.strip_suffix("-short") {
         Some(name) => (name, Some(Duration::from_millis(1500))),
@@ -166,6 +173,30 @@ async fn a_pending_socket_is_answered_not_authenticated_until_it_authenticates()
             "guard alice",
             "open alice"
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authenticator_sees_the_upgrade_request() {
+    let log = Log::default();
+    let server = in_band(&log).await;
+    let mut ws = server
+        .connect_to("/ws?app=1", &[("x-client", "tests")])
+        .await
+        .unwrap();
+    assert_eq!(
+        authenticate(&mut ws, "t-upgrade").await["name"],
+        "auth.authenticated"
+    );
+    let mut ws = server
+        .connect_to("/ws?app=2", &[("x-client", "tests")])
+        .await
+        .unwrap();
+    ws.send_json(&json!({"type": "auth.authenticate", "token": "t-upgrade"}))
+        .await;
+    assert_eq!(
+        ws.expect_close().await,
+        Some((1008, "Authentication failed".into()))
     );
 }
 

@@ -28,6 +28,32 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
+    /// A copy of `req` that owns its bytes, for a socket that keeps it while
+    /// pending: the parsed request's URI and header values share the HTTP
+    /// connection's whole read buffer, which must not live as long as the
+    /// socket; the copy also holds no spare header capacity.
+    pub(crate) fn detached<B>(
+        req: &axum::http::Request<B>,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        let mut headers = HeaderMap::with_capacity(req.headers().len());
+        for (name, value) in req.headers() {
+            if let Ok(copy) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), copy);
+            }
+        }
+        Self {
+            method: req.method().clone(),
+            uri: req
+                .uri()
+                .to_string()
+                .parse()
+                .unwrap_or_else(|_| req.uri().clone()),
+            headers,
+            remote_addr,
+        }
+    }
+
     /// A header's value, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()

@@ -205,12 +205,6 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let upgrade_req = UpgradeRequest {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
-        remote_addr,
-    };
     let decision = match &rt.upgrade {
         None if rt.authenticator.is_some() => Upgrade::Pending,
         None => match user_data_unit::<D>() {
@@ -218,10 +212,11 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
             None => Upgrade::Reject,
         },
         Some(handler) => {
-            let given = if rt.authenticator.is_some() {
-                upgrade_req.clone()
-            } else {
-                upgrade_req
+            let given = UpgradeRequest {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+                remote_addr,
             };
             let guarded = std::panic::AssertUnwindSafe(handler(given)).catch_unwind();
             match tokio::time::timeout(rt.limits.upgrade_timeout, guarded).await {
@@ -254,12 +249,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
                 );
                 return error_response(StatusCode::UNAUTHORIZED, "Unauthorized");
             }
-            Admitted::Pending(Box::new(UpgradeRequest {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                headers: req.headers().clone(),
-                remote_addr,
-            }))
+            Admitted::Pending(Box::new(UpgradeRequest::detached(&req, remote_addr)))
         }
         Upgrade::Reject => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
