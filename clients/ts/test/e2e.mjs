@@ -13,7 +13,8 @@
 // 9): against a demo with --auth in-band --token-ttl 3, a SocketClient
 // from the bundle with getToken authenticates, stays connected past the
 // TTL by refreshing on auth.expiring, re-authenticates by itself after a
-// restart; one with a wrong token is closed 1008 and does not reconnect.
+// restart; one with a wrong token is closed 1008 and does not reconnect;
+// the demo's page with ?token=&auth=in-band authenticates in band.
 //
 // Environment: ORI_DEMO_BIN (default ../../target/release/ori-demo, or
 // $CARGO_TARGET_DIR/release/ori-demo), CHROMIUM (default /usr/bin/chromium),
@@ -222,6 +223,19 @@ async function inBandAuth(context, pageErrors) {
     window.inBand.bad.destroy();
   });
   await page.close();
+
+  // The demo's own page with &auth=in-band: the token goes in band, not
+  // in the upgrade URL.
+  const demoPage = await context.newPage();
+  demoPage.on('pageerror', (e) => pageErrors.push(e.message));
+  const upgrades = [];
+  demoPage.on('websocket', (ws) => upgrades.push(ws.url()));
+  await demoPage.goto(`${demo.base}/?room=page-in-band&token=${TOKEN}&auth=in-band`);
+  await demoPage.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+  await until('the page to join after authenticating', async () => (await subscribers(demo.base, 'page-in-band')) === 1);
+  assert.ok(upgrades.length > 0 && upgrades.every((u) => !u.includes(TOKEN)), `token kept out of ${upgrades}`);
+  log('the demo page authenticates in band with &auth=in-band');
+  await demoPage.close();
   await stopDemo(demo.child);
 }
 
