@@ -2,7 +2,8 @@
 //! `--auth in-band --token-ttl`: it authenticates before anything else on
 //! every connection, refreshes at every `auth.expiring` with a fresh token
 //! and so outlives its credentials, authenticates again after a restart,
-//! and stops after a refused token instead of retrying it for ever.
+//! and stops after a refused token instead of retrying it for ever; the
+//! demo's typed emits reach it by name.
 
 mod common;
 
@@ -101,6 +102,27 @@ async fn refreshes_keep_the_connection_and_a_restart_authenticates_again() {
     client.request("echo", &0, WAIT).await.unwrap();
     notify(addr, "secure", "after refreshes").await;
     assert_eq!(next(&mut notes).await.message, "after refreshes");
+    // The typed envelope of POST /api/emit reaches a listener by name.
+    let mut orders = client.on_name("order.created");
+    let res = testing::http_request(
+        addr,
+        Method::POST,
+        "/api/emit/secure",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {TOKEN}")),
+        ],
+        json!({"name": "order.created", "data": {"id": 7}})
+            .to_string()
+            .into(),
+    )
+    .await;
+    assert_eq!(res.json(), json!({"sent": true}));
+    let order = tokio::time::timeout(WAIT, orders.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order, json!({"id": 7}));
 
     // A restart: the new connection authenticates again, then rejoins.
     server.stop().await;
