@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::auth::{auth_envelope, AuthEnvelope};
+use crate::auth::{auth_envelope, AuthEnvelope, TokenFuture};
 use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
     FINAL_CLOSE_CODES,
@@ -242,10 +242,7 @@ impl Actor {
     /// An open connection, until it closes.
     async fn session(&mut self, mut ws: Ws) -> Flow {
         self.generation += 1;
-        self.attempt = 0;
         let reconnected = self.ever_connected;
-        self.ever_connected = true;
-        self.set_state(ConnectionState::Connected);
 
         let (code, reason) = match self.serve(&mut ws, reconnected).await {
             Ok(flow) => {
@@ -305,6 +302,11 @@ impl Actor {
         if self.shared.config.auth.is_some() {
             self.authenticate(ws).await?;
         }
+        // Connected once authenticated: a connection refused in band counts
+        // as a failed attempt for the back-off and `max_attempts`.
+        self.attempt = 0;
+        self.ever_connected = true;
+        self.set_state(ConnectionState::Connected);
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
             let join = self.join_message(&room);
@@ -330,6 +332,9 @@ impl Actor {
         let interval = heartbeat.map_or(Duration::from_secs(3600), |(i, _)| i);
         let mut next_ping = Instant::now() + interval;
         let mut pong_deadline: Option<Instant> = None;
+        // A refresh's token, fetched while the connection goes on.
+        let mut token: TokenFuture = Box::pin(std::future::pending());
+        let mut refreshing = false;
         loop {
             let pong_wait = pong_deadline.unwrap_or_else(|| Instant::now() + interval);
             tokio::select! {
@@ -362,8 +367,11 @@ impl Actor {
                     pong_deadline = None;
                     match msg {
                         Some(Ok(WsMessage::Text(text))) => {
-                            if auth_envelope(text.as_str()) == Some(AuthEnvelope::Expiring) {
-                                self.refresh(ws).await?;
+                            if let (Some(source), false) = (&self.shared.config.auth, refreshing) {
+                                if auth_envelope(text.as_str()) == Some(AuthEnvelope::Expiring) {
+                                    token = source.fetch(self.shared.config.connect_timeout);
+                                    refreshing = true;
+                                }
                             }
                             self.text(text.as_str());
                         }
@@ -379,6 +387,10 @@ impl Actor {
                         Some(Err(e)) => return Err(dropped(&e)),
                         None => return Err(dropped(&"connection dropped")),
                     }
+                }
+                fetched = &mut token, if refreshing => {
+                    refreshing = false;
+                    self.refreshed(ws, fetched).await?;
                 }
                 () = sleep_until(next_ping), if heartbeat.is_some() => {
                     next_ping = Instant::now() + interval;

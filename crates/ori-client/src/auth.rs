@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// Where the client gets a token: called before every connection's
 /// authentication and at every `auth.expiring` (a refresh).
@@ -32,6 +32,17 @@ impl TokenSource {
     /// A token, or why there is none.
     pub(crate) async fn token(&self) -> Result<String, String> {
         (self.0)().await
+    }
+
+    /// A token within `timeout`, as a future of its own (a refresh is
+    /// fetched while the connection goes on).
+    pub(crate) fn fetch(&self, timeout: std::time::Duration) -> TokenFuture {
+        let fut = (self.0)();
+        Box::pin(async move {
+            tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or_else(|_| Err(format!("no token within {timeout:?}")))
+        })
     }
 }
 

@@ -215,3 +215,86 @@ async fn a_refused_token_ends_the_client_and_a_failing_source_retries() {
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_keeps_failing_uses_up_the_attempts() {
+    let server = testing::spawn(ori_demo::build(config())).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let client = Client::builder(server.ws_url("/ws"))
+        .reconnect(ori_client::Backoff {
+            max_attempts: Some(3),
+            ..fast()
+        })
+        .auth_token(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Err::<String, _>("down") }
+        })
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    // A connection refused in band is a failed attempt: the back-off
+    // counts it, and the client gives up after the third.
+    wait_for(&mut events, "giving up", |e| {
+        matches!(e, Event::Error(ClientError::GaveUp(3)))
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "the first try and three attempts"
+    );
+    assert_eq!(client.state(), ConnectionState::Disconnected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_is_connected_only_once_authenticated() {
+    let server = testing::spawn(ori_demo::build(config())).await;
+    let client = Client::builder(server.ws_url("/ws"))
+        .auth_token(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, std::convert::Infallible>(TOKEN.to_owned())
+        })
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_ne!(
+        client.state(),
+        ConnectionState::Connected,
+        "the token is still coming"
+    );
+    wait_for(&mut events, "connected", |e| {
+        matches!(e, Event::Connected { .. })
+    })
+    .await;
+    assert_eq!(client.state(), ConnectionState::Connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_source_an_expiring_upgrade_token_is_left_to_the_server() {
+    // A token on the upgrade and a TTL, and no source: the client does not
+    // try to refresh (it has nothing to refresh with); the server closes
+    // with "Token expired", which is final for a client without a source.
+    let server = testing::spawn(ori_demo::build(ori_demo::Config {
+        in_band_auth: false,
+        ..config()
+    }))
+    .await;
+    let client = Client::builder(server.ws_url(&format!("/ws?token={TOKEN}")))
+        .reconnect(fast())
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    let e = wait_for(&mut events, "the expiry", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        Event::Disconnected {
+            code: 1008,
+            reason: "Token expired".into()
+        }
+    );
+}

@@ -171,6 +171,12 @@ impl Decoder {
         }
     }
 
+    /// Changes the limits, from the next frame on (a connection that
+    /// authenticated may send larger messages than a pending one).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Whether a fragmented message is being assembled (the decoder holds
     /// buffered data).
     pub fn is_assembling(&self) -> bool {

@@ -476,3 +476,111 @@ async fn pending_sockets_count_against_the_connection_limit_until_they_end() {
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
 }
+
+/// An app whose authenticator takes `slow-<ms>` milliseconds for such a
+/// token, grants 2 s, subscribes every socket to `room` and records drains.
+async fn timed(auth_timeout: Duration, drains: Log) -> TestServer {
+    let options = WsOptions::new()
+        .auth_timeout(auth_timeout)
+        .close_timeout(Duration::from_millis(300))
+        .outbound_queue_limit(256 << 20)
+        .outbound_budget(256 << 20)
+        .max_message_size(1 << 20)
+        .auth_message_limit(16 << 10)
+        .authenticate(|req| async move {
+            if let Some(ms) = req.token()?.strip_prefix("slow-") {
+                tokio::time::sleep(Duration::from_millis(ms.parse().ok()?)).await;
+            }
+            Some(Authenticated::new(User("u".into())).expires_in(Duration::from_secs(2)))
+        });
+    testing::spawn(
+        Ori::create()
+            .websocket_with(InProcProvider::new(), options)
+            .on_websocket(
+                command_handlers::<User>()
+                    .on_open(|ws: Conn<User>| async move { ws.subscribe("room").map(|_| ()) })
+                    .on_drain(move |ws: Conn<User>| {
+                        let drains = drains.clone();
+                        async move { drains.lock().unwrap().push(ws.data().0.clone()) }
+                    }),
+            ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_slower_than_the_expiry_ends_with_token_expired() {
+    let server = timed(Duration::from_secs(10), Log::default()).await;
+    let mut ws = server.connect().await;
+    authenticate(&mut ws, "t").await;
+    assert_eq!(ws.recv_json().await["name"], "auth.expiring");
+    // The authenticator answers after the credential lapsed (at 2 s): the
+    // socket must not live on meanwhile.
+    ws.send_json(&json!({"type": "auth.authenticate", "token": "slow-4000"}))
+        .await;
+    assert_eq!(
+        ws.expect_close().await,
+        Some((1008, "Token expired".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_times_out_keeps_the_credential_until_its_expiry() {
+    let server = timed(Duration::from_millis(200), Log::default()).await;
+    let mut ws = server.connect().await;
+    authenticate(&mut ws, "t").await;
+    assert_eq!(ws.recv_json().await["name"], "auth.expiring");
+    // A slow backend is not a wrong token: no close, no reply.
+    ws.send_json(&json!({"type": "auth.authenticate", "token": "slow-600"}))
+        .await;
+    ws.send_text("whoami").await;
+    assert!(
+        ws.recv_text().await.len() == 36,
+        "still open after the timeout"
+    );
+    // A refresh that does answer renews it.
+    let reply = authenticate(&mut ws, "t").await;
+    assert_eq!(reply["name"], "auth.authenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_socket_may_not_send_large_messages_an_open_one_may() {
+    let server = timed(Duration::from_secs(5), Log::default()).await;
+    let big = format!(
+        r#"{{"type":"auth.authenticate","token":"t","pad":"{}"}}"#,
+        "x".repeat(20 << 10)
+    );
+    let mut ws = server.connect().await;
+    ws.send_text(big.clone()).await;
+    assert_eq!(ws.expect_close().await.map(|(code, _)| code), Some(1009));
+    // Once authenticated the usual limit applies.
+    let mut ws = server.connect().await;
+    authenticate(&mut ws, "t").await;
+    let echo = "y".repeat(100 << 10);
+    ws.send_text(echo.clone()).await;
+    assert_eq!(ws.recv_text().await, echo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_socket_that_pushes_back_never_reaches_the_drain_handler() {
+    let drains = Log::default();
+    let server = timed(Duration::from_secs(30), drains.clone()).await;
+    // A small receive buffer and a flood of messages, each answered "Not
+    // authenticated": the socket pushes back, then drains as we read.
+    let mut raw = common::RawWs::connect(server.addr(), "/ws", Some(4096)).await;
+    let mut burst = Vec::new();
+    for _ in 0..20_000 {
+        burst.extend_from_slice(&common::client_frame(true, 0x1, b"x"));
+    }
+    for _ in 0..5 {
+        raw.send_bytes(&burst).await;
+    }
+    let mut replies = 0;
+    while replies < 100_000 {
+        let frame = raw.read_frame(Duration::from_secs(5)).await.unwrap();
+        assert!(frame.payload.starts_with(br#"{"type":"error""#));
+        replies += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(logged(&drains).is_empty(), "{:?}", logged(&drains));
+}

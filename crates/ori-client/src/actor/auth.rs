@@ -74,15 +74,25 @@ impl Actor {
         }
     }
 
-    /// `auth.expiring`: a fresh token on the live socket.
-    pub(super) async fn refresh(&mut self, ws: &mut Ws) -> Result<(), (u16, String)> {
-        let token = self.token(ws).await?;
-        if ws
-            .send(WsMessage::text(authenticate_message(&token)))
-            .await
-            .is_err()
-        {
-            return Err((1006, "send failed".into()));
+    /// A refreshed token for the live socket: sent, or (when the source
+    /// failed) reported; the server then closes with "Token expired" and
+    /// the reconnect asks for a token again.
+    pub(super) async fn refreshed(
+        &mut self,
+        ws: &mut Ws,
+        token: Result<String, String>,
+    ) -> Result<(), (u16, String)> {
+        match token {
+            Ok(token) => {
+                if ws
+                    .send(WsMessage::text(authenticate_message(&token)))
+                    .await
+                    .is_err()
+                {
+                    return Err((1006, "send failed".into()));
+                }
+            }
+            Err(e) => self.error(ClientError::Auth(e)),
         }
         Ok(())
     }

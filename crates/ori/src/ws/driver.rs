@@ -98,10 +98,11 @@ where
         let _detach = Detach(&link);
         let hub = conn.broker().hub();
         let limits = &rt.limits;
-        let mut decoder = Decoder::new(codec::Limits {
-            max_frame_size: limits.max_frame_size,
-            max_message_size: limits.max_message_size,
-            max_fragments: limits.max_fragments,
+        // A pending socket may send no more than an authentication needs.
+        let mut decoder = Decoder::new(if session.is_pending() {
+            limits.pending_codec()
+        } else {
+            limits.codec()
         });
 
         // Quiet time is counted in whole ticks (a flag set when the peer
@@ -139,7 +140,7 @@ where
                         biased;
                         event = link.event() => match event {
                             DRAINED => {
-                                if let Some(drain) = &rt.handlers.drain {
+                                if let (true, Some(drain)) = (session.is_open(), &rt.handlers.drain) {
                                     Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
                                 }
                                 continue 'conn;
@@ -230,11 +231,15 @@ where
                                     break 'run Some(Start::Ours);
                                 }
                             }
+                            let was_open = session.is_open();
                             if let Err((code, reason)) =
                                 Box::pin(receive(&rt, &conn, &mut session, message)).await
                             {
                                 conn.close(code, reason);
                                 break 'run Some(Start::Ours);
+                            }
+                            if !was_open && session.is_open() {
+                                decoder.set_limits(limits.codec());
                             }
                         }
                         Frame::Ping(payload) => {

@@ -133,9 +133,32 @@ pub(crate) struct Limits {
     pub idle_timeout: Duration,
     pub close_timeout: Duration,
     pub auth_timeout: Duration,
+    pub auth_message_limit: usize,
     pub allowed_origins: Option<Vec<String>>,
     pub inbound_rate: Option<InboundRate>,
     pub budget: BudgetLimits,
+}
+
+impl Limits {
+    /// The frame decoder's limits of an open connection.
+    pub(crate) fn codec(&self) -> ori_core::codec::Limits {
+        ori_core::codec::Limits {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            max_fragments: self.max_fragments,
+        }
+    }
+
+    /// The limits of a socket pending in-band authentication: no message
+    /// larger than `auth_message_limit`, few fragments.
+    pub(crate) fn pending_codec(&self) -> ori_core::codec::Limits {
+        let bytes = self.auth_message_limit.min(self.max_message_size);
+        ori_core::codec::Limits {
+            max_frame_size: bytes.min(self.max_frame_size),
+            max_message_size: bytes,
+            max_fragments: self.max_fragments.min(16),
+        }
+    }
 }
 
 /// The instance's outbound budget (see `WsOptions::outbound_budget`).
@@ -188,6 +211,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             close_timeout: Duration::from_secs(3),
             auth_timeout: Duration::from_secs(5),
+            auth_message_limit: 64 << 10,
             allowed_origins: None,
             inbound_rate: None,
             budget: BudgetLimits::default(),
@@ -310,6 +334,16 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// authenticator to answer (default 5 s).
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.limits.auth_timeout = timeout;
+        self
+    }
+
+    /// Largest message a socket pending in-band authentication may send
+    /// (default 64 KiB, at most [`max_message_size`](Self::max_message_size);
+    /// larger closes with 1009): an unauthenticated peer cannot make the
+    /// server buffer and parse large messages. Once authenticated the
+    /// usual limits apply.
+    pub fn auth_message_limit(mut self, bytes: usize) -> Self {
+        self.limits.auth_message_limit = bytes;
         self
     }
 

@@ -158,8 +158,15 @@ async fn authenticate<D: Send + Sync + 'static>(
         return Verdict::Refused("Authentication failed");
     };
     let pending = clock.as_ref().filter(|c| c.is_pending());
+    // A pending socket has its deadline; a refresh the authentication
+    // timeout, and never past the credential's own expiry (the clock is
+    // not looked at while the authenticator runs).
+    let expiry = clock.as_ref().and_then(|c| c.expires_at());
     let deadline = pending.map_or_else(
-        || tokio::time::Instant::now() + rt.limits.auth_timeout,
+        || {
+            let limit = tokio::time::Instant::now() + rt.limits.auth_timeout;
+            expiry.map_or(limit, |at| limit.min(at))
+        },
         |c| c.deadline(),
     );
     let first = pending.is_some();
@@ -173,9 +180,14 @@ async fn authenticate<D: Send + Sync + 'static>(
         Ok(Some(accepted)) => accepted,
         Ok(None) => return Verdict::Refused("Authentication failed"),
         Err(_) if first => return Verdict::Refused("Authentication timeout"),
+        Err(_) if expiry.is_some_and(|at| at <= tokio::time::Instant::now()) => {
+            return Verdict::Refused("Token expired")
+        }
         Err(_) => {
-            tracing::warn!(socket = %conn.id(), timeout = ?rt.limits.auth_timeout, "authenticator timed out on a refresh");
-            return Verdict::Refused("Authentication failed");
+            // A slow backend is not a wrong token: the credential holds
+            // until its expiry, and the client may refresh again.
+            tracing::warn!(socket = %conn.id(), timeout = ?rt.limits.auth_timeout, "authenticator timed out on a refresh; the credential is unchanged");
+            return Verdict::Accepted;
         }
     };
     let Authenticated { data, expires_in } = accepted;

@@ -115,6 +115,11 @@ impl AuthClock {
         self.phase == Phase::Pending
     }
 
+    /// When the credential lapses (`None` while pending).
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
+        (self.phase != Phase::Pending).then_some(self.expires_at)
+    }
+
     /// The pending socket's deadline.
     pub(crate) fn deadline(&self) -> Instant {
         self.sleep.deadline()
