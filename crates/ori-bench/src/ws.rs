@@ -158,7 +158,9 @@ impl WsConn {
             req.push_str("\r\n");
         }
         if target.compression {
-            req.push_str("Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n");
+            req.push_str(
+                "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
+            );
         }
         req.push_str("\r\n");
         stream.write_all(req.as_bytes()).await?;
@@ -371,8 +373,12 @@ impl WsConn {
                     self.frag.reserve(self.frag.len().max(1024));
                 }
                 let before = d.total_in();
-                d.decompress_vec(&input[consumed..], &mut self.frag, flate2::FlushDecompress::Sync)
-                    .map_err(|e| anyhow::anyhow!("inflate: {e}"))?;
+                d.decompress_vec(
+                    &input[consumed..],
+                    &mut self.frag,
+                    flate2::FlushDecompress::Sync,
+                )
+                .map_err(|e| anyhow::anyhow!("inflate: {e}"))?;
                 consumed += (d.total_in() - before) as usize;
                 if self.frag.len() > MAX_MESSAGE {
                     bail!("server message over the limit");
