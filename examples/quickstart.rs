@@ -1,12 +1,13 @@
 //! The quick start: a WebSocket server at `/ws` that subscribes every
 //! client to `global` and echoes every text and binary message back
-//! unchanged. `PORT` picks the port (default 3000).
+//! unchanged. `PORT` picks the port (default 3000); `COMPRESSION=1`
+//! offers permessage-deflate (the conformance suite runs it both ways).
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 
-use ori::{Conn, Handlers, Message, Ori};
+use ori::{Compression, Conn, Handlers, InProcProvider, Message, Ori, WsOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
@@ -18,8 +19,13 @@ async fn main() -> Result<(), ori::Error> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
 
+    let mut options = WsOptions::new();
+    if std::env::var("COMPRESSION").is_ok_and(|v| v == "1") {
+        options = options.compression(Compression::new());
+    }
+
     let app = Ori::create()
-        .websocket()
+        .websocket_with(InProcProvider::new(), options)
         .on_websocket(
             Handlers::new()
                 .on_open(|ws: Conn| async move {

@@ -66,5 +66,10 @@ mkdir -p target/e2e
 step "WebSocket conformance (Autobahn TestSuite)"
 scripts/autobahn.sh
 
+step "WebSocket conformance with permessage-deflate (Autobahn 12.* and 13.*, the quickstart with COMPRESSION=1)"
+target_dir=${CARGO_TARGET_DIR:-target}
+COMPRESSION=1 AB_OUT="$target_dir/autobahn-out-deflate" AB_REPORT="$target_dir/autobahn-report-deflate" \
+  scripts/autobahn.sh "12.*,13.*"
+
 echo
 echo "all tests passed"

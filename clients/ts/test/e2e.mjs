@@ -14,7 +14,8 @@
 // from the bundle with getToken authenticates, stays connected past the
 // TTL by refreshing on auth.expiring, re-authenticates by itself after a
 // restart; one with a wrong token is closed 1008 and does not reconnect;
-// the demo's page with ?token=&auth=in-band authenticates in band.
+// the demo's page with ?token=&auth=in-band authenticates in band. With
+// --compression the browser negotiates permessage-deflate and the page works.
 //
 // Environment: ORI_DEMO_BIN (default ../../target/release/ori-demo, or
 // $CARGO_TARGET_DIR/release/ori-demo), CHROMIUM (default /usr/bin/chromium),
@@ -239,6 +240,35 @@ async function inBandAuth(context, pageErrors) {
   await stopDemo(demo.child);
 }
 
+/** The demo with --compression: negotiated by the browser, the page works. */
+async function compressed(context, pageErrors) {
+  const demo = await startDemo(0, ['--compression']);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${demo.base}/?room=deflated`);
+  await page.locator('#state[data-state="connected"]').waitFor({ timeout: WAIT });
+  await until('the page to join deflated', async () => (await subscribers(demo.base, 'deflated')) === 1);
+  const extensions = await page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(new URL('/ws', location.href).href.replace('http', 'ws'));
+        ws.onopen = () => {
+          resolve(ws.extensions);
+          ws.close();
+        };
+        ws.onerror = () => reject(new Error('socket failed'));
+      }),
+  );
+  assert.match(extensions, /^permessage-deflate/, `negotiated: ${extensions}`);
+  // Long enough to be compressed (over the 128-byte threshold).
+  const long = `compressed ${Date.now()} ${'and again '.repeat(40)}`;
+  await notify(demo.base, 'deflated', long);
+  await expectNotification(page, long.trim());
+  log(`the browser negotiated "${extensions}" and the page shows compressed notifications`);
+  await page.close();
+  await stopDemo(demo.child);
+}
+
 async function main() {
   assert.ok(existsSync(demoBin), `${demoBin} is missing: cargo build --release -p ori-demo`);
   assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
@@ -351,6 +381,10 @@ async function main() {
 
     // 9. In-band authentication with refresh (PROTOCOL.md section 9).
     await inBandAuth(context, pageErrors);
+
+    // 10. permessage-deflate: the browser negotiates it with a demo started
+    // with --compression, and the page works through compressed frames.
+    await compressed(context, pageErrors);
 
     assert.deepEqual(pageErrors, [], 'no uncaught errors on the page');
     log('all passed');

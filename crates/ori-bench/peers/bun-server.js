@@ -1,7 +1,9 @@
 // A peer for benchmarks: the demo contract's hot subset (PROTOCOL.md
 // sections 2 and 7) on Bun's native pub/sub. Run: bun bun-server.js [port]
+// [--compression] (permessage-deflate on, Bun's perMessageDeflate).
 // Prints `listening on http://127.0.0.1:<port>` like ori-demo.
 const port = Number(process.argv[2] ?? 0);
+const compression = process.argv.includes("--compression");
 const TOPIC = /^[A-Za-z0-9_:.-]{1,256}$/;
 
 const server = Bun.serve({
@@ -39,6 +41,7 @@ const server = Bun.serve({
     return Response.json({ error: "Not Found" }, { status: 404 });
   },
   websocket: {
+    perMessageDeflate: compression,
     open(ws) {
       ws.subscribe("__broadcast__");
     },

@@ -24,6 +24,10 @@ pub struct Common {
     /// /proc; the server must run on this machine).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Offer permessage-deflate on every upgrade and inflate compressed
+    /// messages (the generator's CPU then includes inflating them).
+    #[arg(long)]
+    pub compression: bool,
     /// Seconds any single connect, upgrade, request or reply may take.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
@@ -32,7 +36,9 @@ pub struct Common {
 impl Common {
     /// The parsed, loopback-only target.
     pub fn target(&self) -> anyhow::Result<Target> {
-        Target::parse(&self.url, &self.ws_path, self.token.clone())
+        let mut target = Target::parse(&self.url, &self.ws_path, self.token.clone())?;
+        target.compression = self.compression;
+        Ok(target)
     }
 
     /// The per-operation timeout (clamped to 0.1..=300 s).

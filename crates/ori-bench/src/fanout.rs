@@ -279,11 +279,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
 
     let mut recv_per_topic = vec![0u64; a.topics];
     let (mut deliveries, mut in_window, mut other) = (0u64, 0u64, 0u64);
+    let mut wire_bytes = 0u64;
     let mut closes: BTreeMap<u32, u64> = BTreeMap::new();
     for s in &subs {
         let r = s.stats.received.load(Relaxed);
         recv_per_topic[s.topic] += r;
         deliveries += r;
+        wire_bytes += s.stats.wire_bytes.load(Relaxed);
         in_window += s.stats.in_window.load(Relaxed);
         other += s.stats.other.load(Relaxed);
         let c = s.stats.closed.load(Relaxed);
@@ -320,6 +322,11 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         json!(crate::round3(pub_in_window as f64 / a.duration)),
     );
     out.insert("deliveries".into(), json!(deliveries));
+    out.insert("compression".into(), json!(a.common.compression));
+    out.insert(
+        "wire_bytes_per_delivery".into(),
+        json!(crate::round3(wire_bytes as f64 / deliveries.max(1) as f64)),
+    );
     out.insert(
         "deliveries_per_s".into(),
         json!(crate::round3(in_window as f64 / a.duration)),

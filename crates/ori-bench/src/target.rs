@@ -15,6 +15,9 @@ pub struct Target {
     pub ws_path: String,
     /// Sent as `Authorization: Bearer <token>` on upgrades, when set.
     pub token: Option<String>,
+    /// Offer permessage-deflate on upgrades (and inflate what comes
+    /// compressed).
+    pub compression: bool,
 }
 
 impl Target {
@@ -75,6 +78,7 @@ impl Target {
             host_header,
             ws_path: ws_path.to_owned(),
             token,
+            compression: false,
         })
     }
 }

@@ -114,6 +114,13 @@ pub struct WsConn {
     need: usize,
     frag: Vec<u8>,
     frag_op: Option<u8>,
+    /// The message being reassembled is compressed.
+    frag_compressed: bool,
+    /// permessage-deflate was agreed: compressed messages (RSV1) are
+    /// inflated into the fragment buffer.
+    inflater: Option<Box<flate2::Decompress>>,
+    /// Bytes of data frames read (headers included): what the wire carried.
+    pub wire_bytes: u64,
     out: Vec<u8>,
 }
 
@@ -150,6 +157,11 @@ impl WsConn {
             req.push_str(token);
             req.push_str("\r\n");
         }
+        if target.compression {
+            req.push_str(
+                "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
+            );
+        }
         req.push_str("\r\n");
         stream.write_all(req.as_bytes()).await?;
 
@@ -179,6 +191,9 @@ impl WsConn {
             let line = head.split(|&b| b == b'\r').next().unwrap_or(b"");
             bail!("upgrade refused: {}", String::from_utf8_lossy(line));
         }
+        let deflate = String::from_utf8_lossy(head)
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate");
         // Keep whatever frames followed the 101 in the same read.
         buf.copy_within(head_end..end, 0);
         let end = end - head_end;
@@ -194,6 +209,9 @@ impl WsConn {
             need: 0,
             frag: Vec::new(),
             frag_op: None,
+            frag_compressed: false,
+            inflater: deflate.then(|| Box::new(flate2::Decompress::new(false))),
+            wire_bytes: 0,
             out: Vec::with_capacity(64),
         })
     }
@@ -238,7 +256,8 @@ impl WsConn {
             if b1 & 0x80 != 0 {
                 bail!("masked frame from the server");
             }
-            if b0 & 0x70 != 0 {
+            let compressed = b0 & 0x40 != 0;
+            if b0 & 0x30 != 0 || (compressed && self.inflater.is_none()) {
                 bail!("RSV bits set in a server frame");
             }
             let (hdr, len) = match b1 & 0x7f {
@@ -277,7 +296,21 @@ impl WsConn {
             let start = self.start + hdr;
             let end = start + len;
             self.start = end;
+            if matches!(op, OP_TEXT | OP_BINARY | OP_CONT) {
+                self.wire_bytes += (hdr + len) as u64;
+            }
             match op {
+                OP_TEXT | OP_BINARY if fin && self.frag_op.is_none() && compressed => {
+                    let data = self.buf[start..end].to_vec();
+                    self.inflate(&data)?;
+                    let end = self.frag.len();
+                    return Ok(Some(FrameRef {
+                        op,
+                        start: 0,
+                        end,
+                        reassembled: true,
+                    }));
+                }
                 OP_TEXT | OP_BINARY if fin && self.frag_op.is_none() => {
                     return Ok(Some(FrameRef {
                         op,
@@ -288,6 +321,7 @@ impl WsConn {
                 }
                 OP_TEXT | OP_BINARY if self.frag_op.is_none() => {
                     self.frag_op = Some(op);
+                    self.frag_compressed = compressed;
                     self.frag.clear();
                     self.frag.extend_from_slice(&self.buf[start..end]);
                 }
@@ -298,6 +332,10 @@ impl WsConn {
                     self.frag.extend_from_slice(&self.buf[start..end]);
                     if fin {
                         let op = self.frag_op.take().unwrap_or(OP_TEXT);
+                        if std::mem::take(&mut self.frag_compressed) {
+                            let data = std::mem::take(&mut self.frag);
+                            self.inflate(&data)?;
+                        }
                         let end = self.frag.len();
                         return Ok(Some(FrameRef {
                             op,
@@ -318,6 +356,39 @@ impl WsConn {
                 _ => bail!("unexpected server frame: opcode {op:#x}, fin {fin}"),
             }
         }
+    }
+
+    /// Inflates one compressed message (the server keeps no context) into
+    /// the fragment buffer.
+    fn inflate(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        let Some(d) = self.inflater.as_deref_mut() else {
+            bail!("a compressed frame without permessage-deflate");
+        };
+        d.reset(false);
+        self.frag.clear();
+        for input in [data, &[0, 0, 0xff, 0xff][..]] {
+            let mut consumed = 0;
+            loop {
+                if self.frag.len() == self.frag.capacity() {
+                    self.frag.reserve(self.frag.len().max(1024));
+                }
+                let before = d.total_in();
+                d.decompress_vec(
+                    &input[consumed..],
+                    &mut self.frag,
+                    flate2::FlushDecompress::Sync,
+                )
+                .map_err(|e| anyhow::anyhow!("inflate: {e}"))?;
+                consumed += (d.total_in() - before) as usize;
+                if self.frag.len() > MAX_MESSAGE {
+                    bail!("server message over the limit");
+                }
+                if consumed == input.len() && self.frag.len() < self.frag.capacity() {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The payload of a frame returned by [`next_frame`](Self::next_frame).

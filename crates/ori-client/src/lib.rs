@@ -20,6 +20,10 @@
 //!   connect;
 //! - [`Client::events`]: a stream of [`Event`]s.
 //!
+//! The client does not offer permessage-deflate (tungstenite, its WebSocket
+//! library, has no support for it): servers that compress send it plain
+//! frames.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use futures_util::StreamExt;

@@ -11,6 +11,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::message::{Message, Utf8Bytes};
 
+pub mod deflate;
+
 /// Close codes used by the server.
 pub mod close_code {
     /// Normal closure.
@@ -129,8 +131,43 @@ impl Default for Limits {
     }
 }
 
+/// [`Limits`] as the decoder keeps them: in 32 bits (a limit past 4 GiB
+/// is 4 GiB), so every connection's decoder stays small.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    frame: u32,
+    message: u32,
+    fragments: u32,
+}
+
+impl Compact {
+    fn of(l: Limits) -> Self {
+        let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            frame: c(l.max_frame_size),
+            message: c(l.max_message_size),
+            fragments: c(l.max_fragments),
+        }
+    }
+
+    fn max_frame_size(self) -> usize {
+        self.frame as usize
+    }
+
+    fn max_message_size(self) -> usize {
+        self.message as usize
+    }
+
+    fn max_fragments(self) -> usize {
+        self.fragments as usize
+    }
+}
+
 struct Partial {
     opcode: OpCode,
+    /// The message is compressed (RSV1 on its first frame): its UTF-8 is
+    /// checked once inflated.
+    compressed: bool,
     data: BytesMut,
     fragments: usize,
     /// For text: how many leading bytes are known to be valid UTF-8.
@@ -153,8 +190,10 @@ struct Partial {
 /// assert!(buf.is_empty());
 /// ```
 pub struct Decoder {
-    limits: Limits,
+    limits: Compact,
     partial: Option<Box<Partial>>,
+    /// permessage-deflate, when negotiated: RSV1 marks compressed messages.
+    inflater: Option<Box<deflate::Inflater>>,
     /// For a text frame still arriving at the head of the buffer: how many
     /// of its payload bytes are known to be valid UTF-8 (up to a character
     /// boundary), so invalid text fails before the whole frame is in.
@@ -165,16 +204,24 @@ impl Decoder {
     /// A decoder enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
         Self {
-            limits,
+            limits: Compact::of(limits),
             partial: None,
+            inflater: None,
             text_checked: 0,
         }
+    }
+
+    /// Accepts compressed messages from now on (permessage-deflate was
+    /// agreed, [`deflate::negotiate`]); the size limit applies to the
+    /// inflated message.
+    pub fn enable_deflate(&mut self, agreed: deflate::Agreed) {
+        self.inflater = Some(Box::new(deflate::Inflater::new(agreed)));
     }
 
     /// Changes the limits, from the next frame on (a connection that
     /// authenticated may send larger messages than a pending one).
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        self.limits = Compact::of(limits);
     }
 
     /// Whether a fragmented message is being assembled (the decoder holds
@@ -189,7 +236,7 @@ impl Decoder {
     /// must be closed with the error's code; the decoder's state is undefined.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         loop {
-            let Some(header) = parse_header(buf, &self.limits)? else {
+            let Some(header) = parse_header(buf, self.limits, self.inflater.is_some())? else {
                 return Ok(None);
             };
             self.check_sequence(&header)?;
@@ -208,9 +255,27 @@ impl Decoder {
             let mut payload = buf.split_to(header.payload_len);
             unmask(&mut payload, header.mask);
             let checked = std::mem::take(&mut self.text_checked);
-            if let Some(frame) = self.on_frame(header.fin, header.opcode, payload, checked)? {
+            if let Some(frame) = self.on_frame(
+                header.fin,
+                header.opcode,
+                header.compressed,
+                payload,
+                checked,
+            )? {
                 return Ok(Some(frame));
             }
+        }
+    }
+
+    /// Inflates a compressed message within the message size limit.
+    fn inflate(&mut self, data: &[u8]) -> Result<Bytes, ProtocolError> {
+        let max = self.limits.max_message_size();
+        match self.inflater.as_deref_mut() {
+            Some(inflater) => inflater.inflate(data, max),
+            None => Err(ProtocolError::new(
+                close_code::PROTOCOL_ERROR,
+                "reserved bits set without a negotiated extension",
+            )),
         }
     }
 
@@ -225,13 +290,13 @@ impl Decoder {
                 "continuation frame without a message",
             )),
             (OpCode::Continuation, Some(p)) => {
-                if p.data.len() + header.payload_len > self.limits.max_message_size {
+                if p.data.len() + header.payload_len > self.limits.max_message_size() {
                     return Err(ProtocolError::new(
                         close_code::MESSAGE_TOO_BIG,
                         "message too big",
                     ));
                 }
-                if p.fragments + 1 > self.limits.max_fragments {
+                if p.fragments + 1 > self.limits.max_fragments() {
                     return Err(ProtocolError::new(
                         close_code::MESSAGE_TOO_BIG,
                         "too many fragments",
@@ -257,8 +322,8 @@ impl Decoder {
         header: &Header,
     ) -> Result<(), ProtocolError> {
         let carry: &[u8] = match (header.opcode, self.partial.as_deref()) {
-            (OpCode::Text, None) => &[],
-            (OpCode::Continuation, Some(p)) if p.opcode == OpCode::Text => {
+            (OpCode::Text, None) if !header.compressed => &[],
+            (OpCode::Continuation, Some(p)) if p.opcode == OpCode::Text && !p.compressed => {
                 &p.data[p.utf8_checked..]
             }
             _ => return Ok(()),
@@ -293,6 +358,7 @@ impl Decoder {
         &mut self,
         fin: bool,
         opcode: OpCode,
+        compressed: bool,
         payload: BytesMut,
         checked: usize,
     ) -> Result<Option<Frame>, ProtocolError> {
@@ -307,16 +373,21 @@ impl Decoder {
                         "new data frame inside a fragmented message",
                     ));
                 }
+                if fin && compressed {
+                    let data = self.inflate(&payload)?;
+                    return finish(opcode, data, 0).map(Some);
+                }
                 if fin {
                     return finish(opcode, payload.freeze(), checked).map(Some);
                 }
                 let mut partial = Box::new(Partial {
                     opcode,
+                    compressed,
                     data: payload,
                     fragments: 1,
                     utf8_checked: checked,
                 });
-                if opcode == OpCode::Text {
+                if opcode == OpCode::Text && !compressed {
                     check_utf8_prefix(&mut partial)?;
                 }
                 self.partial = Some(partial);
@@ -329,14 +400,14 @@ impl Decoder {
                         "continuation frame without a message",
                     ));
                 };
-                if partial.data.len() + payload.len() > self.limits.max_message_size {
+                if partial.data.len() + payload.len() > self.limits.max_message_size() {
                     return Err(ProtocolError::new(
                         close_code::MESSAGE_TOO_BIG,
                         "message too big",
                     ));
                 }
                 partial.fragments += 1;
-                if partial.fragments > self.limits.max_fragments {
+                if partial.fragments > self.limits.max_fragments() {
                     return Err(ProtocolError::new(
                         close_code::MESSAGE_TOO_BIG,
                         "too many fragments",
@@ -347,7 +418,7 @@ impl Decoder {
                     partial.utf8_checked = partial.data.len() + checked;
                 }
                 partial.data.extend_from_slice(&payload);
-                if partial.opcode == OpCode::Text {
+                if partial.opcode == OpCode::Text && !partial.compressed {
                     check_utf8_prefix(partial)?;
                 }
                 if !fin {
@@ -358,10 +429,15 @@ impl Decoder {
                 };
                 let Partial {
                     opcode,
+                    compressed,
                     data,
                     utf8_checked,
                     ..
                 } = *partial;
+                if compressed {
+                    let data = self.inflate(&data)?;
+                    return finish(opcode, data, 0).map(Some);
+                }
                 let data = data.freeze();
                 Ok(Some(Frame::Message(match opcode {
                     OpCode::Text if utf8_checked == data.len() => {
@@ -378,27 +454,38 @@ impl Decoder {
 struct Header {
     fin: bool,
     opcode: OpCode,
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
     mask: [u8; 4],
     header_len: usize,
     payload_len: usize,
 }
 
-fn parse_header(buf: &[u8], limits: &Limits) -> Result<Option<Header>, ProtocolError> {
+fn parse_header(
+    buf: &[u8],
+    limits: Compact,
+    deflate: bool,
+) -> Result<Option<Header>, ProtocolError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
     let fin = b0 & 0x80 != 0;
-    if b0 & 0x70 != 0 {
+    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::new(
+        close_code::PROTOCOL_ERROR,
+        "reserved opcode",
+    ))?;
+    // RSV1 only with permessage-deflate, and only on the first frame of a
+    // data message; RSV2 and RSV3 never.
+    let compressed = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0
+        || (compressed && !(deflate && matches!(opcode, OpCode::Text | OpCode::Binary)))
+    {
         return Err(ProtocolError::new(
             close_code::PROTOCOL_ERROR,
             "reserved bits set without a negotiated extension",
         ));
     }
-    let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::new(
-        close_code::PROTOCOL_ERROR,
-        "reserved opcode",
-    ))?;
     if b1 & 0x80 == 0 {
         return Err(ProtocolError::new(
             close_code::PROTOCOL_ERROR,
@@ -444,8 +531,8 @@ fn parse_header(buf: &[u8], limits: &Limits) -> Result<Option<Header>, ProtocolE
         }
         n => (n, 0),
     };
-    if payload_len > limits.max_frame_size
-        || (!opcode.is_control() && payload_len > limits.max_message_size)
+    if payload_len > limits.max_frame_size()
+        || (!opcode.is_control() && payload_len > limits.max_message_size())
     {
         return Err(ProtocolError::new(
             close_code::MESSAGE_TOO_BIG,
@@ -461,6 +548,7 @@ fn parse_header(buf: &[u8], limits: &Limits) -> Result<Option<Header>, ProtocolE
     Ok(Some(Header {
         fin,
         opcode,
+        compressed,
         mask,
         header_len,
         payload_len,

@@ -14,11 +14,16 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 
-use crate::codec;
 use crate::{Budget, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 mod admission;
+mod frames;
 mod subscribers;
+
+use frames::{Compression, Frames};
+pub use frames::{
+    DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL, DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD,
+};
 
 use subscribers::{add_floor, remove_subscriber, Subscribers};
 
@@ -82,12 +87,30 @@ struct HubInner {
     state: RwLock<State>,
     metrics: HubMetrics,
     budget: Arc<Budget>,
+    compression: Compression,
 }
 
 impl Hub {
     /// An empty hub.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How messages to connections that negotiated permessage-deflate are
+    /// compressed: the zlib `level` (0 to 9, default 1) and the size below
+    /// which they go uncompressed (default 128 bytes).
+    pub fn set_compression(&self, level: u32, threshold: usize) {
+        self.inner.compression.set(level, threshold);
+    }
+
+    /// The frame of `message` for `outbox` (compressed when it negotiated
+    /// permessage-deflate and the message is worth it).
+    pub fn frame_for(&self, outbox: &Outbox, message: &Message) -> Bytes {
+        Frames::new(message, &self.inner.compression).for_outbox(outbox)
+    }
+
+    fn frames<'a>(&self, message: &'a Message) -> Frames<'a> {
+        Frames::new(message, &self.inner.compression)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -360,20 +383,19 @@ impl Hub {
             Some(s) => s.clone(),
             None => return 0,
         };
-        let mut raw = None;
+        let mut frames = self.frames(message);
         let mut queued = 0;
         if !subscribers.raw.is_empty() {
-            let frame = raw.get_or_insert_with(|| codec::encode_message(message));
-            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), frame);
+            queued += self.fan_out(subscribers.raw.iter().map(|o| &**o), &mut frames);
         }
         if subscribers.positioned.is_empty() {
             return queued;
         }
         let Some((envelope, epoch, offset)) = positioned else {
-            let frame = raw.unwrap_or_else(|| codec::encode_message(message));
-            return queued + self.fan_out(subscribers.positioned.iter().map(|o| &**o), &frame);
+            return queued + self.fan_out(subscribers.positioned.iter().map(|o| &**o), &mut frames);
         };
-        let frame = codec::encode_message(&Message::from(envelope()));
+        let envelope = Message::from(envelope());
+        let mut frames = self.frames(&envelope);
         let all = subscribers.positioned.iter().map(|o| &**o);
         match &subscribers.floors {
             Some(floors) if floors.iter().any(|f| f.covers(epoch, offset)) => {
@@ -382,13 +404,13 @@ impl Hub {
                         .iter()
                         .any(|f| std::ptr::eq(&*f.outbox, o) && f.covers(epoch, offset))
                 };
-                queued += self.fan_out(all.filter(|o| !skip(o)), &frame);
+                queued += self.fan_out(all.filter(|o| !skip(o)), &mut frames);
             }
             Some(_) => {
-                queued += self.fan_out(all, &frame);
+                queued += self.fan_out(all, &mut frames);
                 self.prune_floors(topic, epoch, offset);
             }
-            None => queued += self.fan_out(all, &frame),
+            None => queued += self.fan_out(all, &mut frames),
         }
         queued
     }
@@ -413,8 +435,7 @@ impl Hub {
             return false;
         };
         for message in messages {
-            let frame = codec::encode_message(&message);
-            self.fan_out(std::iter::once(&*outbox), &frame);
+            self.fan_out(std::iter::once(&*outbox), &mut self.frames(&message));
         }
         true
     }
@@ -425,18 +446,17 @@ impl Hub {
         let Some(outbox) = self.read().conns.get(id).map(|e| e.outbox.clone()) else {
             return false;
         };
-        let frame = codec::encode_message(message);
-        self.fan_out(std::iter::once(&*outbox), &frame) == 1
+        self.fan_out(std::iter::once(&*outbox), &mut self.frames(message)) == 1
     }
 
     /// Delivers `message` to every registered connection.
     pub fn broadcast_local(&self, message: &Message) -> usize {
         self.count_publish();
-        let frame = codec::encode_message(message);
+        let mut frames = self.frames(message);
         // Pushing is a short critical section per outbox; holding the read
         // lock meanwhile only delays subscription changes, never publishes.
         let st = self.read();
-        self.fan_out(st.conns.values().map(|e| &*e.outbox), &frame)
+        self.fan_out(st.conns.values().map(|e| &*e.outbox), &mut frames)
     }
 
     /// Asks every connection to close with `code` and `reason`.
@@ -456,7 +476,11 @@ impl Hub {
         self.inner.metrics.publishes.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn fan_out<'a>(&self, outboxes: impl Iterator<Item = &'a Outbox>, frame: &Bytes) -> usize {
+    fn fan_out<'a>(
+        &self,
+        outboxes: impl Iterator<Item = &'a Outbox>,
+        frames: &mut Frames<'_>,
+    ) -> usize {
         let mut delivered = 0u64;
         let mut overflowed = 0u64;
         // The deliveries charged to the hub's budget are charged at once,
@@ -465,12 +489,14 @@ impl Hub {
         let budget = &self.inner.budget;
         let mut charged = 0usize;
         for outbox in outboxes {
-            match outbox.enqueue(frame.clone()) {
+            let frame = frames.for_outbox(outbox);
+            let len = frame.len();
+            match outbox.enqueue(frame) {
                 Push::Queued => {
                     delivered += 1;
                     match outbox.budget() {
-                        Some(b) if Arc::ptr_eq(b, budget) => charged += frame.len(),
-                        Some(b) => b.charge(frame.len()),
+                        Some(b) if Arc::ptr_eq(b, budget) => charged += len,
+                        Some(b) => b.charge(len),
                         None => {}
                     }
                 }

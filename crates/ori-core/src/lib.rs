@@ -29,7 +29,10 @@ pub use budget::{
 };
 pub use error::{PublishError, SubscribeError};
 pub use history::HistoryConfig;
-pub use hub::{Hub, HubMetrics, Overloaded, Subscription};
+pub use hub::{
+    Hub, HubMetrics, Overloaded, Subscription, DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_COMPRESSION_THRESHOLD,
+};
 pub use message::{Message, Utf8Bytes};
 pub use outbox::{Outbox, OutboxStatus, Push};
 pub use positions::{Joined, Position, Recovery};

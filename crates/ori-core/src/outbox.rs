@@ -8,6 +8,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use crate::codec::close_code;
+use crate::codec::deflate::Agreed;
 use crate::{Budget, SocketId};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +101,9 @@ pub struct Outbox {
     id: SocketId,
     limit: usize,
     budget: Option<Arc<Budget>>,
+    /// What was agreed with permessage-deflate: which frame of a
+    /// publication this connection takes, and how its messages inflate.
+    deflate: Option<Agreed>,
     state: Mutex<OutboxState>,
 }
 
@@ -121,6 +125,7 @@ impl Outbox {
             id,
             limit,
             budget,
+            deflate: None,
             state: Mutex::new(OutboxState {
                 frames: VecDeque::new(),
                 queued_bytes: 0,
@@ -135,6 +140,23 @@ impl Outbox {
     /// The connection this outbox belongs to.
     pub fn id(&self) -> &SocketId {
         &self.id
+    }
+
+    /// This connection agreed permessage-deflate: messages worth it reach
+    /// it compressed.
+    pub fn with_deflate(mut self, agreed: Agreed) -> Self {
+        self.deflate = Some(agreed);
+        self
+    }
+
+    /// What was agreed with permessage-deflate, if it was.
+    pub fn deflate(&self) -> Option<Agreed> {
+        self.deflate
+    }
+
+    /// The server window agreed with permessage-deflate, 0 without it.
+    pub(crate) fn deflate_bits(&self) -> u8 {
+        self.deflate.map_or(0, |a| a.server_window_bits)
     }
 
     pub(crate) fn budget(&self) -> Option<&Arc<Budget>> {

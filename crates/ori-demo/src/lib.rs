@@ -67,6 +67,8 @@ pub struct Config {
     /// Keep this many publications of every room, for this long (`None`:
     /// no history; PROTOCOL.md section 8).
     pub history: Option<(usize, Duration)>,
+    /// Offer permessage-deflate (RFC 7692).
+    pub compression: bool,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
             history: None,
+            compression: false,
         }
     }
 }
@@ -103,6 +106,9 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     }
     if !config.allowed_origins.is_empty() {
         options = options.allowed_origins(config.allowed_origins.iter().cloned());
+    }
+    if config.compression {
+        options = options.compression(ori::Compression::new());
     }
     let options = auth(
         options

@@ -61,6 +61,9 @@ struct Args {
     /// Drop history entries older than this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     history_ttl: u64,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
+    #[arg(long)]
+    compression: bool,
     /// Runtime worker threads (0: one per core this process may run on; 1:
     /// a single-threaded runtime).
     #[arg(long, default_value_t = 0)]
@@ -122,6 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         history: args
             .history
             .map(|n| (n, Duration::from_secs(args.history_ttl))),
+        compression: args.compression,
         ..Default::default()
     };
     let ori = match &args.redis {

@@ -326,6 +326,9 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         );
         if let Some(ws) = self.ws {
             ws.options.limits.budget.apply(ws.broker.hub().budget());
+            if let Some(c) = ws.options.limits.compression {
+                ws.broker.hub().set_compression(c.level, c.threshold);
+            }
             let writers = crate::ws::Writers::new(crate::ws::tick_period(&ws.options.limits));
             let rt = Arc::new(WsRuntime {
                 broker: ws.broker,

@@ -17,6 +17,8 @@ pub struct SubStats {
     pub other: AtomicU64,
     /// 0 while open; the close code, or 1 for end of stream / read error.
     pub closed: AtomicU32,
+    /// Bytes of data frames read so far (what the wire carried).
+    pub wire_bytes: AtomicU64,
 }
 
 /// The measurement window in `now_ns` time, set once publishing starts.
@@ -75,6 +77,7 @@ pub async fn subscriber(mut conn: WsConn, stats: Arc<SubStats>, window: Arc<Wind
             }
         });
         if got > 0 {
+            stats.wire_bytes.store(conn.wire_bytes, Relaxed);
             stats.received.fetch_add(got, Relaxed);
             if now >= w_start && now < w_end {
                 stats.in_window.fetch_add(got, Relaxed);

@@ -1,6 +1,7 @@
 //! Unit tests of the hub.
 
 use super::*;
+use crate::codec;
 use crate::OutboxStatus;
 
 fn conn(hub: &Hub, limit: usize) -> Arc<Outbox> {
@@ -33,6 +34,49 @@ fn subscribers_receive_one_shared_frame_and_others_do_not() {
     assert_eq!(fa[0].as_ptr(), fb[0].as_ptr(), "one encoding shared");
     assert!(drain(&c).is_empty());
     assert_eq!(hub.subscriber_count(&t), 2);
+}
+
+#[test]
+fn a_publication_is_compressed_once_for_every_deflate_subscriber() {
+    let hub = Hub::new();
+    let agreed = |bits| codec::deflate::Agreed {
+        server_window_bits: bits,
+        client_window_bits: 15,
+        client_no_context_takeover: false,
+    };
+    let t = Topic::new("room").unwrap();
+    let mut deflated = Vec::new();
+    for i in 0..50 {
+        let bits = if i % 10 == 0 { 10 } else { 15 };
+        let o = Arc::new(Outbox::new(SocketId::new(), 1 << 20).with_deflate(agreed(bits)));
+        hub.register(o.clone(), 8);
+        hub.subscribe(o.id(), &t).unwrap();
+        deflated.push((bits, o));
+    }
+    let plain = conn(&hub, 1 << 20);
+    hub.subscribe(plain.id(), &t).unwrap();
+    let text = "a notification, a notification, a notification ".repeat(10);
+    assert_eq!(hub.publish_local(&t, &text.as_str().into()), 51);
+    let frames: Vec<(u8, Bytes)> = deflated
+        .iter()
+        .map(|(bits, o)| (*bits, drain(o).remove(0)))
+        .collect();
+    // One compression per window size, shared by pointer.
+    for bits in [10, 15] {
+        let mut same = frames
+            .iter()
+            .filter(|(b, _)| *b == bits)
+            .map(|(_, f)| f.as_ptr());
+        let first = same.next().unwrap();
+        assert!(same.all(|p| p == first), "window {bits}: one shared frame");
+    }
+    assert!(frames
+        .iter()
+        .all(|(_, f)| f[0] & 0x40 != 0 && f.len() < text.len()));
+    assert_eq!(
+        drain(&plain),
+        vec![codec::encode_frame(codec::OpCode::Text, text.as_bytes())]
+    );
 }
 
 #[test]

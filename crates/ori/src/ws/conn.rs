@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use ori_core::codec::{self, close_code};
+use ori_core::codec::close_code;
 use ori_core::{Broker, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 use super::state::ConnState;
@@ -152,7 +152,11 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// connection is closing or its outbound queue overflowed (it is then
     /// closed with 1013).
     pub fn send(&self, message: impl Into<Message>) -> bool {
-        self.push_frame(codec::encode_message(&message.into()))
+        let frame = self
+            .broker()
+            .hub()
+            .frame_for(&self.inner.outbox, &message.into());
+        self.push_frame(frame)
     }
 
     /// Queues an encoded frame (a message, or a ping, pong or reply of the

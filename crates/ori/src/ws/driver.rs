@@ -104,6 +104,9 @@ where
         } else {
             limits.codec()
         });
+        if let Some(agreed) = conn.inner.outbox.deflate() {
+            decoder.enable_deflate(agreed);
+        }
 
         // Quiet time is counted in whole ticks (a flag set when the peer
         // completes something, looked at by the timer) rather than from a

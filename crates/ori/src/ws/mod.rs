@@ -7,6 +7,7 @@
 
 mod auth;
 mod close;
+mod compression;
 mod conn;
 mod driver;
 mod handlers;
@@ -19,6 +20,7 @@ pub(crate) mod upgrade;
 pub(crate) mod writer;
 
 pub use auth::{AuthRequest, Authenticated, IntoUpgrade, Upgrade};
+pub use compression::Compression;
 pub use conn::{Conn, ReadyState};
 pub use handlers::{HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};

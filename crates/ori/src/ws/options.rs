@@ -134,6 +134,7 @@ pub(crate) struct Limits {
     pub close_timeout: Duration,
     pub auth_timeout: Duration,
     pub auth_message_limit: usize,
+    pub compression: Option<super::Compression>,
     pub allowed_origins: Option<Vec<String>>,
     pub inbound_rate: Option<InboundRate>,
     pub budget: BudgetLimits,
@@ -212,6 +213,7 @@ impl Default for Limits {
             close_timeout: Duration::from_secs(3),
             auth_timeout: Duration::from_secs(5),
             auth_message_limit: 64 << 10,
+            compression: None,
             allowed_origins: None,
             inbound_rate: None,
             budget: BudgetLimits::default(),
@@ -334,6 +336,13 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// authenticator to answer (default 5 s).
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.limits.auth_timeout = timeout;
+        self
+    }
+
+    /// Offers permessage-deflate (RFC 7692) to clients that ask for it
+    /// (browsers always do); off by default. See [`Compression`](super::Compression).
+    pub fn compression(mut self, compression: super::Compression) -> Self {
+        self.limits.compression = Some(compression);
         self
     }
 

@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
+use ori_core::codec::deflate;
 use ori_core::{Broker, SocketId};
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
@@ -253,6 +254,15 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         }
         Upgrade::Reject => return error_response(StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
+    // permessage-deflate, when offered by both sides.
+    let deflate = rt.limits.compression.and_then(|c| {
+        let offers = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        deflate::negotiate(offers, &c.deflate_config())
+    });
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(guard);
     rt.upgrading.fetch_add(1, Ordering::AcqRel);
@@ -261,6 +271,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
         UpgradeSlot(Some(rt.clone())),
         on_upgrade,
         admitted,
+        deflate.as_ref().map(|(agreed, _)| *agreed),
         remote_addr,
         task_guard,
     ));
@@ -272,6 +283,9 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(Ok(v)) = deflate.map(|(_, answer)| HeaderValue::from_str(&answer)) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     resp
 }
@@ -316,6 +330,7 @@ fn connection_task<D: Send + Sync + 'static>(
     slot: UpgradeSlot<D>,
     on_upgrade: hyper::upgrade::OnUpgrade,
     admitted: Admitted<D>,
+    deflate: Option<deflate::Agreed>,
     remote_addr: Option<SocketAddr>,
     task_guard: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
@@ -352,11 +367,16 @@ fn connection_task<D: Send + Sync + 'static>(
                     id,
                     data,
                     remote_addr,
-                    outbox: Arc::new(
-                        rt.broker
+                    outbox: Arc::new({
+                        let outbox = rt
+                            .broker
                             .hub()
-                            .new_outbox(id, rt.limits.outbound_queue_limit),
-                    ),
+                            .new_outbox(id, rt.limits.outbound_queue_limit);
+                        match deflate {
+                            Some(agreed) => outbox.with_deflate(agreed),
+                            None => outbox,
+                        }
+                    }),
                     rt: rt.clone(),
                     state: ConnState::new(),
                 }),
@@ -418,6 +438,7 @@ mod tests {
             UpgradeSlot(Some(rt.clone())),
             on_upgrade,
             Admitted::Ready(Authenticated::new(())),
+            None,
             None,
             rt.tasks.token(),
         );

@@ -232,6 +232,8 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 pub struct RawFrame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1: compressed (permessage-deflate).
+    pub rsv1: bool,
     /// Opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong).
     pub opcode: u8,
     /// Unmasked payload.
@@ -280,6 +282,28 @@ impl RawWs {
         recv_buffer: Option<u32>,
         early: &[u8],
     ) -> Self {
+        Self::connect_with(addr, path, recv_buffer, early, &[])
+            .await
+            .0
+    }
+
+    /// Like [`connect`](Self::connect) with extra request headers; also
+    /// returns the response head (to read `Sec-WebSocket-Extensions`).
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Self, String) {
+        Self::connect_with(addr, path, None, &[], headers).await
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        path: &str,
+        recv_buffer: Option<u32>,
+        early: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (Self, String) {
         let socket = TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
@@ -288,9 +312,13 @@ impl RawWs {
             .await
             .expect("connect timed out")
             .expect("connect");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         );
         let mut first_write = request.into_bytes();
         first_write.extend_from_slice(early);
@@ -315,7 +343,7 @@ impl RawWs {
         assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
         assert!(head.contains(ACCEPT), "wrong Sec-WebSocket-Accept: {head}");
         buf.drain(..end);
-        Self { stream, buf }
+        (Self { stream, buf }, head)
     }
 
     /// Sends one masked frame.
@@ -367,7 +395,8 @@ impl RawWs {
         let deadline = Instant::now() + timeout;
         self.fill(2, deadline).await?;
         let (b0, b1) = (self.buf[0], self.buf[1]);
-        if b0 & 0x70 != 0 || b1 & 0x80 != 0 {
+        // RSV1: a compressed message (permessage-deflate), left to the test.
+        if b0 & 0x30 != 0 || b1 & 0x80 != 0 {
             return Err(format!("malformed server frame header {b0:#04x} {b1:#04x}"));
         }
         let (len, header) = match b1 & 0x7F {
@@ -392,6 +421,7 @@ impl RawWs {
         self.buf.drain(..header + len);
         Ok(RawFrame {
             fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
             opcode,
             payload,
         })
