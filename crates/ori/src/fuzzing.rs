@@ -81,8 +81,16 @@ fn mask_server_frame(frame: &[u8], mask: [u8; 4]) -> Vec<u8> {
 
 /// Decodes `bytes` fed in pieces of `step`: the frames and the close code of
 /// the error that ended decoding, if any.
-fn decode_stream(bytes: &[u8], step: usize, limits: Limits) -> (Vec<Frame>, Option<u16>) {
+fn decode_stream(
+    bytes: &[u8],
+    step: usize,
+    limits: Limits,
+    deflate: Option<codec::deflate::Agreed>,
+) -> (Vec<Frame>, Option<u16>) {
     let mut dec = Decoder::new(limits);
+    if let Some(agreed) = deflate {
+        dec.enable_deflate(agreed);
+    }
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for chunk in bytes.chunks(step.max(1)) {
@@ -100,8 +108,9 @@ fn decode_stream(bytes: &[u8], step: usize, limits: Limits) -> (Vec<Frame>, Opti
 
 /// Target `frame_decoder`: the RFC 6455 decoder on arbitrary client bytes.
 ///
-/// The first byte picks the read size the bytes arrive in, the second the
-/// limits. Checks: no panic; the same frames and error arrive whether the
+/// The first byte picks the read size the bytes arrive in (its low 5 bits)
+/// and whether permessage-deflate was agreed (bit 7; bit 6: the client
+/// keeps no context), the second the limits. Checks: no panic; the same frames and error arrive whether the
 /// bytes come at once or in pieces; limits and the control-frame size hold;
 /// error codes are those the RFC names; every message, close and ping
 /// re-encodes to a frame that decodes to the same value.
@@ -118,8 +127,13 @@ pub fn frame_decoder(data: &[u8]) {
             max_fragments: usize::from(limit & 0x0F) + 1,
         }
     };
-    let whole = decode_stream(rest, rest.len(), limits);
-    let pieces = decode_stream(rest, usize::from(*step % 32) + 1, limits);
+    let deflate = (step & 0x80 != 0).then_some(codec::deflate::Agreed {
+        server_window_bits: 15,
+        client_window_bits: 15,
+        client_no_context_takeover: step & 0x40 != 0,
+    });
+    let whole = decode_stream(rest, rest.len(), limits, deflate);
+    let pieces = decode_stream(rest, usize::from(*step % 32) + 1, limits, deflate);
     assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
     let (frames, error) = whole;
     if let Some(code) = error {
@@ -160,7 +174,7 @@ pub fn frame_decoder(data: &[u8]) {
             }
         };
         let client = mask_server_frame(&reencoded, mask);
-        let (again, err) = decode_stream(&client, client.len(), Limits::default());
+        let (again, err) = decode_stream(&client, client.len(), Limits::default(), None);
         assert_eq!(err, None, "a re-encoded frame does not decode");
         assert_eq!(again, vec![frame], "a re-encoded frame decodes differently");
     }

@@ -291,14 +291,16 @@ fn inflate_into(
 ) -> Result<Bytes, ProtocolError> {
     let too_big = || ProtocolError::new(close_code::MESSAGE_TOO_BIG, "message too big");
     let corrupt = || ProtocolError::new(close_code::INVALID_PAYLOAD, "invalid compressed data");
-    let mut out: Vec<u8> = Vec::with_capacity((compressed.len() * 2).clamp(64, max_size + 1));
+    // One byte past the limit is room enough to see it crossed.
+    let cap = max_size.saturating_add(1);
+    let mut out: Vec<u8> = Vec::with_capacity(compressed.len().saturating_mul(2).max(64).min(cap));
     for input in [compressed, &TAIL[..]] {
         let mut consumed = 0;
         loop {
             if out.len() == out.capacity() {
                 // Growth follows what was produced (at most doubling), up
                 // to one byte past the limit, so that crossing it is seen.
-                let room = out.len().max(4096).min(max_size + 1 - out.len());
+                let room = out.len().max(4096).min(cap - out.len());
                 out.reserve_exact(room);
             }
             let (in_before, out_before) = (state.total_in(), out.len());
@@ -447,6 +449,20 @@ mod tests {
                 .code,
             1007
         );
+    }
+
+    #[test]
+    fn tiny_and_huge_limits_hold() {
+        let frame = compress_frame(OpCode::Text, &b"abc".repeat(100), 15, 6).unwrap();
+        let body = &frame[header_len(frame.len() - 2)..];
+        let mut inflater = Inflater::new(Agreed {
+            server_window_bits: 15,
+            client_window_bits: 15,
+            client_no_context_takeover: true,
+        });
+        assert_eq!(inflater.inflate(body, 19).unwrap_err().code, 1009);
+        assert_eq!(inflater.inflate(body, 0).unwrap_err().code, 1009);
+        assert_eq!(inflater.inflate(body, usize::MAX).unwrap().len(), 300);
     }
 
     #[test]
