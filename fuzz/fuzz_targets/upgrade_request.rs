@@ -10,7 +10,11 @@ use ori::fuzzing::DispatchRig;
 
 fn rig() -> &'static DispatchRig {
     static RIG: OnceLock<DispatchRig> = OnceLock::new();
-    RIG.get_or_init(|| DispatchRig::new(ori::Ori::create().websocket()))
+    // Compression on: the extension offers are parsed too.
+    RIG.get_or_init(|| {
+        let options = ori::WsOptions::new().compression(ori::Compression::new());
+        DispatchRig::new(ori::Ori::create().websocket_with(ori::InProcProvider::new(), options))
+    })
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| rig().upgrade_request(data));

@@ -45,6 +45,10 @@ fn topic_and_socket_id_corpus() {
 
 #[test]
 fn upgrade_request_corpus() {
-    let rig = ori::fuzzing::DispatchRig::new(ori::Ori::create().websocket());
+    // Compression on: the extension offers are parsed too.
+    let options = ori::WsOptions::new().compression(ori::Compression::new());
+    let rig = ori::fuzzing::DispatchRig::new(
+        ori::Ori::create().websocket_with(ori::InProcProvider::new(), options),
+    );
     replay_corpus(&corpus("upgrade_request"), |data| rig.upgrade_request(data));
 }
