@@ -453,10 +453,15 @@ impl Hub {
     pub fn broadcast_local(&self, message: &Message) -> usize {
         self.count_publish();
         let mut frames = self.frames(message);
-        // Pushing is a short critical section per outbox; holding the read
-        // lock meanwhile only delays subscription changes, never publishes.
-        let st = self.read();
-        self.fan_out(st.conns.values().map(|e| &*e.outbox), &mut frames)
+        // Fanned out outside the lock: a frame may be compressed on the
+        // way, which must not hold up subscription changes.
+        let outboxes: Vec<Arc<Outbox>> = self
+            .read()
+            .conns
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect();
+        self.fan_out(outboxes.iter().map(|o| &**o), &mut frames)
     }
 
     /// Asks every connection to close with `code` and `reason`.

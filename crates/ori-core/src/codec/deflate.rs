@@ -172,9 +172,11 @@ fn accept(offer: &str, config: &DeflateConfig) -> Option<(Agreed, String)> {
     let client_window_bits = match client_bits {
         None => MAX_BITS,
         Some(offered) => {
-            let bits = offered.map_or(wanted, |o| o.min(wanted)).max(MIN_BITS);
+            // Never more than the client offered (8 included: a 2^9
+            // window inflates what a 2^8 one produced).
+            let bits = offered.map_or(wanted, |o| o.min(wanted));
             answer.push_str(&format!("; client_max_window_bits={bits}"));
-            bits
+            bits.max(MIN_BITS)
         }
     };
     Some((
@@ -276,19 +278,23 @@ impl Inflater {
             .state
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
         let result = inflate_into(state, compressed, max_size);
-        if self.agreed.client_no_context_takeover || result.is_err() {
-            // Nothing carries over: the memory goes back now.
+        let ended = matches!(result, Ok((_, true)));
+        if self.agreed.client_no_context_takeover || ended || result.is_err() {
+            // Nothing carries over (or the stream ended with a final block
+            // and the next message starts a new one): the memory goes back.
             self.state = None;
         }
-        result
+        result.map(|(message, _)| message)
     }
 }
 
+/// Inflates one message; `true` with it when the data ended the deflate
+/// stream (a block with BFINAL set, which RFC 7692 7.2.3.4 allows).
 fn inflate_into(
     state: &mut Decompress,
     compressed: &[u8],
     max_size: usize,
-) -> Result<Bytes, ProtocolError> {
+) -> Result<(Bytes, bool), ProtocolError> {
     let too_big = || ProtocolError::new(close_code::MESSAGE_TOO_BIG, "message too big");
     let corrupt = || ProtocolError::new(close_code::INVALID_PAYLOAD, "invalid compressed data");
     // One byte past the limit is room enough to see it crossed.
@@ -312,9 +318,12 @@ fn inflate_into(
                 return Err(too_big());
             }
             if status == Status::StreamEnd {
-                // A final block is not how a flushed message ends, but it
-                // is valid deflate: what it gave is the message.
-                return Ok(Bytes::from(out));
+                // A final block ends the message: anything after it in
+                // the same message would be lost, so it is refused.
+                if input.len() == compressed.len() && consumed < input.len() {
+                    return Err(corrupt());
+                }
+                return Ok((Bytes::from(out), true));
             }
             let room_left = out.len() < out.capacity();
             if consumed == input.len() && room_left {
@@ -325,7 +334,7 @@ fn inflate_into(
             }
         }
     }
-    Ok(Bytes::from(out))
+    Ok((Bytes::from(out), false))
 }
 
 impl std::fmt::Debug for Inflater {
@@ -449,6 +458,41 @@ mod tests {
                 .code,
             1007
         );
+    }
+
+    #[test]
+    fn a_final_block_ends_the_stream_and_the_next_message_starts_afresh() {
+        let finished = |data: &[u8]| {
+            let mut c = Compress::new(Compression::new(6), false);
+            let mut out = Vec::with_capacity(256);
+            c.compress_vec(data, &mut out, FlushCompress::Finish)
+                .unwrap();
+            out
+        };
+        let mut inflater = Inflater::new(Agreed {
+            server_window_bits: 15,
+            client_window_bits: 15,
+            client_no_context_takeover: false,
+        });
+        assert_eq!(
+            &inflater.inflate(&finished(b"first"), 100).unwrap()[..],
+            b"first"
+        );
+        assert_eq!(
+            &inflater.inflate(&finished(b"second"), 100).unwrap()[..],
+            b"second"
+        );
+        // Data after the final block in the same message is refused.
+        let mut two = finished(b"one");
+        two.extend(finished(b"two"));
+        assert_eq!(inflater.inflate(&two, 100).unwrap_err().code, 1007);
+    }
+
+    #[test]
+    fn an_offered_client_window_of_8_is_answered_8() {
+        let (a, answer) = agreed(&["permessage-deflate; client_max_window_bits=8"]).unwrap();
+        assert!(answer.ends_with("client_max_window_bits=8"), "{answer}");
+        assert_eq!(a.client_window_bits, 9, "inflated with 2^9");
     }
 
     #[test]

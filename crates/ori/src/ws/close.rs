@@ -86,6 +86,11 @@ where
                     // peer's close with a fresh decoder on new bytes.
                     inbuf.clear();
                     let mut fresh = Decoder::new(codec::Limits::default());
+                    // A client that compresses goes on doing so until it
+                    // reads our close.
+                    if let Some(agreed) = conn.inner.outbox.deflate() {
+                        fresh.enable_deflate(agreed);
+                    }
                     await_peer_close(reader, inbuf, &mut fresh, timeout).await;
                 }
                 End {
