@@ -7,11 +7,18 @@
 //! frames are unmasked, so one encoded frame can be shared byte for byte by
 //! every subscriber of a topic.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::message::{Message, Utf8Bytes};
 
 pub mod deflate;
+mod encode;
+mod limits;
+
+pub use encode::{encode_close, encode_frame, encode_message};
+pub(crate) use encode::{header_len, put_header};
+use limits::Compact;
+pub use limits::Limits;
 
 /// Close codes used by the server.
 pub mod close_code {
@@ -109,59 +116,6 @@ impl ProtocolError {
 
 /// The least a partial frame's buffer grows by at a time.
 const MIN_GROWTH: usize = 8 * 1024;
-
-/// Limits applied while decoding.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest payload of a single frame, in bytes (exactly this is allowed).
-    pub max_frame_size: usize,
-    /// Largest message after joining fragments, in bytes (exactly this is allowed).
-    pub max_message_size: usize,
-    /// Largest number of frames in one fragmented message.
-    pub max_fragments: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_frame_size: 16 << 20,
-            max_message_size: 16 << 20,
-            max_fragments: 1 << 17,
-        }
-    }
-}
-
-/// [`Limits`] as the decoder keeps them: in 32 bits (a limit past 4 GiB
-/// is 4 GiB), so every connection's decoder stays small.
-#[derive(Debug, Clone, Copy)]
-struct Compact {
-    frame: u32,
-    message: u32,
-    fragments: u32,
-}
-
-impl Compact {
-    fn of(l: Limits) -> Self {
-        let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Self {
-            frame: c(l.max_frame_size),
-            message: c(l.max_message_size),
-            fragments: c(l.max_fragments),
-        }
-    }
-
-    fn max_frame_size(self) -> usize {
-        self.frame as usize
-    }
-
-    fn max_message_size(self) -> usize {
-        self.message as usize
-    }
-
-    fn max_fragments(self) -> usize {
-        self.fragments as usize
-    }
-}
 
 struct Partial {
     opcode: OpCode,
@@ -629,59 +583,6 @@ fn parse_close(payload: Bytes) -> Result<Option<(u16, String)>, ProtocolError> {
             Ok(Some((code, reason.to_owned())))
         }
     }
-}
-
-fn header_len(payload_len: usize) -> usize {
-    match payload_len {
-        0..=125 => 2,
-        126..=0xFFFF => 4,
-        _ => 10,
-    }
-}
-
-fn put_header(buf: &mut BytesMut, opcode: OpCode, payload_len: usize) {
-    buf.put_u8(0x80 | opcode as u8);
-    match payload_len {
-        0..=125 => buf.put_u8(payload_len as u8),
-        126..=0xFFFF => {
-            buf.put_u8(126);
-            buf.put_u16(payload_len as u16);
-        }
-        _ => {
-            buf.put_u8(127);
-            buf.put_u64(payload_len as u64);
-        }
-    }
-}
-
-/// Encodes one unmasked server frame (FIN set).
-pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
-    put_header(&mut buf, opcode, payload.len());
-    buf.extend_from_slice(payload);
-    buf.freeze()
-}
-
-/// Encodes a data message as one server frame: the bytes every subscriber
-/// of a publish shares.
-pub fn encode_message(message: &Message) -> Bytes {
-    match message {
-        Message::Text(t) => encode_frame(OpCode::Text, t.as_bytes()),
-        Message::Binary(b) => encode_frame(OpCode::Binary, b),
-    }
-}
-
-/// Encodes a close frame. The reason is cut at a character boundary to fit
-/// the 125-byte control-frame limit.
-pub fn encode_close(code: u16, reason: &str) -> Bytes {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = Vec::with_capacity(2 + end);
-    payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    encode_frame(OpCode::Close, &payload)
 }
 
 #[cfg(test)]
