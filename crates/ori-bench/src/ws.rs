@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ori_core::codec::deflate::{Agreed, Inflater};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -118,7 +119,7 @@ pub struct WsConn {
     frag_compressed: bool,
     /// permessage-deflate was agreed: compressed messages (RSV1) are
     /// inflated into the fragment buffer.
-    inflater: Option<Box<flate2::Decompress>>,
+    inflater: Option<Box<Inflater>>,
     /// Bytes of data frames read (headers included): what the wire carried.
     pub wire_bytes: u64,
     out: Vec<u8>,
@@ -210,7 +211,13 @@ impl WsConn {
             frag: Vec::new(),
             frag_op: None,
             frag_compressed: false,
-            inflater: deflate.then(|| Box::new(flate2::Decompress::new(false))),
+            inflater: deflate.then(|| {
+                Box::new(Inflater::new(Agreed {
+                    server_window_bits: 15,
+                    client_window_bits: 15,
+                    client_no_context_takeover: false,
+                }))
+            }),
             wire_bytes: 0,
             out: Vec::with_capacity(64),
         })
@@ -358,36 +365,17 @@ impl WsConn {
         }
     }
 
-    /// Inflates one compressed message (the server keeps no context) into
-    /// the fragment buffer.
+    /// Inflates one compressed message into the fragment buffer, with the
+    /// server's own inflater (the server keeps no context between messages).
     fn inflate(&mut self, data: &[u8]) -> anyhow::Result<()> {
-        let Some(d) = self.inflater.as_deref_mut() else {
+        let Some(inflater) = self.inflater.as_deref_mut() else {
             bail!("a compressed frame without permessage-deflate");
         };
-        d.reset(false);
+        let message = inflater
+            .inflate(data, MAX_MESSAGE)
+            .map_err(|e| anyhow::anyhow!("inflate: {e}"))?;
         self.frag.clear();
-        for input in [data, &[0, 0, 0xff, 0xff][..]] {
-            let mut consumed = 0;
-            loop {
-                if self.frag.len() == self.frag.capacity() {
-                    self.frag.reserve(self.frag.len().max(1024));
-                }
-                let before = d.total_in();
-                d.decompress_vec(
-                    &input[consumed..],
-                    &mut self.frag,
-                    flate2::FlushDecompress::Sync,
-                )
-                .map_err(|e| anyhow::anyhow!("inflate: {e}"))?;
-                consumed += (d.total_in() - before) as usize;
-                if self.frag.len() > MAX_MESSAGE {
-                    bail!("server message over the limit");
-                }
-                if consumed == input.len() && self.frag.len() < self.frag.capacity() {
-                    break;
-                }
-            }
-        }
+        self.frag.extend_from_slice(&message);
         Ok(())
     }
 
