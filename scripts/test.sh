@@ -53,6 +53,7 @@ command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer
       exit 1
     }
   fi
+  ../../scripts/ts-package-check.sh # the npm package: packed, installed, type-checked, bundled, imported
 )
 
 step "browser end-to-end (the demo's web page in headless Chromium)"
