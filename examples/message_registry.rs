@@ -86,6 +86,6 @@ async fn main() -> Result<(), ori::Error> {
 }
 
 fn status_schema() -> String {
-    use ori::messages::Definition;
+    use ori::messages::DefinitionSchema;
     UPDATE_STATUS.schema().json().to_string()
 }

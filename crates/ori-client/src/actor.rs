@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -17,9 +17,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::auth::{auth_envelope, AuthEnvelope, TokenFuture};
 use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
-    FINAL_CLOSE_CODES,
 };
-use ori::messages::{ClientTopic, Definition, LeaveRoom};
+use ori_protocol::messages::{ClientTopic, Definition, LeaveRoom};
+use ori_protocol::CloseCode;
 
 mod auth;
 mod positions;
@@ -248,7 +248,7 @@ impl Actor {
             Ok(flow) => {
                 // Closed by the client.
                 let close = ws.close(Some(CloseFrame {
-                    code: CloseCode::Normal,
+                    code: WsCloseCode::Normal,
                     reason: "Client disconnect".into(),
                 }));
                 let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
@@ -260,10 +260,11 @@ impl Actor {
         self.closed(code, reason.clone());
         // A credential that lapsed, or an authentication that came too
         // late, is retried with a fresh token; other refusals are final.
-        let lapsed = code == 1008
-            && matches!(reason.as_str(), "Token expired" | "Authentication timeout")
-            && self.shared.config.auth.is_some();
-        if FINAL_CLOSE_CODES.contains(&code) && !lapsed {
+        // Without a token source, no 1008 is cured by reconnecting.
+        let code = CloseCode::from(code);
+        let final_close = code.is_final(&reason)
+            || (code == CloseCode::POLICY_VIOLATION && self.shared.config.auth.is_none());
+        if final_close {
             self.set_state(ConnectionState::Disconnected);
             self.error(ClientError::Refused { code, reason });
             return Flow::Stop;
@@ -288,7 +289,10 @@ impl Actor {
                 }
             }
         }
-        self.event(Event::Disconnected { code, reason });
+        self.event(Event::Disconnected {
+            code: code.into(),
+            reason,
+        });
     }
 
     /// Runs the open connection. `Ok(flow)`: the client closes it;
@@ -509,7 +513,7 @@ async fn close_locally(ws: &mut Ws, code: u16, reason: &str) -> (u16, String) {
     let _ = tokio::time::timeout(
         Duration::from_millis(100),
         ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
+            code: WsCloseCode::from(code),
             reason: reason.to_owned().into(),
         })),
     )

@@ -1,5 +1,6 @@
 //! What the client reports: its state, the frames it received, its events and errors.
 
+use ori_protocol::CloseCode;
 use std::time::Duration;
 
 /// Where the connection is.
@@ -37,7 +38,7 @@ pub enum Event {
         /// The close code (1005 when the server sent none, 1006 when the
         /// connection dropped without a close frame, 4000 after a heartbeat
         /// timeout).
-        code: u16,
+        code: CloseCode,
         /// The close reason.
         reason: String,
     },
@@ -135,7 +136,7 @@ pub enum ClientError {
     #[error("connection closed by the server ({code} {reason}); not reconnecting")]
     Refused {
         /// The close code.
-        code: u16,
+        code: CloseCode,
         /// The close reason.
         reason: String,
     },

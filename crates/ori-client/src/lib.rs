@@ -78,14 +78,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-pub use ori::messages::{
+pub use ori_protocol::messages::{
     ClientTopic, Definition, Heartbeat, HeartbeatData, JoinData, JoinRoom, LeaveRoom, RoomData,
     ServerMessage, Since,
 };
 
-/// Close codes after which the client does not reconnect (PROTOCOL.md
-/// section 6: refused or failed connection guard).
-pub const FINAL_CLOSE_CODES: [u16; 2] = [1008, 1011];
+pub use ori_protocol::{self as protocol, CloseCode};
 
 pub(crate) struct Pending {
     ty: String,

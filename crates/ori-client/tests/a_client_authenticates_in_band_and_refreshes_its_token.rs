@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use ori::testing::{self, Method};
-use ori_client::{Client, ClientError, ConnectionState, Event};
+use ori_client::{Client, ClientError, CloseCode, ConnectionState, Event};
 use serde_json::json;
 
 const TOKEN: &str = "client-s3cret";
@@ -169,12 +169,12 @@ async fn a_refused_token_ends_the_client_and_a_failing_source_retries() {
         ))
         .await,
         Event::Disconnected {
-            code: 1008,
+            code: CloseCode::POLICY_VIOLATION,
             reason: "Authentication failed".into()
         }
     );
     wait_for(&mut events, "the refusal", |e| {
-        matches!(e, Event::Error(ClientError::Refused { code: 1008, .. }))
+        matches!(e, Event::Error(ClientError::Refused { code: CloseCode::POLICY_VIOLATION, .. }))
     })
     .await;
     for _ in 0..100 {
@@ -293,7 +293,7 @@ async fn without_a_token_source_an_expiring_upgrade_token_is_left_to_the_server(
     assert_eq!(
         e,
         Event::Disconnected {
-            code: 1008,
+            code: CloseCode::POLICY_VIOLATION,
             reason: "Token expired".into()
         }
     );

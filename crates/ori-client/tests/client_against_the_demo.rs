@@ -10,7 +10,7 @@ use common::*;
 use ori::router::{BoxError, GuardContext, SocketRouteBuilder, SocketRouter};
 use ori::testing::{self, Method};
 use ori::Ori;
-use ori_client::{Client, ConnectionState, Event, RequestError};
+use ori_client::{Client, CloseCode, ConnectionState, Event, RequestError};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +180,7 @@ async fn reconnects_after_a_restart_on_the_same_port_and_rejoins() {
     assert_eq!(
         e,
         Event::Disconnected {
-            code: 1001,
+            code: CloseCode::GOING_AWAY,
             reason: "Server shutting down".into()
         }
     );
@@ -306,7 +306,7 @@ async fn no_reconnect_after_a_1008_close() {
     .expect("the client should stop after 1008");
     assert!(
         seen.contains(&Event::Disconnected {
-            code: 1008,
+            code: CloseCode::POLICY_VIOLATION,
             reason: "Connection rejected by guard".into()
         }),
         "{seen:?}"
@@ -382,7 +382,7 @@ async fn a_missing_pong_forces_a_reconnect() {
         ))
         .await,
         Event::Disconnected {
-            code: 4000,
+            code: CloseCode::new(4000),
             reason: "Heartbeat timeout".into()
         }
     );

@@ -20,32 +20,35 @@ pub(crate) use encode::{header_len, put_header};
 use limits::Compact;
 pub use limits::Limits;
 
-/// Close codes used by the server.
+/// Close codes used by the server, as the `u16`s of frames
+/// (the named type is [`CloseCode`](crate::CloseCode)).
 pub mod close_code {
+    use ori_protocol::CloseCode;
+
     /// Normal closure.
-    pub const NORMAL: u16 = 1000;
+    pub const NORMAL: u16 = CloseCode::NORMAL.as_u16();
     /// The server is going away (shutting down).
-    pub const GOING_AWAY: u16 = 1001;
+    pub const GOING_AWAY: u16 = CloseCode::GOING_AWAY.as_u16();
     /// Protocol error.
-    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const PROTOCOL_ERROR: u16 = CloseCode::PROTOCOL_ERROR.as_u16();
     /// No status code was present in the close frame (never sent on the wire).
-    pub const NO_STATUS: u16 = 1005;
+    pub const NO_STATUS: u16 = CloseCode::NO_STATUS.as_u16();
     /// The connection dropped without a close frame (never sent on the wire).
-    pub const ABNORMAL: u16 = 1006;
+    pub const ABNORMAL: u16 = CloseCode::ABNORMAL.as_u16();
     /// Text that is not valid UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const INVALID_PAYLOAD: u16 = CloseCode::INVALID_PAYLOAD.as_u16();
     /// Policy violation (a connection guard refused).
-    pub const POLICY_VIOLATION: u16 = 1008;
+    pub const POLICY_VIOLATION: u16 = CloseCode::POLICY_VIOLATION.as_u16();
     /// A frame or message over the configured size.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const MESSAGE_TOO_BIG: u16 = CloseCode::MESSAGE_TOO_BIG.as_u16();
     /// An unexpected server error.
-    pub const INTERNAL_ERROR: u16 = 1011;
+    pub const INTERNAL_ERROR: u16 = CloseCode::INTERNAL_ERROR.as_u16();
     /// Try again later: the client read too slowly.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const TRY_AGAIN_LATER: u16 = CloseCode::TRY_AGAIN_LATER.as_u16();
 
     /// Whether `code` may appear in a close frame on the wire.
     pub fn is_valid_on_wire(code: u16) -> bool {
-        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+        CloseCode::new(code).is_valid_on_wire()
     }
 }
 

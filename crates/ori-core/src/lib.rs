@@ -20,8 +20,6 @@ mod message;
 mod outbox;
 pub mod positions;
 mod provider;
-mod socket_id;
-mod topic;
 
 pub use broker::{Broker, Inbound, Published};
 pub use budget::{
@@ -34,11 +32,12 @@ pub use hub::{
     DEFAULT_COMPRESSION_THRESHOLD,
 };
 pub use message::{Message, Utf8Bytes};
+pub use ori_protocol::{
+    CloseCode, SocketId, SocketIdError, Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX,
+};
 pub use outbox::{Outbox, OutboxStatus, Push};
 pub use positions::{Joined, Position, Recovery};
 pub use provider::{
     ErrorKind, HistoryLimits, HistoryRead, InProcProvider, InstanceId, Outgoing, Provider,
     ProviderError, Sent, Target,
 };
-pub use socket_id::{SocketId, SocketIdError};
-pub use topic::{Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX};

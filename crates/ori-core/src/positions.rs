@@ -5,6 +5,8 @@
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
+pub use ori_protocol::Recovery;
+
 use crate::{Message, Topic};
 
 /// Where a publication sits in a topic's history: the history's epoch and
@@ -15,20 +17,6 @@ pub struct Position {
     pub epoch: std::sync::Arc<str>,
     /// The offset.
     pub offset: u64,
-}
-
-/// How a socket joins a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovery {
-    /// With positions, from now on (`"recover": true`).
-    Latest,
-    /// Resuming after `offset` of `epoch` (`"since": {...}`).
-    Since {
-        /// The epoch the client saw.
-        epoch: String,
-        /// The last offset it received.
-        offset: u64,
-    },
 }
 
 /// The outcome of a join with positions, as the `room.joined` reply says it.

@@ -8,7 +8,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use ori::messages::{
-    ClientTopic, Definition, Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, ServerMessage,
+    ClientTopic, Definition, DefinitionSchema as _, Heartbeat, JoinRoom, LeaveRoom,
+    MessageRegistry, ServerMessage,
 };
 use ori::router::{SocketContext, SocketRouteBuilder, SocketRouter};
 use ori::{Conn, Message, PublishError};

@@ -2,7 +2,7 @@
 //! message's data: the same schemas the server validates with, which the
 //! TypeScript client generates its types from (`ori-schemas`).
 
-use ori::messages::{Definition, Heartbeat, JoinRoom, LeaveRoom};
+use ori::messages::{DefinitionSchema, Heartbeat, JoinRoom, LeaveRoom};
 use ori::testing;
 use serde_json::{json, Value};
 

@@ -13,7 +13,7 @@ use ori_core::{Broker, HubMetrics, Message, SocketId, Target, Topic, TopicError}
 
 use crate::PublishError;
 
-use crate::messages::Definition;
+use crate::messages::{Definition, DefinitionSchema as _};
 
 /// Anything that names a topic: `&str`, `String`, or an already validated
 /// [`Topic`].

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::messages::{
-    ClientTopic, Definition, Heartbeat, HeartbeatData, JoinData, JoinRoom, LeaveRoom,
-    RegistryError, RoomData, Schema, ServerMessage,
+    ClientTopic, Definition, DefinitionSchema as _, Heartbeat, HeartbeatData, JoinData, JoinRoom,
+    LeaveRoom, RegistryError, RoomData, Schema, ServerMessage,
 };
 use crate::router::correlation_id;
 use crate::{Emitter, Ori};

@@ -2,7 +2,7 @@
 //! resume message, the `room.joined` reply, and `room.message` envelopes.
 
 use base64::Engine as _;
-use ori::messages::{ClientTopic, Definition, JoinData, JoinRoom, Since};
+use ori_protocol::messages::{ClientTopic, Definition, JoinData, JoinRoom, Since};
 use serde_json::Value;
 
 use super::{room_message, Actor};

@@ -9,8 +9,8 @@ use crate::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::{Map, Value};
 
-use super::definition::Definition;
 use super::schema::ValidationError;
+use super::{Definition, DefinitionSchema as _};
 use crate::ws::{Conn, HandlerResult};
 
 type Handler<D> =

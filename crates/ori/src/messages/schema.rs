@@ -16,10 +16,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-/// `format` of a topic a client may join (valid and not reserved).
-pub const FORMAT_CLIENT_TOPIC: &str = "ori-client-topic";
-/// `format` of any valid topic.
-pub const FORMAT_TOPIC: &str = "ori-topic";
+use super::{FORMAT_CLIENT_TOPIC, FORMAT_TOPIC};
 
 const MAX_VIOLATIONS: usize = 16;
 

@@ -20,7 +20,7 @@ use super::SocketRouter;
 use crate::context::AppContext;
 use crate::emitter::Emitter;
 use crate::error::BuildError;
-use crate::messages::{Definition, Schema};
+use crate::messages::{Definition, DefinitionSchema as _, Schema};
 use crate::ws::Conn;
 
 pub(crate) type State = Arc<dyn Any + Send + Sync>;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// that came from the wire is known to be well formed.
 ///
 /// ```
-/// use ori_core::SocketId;
+/// use ori_protocol::SocketId;
 /// let id = SocketId::new();
 /// let parsed: SocketId = id.to_string().parse().unwrap();
 /// assert_eq!(id, parsed);

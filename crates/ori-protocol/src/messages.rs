@@ -1,15 +1,14 @@
-//! Message definitions: a name plus a data type.
+//! Message definitions (a name plus a data type whose JSON Schema the
+//! server enforces) and the built-in control messages of PROTOCOL.md
+//! section 2.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
-use ori_core::Topic;
+use crate::{Recovery, Topic, TopicError};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use super::schema::{Schema, FORMAT_CLIENT_TOPIC};
 
 /// A message definition: a name, and the Rust type of its data whose JSON
 /// Schema is enforced at run time.
@@ -23,15 +22,9 @@ pub trait Definition: Send + Sync + 'static {
     /// The message name (the `type` on the wire).
     fn name(&self) -> &str;
 
-    /// The compiled schema of the data (shared, computed once per type).
-    fn schema(&self) -> Arc<Schema> {
-        Schema::of::<Self::Data>()
-    }
-
     /// The topic a message of this type asks to join, if it is a join
-    /// (default: none). A [`MessageRegistry`](super::MessageRegistry)
-    /// consults the app's join authorization
-    /// ([`WsOptions::authorize_join`](crate::WsOptions::authorize_join))
+    /// (default: none). A server's message registry
+    /// consults the app's join authorization (`WsOptions::authorize_join`)
     /// with it before the handler runs; [`JoinRoom`] names its room.
     fn join_topic(data: &Self::Data) -> Option<&Topic> {
         let _ = data;
@@ -53,7 +46,7 @@ impl<D: Definition> Definition for &'static D {
 /// by its data.
 ///
 /// ```
-/// use ori::messages::{Definition, ServerMessage};
+/// use ori_protocol::messages::{Definition, ServerMessage};
 /// use schemars::JsonSchema;
 /// use serde::{Deserialize, Serialize};
 ///
@@ -70,8 +63,10 @@ impl<D: Definition> Definition for &'static D {
 ///
 /// static UPDATE_STATUS: ServerMessage<StatusUpdate> = ServerMessage::define("status.update");
 ///
-/// let err = UPDATE_STATUS.schema().validate(&serde_json::json!({"status": "away"})).unwrap_err();
-/// assert_eq!(err.to_string(), r#"/status: must be one of "online", "offline""#);
+/// assert_eq!(UPDATE_STATUS.name(), "status.update");
+/// // The schema a server enforces (and `ori-schemas` exports):
+/// let schema = schemars::schema_for!(StatusUpdate);
+/// assert_eq!(schema.get("required"), Some(&serde_json::json!(["status"])));
 /// ```
 pub struct ServerMessage<T> {
     name: &'static str,
@@ -111,6 +106,11 @@ impl<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static> Defin
     }
 }
 
+/// `format` of a topic a client may join (valid and not reserved).
+pub const FORMAT_CLIENT_TOPIC: &str = "ori-client-topic";
+/// `format` of any valid topic.
+pub const FORMAT_TOPIC: &str = "ori-topic";
+
 /// A topic a client may join: valid, and not reserved (`__`-prefixed).
 /// Its JSON Schema carries the constraint, so a bad room fails validation
 /// with the reason (`/room: reserved topic`).
@@ -119,7 +119,7 @@ pub struct ClientTopic(Topic);
 
 impl ClientTopic {
     /// Validates `name`.
-    pub fn new(name: &str) -> Result<Self, ori_core::TopicError> {
+    pub fn new(name: &str) -> Result<Self, TopicError> {
         Topic::client(name).map(Self)
     }
 
@@ -221,13 +221,13 @@ impl JoinData {
     }
 
     /// How the join asks to be made: `None` for a plain (raw) join.
-    pub fn recovery(&self) -> Option<ori_core::Recovery> {
+    pub fn recovery(&self) -> Option<Recovery> {
         match (&self.since, self.recover) {
-            (Some(since), _) => Some(ori_core::Recovery::Since {
+            (Some(since), _) => Some(Recovery::Since {
                 epoch: since.epoch.clone(),
                 offset: since.offset,
             }),
-            (None, Some(true)) => Some(ori_core::Recovery::Latest),
+            (None, Some(true)) => Some(Recovery::Latest),
             _ => None,
         }
     }

@@ -22,7 +22,7 @@ const MAX_LEN: usize = 256;
 /// (see [`Topic::is_reserved`]). Cloning is a reference-count increment.
 ///
 /// ```
-/// use ori_core::Topic;
+/// use ori_protocol::Topic;
 /// let t = Topic::new("room:42").unwrap();
 /// assert_eq!(t.as_str(), "room:42");
 /// assert!(Topic::new("no spaces").is_err());
