@@ -19,12 +19,13 @@ use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
 };
 use ori_protocol::messages::{ClientTopic, Definition, LeaveRoom};
+use ori_protocol::wire::{RoomJoined, RoomMessage};
 use ori_protocol::CloseCode;
 
 mod auth;
 mod positions;
 
-use positions::{Envelope, Room};
+use positions::Room;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -433,21 +434,20 @@ impl Actor {
         }
         self.event(Event::Message(Message::Text(text.to_owned())));
         if text.starts_with(r#"{"type":"room.message","#) {
-            if let Ok(env) = serde_json::from_str::<Envelope<'_>>(text) {
+            if let Ok(env) = serde_json::from_str::<RoomMessage<'_>>(text) {
                 self.room_message(&env);
+                return;
+            }
+        }
+        if text.starts_with(r#"{"type":"room.joined","#) {
+            if let Ok(reply) = serde_json::from_str::<RoomJoined>(text) {
+                self.joined(reply);
                 return;
             }
         }
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
             return;
         };
-        let ty = m.get("type").and_then(Value::as_str);
-        let room = m.get("room").and_then(Value::as_str);
-        if let (Some("room.joined"), Some(room)) = (ty, room) {
-            let room = room.to_owned();
-            self.joined(&m, &room);
-            return;
-        }
         let ty = m.get("type").and_then(Value::as_str);
         if let (Some(ty), Some(id)) = (ty, m.get("correlationId").and_then(Value::as_str)) {
             if m.contains_key("data") || m.contains_key("error") {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use ori_protocol::wire::{self, Envelope};
 use serde_json::Value;
 
 pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -54,7 +55,7 @@ impl fmt::Debug for TokenSource {
 
 /// `{"type":"auth.authenticate","token":"<token>"}`.
 pub(crate) fn authenticate_message(token: &str) -> String {
-    serde_json::json!({"type": "auth.authenticate", "token": token}).to_string()
+    serde_json::to_string(&wire::Authenticate::token(token)).unwrap_or_default()
 }
 
 /// A server envelope of in-band authentication.
@@ -75,16 +76,16 @@ pub(crate) fn auth_envelope(text: &str) -> Option<AuthEnvelope> {
     if !text.contains("\"auth.") {
         return None;
     }
-    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
-        return None;
-    };
-    let data = m.get("data")?;
-    match m.get("name")?.as_str()? {
-        "auth.authenticated" => Some(AuthEnvelope::Authenticated {
-            socket_id: data.get("socketId")?.as_str()?.to_owned(),
-            expires_in: data.get("expiresIn").and_then(Value::as_u64),
-        }),
-        "auth.expiring" => Some(AuthEnvelope::Expiring),
+    let env = serde_json::from_str::<Envelope<Value>>(text).ok()?;
+    match env.name.as_str() {
+        wire::AUTHENTICATED => {
+            let data = serde_json::from_value::<wire::Authenticated>(env.data).ok()?;
+            Some(AuthEnvelope::Authenticated {
+                socket_id: data.socket_id,
+                expires_in: data.expires_in,
+            })
+        }
+        wire::EXPIRING => Some(AuthEnvelope::Expiring),
         _ => None,
     }
 }

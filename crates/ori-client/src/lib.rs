@@ -354,16 +354,7 @@ impl Client {
 
 /// `{"type": name, ...data}`.
 fn flat(name: &str, data: &impl Serialize) -> Result<String, ClientError> {
-    let value = serde_json::to_value(data).map_err(|e| ClientError::Encode(e.to_string()))?;
-    let value = match value {
-        Value::Object(mut map) => {
-            map.insert("type".into(), Value::String(name.to_owned()));
-            Value::Object(map)
-        }
-        Value::Null => serde_json::json!({ "type": name }),
-        other => serde_json::json!({ "type": name, "data": other }),
-    };
-    Ok(value.to_string())
+    ori_protocol::wire::flat(name, data).map_err(|e| ClientError::Encode(e.to_string()))
 }
 
 /// The typed messages of one definition, from [`Client::on`].
@@ -446,13 +437,13 @@ mod tests {
     fn emit_is_flat() {
         assert_eq!(
             flat("room.join", &serde_json::json!({"room": "r"})).unwrap(),
-            r#"{"room":"r","type":"room.join"}"#
+            r#"{"type":"room.join","room":"r"}"#
         );
         assert_eq!(
             flat("heartbeat", &HeartbeatData {}).unwrap(),
             r#"{"type":"heartbeat"}"#
         );
         assert_eq!(flat("x", &()).unwrap(), r#"{"type":"x"}"#);
-        assert_eq!(flat("x", &[1]).unwrap(), r#"{"data":[1],"type":"x"}"#);
+        assert_eq!(flat("x", &[1]).unwrap(), r#"{"type":"x","data":[1]}"#);
     }
 }

@@ -174,7 +174,13 @@ async fn a_refused_token_ends_the_client_and_a_failing_source_retries() {
         }
     );
     wait_for(&mut events, "the refusal", |e| {
-        matches!(e, Event::Error(ClientError::Refused { code: CloseCode::POLICY_VIOLATION, .. }))
+        matches!(
+            e,
+            Event::Error(ClientError::Refused {
+                code: CloseCode::POLICY_VIOLATION,
+                ..
+            })
+        )
     })
     .await;
     for _ in 0..100 {

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
+use ori_protocol::wire::RoomJoined;
 pub use ori_protocol::Recovery;
 
 use crate::{Message, Topic};
@@ -52,27 +53,28 @@ impl Joined {
 
     /// The `room.joined` reply for `topic`.
     pub fn reply(&self, topic: &Topic) -> String {
-        let room = json_string(topic.as_str());
-        match self {
-            Joined::NoHistory => {
-                format!(r#"{{"type":"room.joined","room":{room},"recovered":false}}"#)
-            }
+        let room = topic.as_str().to_owned();
+        let reply = match self {
+            Joined::NoHistory => RoomJoined {
+                room,
+                epoch: None,
+                offset: None,
+                recovered: Some(false),
+                missed: None,
+            },
             Joined::Positions {
                 epoch,
                 offset,
                 recovered,
-            } => {
-                let epoch = json_string(epoch);
-                let tail = match recovered {
-                    None => String::new(),
-                    Some(Some(missed)) => format!(r#","recovered":true,"missed":{missed}"#),
-                    Some(None) => r#","recovered":false"#.to_owned(),
-                };
-                format!(
-                    r#"{{"type":"room.joined","room":{room},"epoch":{epoch},"offset":{offset}{tail}}}"#
-                )
-            }
-        }
+            } => RoomJoined {
+                room,
+                epoch: Some(epoch.to_string()),
+                offset: Some(*offset),
+                recovered: recovered.map(|r| r.is_some()),
+                missed: recovered.flatten(),
+            },
+        };
+        serde_json::to_string(&reply).unwrap_or_default()
     }
 }
 
@@ -138,6 +140,14 @@ mod tests {
                 serde_json::from_str(&envelope(&t("a"), 1, &Message::from(m))).unwrap();
             assert_eq!(v["type"], "room.message");
         }
+        // The spliced form is the protocol crate's `RoomMessage`.
+        let text = envelope(&t("a:b"), 9, &Message::from(r#"[1,{"x":"y"}]"#));
+        let parsed: ori_protocol::wire::RoomMessage<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!((parsed.room.as_ref(), parsed.offset), ("a:b", 9));
+        assert_eq!(parsed.data.map(|d| d.get()), Some(r#"[1,{"x":"y"}]"#));
+        let text = envelope(&t("a"), 1, &Message::from(vec![7u8]));
+        let parsed: ori_protocol::wire::RoomMessage<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.binary.as_deref(), Some("Bw=="));
     }
 
     #[test]

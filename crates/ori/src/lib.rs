@@ -71,8 +71,8 @@ pub use axum::response::{IntoResponse, Response};
 pub use axum::{Json, Router};
 pub use ori_core::codec::close_code;
 pub use ori_core::{
-    Broker, Hub, InProcProvider, Message, Provider, ProviderError, SocketId, SocketIdError,
-    SubscribeError, Target, Topic, TopicError, Utf8Bytes,
+    Broker, CloseCode, Hub, InProcProvider, Message, Provider, ProviderError, SocketId,
+    SocketIdError, SubscribeError, Target, Topic, TopicError, Utf8Bytes,
 };
 
 /// A boxed, sendable future (handlers are stored as trait objects).
@@ -81,6 +81,9 @@ pub(crate) type BoxFuture<'a, T> =
 
 /// The core crate, for provider implementations and advanced use.
 pub use ori_core as core;
+/// The vocabulary shared with clients: definitions, close codes, the wire
+/// envelopes of PROTOCOL.md.
+pub use ori_protocol as protocol;
 
 /// The README's examples, compiled as doc-tests.
 #[cfg(doctest)]

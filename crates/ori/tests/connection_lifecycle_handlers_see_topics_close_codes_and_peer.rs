@@ -55,7 +55,7 @@ async fn server() -> (TestServer, mpsc::UnboundedReceiver<Event>) {
             async move {
                 let _ = tx.send(Event::Close {
                     id: ws.id(),
-                    code,
+                    code: code.as_u16(),
                     reason,
                     topics_after: ws.topics().len(),
                     state: ws.ready_state(),

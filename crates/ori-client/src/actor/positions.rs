@@ -3,21 +3,10 @@
 
 use base64::Engine as _;
 use ori_protocol::messages::{ClientTopic, Definition, JoinData, JoinRoom, Since};
-use serde_json::Value;
+use ori_protocol::wire::{RoomJoined, RoomMessage};
 
 use super::{room_message, Actor};
 use crate::{flat, Event, Message};
-
-/// A `room.message` envelope (PROTOCOL.md section 8), its payload
-/// borrowed as it was spliced.
-#[derive(serde::Deserialize)]
-pub(super) struct Envelope<'a> {
-    room: &'a str,
-    offset: u64,
-    #[serde(borrow)]
-    data: Option<&'a serde_json::value::RawValue>,
-    binary: Option<&'a str>,
-}
 
 /// A room joined, and for one joined with positions the latest position.
 #[derive(Default)]
@@ -54,11 +43,15 @@ impl Actor {
     }
 
     /// The server's `room.joined`.
-    pub(super) fn joined(&mut self, m: &serde_json::Map<String, Value>, room: &str) {
-        let epoch = m.get("epoch").and_then(Value::as_str).map(str::to_owned);
-        let offset = m.get("offset").and_then(Value::as_u64);
-        let recovered = m.get("recovered").and_then(Value::as_bool);
-        let missed = m.get("missed").and_then(Value::as_u64);
+    pub(super) fn joined(&mut self, reply: RoomJoined) {
+        let RoomJoined {
+            room,
+            epoch,
+            offset,
+            recovered,
+            missed,
+        } = reply;
+        let room = room.as_str();
         if let Some(r) = self.rooms.get_mut(room) {
             r.joined = true;
             match (&epoch, offset) {
@@ -113,8 +106,8 @@ impl Actor {
 
     /// A `room.message`: its payload is handled as if it came on its own,
     /// byte for byte as published.
-    pub(super) fn room_message(&mut self, env: &Envelope<'_>) {
-        let (room, offset) = (env.room, env.offset);
+    pub(super) fn room_message(&mut self, env: &RoomMessage<'_>) {
+        let (room, offset) = (env.room.as_ref(), env.offset);
         if let Some(r) = self.rooms.get_mut(room) {
             if r.offset.is_some_and(|seen| offset <= seen) {
                 return; // already delivered
@@ -126,7 +119,7 @@ impl Actor {
             room: room.to_owned(),
             offset,
         });
-        if let Some(b64) = env.binary {
+        if let Some(b64) = env.binary.as_deref() {
             if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
                 self.event(Event::Message(Message::Binary(bytes.into())));
             }

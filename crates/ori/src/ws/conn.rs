@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use ori_core::codec::close_code;
-use ori_core::{Broker, Message, Outbox, Push, SocketId, SubscribeError, Topic};
+use ori_core::{Broker, CloseCode, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 use super::state::ConnState;
 use super::WsRuntime;
@@ -175,11 +175,13 @@ impl<D: Send + Sync + 'static> Conn<D> {
         }
     }
 
-    /// Closes the connection with `code` and `reason` after the messages
-    /// already queued. Codes outside those valid on the wire become 1000.
-    pub fn close(&self, code: u16, reason: &str) {
-        let code = if close_code::is_valid_on_wire(code) {
-            code
+    /// Closes the connection with `code` (a [`CloseCode`] or its `u16`)
+    /// and `reason` after the messages already queued. Codes outside those
+    /// valid on the wire become 1000.
+    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) {
+        let code = code.into();
+        let code = if code.is_valid_on_wire() {
+            code.as_u16()
         } else {
             close_code::NORMAL
         };

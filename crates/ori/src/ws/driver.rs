@@ -309,7 +309,7 @@ where
             Box::pin(guarded(
                 "close",
                 conn.id(),
-                close(conn.clone(), end.code, end.reason),
+                close(conn.clone(), end.code.into(), end.reason),
             ))
             .await;
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::BoxFuture;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use ori_core::Message;
+use ori_core::{CloseCode, Message};
 
 use super::Conn;
 
@@ -36,7 +36,7 @@ impl<T: Send + 'static, E: Display + Send + 'static> HandlerResult for Result<T,
 type Outcome = BoxFuture<'static, Result<(), String>>;
 type OpenFn<D> = Arc<dyn Fn(Conn<D>) -> Outcome + Send + Sync>;
 type MessageFn<D> = Arc<dyn Fn(Conn<D>, Message) -> Outcome + Send + Sync>;
-type CloseFn<D> = Arc<dyn Fn(Conn<D>, u16, String) -> Outcome + Send + Sync>;
+type CloseFn<D> = Arc<dyn Fn(Conn<D>, CloseCode, String) -> Outcome + Send + Sync>;
 type BytesFn<D> = Arc<dyn Fn(Conn<D>, Bytes) -> Outcome + Send + Sync>;
 
 /// The lifecycle handlers of [`Ori::on_websocket`](crate::Ori::on_websocket).
@@ -127,7 +127,7 @@ impl<D: Send + Sync + 'static> Handlers<D> {
     /// reason (1005: the peer sent no code; 1006: no close frame at all).
     pub fn on_close<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>, u16, String) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D>, CloseCode, String) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {

@@ -58,7 +58,7 @@ pub fn command_handlers<D: std::fmt::Debug + Send + Sync + 'static>() -> Handler
         } else if let Some((code, reason)) =
             text.strip_prefix("close:").and_then(|r| r.split_once(':'))
         {
-            ws.close(code.parse().expect("close:<code>:<reason>"), reason);
+            ws.close(code.parse::<u16>().expect("close:<code>:<reason>"), reason);
         } else if text == "noop" {
         } else {
             ws.send(msg);

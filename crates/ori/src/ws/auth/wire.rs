@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ori_core::{Message, SocketId};
+use ori_protocol::wire::{self, Envelope};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 pub(crate) const NOT_AUTHENTICATED_REPLY: &str =
     r#"{"type":"error","message":"Not authenticated"}"#;
 
-const TYPE: &str = "auth.authenticate";
+const TYPE: &str = wire::AUTHENTICATE;
 
 /// The credentials of an `auth.authenticate` message (its fields beside
 /// `type`), or `None` for any other frame. Frames that cannot be it are
@@ -38,40 +39,20 @@ fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-#[derive(Serialize)]
-struct Envelope<T> {
-    name: &'static str,
-    data: T,
-    timestamp: u64,
-}
-
-fn envelope<T: Serialize>(name: &'static str, data: T) -> String {
+fn envelope<T: Serialize>(name: &str, data: T) -> String {
     serde_json::to_string(&Envelope {
-        name,
+        name: name.to_owned(),
         data,
-        timestamp: crate::messages::now_ms(),
+        timestamp: Some(crate::messages::now_ms()),
     })
     .unwrap_or_default()
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthenticatedData {
-    socket_id: String,
-    expires_in: Option<u64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExpiringData {
-    expires_in: u64,
 }
 
 /// `{"name":"auth.authenticated","data":{"socketId","expiresIn"},"timestamp"}`.
 pub(crate) fn authenticated_reply(id: SocketId, expires_in: Option<Duration>) -> String {
     envelope(
-        "auth.authenticated",
-        AuthenticatedData {
+        wire::AUTHENTICATED,
+        wire::Authenticated {
             socket_id: id.to_string(),
             expires_in: expires_in.map(whole_seconds),
         },
@@ -81,8 +62,8 @@ pub(crate) fn authenticated_reply(id: SocketId, expires_in: Option<Duration>) ->
 /// `{"name":"auth.expiring","data":{"expiresIn"},"timestamp"}`.
 pub(crate) fn expiring_reply(left: Duration) -> String {
     envelope(
-        "auth.expiring",
-        ExpiringData {
+        wire::EXPIRING,
+        wire::Expiring {
             expires_in: whole_seconds(left),
         },
     )
