@@ -1,5 +1,6 @@
 //! The provider's errors, and how they map onto the broker's kinds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ori_core::{ErrorKind, ProviderError};
@@ -38,9 +39,15 @@ pub enum Error {
         /// ([`StartupPolicy::Retry`](crate::StartupPolicy::Retry)), if it did.
         retried_for: Option<Duration>,
     },
-    /// The configuration is invalid (for example an unparsable URL).
-    #[error("invalid Redis configuration: {0}")]
-    Config(String),
+    /// The configuration is invalid: an unparsable URL.
+    #[error("invalid Redis configuration: Redis URL {url}: {source}")]
+    Config {
+        /// The URL (password redacted), or the cluster node's.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: Arc<redis::RedisError>,
+    },
 }
 
 fn retried(for_: &Option<Duration>) -> String {
@@ -59,7 +66,7 @@ impl From<Error> for ProviderError {
             }
             Error::Redis(r) if r.is_timeout() => ErrorKind::Timeout,
             Error::Redis(_) => ErrorKind::Backend,
-            Error::Config(_) => ErrorKind::Config,
+            Error::Config { .. } => ErrorKind::Config,
         };
         ProviderError::new(kind, e.to_string()).with_source(e)
     }

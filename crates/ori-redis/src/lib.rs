@@ -201,7 +201,8 @@ pub(crate) struct Shared {
     /// Set when the broker starts the provider.
     inbound: OnceLock<Inbound>,
     pub(crate) config: RedisConfig,
-    pub(crate) backend: Result<Backend, String>,
+    /// The backend, or the URL that does not parse and why.
+    pub(crate) backend: Result<Backend, (String, Arc<redis::RedisError>)>,
     pub(crate) channels: Channels,
     /// The publishing connection; `None` while disconnected.
     publisher: RwLock<Option<Publisher>>,
@@ -343,17 +344,18 @@ impl RedisProvider {
         }
     }
 
-    fn backend(config: &RedisConfig) -> Result<Backend, String> {
+    fn backend(config: &RedisConfig) -> Result<Backend, (String, Arc<redis::RedisError>)> {
         #[cfg(feature = "cluster")]
         if !config.cluster.is_empty() {
             for node in &config.cluster {
-                redis::Client::open(node.as_str()).map_err(|e| format!("{node}: {e}"))?;
+                redis::Client::open(node.as_str())
+                    .map_err(|e| (config::redact(node), Arc::new(e)))?;
             }
             return Ok(Backend::Cluster(config.cluster.clone()));
         }
         redis::Client::open(config.url.as_str())
             .map(Backend::Single)
-            .map_err(|e| e.to_string())
+            .map_err(|e| (config.redacted_url(), Arc::new(e)))
     }
 
     /// The configuration.
@@ -410,7 +412,7 @@ impl RedisProvider {
         let backend = shared
             .backend
             .clone()
-            .map_err(|e| ProviderError::from(Error::Config(format!("Redis URL {url}: {e}"))))?;
+            .map_err(|(url, source)| ProviderError::from(Error::Config { url, source }))?;
         let connect_error = |reason: Fault, retried_for: Option<Duration>| {
             ProviderError::from(Error::Connect {
                 url: url.clone(),

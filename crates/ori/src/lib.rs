@@ -62,8 +62,8 @@ pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
 pub use error::{BuildError, Error, PublishError};
 pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
 pub use ws::{
-    AuthRequest, Authenticated, Compression, Conn, HandlerResult, Handlers, IntoUpgrade,
-    ReadyState, Upgrade, UpgradeRequest, WsOptions,
+    AuthRequest, Authenticated, Compression, Conn, HandlerError, HandlerResult, Handlers,
+    IntoUpgrade, ReadyState, Upgrade, UpgradeRequest, WsOptions,
 };
 
 pub use axum::http::StatusCode;

@@ -13,7 +13,7 @@ use ori::messages::{
     Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, RegistryError, ServerMessage,
 };
 use ori::testing::{self, Received, TestServer, TestSocket};
-use ori::{Conn, Handlers, Message, Ori, Topic};
+use ori::{Conn, HandlerError, Handlers, Message, Ori, Topic};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -371,7 +371,7 @@ async fn a_handler_error_reaches_the_caller_and_the_connection_stays_usable() {
     for reason in ["no such user", "second failure"] {
         let frame = json!({ "type": "fail", "reason": reason }).to_string();
         expect_error(&mut ws, &frame, reason).await;
-        assert_eq!(f.last_error(), RegistryError::Handler(reason.to_owned()));
+        assert_eq!(f.last_error(), RegistryError::Handler(HandlerError::new(reason)));
         heartbeat(&mut ws).await;
     }
     ws.send_text(r#"{"type":"room.join","room":"after"}"#).await;

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::schema::ValidationError;
 use super::{Definition, DefinitionSchema as _};
-use crate::ws::{Conn, HandlerResult};
+use crate::ws::{Conn, HandlerError, HandlerResult};
+use ori_core::Topic;
 
 type Handler<D> =
     Arc<dyn Fn(Conn<D>, Value) -> BoxFuture<'static, Result<(), RegistryError>> + Send + Sync>;
@@ -49,10 +50,10 @@ pub enum RegistryError {
     /// The app's join authorization refused the topic the message asks to
     /// join ([`Definition::join_topic`]); the handler did not run.
     #[error("Forbidden: {0}")]
-    Forbidden(String),
+    Forbidden(Topic),
     /// The handler returned an error.
-    #[error("{0}")]
-    Handler(String),
+    #[error(transparent)]
+    Handler(HandlerError),
 }
 
 /// Typed handlers by message type, for the raw `message` handler.
@@ -145,7 +146,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
                 let data = parsed.map_err(RegistryError::Validation)?;
                 if let Some(topic) = Def::join_topic(&data) {
                     if !ws.may_join(topic).await {
-                        return Err(RegistryError::Forbidden(topic.to_string()));
+                        return Err(RegistryError::Forbidden(topic.clone()));
                     }
                 }
                 handler(ws, data)
@@ -212,16 +213,7 @@ impl RegistryError {
     /// The error frame of PROTOCOL.md section 3:
     /// `{"type":"error","message":"<this error>"}`.
     pub fn to_reply(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Reply<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            message: &'a str,
-        }
-        serde_json::to_string(&Reply {
-            kind: "error",
-            message: &self.to_string(),
-        })
-        .unwrap_or_default()
+        serde_json::to_string(&ori_protocol::wire::ErrorMessage::new(self.to_string()))
+            .unwrap_or_default()
     }
 }

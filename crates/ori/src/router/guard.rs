@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::context::{GuardContext, MessageGuardContext};
+use crate::ws::HandlerError;
 
 /// Any error a guard may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -89,16 +90,15 @@ where
 /// the reply's `data` and `E`'s message becomes the reply's `error`.
 pub trait RouteResult: Send + 'static {
     /// Converts to the reply's `data` or `error`.
-    fn into_reply(self) -> Result<Value, String>;
+    fn into_reply(self) -> Result<Value, HandlerError>;
 }
 
 impl<T: Serialize + Send + 'static, E: Display + Send + 'static> RouteResult for Result<T, E> {
-    fn into_reply(self) -> Result<Value, String> {
+    fn into_reply(self) -> Result<Value, HandlerError> {
         match self {
-            Ok(v) => {
-                serde_json::to_value(v).map_err(|e| format!("cannot serialize the result: {e}"))
-            }
-            Err(e) => Err(e.to_string()),
+            Ok(v) => serde_json::to_value(v)
+                .map_err(|e| HandlerError::new(format_args!("cannot serialize the result: {e}"))),
+            Err(e) => Err(HandlerError::new(e)),
         }
     }
 }

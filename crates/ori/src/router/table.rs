@@ -21,13 +21,14 @@ use crate::context::AppContext;
 use crate::emitter::Emitter;
 use crate::error::BuildError;
 use crate::messages::{Definition, DefinitionSchema as _, Schema};
-use crate::ws::Conn;
+use crate::ws::{Conn, HandlerError};
 
 pub(crate) type State = Arc<dyn Any + Send + Sync>;
 type ConnPhase<D> =
     Arc<dyn Fn(Conn<D>) -> BoxFuture<'static, Result<Option<State>, BoxError>> + Send + Sync>;
-type RouteFn<D> =
-    Arc<dyn Fn(RouteCall<D>, State) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+type RouteFn<D> = Arc<
+    dyn Fn(RouteCall<D>, State) -> BoxFuture<'static, Result<Value, HandlerError>> + Send + Sync,
+>;
 
 /// One routed message, before guards and validation.
 pub(crate) struct RouteCall<D> {
@@ -141,7 +142,7 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                 Box::pin(async move {
                     let state: Arc<R::State> = state
                         .downcast()
-                        .map_err(|_| "internal error: router state".to_owned())?;
+                        .map_err(|_| HandlerError::new("internal error: router state"))?;
                     for guard in msg_guards.iter() {
                         let ctx = MessageGuardContext {
                             conn: call.conn.clone(),
@@ -151,8 +152,8 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                         };
                         match guard(ctx).await {
                             Ok(true) => {}
-                            Ok(false) => return Err("Forbidden".to_owned()),
-                            Err(e) => return Err(e.to_string()),
+                            Ok(false) => return Err(HandlerError::new("Forbidden")),
+                            Err(e) => return Err(HandlerError::new(e)),
                         }
                     }
                     handler(state, call).await
@@ -219,11 +220,11 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
             .await
             .unwrap_or_else(|_| {
                 tracing::error!(socket = %conn.id(), message_type = %kind, "router handler panicked");
-                Err("Internal server error".to_owned())
+                Err(HandlerError::new("Internal server error"))
             });
         let (data, error) = match &outcome {
             Ok(v) => (v, None),
-            Err(e) => (&Value::Null, Some(e.as_str())),
+            Err(e) => (&Value::Null, Some(e.message())),
         };
         serde_json::to_string(&Reply {
             kind: &kind,
@@ -240,8 +241,9 @@ type ConnGuardFn<S, D> =
 type MsgGuardFn<S, D> = Arc<
     dyn Fn(MessageGuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync,
 >;
-type HandlerFn<S, D> =
-    Arc<dyn Fn(Arc<S>, RouteCall<D>) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+type HandlerFn<S, D> = Arc<
+    dyn Fn(Arc<S>, RouteCall<D>) -> BoxFuture<'static, Result<Value, HandlerError>> + Send + Sync,
+>;
 
 /// Collects one router's guards and handlers.
 pub struct SocketRouteBuilder<R: SocketRouter<D, E>, D = (), E: Emitter = crate::SocketEmitter> {
@@ -325,7 +327,7 @@ where
                 async move {
                     match parsed {
                         Ok(data) => handler(router, ctx, data).await.into_reply(),
-                        Err(e) => Err(format!("Validation failed: {e}")),
+                        Err(e) => Err(HandlerError::new(format_args!("Validation failed: {e}"))),
                     }
                 }
             },
@@ -346,9 +348,9 @@ where
             Arc::new(move |state, call: RouteCall<D>| {
                 if let Some(schema) = &schema {
                     if let Err(e) = schema.validate(&call.data) {
-                        return Box::pin(std::future::ready(Err(format!(
+                        return Box::pin(std::future::ready(Err(HandlerError::new(format_args!(
                             "Validation failed: {e}"
-                        ))));
+                        )))));
                     }
                 }
                 let ctx = SocketContext {

@@ -14,26 +14,48 @@ use ori_core::{CloseCode, Message};
 
 use super::Conn;
 
+/// What a handler's `Err` said, by its `Display`: logged for lifecycle and
+/// registry handlers, the reply's `error` for socket-router routes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    message: Box<str>,
+}
+
+impl HandlerError {
+    /// An error saying `message`.
+    pub fn new(message: impl Display) -> Self {
+        Self {
+            message: message.to_string().into(),
+        }
+    }
+
+    /// What it says.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// What a handler may return: `()` or a `Result` whose error is displayable
 /// (logged, never sent to the client; the `Ok` value is ignored).
 pub trait HandlerResult: Send + 'static {
     /// Converts to a loggable outcome.
-    fn into_outcome(self) -> Result<(), String>;
+    fn into_outcome(self) -> Result<(), HandlerError>;
 }
 
 impl HandlerResult for () {
-    fn into_outcome(self) -> Result<(), String> {
+    fn into_outcome(self) -> Result<(), HandlerError> {
         Ok(())
     }
 }
 
 impl<T: Send + 'static, E: Display + Send + 'static> HandlerResult for Result<T, E> {
-    fn into_outcome(self) -> Result<(), String> {
-        self.map(|_| ()).map_err(|e| e.to_string())
+    fn into_outcome(self) -> Result<(), HandlerError> {
+        self.map(|_| ()).map_err(HandlerError::new)
     }
 }
 
-type Outcome = BoxFuture<'static, Result<(), String>>;
+type Outcome = BoxFuture<'static, Result<(), HandlerError>>;
 type OpenFn<D> = Arc<dyn Fn(Conn<D>) -> Outcome + Send + Sync>;
 type MessageFn<D> = Arc<dyn Fn(Conn<D>, Message) -> Outcome + Send + Sync>;
 type CloseFn<D> = Arc<dyn Fn(Conn<D>, CloseCode, String) -> Outcome + Send + Sync>;

@@ -22,7 +22,7 @@ pub(crate) mod writer;
 pub use auth::{AuthRequest, Authenticated, IntoUpgrade, Upgrade};
 pub use compression::Compression;
 pub use conn::{Conn, ReadyState};
-pub use handlers::{HandlerResult, Handlers};
+pub use handlers::{HandlerError, HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};
 
 pub(crate) use driver::tick_period;
