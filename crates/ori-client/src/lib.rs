@@ -8,7 +8,9 @@
 //!   meanwhile is replayed when the server keeps history
 //!   ([`Event::Recovered`] says per room whether it was);
 //! - typed messages with the same definitions the server uses
-//!   ([`Definition`], [`ServerMessage`], [`JoinRoom`], ...): [`Client::emit`]
+//!   ([`Definition`], [`ServerMessage`], [`JoinRoom`], ... from the light
+//!   `ori-protocol` crate, re-exported here and as [`protocol`]; the client
+//!   does not depend on the server framework): [`Client::emit`]
 //!   sends them flat (`{"type", ...data}`), [`Client::on`] receives envelopes
 //!   `{"name","data","timestamp"}` and flat `{"type",...}` messages;
 //! - [`Client::request`] calls a socket-router route and matches the reply by

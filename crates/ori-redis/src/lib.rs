@@ -112,6 +112,7 @@
 //! never hang. Envelopes that cannot be decoded are dropped (logged once
 //! per burst, counted in [`RedisStats::malformed`]); they never reach a
 //! client.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod channels;

@@ -38,6 +38,7 @@
 //! (the base [`SocketEmitter`] or your own type) publishes; an
 //! [`AppContext`] holds services; a [`Provider`] carries publishes between
 //! instances.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
 mod context;

@@ -371,7 +371,10 @@ async fn a_handler_error_reaches_the_caller_and_the_connection_stays_usable() {
     for reason in ["no such user", "second failure"] {
         let frame = json!({ "type": "fail", "reason": reason }).to_string();
         expect_error(&mut ws, &frame, reason).await;
-        assert_eq!(f.last_error(), RegistryError::Handler(HandlerError::new(reason)));
+        assert_eq!(
+            f.last_error(),
+            RegistryError::Handler(HandlerError::new(reason))
+        );
         heartbeat(&mut ws).await;
     }
     ws.send_text(r#"{"type":"room.join","room":"after"}"#).await;

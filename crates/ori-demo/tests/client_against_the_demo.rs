@@ -2,11 +2,11 @@
 //! notifications, typed messages, requests with correlation, reconnect after
 //! a restart on the same port, no reconnect after 1008, buffered sends.
 
-mod common;
+mod client_common;
 
 use std::time::Duration;
 
-use common::*;
+use client_common::*;
 use ori::router::{BoxError, GuardContext, SocketRouteBuilder, SocketRouter};
 use ori::testing::{self, Method};
 use ori::Ori;

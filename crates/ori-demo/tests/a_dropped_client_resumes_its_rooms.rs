@@ -4,12 +4,12 @@
 //! reconnect, and after it does every one arrives exactly once, in order,
 //! with [`Event::Recovered`] saying so.
 
-mod common;
+mod client_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use client_common::*;
 use ori::testing;
 use ori_client::{Client, Event};
 use serde_json::json;

@@ -5,13 +5,13 @@
 //! and stops after a refused token instead of retrying it for ever; the
 //! demo's typed emits reach it by name.
 
-mod common;
+mod client_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use client_common::*;
 use ori::testing::{self, Method};
 use ori_client::{Client, ClientError, CloseCode, ConnectionState, Event};
 use serde_json::json;
