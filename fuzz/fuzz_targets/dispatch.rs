@@ -1,7 +1,7 @@
 //! Fuzz target `dispatch`: inbound text through the demo application's
 //! dispatch path; the harness is `ori::fuzzing::DispatchRig`, shared with
 //! the corpus replay test
-//! (crates/ori-demo/tests/fuzz_dispatch_corpus_replays_without_panic.rs).
+//! (crates/ori-demo/tests/it/fuzz_dispatch_corpus_replays_without_panic.rs).
 #![no_main]
 
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! Fuzz target `upgrade_request`: arbitrary request heads on the WebSocket
 //! path; the harness is `ori::fuzzing::DispatchRig::upgrade_request`, shared
 //! with the corpus replay test
-//! (crates/ori/tests/fuzz_corpus_replays_without_panic.rs).
+//! (crates/ori/tests/it/fuzz_corpus_replays_without_panic.rs).
 #![no_main]
 
 use std::sync::OnceLock;

@@ -1,0 +1,22 @@
+//! The integration tests of `ori-demo`, one binary (linked once instead of once
+//! per file).
+
+mod common;
+mod client_common;
+mod a_client_authenticates_in_band_and_refreshes_its_token;
+mod a_dropped_client_resumes_its_rooms;
+mod a_resume_on_another_instance_of_one_redis_recovers_everything;
+mod a_resumed_subscriber_receives_every_publication_exactly_once;
+mod client_against_the_demo;
+mod demo_authenticates_in_band_and_emits_typed_envelopes;
+mod demo_instances_share_one_redis;
+mod demo_process_lifecycle;
+mod demo_serves_message_schemas;
+mod demo_serves_the_web_page;
+mod demo_speaks_the_protocol;
+mod fuzz_dispatch_corpus_replays_without_panic;
+mod out_of_descriptors_backs_off_and_recovers;
+mod publishing_routes_need_the_token_and_upgrades_an_allowed_origin;
+mod reconnect_storm_subscribers_receive_everything_after_rejoin;
+mod shutdown_under_load_closes_sockets_with_1001_and_completes_inflight_http;
+mod slow_readers_are_closed_with_1013_while_fast_ones_lose_nothing;
