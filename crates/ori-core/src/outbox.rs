@@ -60,7 +60,13 @@ struct OutboxState {
     dequeued: u32,
     /// What a budget scan saw last (`dequeued`, `queued_bytes` capped at
     /// `u32::MAX`), to tell a reader that stopped from one that keeps up.
-    mark: Option<(u32, u32)>,
+    /// Before the first scan `(0, 0)`: nothing was held, so nothing can be
+    /// behind (no `Option`: its tag would cost 4 bytes per connection).
+    mark: (u32, u32),
+    /// When `frames` last went from empty to non-empty, in
+    /// [`clock::now`] microseconds: the age of the oldest frame queued, for
+    /// the writer's delivery-lag figure. Meaningless while `frames` is empty.
+    since: u32,
 }
 
 impl OutboxState {
@@ -89,11 +95,13 @@ impl OutboxState {
 /// queued bytes the outbox drops its queue and asks the writer to close the
 /// connection with 1013.
 ///
-/// The writer learns that there is work through a waker (see
-/// [`set_waker`](Outbox::set_waker)): one wake-up when the queue becomes
-/// non-empty, not one per frame, so frames pushed before the writer runs go
-/// out together. The waker is always called after the outbox's lock is
-/// released, so it may use the outbox.
+/// The writer learns that there is work through a waker: one wake-up when
+/// the queue becomes non-empty, not one per frame, so frames pushed before
+/// the writer runs go out together. The waker is always called after the
+/// outbox's lock is released, so it may use the outbox. The writer's side
+/// (registering the waker, taking frames, recording what was written) is
+/// not part of this crate's API: the server crate reaches it through a
+/// hidden seam that may change in any release.
 ///
 /// An outbox made [`with_budget`](Outbox::with_budget) charges every queued
 /// byte to the instance's [`Budget`] until it is written or dropped.
@@ -132,7 +140,8 @@ impl Outbox {
                 status: OutboxStatus::Open,
                 waker: None,
                 dequeued: 0,
-                mark: None,
+                mark: (0, 0),
+                since: 0,
             }),
         }
     }
@@ -173,7 +182,7 @@ impl Outbox {
     /// already queued plus this frame exceed the limit.
     pub fn push(&self, frame: Bytes) -> Push {
         let len = frame.len();
-        let push = self.enqueue(frame);
+        let push = self.enqueue(frame, None);
         if push == Push::Queued {
             if let Some(b) = &self.budget {
                 b.charge(len);
@@ -183,8 +192,10 @@ impl Outbox {
     }
 
     /// [`push`](Self::push) without charging the budget: the hub's fan-out
-    /// charges all of its deliveries at once.
-    pub(crate) fn enqueue(&self, frame: Bytes) -> Push {
+    /// charges all of its deliveries at once. `now` is the fan-out's one
+    /// reading of [`clock::now`] (one per publication, not per subscriber);
+    /// without it the clock is read only if the queue was empty.
+    pub(crate) fn enqueue(&self, frame: Bytes, now: Option<u32>) -> Push {
         let mut st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return Push::Closed;
@@ -196,6 +207,9 @@ impl Outbox {
             return Push::Overflow;
         }
         let was_empty = st.frames.is_empty();
+        if was_empty {
+            st.since = now.unwrap_or_else(clock::now);
+        }
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);
         let waker = if was_empty { st.waker.clone() } else { None };
@@ -257,12 +271,10 @@ impl Outbox {
             st.dequeued,
             u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
         );
-        let behind = judge
-            && st.queued_bytes > 0
-            && st
-                .mark
-                .is_some_and(|(dequeued, queued)| now.0.wrapping_sub(dequeued) < queued);
-        st.mark = Some(now);
+        // A first scan compares with (0, 0): `x < 0` never holds.
+        let (dequeued, queued) = st.mark;
+        let behind = judge && st.queued_bytes > 0 && now.0.wrapping_sub(dequeued) < queued;
+        st.mark = now;
         behind
     }
 
@@ -287,8 +299,11 @@ impl Outbox {
 
     /// The writer to wake: when the queue becomes non-empty, when a close is
     /// requested and when the queue overflows (and at once if there is
-    /// already something to do). [`shut`](Self::shut) drops it.
-    pub fn set_waker(&self, waker: Option<Waker>) {
+    /// already something to do). [`shut`](Self::shut) drops it. Both the
+    /// waker replaced and the one woken are dropped or called after the
+    /// lock is released (a waker may use the outbox, and dropping the last
+    /// clone of one may run arbitrary code).
+    pub(crate) fn set_waker(&self, waker: Option<Waker>) {
         let mut st = lock(&self.state);
         let old = std::mem::replace(&mut st.waker, waker);
         let now = (!st.frames.is_empty() || st.status != OutboxStatus::Open)
@@ -300,32 +315,38 @@ impl Outbox {
     }
 
     /// Moves every queued frame to the back of `into` and returns the status.
-    pub fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
-        self.written_and_take(0, into)
+    #[cfg(test)]
+    pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+        self.written_and_take(0, into).status
     }
 
     /// Records that `n` queued bytes left the queue: written to the socket,
     /// or dropped by the writer.
-    pub fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         let released = lock(&self.state).uncount(n);
         self.release(released);
     }
 
     /// [`written`](Self::written) and [`take`](Self::take) under one lock:
     /// records that `n` bytes reached the socket, then moves every queued
-    /// frame to the back of `into` and returns the status.
-    pub fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+    /// frame to the back of `into`.
+    pub(crate) fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> Taken {
         let mut st = lock(&self.state);
         let released = st.uncount(n);
+        let since = (!st.frames.is_empty()).then_some(st.since);
         if into.is_empty() {
             std::mem::swap(into, &mut st.frames);
         } else {
             into.extend(st.frames.drain(..));
         }
-        let status = st.status.clone();
+        let taken = Taken {
+            status: st.status.clone(),
+            since,
+            queued_bytes: st.queued_bytes,
+        };
         drop(st);
         self.release(released);
-        status
+        taken
     }
 
     /// Bytes queued and not yet written.
@@ -336,6 +357,35 @@ impl Outbox {
     /// The current status.
     pub fn status(&self) -> OutboxStatus {
         lock(&self.state).status.clone()
+    }
+}
+
+/// What the writer learns from one take (reached through the hidden
+/// `__private` seam only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The outbox's status.
+    pub status: OutboxStatus,
+    /// When the oldest frame taken was queued (a `clock::now` reading), if
+    /// any frame was taken.
+    pub since: Option<u32>,
+    /// Bytes queued and not yet written, after the take (including what
+    /// the writer holds and has not finished writing).
+    pub queued_bytes: usize,
+}
+
+/// A compact process clock: microseconds since the first reading, modulo
+/// 2^32 (it wraps after 71 minutes; only differences of readings taken
+/// less than that apart mean anything, computed with `wrapping_sub`).
+pub(crate) mod clock {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+    /// Microseconds since the process epoch, modulo 2^32.
+    pub(crate) fn now() -> u32 {
+        EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u32
     }
 }
 
@@ -406,7 +456,7 @@ mod tests {
         o.push(Bytes::from_static(b"d"));
         assert_eq!(count(), 2);
         q.clear();
-        assert_eq!(o.written_and_take(3, &mut q), OutboxStatus::Open);
+        assert_eq!(o.written_and_take(3, &mut q).status, OutboxStatus::Open);
         assert_eq!((q.len(), o.queued_bytes()), (1, 1));
         assert!(o.close(1000, "bye"));
         assert_eq!(count(), 3, "a close wakes the writer");
@@ -514,5 +564,45 @@ mod tests {
         // An empty queue is never behind.
         o.written(15);
         assert!(!o.behind_since_last_scan(true));
+    }
+
+    #[test]
+    fn a_take_tells_when_the_oldest_frame_was_queued_and_what_is_left() {
+        let o = Outbox::new(SocketId::new(), 1 << 20);
+        let mut q = VecDeque::new();
+        let empty = o.written_and_take(0, &mut q);
+        assert_eq!((empty.since, empty.queued_bytes), (None, 0));
+        assert_eq!(
+            o.enqueue(Bytes::from_static(b"abc"), Some(1_000)),
+            Push::Queued
+        );
+        // Later frames do not move the stamp: it is the oldest frame's.
+        assert_eq!(
+            o.enqueue(Bytes::from_static(b"de"), Some(2_000)),
+            Push::Queued
+        );
+        let taken = o.written_and_take(0, &mut q);
+        assert_eq!((taken.since, taken.queued_bytes), (Some(1_000), 5));
+        // The queue is empty again: the next frame stamps it anew.
+        o.push(Bytes::from_static(b"f"));
+        let before = clock::now();
+        let taken = o.written_and_take(5, &mut q);
+        let since = taken.since.unwrap();
+        assert!(before.wrapping_sub(since) < 60_000_000, "stamped just now");
+        assert_eq!(taken.queued_bytes, 1);
+    }
+
+    #[test]
+    fn a_waker_set_with_work_pending_may_use_the_outbox() {
+        let o = Arc::new(Outbox::new(SocketId::new(), 1 << 20));
+        o.push(Bytes::from_static(b"early"));
+        let w = Arc::new(Reentrant(Default::default(), AtomicUsize::new(0)));
+        let _ = w.0.set(o.clone());
+        // Woken at once (work is pending): it would deadlock under the lock.
+        o.set_waker(Some(Waker::from(w.clone())));
+        assert_eq!(w.1.load(Ordering::Relaxed), 1);
+        // Replacing it drops the old one outside the lock too.
+        o.set_waker(None);
+        o.shut();
     }
 }

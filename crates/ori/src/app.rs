@@ -70,6 +70,8 @@ pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
     request_timeout: Duration,
     http: HttpLimits,
     shutdown_timeout: Duration,
+    /// Where [`metrics_route`](Ori::metrics_route) serves the metrics.
+    metrics_path: Option<String>,
 }
 
 impl Ori {
@@ -95,6 +97,7 @@ impl Ori {
             request_timeout: Duration::from_secs(30),
             http: HttpLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            metrics_path: None,
         }
     }
 }
@@ -147,6 +150,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             request_timeout: self.request_timeout,
             http: self.http,
             shutdown_timeout: self.shutdown_timeout,
+            metrics_path: self.metrics_path,
         }
     }
 
@@ -283,6 +287,29 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         self
     }
 
+    /// Serves the instance's metrics at `GET path` (usually `/metrics`) in
+    /// the Prometheus text format, version 0.0.4 (`Content-Type:
+    /// text/plain; version=0.0.4; charset=utf-8`), as
+    /// [`metrics::render`](crate::metrics::render) renders them. A path
+    /// that another route has fails at start-up.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ori::Error> {
+    /// let app = ori::Ori::create()
+    ///     .websocket()
+    ///     .metrics_route("/metrics")
+    ///     .listen(3000)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_route(mut self, path: &str) -> Self {
+        if !path.starts_with('/') {
+            self.errors.push(BuildError::InvalidPath(path.to_owned()));
+        }
+        self.metrics_path = Some(path.to_owned());
+        self
+    }
+
     /// How long [`App::stop`] waits for connections and in-flight requests
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -311,8 +338,12 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             stopped: tokio::sync::Mutex::new(false),
         });
         let ws_path = self.ws.as_ref().map(|w| w.options.path.clone());
-        if let Some(path) = &ws_path {
-            if self.routes.has_path(path) {
+        let taken = |path: &String| {
+            self.routes.has_path(path)
+                || (ws_path.as_ref() == Some(path) && self.metrics_path.as_ref() == Some(path))
+        };
+        for path in ws_path.iter().chain(&self.metrics_path) {
+            if taken(path) {
                 return Err(BuildError::DuplicateRoute {
                     method: "GET".into(),
                     path: path.clone(),
@@ -324,12 +355,32 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             self.body_limit,
             self.request_timeout,
         );
+        if let Some(path) = &self.metrics_path {
+            let emitter = self.base.clone();
+            let route: MethodRouter = get(move || {
+                let text = crate::metrics::render(&emitter);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::CONTENT_TYPE,
+                        )],
+                        text,
+                    )
+                }
+            })
+            .fallback(method_not_allowed);
+            router = router.route(path, route);
+        }
         if let Some(ws) = self.ws {
             ws.options.limits.budget.apply(ws.broker.hub().budget());
             if let Some(c) = ws.options.limits.compression {
                 ws.broker.hub().set_compression(c.level, c.threshold);
             }
-            let writers = crate::ws::Writers::new(crate::ws::tick_period(&ws.options.limits));
+            let writers = crate::ws::Writers::new(
+                crate::ws::tick_period(&ws.options.limits),
+                self.base.metrics().clone(),
+            );
             let rt = Arc::new(WsRuntime {
                 broker: ws.broker,
                 emitter: self.base.clone(),
