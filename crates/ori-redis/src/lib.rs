@@ -106,7 +106,10 @@
 //! connection is lost while running, the task logs it once, reconnects
 //! with back-off ([`RedisConfig::reconnect_backoff`]), resubscribes the
 //! broadcast channel and every topic and socket that still has local
-//! subscribers, and logs the recovery once. Meanwhile local delivery never
+//! subscribers, and logs the recovery once (counted in
+//! [`RedisStats::disconnects`], [`RedisStats::reconnects`] and
+//! [`RedisStats::dropped_subscriptions`], and shown on the instance's
+//! `/metrics` as `ori_redis_*`). Meanwhile local delivery never
 //! stops, and cross-instance publishes fail at once with [`Error`] (or
 //! after at most the publish timeout, before the loss is noticed): they
 //! never hang. Envelopes that cannot be decoded are dropped (logged once
