@@ -5,7 +5,7 @@
 //! here, not at run time), starts the provider and serves HTTP/1.1 with
 //! WebSocket upgrades. `App::stop` shuts down gracefully.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ use crate::http::{error_response, Controller, HttpRoutes};
 use crate::router::{RouterTable, SocketRouter};
 use crate::server::{accept_loop, bind, HttpLimits, Serving};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
+
+mod listen_addr;
+
+pub use listen_addr::ListenAddr;
 
 struct WsSetup<D> {
     broker: Broker,
@@ -474,48 +478,6 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
 
 async fn method_not_allowed() -> axum::response::Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-}
-
-/// Where to listen: a port, an address, or `"host:port"`.
-#[derive(Debug, Clone)]
-pub enum ListenAddr {
-    /// A resolved address.
-    Addr(SocketAddr),
-    /// A `host:port` to resolve.
-    Text(String),
-}
-
-impl From<u16> for ListenAddr {
-    fn from(port: u16) -> Self {
-        Self::Addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
-    }
-}
-
-impl From<SocketAddr> for ListenAddr {
-    fn from(a: SocketAddr) -> Self {
-        Self::Addr(a)
-    }
-}
-
-impl From<(IpAddr, u16)> for ListenAddr {
-    fn from((ip, port): (IpAddr, u16)) -> Self {
-        Self::Addr(SocketAddr::new(ip, port))
-    }
-}
-
-impl From<&str> for ListenAddr {
-    fn from(s: &str) -> Self {
-        match s.parse() {
-            Ok(a) => Self::Addr(a),
-            Err(_) => Self::Text(s.to_owned()),
-        }
-    }
-}
-
-impl From<String> for ListenAddr {
-    fn from(s: String) -> Self {
-        s.as_str().into()
-    }
 }
 
 struct Shared<E: Emitter> {
