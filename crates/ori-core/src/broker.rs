@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::history::History;
 use crate::positions::{self, Joined, Position, Recovery};
 use crate::provider::{ErrorKind, HistoryLimits, HistoryRead, InstanceId, Outgoing};
-use crate::provider::{ProviderError, Sent, Target};
+use crate::provider::{ProviderError, ProviderMetric, Sent, Target};
 use crate::{Budget, HistoryConfig, Hub, InProcProvider, Message, Outbox, Provider};
 use crate::{PublishError, SocketId, SubscribeError, Topic};
 
@@ -36,6 +36,7 @@ trait DynProvider: Send + Sync {
         since: Option<(&'a str, u64)>,
     ) -> BoxFuture<'a, Result<HistoryRead, ProviderError>>;
     fn watched<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn metrics(&self) -> Vec<ProviderMetric>;
 }
 
 impl<P: Provider> DynProvider for P {
@@ -67,6 +68,9 @@ impl<P: Provider> DynProvider for P {
     }
     fn watched<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(Provider::watched(self, target))
+    }
+    fn metrics(&self) -> Vec<ProviderMetric> {
+        Provider::metrics(self)
     }
 }
 
@@ -436,6 +440,11 @@ impl Broker {
     /// history, or when the provider keeps it).
     pub fn history_topics(&self) -> Option<usize> {
         self.local_store().map(History::topics)
+    }
+
+    /// The provider's own figures ([`Provider::metrics`]).
+    pub fn provider_metrics(&self) -> Vec<ProviderMetric> {
+        self.inner.provider.metrics()
     }
 
     fn local_store(&self) -> Option<&History> {

@@ -29,21 +29,38 @@ use subscribers::{add_floor, remove_subscriber, Subscribers};
 
 pub use admission::Overloaded;
 
-/// Counters of the hub, readable at any time (for `/metrics`).
+/// Counters of the hub, readable at any time (for `/metrics`). Each is
+/// counted once per publication or connection, never per subscriber.
 #[derive(Debug, Default)]
 pub struct HubMetrics {
-    /// Publishes handed to the local fan-out (including broadcasts and sends).
-    pub publishes: AtomicU64,
+    publishes: AtomicU64,
+    deliveries: AtomicU64,
+    slow_consumer_closes: AtomicU64,
+    connections_total: AtomicU64,
+}
+
+impl HubMetrics {
+    /// Publishes handed to the local fan-out (including broadcasts and
+    /// sends).
+    pub fn publishes(&self) -> u64 {
+        self.publishes.load(Ordering::Relaxed)
+    }
+
     /// Frames queued to subscribers by the fan-out.
-    pub deliveries: AtomicU64,
-    /// Connections closed because their outbound queue overflowed (1013).
-    pub slow_consumer_closes: AtomicU64,
-    /// Data frames received from clients.
-    pub frames_in: AtomicU64,
-    /// Frames written to clients.
-    pub frames_out: AtomicU64,
-    /// Connections accepted since start.
-    pub connections_total: AtomicU64,
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed because their outbound queue overflowed (1013),
+    /// in a fan-out or a [`Hub::push`].
+    pub fn slow_consumer_closes(&self) -> u64 {
+        self.slow_consumer_closes.load(Ordering::Relaxed)
+    }
+
+    /// Connections registered since start.
+    pub fn connections_total(&self) -> u64 {
+        self.connections_total.load(Ordering::Relaxed)
+    }
 }
 
 /// The result of a subscription change on the hub.
@@ -428,6 +445,20 @@ impl Hub {
         }
     }
 
+    /// Queues an encoded frame (a reply, a ping or pong, a message) to one
+    /// connection's outbox, charged to its budget, like [`Outbox::push`];
+    /// an overflow is counted as a slow-consumer close.
+    pub fn push(&self, outbox: &Outbox, frame: Bytes) -> Push {
+        let push = outbox.push(frame);
+        if push == Push::Overflow {
+            self.inner
+                .metrics
+                .slow_consumer_closes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        push
+    }
+
     /// Queues `messages`, in order, to connection `id` alone (a reply and
     /// the replay of a resume). False if it is not registered here.
     pub fn push_to(&self, id: &SocketId, messages: impl IntoIterator<Item = Message>) -> bool {
@@ -493,10 +524,14 @@ impl Hub {
         // subscriber.
         let budget = &self.inner.budget;
         let mut charged = 0usize;
+        // One clock reading per fan-out: when it was queued, for the
+        // writers' delivery-lag figure (stored only by a queue that was
+        // empty).
+        let now = Some(crate::outbox::clock::now());
         for outbox in outboxes {
             let frame = frames.for_outbox(outbox);
             let len = frame.len();
-            match outbox.enqueue(frame) {
+            match outbox.enqueue(frame, now) {
                 Push::Queued => {
                     delivered += 1;
                     match outbox.budget() {

@@ -38,6 +38,43 @@ pub use ori_protocol::{
 pub use outbox::{Outbox, OutboxStatus, Push};
 pub use positions::{Joined, Position, Recovery};
 pub use provider::{
-    ErrorKind, HistoryLimits, HistoryRead, InProcProvider, InstanceId, Outgoing, Provider,
-    ProviderError, Sent, Target,
+    ErrorKind, HistoryLimits, HistoryRead, InProcProvider, InstanceId, MetricKind, Outgoing,
+    Provider, ProviderError, ProviderMetric, Sent, Target,
 };
+
+/// Not part of the API: the seam between an [`Outbox`] and the server
+/// crate's writer, which lives in another crate. Nothing here follows
+/// semantic versioning; it may change or go in any release.
+#[doc(hidden)]
+pub mod __private {
+    use std::collections::VecDeque;
+    use std::task::Waker;
+
+    use bytes::Bytes;
+
+    pub use crate::outbox::Taken;
+    use crate::Outbox;
+
+    /// Registers (or with `None` removes) the writer's waker.
+    pub fn set_waker(outbox: &Outbox, waker: Option<Waker>) {
+        outbox.set_waker(waker);
+    }
+
+    /// Records that `written` bytes reached the socket, then moves every
+    /// queued frame to the back of `into`, under one lock.
+    pub fn take(outbox: &Outbox, written: usize, into: &mut VecDeque<Bytes>) -> Taken {
+        outbox.written_and_take(written, into)
+    }
+
+    /// Records that `n` bytes the writer took left the queue (written, or
+    /// dropped by the writer).
+    pub fn written(outbox: &Outbox, n: usize) {
+        outbox.written(n);
+    }
+
+    /// The outboxes' clock: microseconds since the process epoch, modulo
+    /// 2^32 (differences with `wrapping_sub`).
+    pub fn now() -> u32 {
+        crate::outbox::clock::now()
+    }
+}

@@ -60,7 +60,13 @@ struct OutboxState {
     dequeued: u32,
     /// What a budget scan saw last (`dequeued`, `queued_bytes` capped at
     /// `u32::MAX`), to tell a reader that stopped from one that keeps up.
-    mark: Option<(u32, u32)>,
+    /// Before the first scan `(0, 0)`: nothing was held, so nothing can be
+    /// behind (no `Option`: its tag would cost 4 bytes per connection).
+    mark: (u32, u32),
+    /// When `frames` last went from empty to non-empty, in
+    /// [`clock::now`] microseconds: the age of the oldest frame queued, for
+    /// the writer's delivery-lag figure. Meaningless while `frames` is empty.
+    since: u32,
 }
 
 impl OutboxState {
@@ -89,11 +95,13 @@ impl OutboxState {
 /// queued bytes the outbox drops its queue and asks the writer to close the
 /// connection with 1013.
 ///
-/// The writer learns that there is work through a waker (see
-/// [`set_waker`](Outbox::set_waker)): one wake-up when the queue becomes
-/// non-empty, not one per frame, so frames pushed before the writer runs go
-/// out together. The waker is always called after the outbox's lock is
-/// released, so it may use the outbox.
+/// The writer learns that there is work through a waker: one wake-up when
+/// the queue becomes non-empty, not one per frame, so frames pushed before
+/// the writer runs go out together. The waker is always called after the
+/// outbox's lock is released, so it may use the outbox. The writer's side
+/// (registering the waker, taking frames, recording what was written) is
+/// not part of this crate's API: the server crate reaches it through a
+/// hidden seam that may change in any release.
 ///
 /// An outbox made [`with_budget`](Outbox::with_budget) charges every queued
 /// byte to the instance's [`Budget`] until it is written or dropped.
@@ -132,7 +140,8 @@ impl Outbox {
                 status: OutboxStatus::Open,
                 waker: None,
                 dequeued: 0,
-                mark: None,
+                mark: (0, 0),
+                since: 0,
             }),
         }
     }
@@ -173,7 +182,7 @@ impl Outbox {
     /// already queued plus this frame exceed the limit.
     pub fn push(&self, frame: Bytes) -> Push {
         let len = frame.len();
-        let push = self.enqueue(frame);
+        let push = self.enqueue(frame, None);
         if push == Push::Queued {
             if let Some(b) = &self.budget {
                 b.charge(len);
@@ -183,8 +192,10 @@ impl Outbox {
     }
 
     /// [`push`](Self::push) without charging the budget: the hub's fan-out
-    /// charges all of its deliveries at once.
-    pub(crate) fn enqueue(&self, frame: Bytes) -> Push {
+    /// charges all of its deliveries at once. `now` is the fan-out's one
+    /// reading of [`clock::now`] (one per publication, not per subscriber);
+    /// without it the clock is read only if the queue was empty.
+    pub(crate) fn enqueue(&self, frame: Bytes, now: Option<u32>) -> Push {
         let mut st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return Push::Closed;
@@ -196,6 +207,9 @@ impl Outbox {
             return Push::Overflow;
         }
         let was_empty = st.frames.is_empty();
+        if was_empty {
+            st.since = now.unwrap_or_else(clock::now);
+        }
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);
         let waker = if was_empty { st.waker.clone() } else { None };
@@ -257,12 +271,10 @@ impl Outbox {
             st.dequeued,
             u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
         );
-        let behind = judge
-            && st.queued_bytes > 0
-            && st
-                .mark
-                .is_some_and(|(dequeued, queued)| now.0.wrapping_sub(dequeued) < queued);
-        st.mark = Some(now);
+        // A first scan compares with (0, 0): `x < 0` never holds.
+        let (dequeued, queued) = st.mark;
+        let behind = judge && st.queued_bytes > 0 && now.0.wrapping_sub(dequeued) < queued;
+        st.mark = now;
         behind
     }
 
@@ -287,8 +299,11 @@ impl Outbox {
 
     /// The writer to wake: when the queue becomes non-empty, when a close is
     /// requested and when the queue overflows (and at once if there is
-    /// already something to do). [`shut`](Self::shut) drops it.
-    pub fn set_waker(&self, waker: Option<Waker>) {
+    /// already something to do). [`shut`](Self::shut) drops it. Both the
+    /// waker replaced and the one woken are dropped or called after the
+    /// lock is released (a waker may use the outbox, and dropping the last
+    /// clone of one may run arbitrary code).
+    pub(crate) fn set_waker(&self, waker: Option<Waker>) {
         let mut st = lock(&self.state);
         let old = std::mem::replace(&mut st.waker, waker);
         let now = (!st.frames.is_empty() || st.status != OutboxStatus::Open)
@@ -300,32 +315,38 @@ impl Outbox {
     }
 
     /// Moves every queued frame to the back of `into` and returns the status.
-    pub fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
-        self.written_and_take(0, into)
+    #[cfg(test)]
+    pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+        self.written_and_take(0, into).status
     }
 
     /// Records that `n` queued bytes left the queue: written to the socket,
     /// or dropped by the writer.
-    pub fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         let released = lock(&self.state).uncount(n);
         self.release(released);
     }
 
     /// [`written`](Self::written) and [`take`](Self::take) under one lock:
     /// records that `n` bytes reached the socket, then moves every queued
-    /// frame to the back of `into` and returns the status.
-    pub fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+    /// frame to the back of `into`.
+    pub(crate) fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> Taken {
         let mut st = lock(&self.state);
         let released = st.uncount(n);
+        let since = (!st.frames.is_empty()).then_some(st.since);
         if into.is_empty() {
             std::mem::swap(into, &mut st.frames);
         } else {
             into.extend(st.frames.drain(..));
         }
-        let status = st.status.clone();
+        let taken = Taken {
+            status: st.status.clone(),
+            since,
+            queued_bytes: st.queued_bytes,
+        };
         drop(st);
         self.release(released);
-        status
+        taken
     }
 
     /// Bytes queued and not yet written.
@@ -336,6 +357,35 @@ impl Outbox {
     /// The current status.
     pub fn status(&self) -> OutboxStatus {
         lock(&self.state).status.clone()
+    }
+}
+
+/// What the writer learns from one take (reached through the hidden
+/// `__private` seam only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The outbox's status.
+    pub status: OutboxStatus,
+    /// When the oldest frame taken was queued (a `clock::now` reading), if
+    /// any frame was taken.
+    pub since: Option<u32>,
+    /// Bytes queued and not yet written, after the take (including what
+    /// the writer holds and has not finished writing).
+    pub queued_bytes: usize,
+}
+
+/// A compact process clock: microseconds since the first reading, modulo
+/// 2^32 (it wraps after 71 minutes; only differences of readings taken
+/// less than that apart mean anything, computed with `wrapping_sub`).
+pub(crate) mod clock {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+    /// Microseconds since the process epoch, modulo 2^32.
+    pub(crate) fn now() -> u32 {
+        EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u32
     }
 }
 
@@ -362,157 +412,4 @@ impl std::fmt::Debug for Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    fn drain(o: &Outbox) -> Vec<Bytes> {
-        let mut q = VecDeque::new();
-        o.take(&mut q);
-        q.into_iter().collect()
-    }
-
-    struct WakeCount(AtomicUsize);
-
-    impl std::task::Wake for WakeCount {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn wake_counter() -> Arc<WakeCount> {
-        Arc::new(WakeCount(Default::default()))
-    }
-
-    #[test]
-    fn a_registered_waker_is_woken_once_per_batch_and_dropped_on_shut() {
-        let wakes = wake_counter();
-        let count = || wakes.0.load(Ordering::Relaxed);
-        let o = Outbox::new(SocketId::new(), 1 << 20);
-        o.set_waker(Some(Waker::from(wakes.clone())));
-        assert_eq!(count(), 0, "nothing to do yet");
-        o.push(Bytes::from_static(b"a"));
-        o.push(Bytes::from_static(b"bc"));
-        assert_eq!(
-            count(),
-            1,
-            "one wake-up for frames pushed before the writer ran"
-        );
-        let mut q = VecDeque::new();
-        assert_eq!(o.take(&mut q), OutboxStatus::Open);
-        assert_eq!(q.len(), 2);
-        assert_eq!(o.queued_bytes(), 3);
-        o.push(Bytes::from_static(b"d"));
-        assert_eq!(count(), 2);
-        q.clear();
-        assert_eq!(o.written_and_take(3, &mut q), OutboxStatus::Open);
-        assert_eq!((q.len(), o.queued_bytes()), (1, 1));
-        assert!(o.close(1000, "bye"));
-        assert_eq!(count(), 3, "a close wakes the writer");
-        o.shut();
-        assert_eq!(Arc::strong_count(&wakes), 1, "shut drops the waker");
-        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
-    }
-
-    #[test]
-    fn a_waker_set_while_work_is_pending_is_woken_at_once() {
-        let o = Outbox::new(SocketId::new(), 1 << 20);
-        o.push(Bytes::from_static(b"early"));
-        let wakes = wake_counter();
-        o.set_waker(Some(Waker::from(wakes.clone())));
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
-        // Overflow wakes it too.
-        let small = Outbox::new(SocketId::new(), 4);
-        let wakes = wake_counter();
-        small.set_waker(Some(Waker::from(wakes.clone())));
-        small.push(Bytes::from_static(b"1234"));
-        assert_eq!(small.push(Bytes::from_static(b"5")), Push::Overflow);
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
-        assert_eq!(small.status(), OutboxStatus::Overflowed);
-    }
-
-    /// A waker that pushes into the outbox it belongs to: it would deadlock
-    /// if it were called under the outbox's lock.
-    struct Reentrant(std::sync::OnceLock<Arc<Outbox>>, AtomicUsize);
-
-    impl std::task::Wake for Reentrant {
-        fn wake(self: Arc<Self>) {
-            if let Some(o) = self.0.get() {
-                self.1.fetch_add(1, Ordering::Relaxed);
-                let _ = o.queued_bytes();
-                let _ = o.status();
-            }
-        }
-    }
-
-    #[test]
-    fn the_waker_runs_after_the_lock_is_released() {
-        let o = Arc::new(Outbox::new(SocketId::new(), 8));
-        let w = Arc::new(Reentrant(Default::default(), AtomicUsize::new(0)));
-        let _ = w.0.set(o.clone());
-        o.set_waker(Some(Waker::from(w.clone())));
-        o.push(Bytes::from_static(b"1234"));
-        o.push(Bytes::from_static(b"56789"));
-        assert!(o.close(1000, "") || o.status() == OutboxStatus::Overflowed);
-        assert!(w.1.load(Ordering::Relaxed) >= 2);
-        o.shut();
-    }
-
-    #[test]
-    fn written_bytes_free_queue_space() {
-        let o = Outbox::new(SocketId::new(), 10);
-        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
-        let taken = drain(&o);
-        assert_eq!(o.queued_bytes(), 6);
-        o.written(taken[0].len());
-        assert_eq!(o.push(Bytes::from_static(b"123456")), Push::Queued);
-        assert!(o.close(1000, "bye"));
-        assert!(!o.close(1000, "again"));
-        assert_eq!(o.push(Bytes::from_static(b"x")), Push::Closed);
-    }
-
-    #[test]
-    fn the_budget_holds_exactly_what_is_queued() {
-        let budget = Arc::new(Budget::new(1 << 20));
-        let o = Outbox::with_budget(SocketId::new(), 100, budget.clone());
-        o.push(Bytes::from_static(b"0123456789"));
-        o.push(Bytes::from_static(b"abcde"));
-        assert_eq!(budget.used(), 15);
-        let mut q = VecDeque::new();
-        o.take(&mut q);
-        // More written than queued (the writer's own close frame): only
-        // what was charged is released.
-        o.written(12);
-        assert_eq!(budget.used(), 3);
-        o.push(Bytes::from_static(b"xyz"));
-        assert!(o.overflow());
-        assert_eq!(budget.used(), 3, "frames not taken are released at once");
-        o.shut();
-        assert_eq!(budget.used(), 0);
-        let dropped = Outbox::with_budget(SocketId::new(), 100, budget.clone());
-        dropped.push(Bytes::from_static(b"left behind"));
-        drop(dropped);
-        assert_eq!(budget.used(), 0, "a dropped outbox releases its bytes");
-    }
-
-    #[test]
-    fn a_queue_is_behind_only_if_it_did_not_drain_what_it_held_at_the_last_scan() {
-        let o = Outbox::new(SocketId::new(), 1 << 20);
-        o.push(Bytes::from_static(b"0123456789"));
-        assert!(!o.behind_since_last_scan(true), "the first scan only looks");
-        // A reader that keeps up: what was queued then has left since, even
-        // though more is queued now.
-        o.written(10);
-        o.push(Bytes::from_static(b"abcdefghijklmnopqrst"));
-        assert!(!o.behind_since_last_scan(true));
-        // A reader that trickles: 5 of the 20 bytes left since.
-        o.written(5);
-        assert!(!o.behind_since_last_scan(false), "a stale mark only looks");
-        o.written(0);
-        assert!(o.behind_since_last_scan(true));
-        // An empty queue is never behind.
-        o.written(15);
-        assert!(!o.behind_since_last_scan(true));
-    }
-}
+mod tests;

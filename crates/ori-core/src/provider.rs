@@ -237,6 +237,52 @@ impl ProviderError {
     }
 }
 
+/// Whether a [`ProviderMetric`] only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A count since start, only growing (exposed with a `_total` suffix).
+    Counter,
+    /// A value now.
+    Gauge,
+}
+
+/// One figure a provider reports for the instance's `/metrics`
+/// ([`Provider::metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderMetric {
+    /// The metric's name, without the `_total` suffix of a counter (for
+    /// example `ori_redis_reconnects`).
+    pub name: &'static str,
+    /// One line saying what it counts, without a final full stop.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The value now.
+    pub value: u64,
+}
+
+impl ProviderMetric {
+    /// A counter named `name` (without `_total`).
+    pub const fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            value,
+        }
+    }
+
+    /// A gauge named `name`.
+    pub const fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value,
+        }
+    }
+}
+
 /// A pub/sub transport between instances.
 ///
 /// Its methods are called by a [`Broker`](crate::Broker):
@@ -330,6 +376,12 @@ pub trait Provider: Send + Sync + 'static {
     fn watched(&self, target: &Target) -> impl Future<Output = Result<(), ProviderError>> + Send {
         let _ = target;
         async { Ok(()) }
+    }
+
+    /// The provider's own figures (reconnects, say), read at every scrape
+    /// of the instance's `/metrics`. None unless overridden.
+    fn metrics(&self) -> Vec<ProviderMetric> {
+        Vec::new()
     }
 }
 

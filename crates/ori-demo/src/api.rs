@@ -1,4 +1,4 @@
-//! The demo's HTTP API (PROTOCOL.md section 7) and its `/metrics` page.
+//! The demo's HTTP API (PROTOCOL.md section 7).
 
 use std::sync::Arc;
 
@@ -177,35 +177,17 @@ impl Api {
     }
 
     async fn stats(self: Arc<Self>, ctx: RequestContext) -> Json<Value> {
-        use std::sync::atomic::Ordering::Relaxed;
         let socket = ctx.socket();
         let mut stats = json!({ "connections": socket.connection_count() });
         if let Some(m) = socket.hub_metrics() {
-            stats["connectionsTotal"] = m.connections_total.load(Relaxed).into();
-            stats["messagesIn"] = m.frames_in.load(Relaxed).into();
-            stats["messagesOut"] = m.frames_out.load(Relaxed).into();
-            stats["publishes"] = m.publishes.load(Relaxed).into();
-            stats["deliveries"] = m.deliveries.load(Relaxed).into();
-            stats["slowConsumerCloses"] = m.slow_consumer_closes.load(Relaxed).into();
+            let own = socket.metrics();
+            stats["connectionsTotal"] = m.connections_total().into();
+            stats["messagesIn"] = own.messages_in().into();
+            stats["messagesOut"] = own.messages_out().into();
+            stats["publishes"] = m.publishes().into();
+            stats["deliveries"] = m.deliveries().into();
+            stats["slowConsumerCloses"] = m.slow_consumer_closes().into();
         }
         Json(stats)
-    }
-}
-
-/// `GET /metrics`.
-pub(crate) struct Metrics;
-
-impl Controller for Metrics {
-    fn configure(&self, r: &mut RouteBuilder<Self>) {
-        r.get("/metrics", Self::metrics);
-    }
-}
-
-impl Metrics {
-    async fn metrics(self: Arc<Self>, ctx: RequestContext) -> impl ori::IntoResponse {
-        (
-            [("content-type", "text/plain; version=0.0.4")],
-            ori::metrics::render(ctx.app().socket()),
-        )
     }
 }

@@ -133,8 +133,8 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
                 token: config.token.as_deref().map(Arc::from),
             },
         )
-        .controller("/", api::Metrics)
         .controller("/", web::Web)
+        .metrics_route("/metrics")
         .body_limit(config.body_limit)
         .request_timeout(config.request_timeout)
         .shutdown_timeout(config.shutdown_timeout)

@@ -106,7 +106,10 @@
 //! connection is lost while running, the task logs it once, reconnects
 //! with back-off ([`RedisConfig::reconnect_backoff`]), resubscribes the
 //! broadcast channel and every topic and socket that still has local
-//! subscribers, and logs the recovery once. Meanwhile local delivery never
+//! subscribers, and logs the recovery once (counted in
+//! [`RedisStats::disconnects`], [`RedisStats::reconnects`] and
+//! [`RedisStats::dropped_subscriptions`], and shown on the instance's
+//! `/metrics` as `ori_redis_*`). Meanwhile local delivery never
 //! stops, and cross-instance publishes fail at once with [`Error`] (or
 //! after at most the publish timeout, before the loss is noticed): they
 //! never hang. Envelopes that cannot be decoded are dropped (logged once
@@ -121,6 +124,7 @@ pub mod envelope;
 mod error;
 mod fault;
 mod history;
+mod metrics;
 mod paced;
 mod pressure;
 mod task;
@@ -133,8 +137,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ori_core::{
-    HistoryLimits, HistoryRead, Inbound, Message, Outgoing, Provider, ProviderError, Sent,
-    SocketId, Target, Topic,
+    HistoryLimits, HistoryRead, Inbound, Message, Outgoing, Provider, ProviderError,
+    ProviderMetric, Sent, SocketId, Target, Topic,
 };
 use tokio::sync::{watch, Notify};
 
@@ -153,6 +157,11 @@ pub struct RedisStats {
     pub connected: bool,
     /// Connections lost since start (each followed by a reconnect attempt).
     pub disconnects: u64,
+    /// Connections restored after a loss (channels resubscribed).
+    pub reconnects: u64,
+    /// Topic and socket channel subscriptions that lost connections held
+    /// (each resubscribed once the connection is back, if still needed).
+    pub dropped_subscriptions: u64,
     /// Envelopes from Redis that could not be decoded and were dropped.
     pub malformed: u64,
     /// Envelopes received from other instances and delivered locally.
@@ -187,6 +196,8 @@ pub(crate) struct Dirty {
 pub(crate) struct Counters {
     pub(crate) connected: AtomicBool,
     pub(crate) disconnects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) dropped_subscriptions: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) published: AtomicU64,
@@ -376,6 +387,8 @@ impl RedisProvider {
         RedisStats {
             connected: c.connected.load(Ordering::Acquire),
             disconnects: c.disconnects.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            dropped_subscriptions: c.dropped_subscriptions.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
             received: c.received.load(Ordering::Relaxed),
             published: c.published.load(Ordering::Relaxed),
@@ -547,5 +560,9 @@ impl Provider for RedisProvider {
 
     async fn watched(&self, target: &Target) -> Result<(), ProviderError> {
         self.watched_inner(target).await
+    }
+
+    fn metrics(&self) -> Vec<ProviderMetric> {
+        metrics::of(&self.stats())
     }
 }

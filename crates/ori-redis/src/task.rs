@@ -201,6 +201,7 @@ pub(crate) async fn run(
                     down_since = None;
                     tracing::info!(redis = %url, "connected to Redis");
                 } else if let Some(since) = down_since.take() {
+                    shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         redis = %url,
                         after = ?since.elapsed(),
@@ -241,6 +242,11 @@ pub(crate) async fn run(
                 return;
             }
             Exit::Lost(reason) => {
+                let held = upstream.topics.len() + upstream.sockets.len();
+                shared
+                    .counters
+                    .dropped_subscriptions
+                    .fetch_add(held as u64, Ordering::Relaxed);
                 if down_since.is_none() {
                     shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(

@@ -5,7 +5,7 @@
 //! here, not at run time), starts the provider and serves HTTP/1.1 with
 //! WebSocket upgrades. `App::stop` shuts down gracefully.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ use crate::http::{error_response, Controller, HttpRoutes};
 use crate::router::{RouterTable, SocketRouter};
 use crate::server::{accept_loop, bind, HttpLimits, Serving};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
+
+mod listen_addr;
+
+pub use listen_addr::ListenAddr;
 
 struct WsSetup<D> {
     broker: Broker,
@@ -70,6 +74,8 @@ pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
     request_timeout: Duration,
     http: HttpLimits,
     shutdown_timeout: Duration,
+    /// Where [`metrics_route`](Ori::metrics_route) serves the metrics.
+    metrics_path: Option<String>,
 }
 
 impl Ori {
@@ -95,6 +101,7 @@ impl Ori {
             request_timeout: Duration::from_secs(30),
             http: HttpLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            metrics_path: None,
         }
     }
 }
@@ -147,6 +154,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             request_timeout: self.request_timeout,
             http: self.http,
             shutdown_timeout: self.shutdown_timeout,
+            metrics_path: self.metrics_path,
         }
     }
 
@@ -283,6 +291,29 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         self
     }
 
+    /// Serves the instance's metrics at `GET path` (usually `/metrics`) in
+    /// the Prometheus text format, version 0.0.4 (`Content-Type:
+    /// text/plain; version=0.0.4; charset=utf-8`), as
+    /// [`metrics::render`](crate::metrics::render) renders them. A path
+    /// that another route has fails at start-up.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ori::Error> {
+    /// let app = ori::Ori::create()
+    ///     .websocket()
+    ///     .metrics_route("/metrics")
+    ///     .listen(3000)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_route(mut self, path: &str) -> Self {
+        if !path.starts_with('/') {
+            self.errors.push(BuildError::InvalidPath(path.to_owned()));
+        }
+        self.metrics_path = Some(path.to_owned());
+        self
+    }
+
     /// How long [`App::stop`] waits for connections and in-flight requests
     /// (default 10 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -311,8 +342,12 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             stopped: tokio::sync::Mutex::new(false),
         });
         let ws_path = self.ws.as_ref().map(|w| w.options.path.clone());
-        if let Some(path) = &ws_path {
-            if self.routes.has_path(path) {
+        let taken = |path: &String| {
+            self.routes.has_path(path)
+                || (ws_path.as_ref() == Some(path) && self.metrics_path.as_ref() == Some(path))
+        };
+        for path in ws_path.iter().chain(&self.metrics_path) {
+            if taken(path) {
                 return Err(BuildError::DuplicateRoute {
                     method: "GET".into(),
                     path: path.clone(),
@@ -324,12 +359,32 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             self.body_limit,
             self.request_timeout,
         );
+        if let Some(path) = &self.metrics_path {
+            let emitter = self.base.clone();
+            let route: MethodRouter = get(move || {
+                let text = crate::metrics::render(&emitter);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::CONTENT_TYPE,
+                        )],
+                        text,
+                    )
+                }
+            })
+            .fallback(method_not_allowed);
+            router = router.route(path, route);
+        }
         if let Some(ws) = self.ws {
             ws.options.limits.budget.apply(ws.broker.hub().budget());
             if let Some(c) = ws.options.limits.compression {
                 ws.broker.hub().set_compression(c.level, c.threshold);
             }
-            let writers = crate::ws::Writers::new(crate::ws::tick_period(&ws.options.limits));
+            let writers = crate::ws::Writers::new(
+                crate::ws::tick_period(&ws.options.limits),
+                self.base.metrics().clone(),
+            );
             let rt = Arc::new(WsRuntime {
                 broker: ws.broker,
                 emitter: self.base.clone(),
@@ -423,48 +478,6 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
 
 async fn method_not_allowed() -> axum::response::Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-}
-
-/// Where to listen: a port, an address, or `"host:port"`.
-#[derive(Debug, Clone)]
-pub enum ListenAddr {
-    /// A resolved address.
-    Addr(SocketAddr),
-    /// A `host:port` to resolve.
-    Text(String),
-}
-
-impl From<u16> for ListenAddr {
-    fn from(port: u16) -> Self {
-        Self::Addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
-    }
-}
-
-impl From<SocketAddr> for ListenAddr {
-    fn from(a: SocketAddr) -> Self {
-        Self::Addr(a)
-    }
-}
-
-impl From<(IpAddr, u16)> for ListenAddr {
-    fn from((ip, port): (IpAddr, u16)) -> Self {
-        Self::Addr(SocketAddr::new(ip, port))
-    }
-}
-
-impl From<&str> for ListenAddr {
-    fn from(s: &str) -> Self {
-        match s.parse() {
-            Ok(a) => Self::Addr(a),
-            Err(_) => Self::Text(s.to_owned()),
-        }
-    }
-}
-
-impl From<String> for ListenAddr {
-    fn from(s: String) -> Self {
-        s.as_str().into()
-    }
 }
 
 struct Shared<E: Emitter> {

@@ -95,6 +95,8 @@ struct EmitterShared {
     broker: OnceLock<Broker>,
     /// The HTTP server's counters (for `/metrics`).
     http: crate::server::HttpCounters,
+    /// The server's own metrics (for `/metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 impl SocketEmitter {
@@ -220,6 +222,13 @@ impl SocketEmitter {
     /// The local hub's counters, if WebSocket support is configured.
     pub fn hub_metrics(&self) -> Option<&HubMetrics> {
         self.inner.broker.get().map(|b| b.hub().metrics())
+    }
+
+    /// The server's own metrics of this app: messages in and out, closes
+    /// by code, and the histograms that [`metrics::render`](crate::metrics::render)
+    /// exposes.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 }
 

@@ -85,9 +85,9 @@ impl FanoutHub {
     pub fn publish_and_drain(&mut self, message: &Message) -> usize {
         let delivered = self.hub.publish_local(&self.topic, message);
         for o in &self.outboxes {
-            o.take(&mut self.scratch);
+            ori_core::__private::take(o, 0, &mut self.scratch);
             let bytes: usize = self.scratch.drain(..).map(|f| f.len()).sum();
-            o.written(bytes);
+            ori_core::__private::written(o, bytes);
         }
         delivered
     }

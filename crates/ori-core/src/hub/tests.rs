@@ -143,9 +143,17 @@ fn overflow_drops_the_queue_and_counts_a_slow_consumer() {
     assert_eq!(slow.status(), OutboxStatus::Overflowed);
     assert!(drain(&slow).is_empty());
     assert_eq!(slow.push(Bytes::from_static(b"late")), Push::Closed);
-    assert_eq!(
-        hub.metrics().slow_consumer_closes.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(hub.metrics().slow_consumer_closes(), 1);
     assert_eq!(fast.status(), OutboxStatus::Open);
+}
+
+#[test]
+fn a_push_that_overflows_counts_one_slow_consumer() {
+    let hub = Hub::new();
+    let o = conn(&hub, 4);
+    assert_eq!(hub.push(&o, Bytes::from_static(b"1234")), Push::Queued);
+    assert_eq!(hub.push(&o, Bytes::from_static(b"5")), Push::Overflow);
+    assert_eq!(hub.push(&o, Bytes::from_static(b"6")), Push::Closed);
+    assert_eq!(hub.metrics().slow_consumer_closes(), 1);
+    assert_eq!(hub.metrics().connections_total(), 1);
 }

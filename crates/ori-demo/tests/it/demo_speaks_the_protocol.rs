@@ -407,6 +407,14 @@ async fn stats_and_metrics_count_connections() {
     assert!(text.contains("ori_connections 2"), "{text}");
     assert!(text.contains("ori_messages_in_total 1"), "{text}");
     assert!(text.contains("ori_slow_consumer_closes_total 0"), "{text}");
+    assert!(
+        text.contains("ori_upgrade_duration_seconds_count 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE ori_delivery_lag_seconds histogram"),
+        "{text}"
+    );
     server.stop().await;
 }
 

@@ -11,3 +11,4 @@ mod redis_channels_follow_local_subscriptions;
 mod redis_restart_mid_stream_is_survived;
 mod startup_policy;
 mod subscribe_unsubscribe_race_converges;
+mod redis_outage_is_counted_in_metrics;

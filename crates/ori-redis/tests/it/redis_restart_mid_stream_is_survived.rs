@@ -191,5 +191,6 @@ async fn redis_restart_mid_stream_is_survived() {
         let s = p.stats();
         assert!(s.connected);
         assert_eq!(s.disconnects, 1, "one outage, one transition: {s:?}");
+        assert_eq!(s.reconnects, 1, "one recovery: {s:?}");
     }
 }

@@ -163,16 +163,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
     /// server's own). An overflow closes the connection with 1013 and is
     /// counted as a slow consumer, whatever the frame was.
     pub(super) fn push_frame(&self, frame: bytes::Bytes) -> bool {
-        match self.inner.outbox.push(frame) {
-            Push::Queued => true,
-            Push::Overflow => {
-                let m = self.broker().hub().metrics();
-                m.slow_consumer_closes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                false
-            }
-            Push::Closed => false,
-        }
+        self.broker().hub().push(&self.inner.outbox, frame) == Push::Queued
     }
 
     /// Closes the connection with `code` (a [`CloseCode`] or its `u16`)

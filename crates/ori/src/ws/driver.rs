@@ -14,7 +14,6 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -96,7 +95,6 @@ where
     let mut session = Session::new(clock);
     async move {
         let _detach = Detach(&link);
-        let hub = conn.broker().hub();
         let limits = &rt.limits;
         // A pending socket may send no more than an authentication needs.
         let mut decoder = Decoder::new(if session.is_pending() {
@@ -221,7 +219,7 @@ where
                     }
                     match frame {
                         Frame::Message(message) => {
-                            hub.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
+                            rt.emitter.metrics().count_message_in();
                             match bucket.as_deref_mut().map(Bucket::take) {
                                 None | Some(Admit::Yes) => {}
                                 Some(Admit::Drop) => {
@@ -304,6 +302,7 @@ where
         link.detach();
         drop(reader);
         tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
+        rt.emitter.metrics().count_close(end.code);
         // Only a connection that opened has a close to report.
         if let (true, Some(close)) = (opened, &rt.handlers.close) {
             Box::pin(guarded(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
+use ori_core::__private as outbox;
 use ori_core::codec::{self, close_code};
 use ori_core::OutboxStatus;
 use tokio::io::AsyncWrite;
@@ -20,6 +21,7 @@ use super::conn::ConnInner;
 use super::lock;
 use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, FAILED, TICK};
 use super::writer::{Flush, Shard};
+use crate::metrics::WriteTally;
 
 const MAX_IOV: usize = 64;
 
@@ -56,6 +58,12 @@ struct WriteState<W> {
     done: bool,
     /// `CLOSE_STALLED` was signalled.
     close_stalled: bool,
+    /// When the oldest frame in `pending` was queued (the outbox's clock),
+    /// for the delivery lag observed once everything is written; valid
+    /// while `timed`. A `u32` and a `bool` fit in the struct's padding (an
+    /// `Option<u32>` would not): no byte more per connection.
+    oldest: u32,
+    timed: bool,
 }
 
 impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {
@@ -74,12 +82,14 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
                 close: None,
                 done: false,
                 close_stalled: false,
+                oldest: 0,
+                timed: false,
             }),
         });
         let weak: std::sync::Weak<dyn Flush> = Arc::downgrade(&link) as _;
         let slot = link.shard.attach(weak);
         link.slot.store(slot, Ordering::Relaxed);
-        link.conn.outbox.set_waker(Some(Waker::from(link.clone())));
+        outbox::set_waker(&link.conn.outbox, Some(Waker::from(link.clone())));
         link
     }
 
@@ -118,7 +128,9 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
     /// to the shard's writer. Cheap when nothing is queued.
     pub(super) fn flush_now(self: &Arc<Self>) {
         if self.scheduled.load(Ordering::Acquire) {
-            self.clone().flush();
+            let mut tally = WriteTally::default();
+            self.clone().flush(&mut tally);
+            tally.commit(self.shard.metrics());
         }
     }
 
@@ -140,6 +152,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
             return;
         };
         ws.pending = VecDeque::new();
+        ws.timed = false;
         drop(ws);
         drop(io);
         self.shard.detach(self.slot.load(Ordering::Relaxed));
@@ -191,7 +204,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         self.signal(TICK);
     }
 
-    fn flush(self: Arc<Self>) {
+    fn flush(self: Arc<Self>, tally: &mut WriteTally) {
         // Cleared before taking: a push after this schedules us again.
         self.scheduled.store(false, Ordering::Release);
         let mut guard = lock(&self.write);
@@ -208,11 +221,18 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         let mut written = 0usize;
         let outcome = loop {
             if ws.close.is_none() {
-                let status = self
-                    .conn
-                    .outbox
-                    .written_and_take(std::mem::take(&mut written), &mut ws.pending);
-                let close = match status {
+                let taken = outbox::take(
+                    &self.conn.outbox,
+                    std::mem::take(&mut written),
+                    &mut ws.pending,
+                );
+                if let Some(since) = taken.since {
+                    tally.queued(taken.queued_bytes);
+                    if !std::mem::replace(&mut ws.timed, true) {
+                        ws.oldest = since;
+                    }
+                }
+                let close = match taken.status {
                     OutboxStatus::Open => None,
                     OutboxStatus::Closing { code, reason } => Some((code, String::from(reason))),
                     OutboxStatus::Overflowed => {
@@ -222,7 +242,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                         let keep = usize::from(ws.offset > 0);
                         let dropped: usize = ws.pending.iter().skip(keep).map(Bytes::len).sum();
                         ws.pending.truncate(keep);
-                        self.conn.outbox.written(dropped);
+                        outbox::written(&self.conn.outbox, dropped);
                         Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                     }
                 };
@@ -251,16 +271,12 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
             }
         };
         if written > 0 {
-            self.conn.outbox.written(written);
+            outbox::written(&self.conn.outbox, written);
         }
-        if frames > 0 {
-            self.conn
-                .rt
-                .broker
-                .hub()
-                .metrics()
-                .frames_out
-                .fetch_add(frames, Ordering::Relaxed);
+        tally.frames(frames);
+        if matches!(outcome, Wrote::All) && std::mem::take(&mut ws.timed) {
+            // Everything taken is on the wire: the oldest frame's lag.
+            tally.lag(outbox::now().wrapping_sub(ws.oldest));
         }
         match outcome {
             Wrote::All if ws.close.is_some() => {
@@ -290,6 +306,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
             Wrote::Failed => {
                 ws.done = true;
                 ws.pending = VecDeque::new();
+                ws.timed = false;
                 drop(guard);
                 self.signal(FAILED);
             }
@@ -347,9 +364,10 @@ mod tests {
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
-    use ori_core::{Hub, Outbox, SocketId};
+    use ori_core::{Outbox, SocketId};
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::ws::state::ConnState;
     use crate::ws::writer::Writers;
 
@@ -440,9 +458,9 @@ mod tests {
         panic!("condition not reached within 1 s");
     }
 
-    fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Hub) {
+    fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Metrics) {
         let rt = crate::ws::driver::tests::runtime();
-        let hub = rt.broker.hub().clone();
+        let metrics = rt.emitter.metrics().clone();
         let id = SocketId::new();
         let outbox = Arc::new(Outbox::new(id, limit));
         let conn = Arc::new(ConnInner {
@@ -454,19 +472,21 @@ mod tests {
             state: ConnState::new(),
         });
         let io = Recorder::default();
-        let link = Link::new(conn, Writers::default().pick(), io.clone());
-        (link, io, outbox, hub)
+        let writers = Writers::new(Duration::from_secs(30), metrics.clone());
+        let link = Link::new(conn, writers.pick(), io.clone());
+        (link, io, outbox, metrics)
     }
 
     #[tokio::test]
     async fn frames_pushed_before_the_writer_runs_share_one_write() {
-        let (link, io, outbox, hub) = link(1 << 20);
+        let (link, io, outbox, metrics) = link(1 << 20);
         let frames = [text("a"), text("bb"), text("ccc")];
         for f in &frames {
             outbox.push(f.clone());
         }
-        let out = &hub.metrics().frames_out;
-        until(|| out.load(Ordering::Relaxed) == 3).await;
+        until(|| metrics.messages_out() == 3).await;
+        assert_eq!(metrics.lag().0, 1, "one lag observation per write");
+        assert_eq!(metrics.queue_depths(), 1);
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         {
             let r = lock(&io.0);
@@ -476,8 +496,9 @@ mod tests {
         assert_eq!(outbox.queued_bytes(), 0);
         // Later frames go out with a later write, in order.
         outbox.push(text("d"));
-        until(|| out.load(Ordering::Relaxed) == 4).await;
+        until(|| metrics.messages_out() == 4).await;
         assert_eq!(lock(&io.0).writes.len(), 2);
+        assert_eq!(metrics.lag().0, 2);
         outbox.shut();
         link.detach();
         assert_eq!(Arc::strong_count(&link), 1, "the outbox let go of the link");
@@ -485,7 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_socket_keeps_its_queue_and_resumes_when_writable() {
-        let (link, io, outbox, hub) = link(1 << 20);
+        let (link, io, outbox, metrics) = link(1 << 20);
         lock(&io.0).accept_once = Some(3);
         let (a, b) = (text("hello"), text("world"));
         outbox.push(a.clone());
@@ -496,18 +517,24 @@ mod tests {
         // More frames queue up behind while the socket is full.
         let c = text("!");
         outbox.push(c.clone());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(metrics.lag().0, 0, "nothing is fully written yet");
         io.unblock();
         assert_eq!(link.event().await, DRAINED);
         let expected: Vec<u8> = [a, b, c].iter().flat_map(|f| f.to_vec()).collect();
         assert_eq!(lock(&io.0).data, expected);
-        assert_eq!(hub.metrics().frames_out.load(Ordering::Relaxed), 3);
+        until(|| metrics.messages_out() == 3).await;
+        // One observation, of the oldest frame: it waited the whole time.
+        let (count, micros) = metrics.lag();
+        assert_eq!(count, 1);
+        assert!(micros >= 20_000, "lag {micros} µs");
         assert_eq!(outbox.queued_bytes(), 0);
         link.detach();
     }
 
     #[tokio::test]
     async fn overflow_finishes_the_frame_on_the_wire_then_closes_with_1013() {
-        let (link, io, outbox, _hub) = link(16);
+        let (link, io, outbox, _metrics) = link(16);
         lock(&io.0).accept_once = Some(2);
         let a = text("0123456789");
         outbox.push(a.clone());

@@ -178,6 +178,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     rt: Arc<WsRuntime<D>>,
     mut req: Request<Body>,
 ) -> Response<Body> {
+    let started = std::time::Instant::now();
     let key = match validate_handshake(&req) {
         Ok(key) => key,
         Err((status, reason)) => {
@@ -287,6 +288,7 @@ pub(crate) async fn handle<D: Send + Sync + 'static>(
     if let Some(Ok(v)) = deflate.map(|(_, answer)| HeaderValue::from_str(&answer)) {
         h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
+    rt.emitter.metrics().observe_upgrade(started.elapsed());
     resp
 }
 

@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::lock;
+use crate::metrics::{Metrics, WriteTally};
 
 /// The writer shards: one writer task each (while it has connections),
 /// connections assigned round-robin. One shard per available core.
@@ -30,17 +31,19 @@ pub(crate) struct Writers {
 
 impl Default for Writers {
     fn default() -> Self {
-        Self::new(Duration::from_secs(30))
+        Self::new(Duration::from_secs(30), Metrics::default())
     }
 }
 
 impl Writers {
     /// One shard per available core, each ticking its connections every
-    /// `tick`.
-    pub(crate) fn new(tick: Duration) -> Self {
+    /// `tick` and adding what it writes to `metrics`.
+    pub(crate) fn new(tick: Duration, metrics: Metrics) -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
         Self {
-            shards: (0..n).map(|_| Arc::new(Shard::new(tick))).collect(),
+            shards: (0..n)
+                .map(|_| Arc::new(Shard::new(tick, metrics.clone())))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -54,8 +57,9 @@ impl Writers {
 
 /// A connection's write side, as the writer task sees it.
 pub(super) trait Flush: Send + Sync {
-    /// Writes what the connection has queued without waiting.
-    fn flush(self: Arc<Self>);
+    /// Writes what the connection has queued without waiting, noting what
+    /// it wrote in `tally`.
+    fn flush(self: Arc<Self>, tally: &mut WriteTally);
 
     /// One timer period has passed (its idle and ping checks are due).
     fn tick(&self);
@@ -65,6 +69,8 @@ pub(super) struct Shard {
     state: Mutex<ShardState>,
     /// The connections' timer period.
     tick: Duration,
+    /// Where its writes are counted (the app's).
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -87,11 +93,17 @@ struct ShardState {
 }
 
 impl Shard {
-    fn new(tick: Duration) -> Self {
+    fn new(tick: Duration, metrics: Metrics) -> Self {
         Self {
             state: Mutex::default(),
             tick: tick.max(Duration::from_millis(10)),
+            metrics,
         }
+    }
+
+    /// Where the writes of this shard's connections are counted.
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A connection joins; starts the writer task if there is none. Must be
@@ -179,6 +191,9 @@ impl Drop for Running<'_> {
 async fn write_loop(shard: Arc<Shard>, generation: u64) {
     let _running = Running(&shard, generation);
     let mut batch: Vec<Arc<dyn Flush>> = Vec::new();
+    // What a chunk of writes saw, added to the metrics after the chunk:
+    // a few atomic additions per chunk instead of some per write.
+    let mut tally = WriteTally::default();
     let mut timer = pin!(tokio::time::sleep(shard.tick));
     loop {
         let more = poll_fn(|cx| {
@@ -223,8 +238,9 @@ async fn write_loop(shard: Arc<Shard>, generation: u64) {
         let mut links = batch.drain(..);
         loop {
             for link in links.by_ref().take(chunk) {
-                link.flush();
+                link.flush(&mut tally);
             }
+            tally.commit(&shard.metrics);
             if links.len() == 0 {
                 break;
             }

@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{
@@ -96,7 +95,7 @@ async fn flood(
                 slow.send_text(&text).await;
             }
         }
-        if cut_off_at.is_none() && metrics.slow_consumer_closes.load(Ordering::Relaxed) >= 1 {
+        if cut_off_at.is_none() && metrics.slow_consumer_closes() >= 1 {
             cut_off_at = Some(published);
             if let Some(text) = between(published) {
                 slow.send_text(&text).await;
