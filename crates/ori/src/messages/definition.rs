@@ -9,7 +9,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::schema::{Schema, FORMAT_CLIENT_TOPIC};
+use super::schema::{Schema, SchemaError, FORMAT_CLIENT_TOPIC};
 
 /// A message definition: a name, and the Rust type of its data whose JSON
 /// Schema is enforced at run time.
@@ -23,8 +23,9 @@ pub trait Definition: Send + Sync + 'static {
     /// The message name (the `type` on the wire).
     fn name(&self) -> &str;
 
-    /// The compiled schema of the data (shared, computed once per type).
-    fn schema(&self) -> Arc<Schema> {
+    /// The compiled schema of the data (shared, computed once per type),
+    /// or why it does not compile.
+    fn schema(&self) -> Result<Arc<Schema>, SchemaError> {
         Schema::of::<Self::Data>()
     }
 
@@ -70,7 +71,8 @@ impl<D: Definition> Definition for &'static D {
 ///
 /// static UPDATE_STATUS: ServerMessage<StatusUpdate> = ServerMessage::define("status.update");
 ///
-/// let err = UPDATE_STATUS.schema().validate(&serde_json::json!({"status": "away"})).unwrap_err();
+/// let schema = UPDATE_STATUS.schema().expect("the schema compiles");
+/// let err = schema.validate(&serde_json::json!({"status": "away"})).unwrap_err();
 /// assert_eq!(err.to_string(), r#"/status: must be one of "online", "offline""#);
 /// ```
 pub struct ServerMessage<T> {
