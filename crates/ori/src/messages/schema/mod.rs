@@ -34,6 +34,24 @@ pub const FORMAT_CLIENT_TOPIC: &str = "ori-client-topic";
 /// `format` of any valid topic.
 pub const FORMAT_TOPIC: &str = "ori-topic";
 
+/// The largest value (in JSON nodes) whose rejection lists every violation:
+/// `jsonschema` builds every error before returning any, one allocation
+/// each (a 16 MiB array of wrong items would be millions).
+const DETAILED_NODES: usize = 4096;
+
+/// Whether `value` has at most `budget` nodes (counting stops there).
+fn nodes_within(value: &Value, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match value {
+        Value::Array(items) => items.iter().all(|v| nodes_within(v, budget)),
+        Value::Object(map) => map.values().all(|v| nodes_within(v, budget)),
+        _ => true,
+    }
+}
+
 /// A compiled JSON Schema: the schema document and its validator.
 pub struct Schema {
     json: Value,
@@ -105,12 +123,23 @@ impl Schema {
     }
 
     /// Checks `value`.
+    ///
+    /// Every violation is reported (up to 16) for values of up to 4096
+    /// JSON nodes; a larger invalid value reports its first one, so the
+    /// cost of a rejection stays bounded whatever a client sends.
     pub fn validate(&self, value: &Value) -> Result<(), ValidationError> {
         // The fast path answers valid values without building any error.
         if self.validator.is_valid(value) {
             return Ok(());
         }
-        Err(reasons::collect(self.validator.iter_errors(value)))
+        let mut budget = DETAILED_NODES;
+        if nodes_within(value, &mut budget) {
+            Err(reasons::collect(self.validator.iter_errors(value)))
+        } else {
+            Err(reasons::collect(
+                self.validator.validate(value).err().into_iter(),
+            ))
+        }
     }
 
     /// Checks `value`, then deserializes it.

@@ -5,6 +5,7 @@
 //! enum, a length the format), missing required members first, at most
 //! [`MAX_VIOLATIONS`].
 
+use std::collections::HashMap;
 use std::fmt;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -95,17 +96,21 @@ struct Found {
 #[derive(Default)]
 struct Collector {
     found: Vec<Found>,
+    /// Index in `found` by path.
+    at: HashMap<String, usize>,
 }
 
 impl Collector {
     fn push(&mut self, path: String, reason: String, rank: u8, required: bool) {
-        if let Some(f) = self.found.iter_mut().find(|f| f.violation.path == path) {
+        if let Some(&i) = self.at.get(&path) {
+            let f = &mut self.found[i];
             if rank < f.rank {
                 f.violation.reason = reason;
                 f.rank = rank;
             }
             return;
         }
+        self.at.insert(path.clone(), self.found.len());
         self.found.push(Found {
             violation: Violation { path, reason },
             rank,

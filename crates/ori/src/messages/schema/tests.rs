@@ -330,3 +330,18 @@ fn at_most_sixteen_violations() {
     assert_eq!(e.violations().len(), 16);
     assert_eq!(e.violations()[15].path, "/15");
 }
+
+#[test]
+fn a_large_invalid_value_reports_its_first_violation() {
+    let s = compiled(json!({"type": "array", "items": {"type": "string"}}));
+    let small: Vec<u32> = (0..4000).collect();
+    assert_eq!(
+        s.validate(&json!(small)).unwrap_err().violations().len(),
+        16
+    );
+    let large: Vec<u32> = (0..100_000).collect();
+    let e = s.validate(&json!(large)).unwrap_err();
+    assert_eq!(e.to_string(), "/0: must be a string");
+    let valid: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    assert!(s.validate(&json!(valid)).is_ok());
+}
