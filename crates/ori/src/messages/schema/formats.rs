@@ -12,8 +12,8 @@
 //!   `partial-time` and `zoned-date-time` are checked here; the integer
 //!   ones (`int8` ... `uint64`, `int`, `uint`, `uint128`) become the
 //!   type's `minimum` and `maximum`, so a value the Rust type cannot hold
-//!   fails with its path; `float`, `double` and `int128` bound nothing a
-//!   JSON number can exceed and check nothing;
+//!   fails with its path; `float`, `double` and `int128` check nothing
+//!   (serde reads any JSON number serde_json holds into them);
 //! - any other format is unknown: the schema does not compile rather than
 //!   go unchecked.
 //!
@@ -32,8 +32,9 @@ use super::{SchemaError, FORMAT_CLIENT_TOPIC, FORMAT_TOPIC};
 /// the schema asks for (`an integer or null`).
 pub(super) const INTEGER_KEYWORD: &str = "x-ori-integer";
 
-/// Formats of numbers, which `jsonschema` (checking strings only) would
-/// ignore; their bounds are added as keywords.
+/// Formats of numbers: `jsonschema` checks formats of strings only, so
+/// these are registered as checking nothing, and [`prepare`] adds the
+/// integer ones' bounds as keywords.
 const NUMBER_FORMATS: [&str; 14] = [
     "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "int", "uint",
     "int128", "uint128", "float", "double",
