@@ -66,6 +66,8 @@ async fn main() -> Result<(), ori::Error> {
     let registry = Arc::new(registry());
     let app = Ori::create()
         .websocket()
+        // A message type whose schema does not compile fails `listen`.
+        .message_registry(&registry)
         .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
             let registry = registry.clone();
             async move {
@@ -87,5 +89,8 @@ async fn main() -> Result<(), ori::Error> {
 
 fn status_schema() -> String {
     use ori::messages::DefinitionSchema;
-    UPDATE_STATUS.schema().json().to_string()
+    match UPDATE_STATUS.schema() {
+        Ok(schema) => schema.json().to_string(),
+        Err(e) => e.to_string(),
+    }
 }

@@ -123,6 +123,7 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     Ori::create()
         .websocket_with(provider, options)
         .socket_router(socket::DemoRouter)
+        .message_registry(&registry)
         .on_websocket(
             Handlers::new()
                 .on_message(move |ws, msg| socket::on_message(registry.clone(), ws, msg)),

@@ -68,7 +68,15 @@ impl DemoRouter {
 /// `echo` and `whoami`, accept any data), by name. Keep in step with
 /// `configure`.
 pub(crate) fn route_schemas() -> impl Iterator<Item = (String, Value)> {
-    [(PUBLISH.name().to_owned(), PUBLISH.schema().json().clone())].into_iter()
+    [(
+        PUBLISH.name().to_owned(),
+        PUBLISH
+            .schema()
+            .expect("the publish schema compiles")
+            .json()
+            .clone(),
+    )]
+    .into_iter()
 }
 
 /// The registry behind the raw message handler.

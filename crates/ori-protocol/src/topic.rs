@@ -59,11 +59,17 @@ impl Topic {
     /// Validates `name` as a topic a client may join: a valid topic that is
     /// not reserved.
     pub fn client(name: &str) -> Result<Self, TopicError> {
-        let topic = Self::new(name)?;
-        if topic.is_reserved() {
+        Self::validate_client(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// Checks `name` as [`Topic::client`] does, without allocating.
+    pub fn validate_client(name: &str) -> Result<(), TopicError> {
+        Self::validate(name)?;
+        if name.starts_with("__") {
             return Err(TopicError::Reserved);
         }
-        Ok(topic)
+        Ok(())
     }
 
     /// Checks `name` without allocating.

@@ -200,6 +200,46 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         }
     }
 
+    /// Checks the [`MessageRegistry`](crate::messages::MessageRegistry)
+    /// that the raw `message` handler runs: a message type whose schema
+    /// does not compile fails `listen` with [`BuildError::Schema`] instead
+    /// of refusing every message of that type at run time.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ori::messages::{JoinRoom, MessageRegistry};
+    /// use ori::{Conn, Handlers, Message, Ori};
+    ///
+    /// let registry = Arc::new(
+    ///     MessageRegistry::new()
+    ///         .on(JoinRoom, |ws: Conn, data| async move { ws.subscribe(data.room.topic()) }),
+    /// );
+    /// let handler = registry.clone();
+    /// let app = Ori::create()
+    ///     .websocket()
+    ///     .message_registry(&registry)
+    ///     .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
+    ///         let registry = handler.clone();
+    ///         async move {
+    ///             if let Some(text) = msg.as_text() {
+    ///                 if let Err(e) = registry.handle_text(&ws, text).await {
+    ///                     ws.send(e.to_reply());
+    ///                 }
+    ///             }
+    ///         }
+    ///     }));
+    /// # drop(app);
+    /// ```
+    pub fn message_registry<D2: Send + Sync + 'static>(
+        mut self,
+        registry: &crate::messages::MessageRegistry<D2>,
+    ) -> Self {
+        if let Err(e) = registry.check() {
+            self.errors.push(e);
+        }
+        self
+    }
+
     /// Registers a service, reachable as `ctx.service::<T>()`.
     pub fn service<T: Send + Sync + 'static>(self, service: T) -> Self {
         self.ctx.insert(service);

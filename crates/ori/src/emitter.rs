@@ -240,8 +240,12 @@ pub(crate) fn envelope<Def: Definition>(
     let value = serde_json::to_value(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
     definition
         .schema()
+        .map_err(|error| PublishError::Schema {
+            message_type: definition.name().to_owned(),
+            error,
+        })?
         .validate(&value)
-        .map_err(|e| PublishError::Validation(e.to_string()))?;
+        .map_err(PublishError::Validation)?;
     let mut map = serde_json::Map::with_capacity(3);
     map.insert("name".into(), definition.name().into());
     map.insert("data".into(), value);

@@ -22,6 +22,15 @@ pub enum BuildError {
     /// Two socket-router handlers for one message type.
     #[error("duplicate message type: {0:?} has more than one socket-router handler")]
     DuplicateMessageType(String),
+    /// The schema of a message type's data does not compile (a registry's
+    /// or a socket router's): the type would otherwise go unchecked.
+    #[error("message type {message_type:?}: {error}")]
+    Schema {
+        /// The message type.
+        message_type: String,
+        /// Why its schema does not compile.
+        error: crate::messages::SchemaError,
+    },
     /// A route path that cannot be parsed.
     #[error("invalid route path {0:?}")]
     InvalidPath(String),
@@ -77,7 +86,16 @@ pub enum PublishError {
     InvalidSocketId(#[from] crate::SocketIdError),
     /// The message failed validation (typed emits).
     #[error("Validation failed: {0}")]
-    Validation(String),
+    Validation(crate::messages::ValidationError),
+    /// The schema of the message's data does not compile (typed emits):
+    /// nothing was published.
+    #[error("message type {message_type:?}: {error}")]
+    Schema {
+        /// The message type.
+        message_type: String,
+        /// Why its schema does not compile.
+        error: crate::messages::SchemaError,
+    },
     /// The message could not be serialized.
     #[error("cannot serialize message: {0}")]
     Serialize(String),

@@ -288,13 +288,13 @@ fn check_schema<T: serde::de::DeserializeOwned>(schema: &Schema, data: &Value) {
 /// Validates `data` as the data of message `kind`, if the demo knows it.
 fn check_kind(kind: &str, data: &Value) {
     if kind == JoinRoom.name() {
-        check_schema::<JoinData>(&JoinRoom.schema(), data);
+        check_schema::<JoinData>(&JoinRoom.schema().expect("built-in schemas compile"), data);
     } else if kind == LeaveRoom.name() {
-        check_schema::<RoomData>(&LeaveRoom.schema(), data);
+        check_schema::<RoomData>(&LeaveRoom.schema().expect("built-in schemas compile"), data);
     } else if kind == Heartbeat.name() {
-        check_schema::<HeartbeatData>(&Heartbeat.schema(), data);
+        check_schema::<HeartbeatData>(&Heartbeat.schema().expect("built-in schemas compile"), data);
     } else if kind == PUBLISH.name() {
-        check_schema::<PublishData>(&PUBLISH.schema(), data);
+        check_schema::<PublishData>(&PUBLISH.schema().expect("built-in schemas compile"), data);
     }
 }
 

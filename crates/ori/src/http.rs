@@ -120,6 +120,8 @@ impl From<PublishError> for HttpError {
             | PublishError::InvalidSocketId(_)
             | PublishError::Validation(_)
             | PublishError::Serialize(_) => StatusCode::BAD_REQUEST,
+            // The server's own mistake, not the request's.
+            PublishError::Schema { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())

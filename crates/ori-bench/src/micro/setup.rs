@@ -95,13 +95,16 @@ impl FanoutHub {
 
 /// The schema of the demo's `room.join` data, and a valid instance.
 pub fn room_join() -> (Arc<Schema>, Value) {
-    (Schema::of::<RoomData>(), json!({ "room": "lobby:42" }))
+    (
+        Schema::of::<RoomData>().expect("the schema compiles"),
+        json!({ "room": "lobby:42" }),
+    )
 }
 
 /// The schema of [`ChatMessage`], and a valid instance.
 pub fn chat_message() -> (Arc<Schema>, Value) {
     (
-        Schema::of::<ChatMessage>(),
+        Schema::of::<ChatMessage>().expect("the schema compiles"),
         json!({
             "room": "team:7",
             "text": "Ship it after the review, please",

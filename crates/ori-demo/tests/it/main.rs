@@ -1,13 +1,13 @@
 //! The integration tests of `ori-demo`, one binary (linked once instead of once
 //! per file).
 
-mod common;
-mod client_common;
 mod a_client_authenticates_in_band_and_refreshes_its_token;
 mod a_dropped_client_resumes_its_rooms;
 mod a_resume_on_another_instance_of_one_redis_recovers_everything;
 mod a_resumed_subscriber_receives_every_publication_exactly_once;
 mod client_against_the_demo;
+mod client_common;
+mod common;
 mod demo_authenticates_in_band_and_emits_typed_envelopes;
 mod demo_instances_share_one_redis;
 mod demo_process_lifecycle;

@@ -1,7 +1,6 @@
 //! Typed, validated messages: definitions (a name and a Rust data type whose
 //! JSON Schema is checked at run time), the built-in control messages, and
 //! the [`MessageRegistry`] that dispatches raw frames to typed handlers.
-
 //!
 //! The definitions themselves live in the light `ori-protocol` crate, which
 //! the Rust client shares; they are re-exported here.
@@ -39,12 +38,14 @@ pub use schema::{Schema, SchemaError, ValidationError, Violation};
 ///
 /// static UPDATE_STATUS: ServerMessage<StatusUpdate> = ServerMessage::define("status.update");
 ///
-/// let err = UPDATE_STATUS.schema().validate(&serde_json::json!({"status": "away"})).unwrap_err();
+/// let schema = UPDATE_STATUS.schema().expect("the schema compiles");
+/// let err = schema.validate(&serde_json::json!({"status": "away"})).unwrap_err();
 /// assert_eq!(err.to_string(), r#"/status: must be one of "online", "offline""#);
 /// ```
 pub trait DefinitionSchema: Definition {
-    /// The compiled schema of [`Definition::Data`].
-    fn schema(&self) -> Arc<Schema> {
+    /// The compiled schema of [`Definition::Data`], or why it does not
+    /// compile (the error is cached too).
+    fn schema(&self) -> Result<Arc<Schema>, SchemaError> {
         Schema::of::<Self::Data>()
     }
 }

@@ -9,8 +9,9 @@ use crate::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::{Map, Value};
 
-use super::schema::ValidationError;
+use super::schema::{SchemaError, ValidationError};
 use super::{Definition, DefinitionSchema as _};
+use crate::error::BuildError;
 use crate::ws::{Conn, HandlerError, HandlerResult};
 use ori_core::Topic;
 
@@ -19,7 +20,8 @@ type Handler<D> =
 
 struct Entry<D> {
     handler: Handler<D>,
-    schema: Arc<super::Schema>,
+    /// `None` when the schema does not compile (every message is refused).
+    schema: Option<Arc<super::Schema>>,
 }
 
 impl<D> Clone for Entry<D> {
@@ -54,6 +56,16 @@ pub enum RegistryError {
     /// The handler returned an error.
     #[error(transparent)]
     Handler(HandlerError),
+    /// The schema of this type's data does not compile, so no message of
+    /// it is accepted. [`Ori::message_registry`](crate::Ori::message_registry)
+    /// makes this a start-up error instead.
+    #[error("Cannot validate message type {message_type:?}: {error}")]
+    Schema {
+        /// The message type.
+        message_type: String,
+        /// Why its schema does not compile.
+        error: SchemaError,
+    },
 }
 
 /// Typed handlers by message type, for the raw `message` handler.
@@ -77,12 +89,15 @@ pub enum RegistryError {
 /// ```
 pub struct MessageRegistry<D = ()> {
     handlers: HashMap<String, Entry<D>>,
+    /// The first type whose schema does not compile.
+    schema_error: Option<(String, SchemaError)>,
 }
 
 impl<D> Clone for MessageRegistry<D> {
     fn clone(&self) -> Self {
         Self {
             handlers: self.handlers.clone(),
+            schema_error: self.schema_error.clone(),
         }
     }
 }
@@ -98,11 +113,18 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
     pub fn new() -> Self {
         Self {
             handlers: HashMap::new(),
+            schema_error: None,
         }
     }
 
     /// Registers the handler of `definition`'s type; the handler receives
     /// the validated, typed data.
+    ///
+    /// A data type whose schema does not compile is remembered
+    /// ([`check`](Self::check)): pass the registry to
+    /// [`Ori::message_registry`](crate::Ori::message_registry) and `listen`
+    /// fails with it; until then every message of that type is refused
+    /// ([`RegistryError::Schema`]).
     ///
     /// # Panics
     ///
@@ -136,14 +158,29 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
         if self.handlers.contains_key(&name) {
             return Err(self);
         }
-        let schema = definition.schema();
-        let entry_schema = schema.clone();
+        let schema = match definition.schema() {
+            Ok(schema) => Ok(schema),
+            Err(error) => {
+                self.schema_error
+                    .get_or_insert_with(|| (name.clone(), error.clone()));
+                Err(RegistryError::Schema {
+                    message_type: name.clone(),
+                    error,
+                })
+            }
+        };
+        let entry_schema = schema.as_ref().ok().cloned();
         let handler = Arc::new(handler);
         let boxed: Handler<D> = Arc::new(move |ws, data| {
-            let parsed = schema.parse::<Def::Data>(data);
+            let parsed = match &schema {
+                Ok(schema) => schema
+                    .parse::<Def::Data>(data)
+                    .map_err(RegistryError::Validation),
+                Err(refused) => Err(refused.clone()),
+            };
             let handler = handler.clone();
             Box::pin(async move {
-                let data = parsed.map_err(RegistryError::Validation)?;
+                let data = parsed?;
                 if let Some(topic) = Def::join_topic(&data) {
                     if !ws.may_join(topic).await {
                         return Err(RegistryError::Forbidden(topic.clone()));
@@ -176,12 +213,25 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
     }
 
     /// The JSON Schema of every registered type's data, by type: what
-    /// clients and other languages validate against.
+    /// clients and other languages validate against (a schema that does
+    /// not compile is left out).
     pub fn schemas(&self) -> Map<String, Value> {
         self.handlers
             .iter()
-            .map(|(name, e)| (name.clone(), e.schema.json().clone()))
+            .filter_map(|(name, e)| Some((name.clone(), e.schema.as_ref()?.json().clone())))
             .collect()
+    }
+
+    /// The set-up mistake of the first type whose schema does not compile
+    /// ([`BuildError::Schema`]), if any.
+    pub fn check(&self) -> Result<(), BuildError> {
+        match &self.schema_error {
+            None => Ok(()),
+            Some((message_type, error)) => Err(BuildError::Schema {
+                message_type: message_type.clone(),
+                error: error.clone(),
+            }),
+        }
     }
 
     /// Validates `data` for `kind` and runs its handler.

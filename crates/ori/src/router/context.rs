@@ -123,7 +123,7 @@ impl<S, D: Send + Sync + 'static, E: Emitter> SocketContext<S, D, E> {
 
     /// The data deserialized as `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ValidationError> {
-        T::deserialize(&*self.data).map_err(|e| ValidationError::single("", e.to_string()))
+        T::deserialize(&*self.data).map_err(|e| ValidationError::new("", e.to_string()))
     }
 
     /// The connection.

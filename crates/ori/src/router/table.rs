@@ -20,7 +20,7 @@ use super::SocketRouter;
 use crate::context::AppContext;
 use crate::emitter::Emitter;
 use crate::error::BuildError;
-use crate::messages::{Definition, DefinitionSchema as _, Schema};
+use crate::messages::{Definition, DefinitionSchema as _, Schema, SchemaError};
 use crate::ws::{Conn, HandlerError};
 
 pub(crate) type State = Arc<dyn Any + Send + Sync>;
@@ -105,8 +105,12 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
             conn_guards: Vec::new(),
             msg_guards: Vec::new(),
             routes: Vec::new(),
+            schema_error: None,
         };
         b.router.clone().configure(&mut b);
+        if let Some(e) = b.schema_error.take() {
+            return Err(e);
+        }
         let index = self.phases.len();
         let mut own = std::collections::HashSet::new();
         for (kind, _) in &b.routes {
@@ -252,6 +256,9 @@ pub struct SocketRouteBuilder<R: SocketRouter<D, E>, D = (), E: Emitter = crate:
     conn_guards: Vec<ConnGuardFn<R::State, D>>,
     msg_guards: Vec<MsgGuardFn<R::State, D>>,
     routes: Vec<(String, HandlerFn<R::State, D>)>,
+    /// The first route whose schema does not compile: adding the router
+    /// fails with it.
+    schema_error: Option<BuildError>,
 }
 
 impl<R, D, E> SocketRouteBuilder<R, D, E>
@@ -291,23 +298,37 @@ where
     }
 
     /// Like [`on`](Self::on), validating the data against `schema` first
-    /// (a failure answers `Validation failed: ...`).
+    /// (a failure answers `Validation failed: ...`). A schema that does not
+    /// compile (`Err`, as [`Schema::of`] returns it) fails `listen` with
+    /// [`BuildError::Schema`].
     pub fn on_with_schema<H, Fut>(
         &mut self,
         kind: &str,
         handler: H,
-        schema: Arc<Schema>,
+        schema: Result<Arc<Schema>, SchemaError>,
     ) -> &mut Self
     where
         H: Fn(Arc<R>, SocketContext<R::State, D, E>) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: RouteResult,
     {
-        self.route(kind, Some(schema), handler)
+        match schema {
+            Ok(schema) => self.route(kind, Some(schema), handler),
+            Err(error) => self.schema_failed(kind, error),
+        }
+    }
+
+    fn schema_failed(&mut self, kind: &str, error: SchemaError) -> &mut Self {
+        self.schema_error.get_or_insert(BuildError::Schema {
+            message_type: kind.to_owned(),
+            error,
+        });
+        self
     }
 
     /// Routes messages of `definition`'s type; the handler receives the
-    /// validated, typed data.
+    /// validated, typed data. A data type whose schema does not compile
+    /// fails `listen` with [`BuildError::Schema`].
     pub fn on_typed<Def, H, Fut>(&mut self, definition: Def, handler: H) -> &mut Self
     where
         Def: Definition,
@@ -316,8 +337,11 @@ where
         Fut::Output: RouteResult,
     {
         let handler = Arc::new(handler);
-        let schema = definition.schema();
         let kind = definition.name().to_owned();
+        let schema = match definition.schema() {
+            Ok(schema) => schema,
+            Err(error) => return self.schema_failed(&kind, error),
+        };
         self.route(
             &kind,
             None,

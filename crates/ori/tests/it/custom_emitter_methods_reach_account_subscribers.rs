@@ -8,6 +8,7 @@ use crate::common;
 use std::sync::Arc;
 
 use common::{command_handlers, subscribe, whoami};
+use ori::messages::ValidationError;
 use ori::testing::{self, Received, Recorded};
 use ori::{
     AppContext, Controller, Emitter, HttpError, Json, Ori, PublishError, RequestContext,
@@ -46,7 +47,10 @@ struct IncidentService {
 impl IncidentService {
     async fn create(&self, account: &str, title: &str) -> Result<(), PublishError> {
         if title.is_empty() {
-            return Err(PublishError::Validation("title is required".into()));
+            return Err(PublishError::Validation(ValidationError::new(
+                "",
+                "title is required",
+            )));
         }
         self.ctx
             .socket()

@@ -1,14 +1,15 @@
 //! The integration tests of `ori`, one binary (linked once instead of once
 //! per file): each module drives the framework over real loopback sockets.
 
-mod common;
 mod broadcast_reaches_all_and_send_reaches_one;
 mod churning_clients_do_not_disturb_a_steady_subscriber;
+mod common;
 mod connection_lifecycle_handlers_see_topics_close_codes_and_peer;
 mod correlation_ids_from_headers_are_bounded;
 mod custom_emitter_methods_reach_account_subscribers;
 mod drain_and_pong_handlers_fire;
 mod every_overflow_is_a_counted_slow_consumer;
+mod every_schema_keyword_is_enforced_with_a_readable_reason;
 mod frames_are_reassembled_validated_and_early_data_is_kept;
 mod fuzz_corpus_replays_without_panic;
 mod handshake_is_strict_per_rfc_6455;
@@ -36,6 +37,7 @@ mod router_message_guards_forbid_and_rate_limit_per_connection;
 mod router_replies_carry_data_error_and_correlation_id;
 mod router_setup_mistakes_fail_listen;
 mod router_unrouted_frames_fall_through_to_the_raw_handler;
+mod schemas_that_do_not_compile_fail_startup;
 mod slow_consumer_is_closed_with_1013_while_fast_subscriber_gets_everything;
 mod startup_fails_on_missing_dependency_or_duplicate_route;
 mod stop_closes_sockets_with_1001_and_finishes_inflight_requests;

@@ -422,7 +422,7 @@ fn mutate(rng: &mut Rng, v: &mut Value, mutation: Mutation) -> Violation {
 }
 
 fn schema() -> Arc<Schema> {
-    Schema::of::<Order>()
+    Schema::of::<Order>().unwrap()
 }
 
 #[test]
@@ -588,7 +588,7 @@ struct Counts {
 /// path-less serde error.
 #[test]
 fn integers_the_rust_type_cannot_hold_are_named_with_their_path() {
-    let schema = Schema::of::<Counts>();
+    let schema = Schema::of::<Counts>().unwrap();
     for (v, path) in [
         (json!({ "small": 256, "count": 1, "big": 1 }), "/small"),
         (json!({ "small": -1, "count": 1, "big": 1 }), "/small"),
@@ -623,7 +623,7 @@ fn integers_the_rust_type_cannot_hold_are_named_with_their_path() {
 /// field, never fail `parse` with a path-less serde message.
 #[test]
 fn integral_floats_for_integer_fields_are_named_with_their_path() {
-    let schema = Schema::of::<Counts>();
+    let schema = Schema::of::<Counts>().unwrap();
     for (v, path) in [
         (json!({ "small": 30.0, "count": 1, "big": 1 }), "/small"),
         (json!({ "small": 1, "count": 1e2, "big": 1 }), "/count"),
