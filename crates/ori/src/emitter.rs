@@ -237,7 +237,7 @@ pub(crate) fn envelope<Def: Definition>(
     definition: &Def,
     data: &Def::Data,
 ) -> Result<String, PublishError> {
-    let value = serde_json::to_value(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
+    let value = serde_json::to_value(data).map_err(PublishError::Serialize)?;
     definition
         .schema()
         .map_err(|error| PublishError::Schema {

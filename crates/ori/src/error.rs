@@ -37,9 +37,10 @@ pub enum BuildError {
     /// Builder methods called in an order that loses configuration.
     #[error("{0}")]
     Order(&'static str),
-    /// Any other set-up error, from a user's factory.
+    /// Any other set-up error, from a user's factory (its cause is the
+    /// [`source`](std::error::Error::source)): `BuildError::Other(e.into())`.
     #[error("{0}")]
-    Other(String),
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why an application failed to start or stop.
@@ -96,9 +97,10 @@ pub enum PublishError {
         /// Why its schema does not compile.
         error: crate::messages::SchemaError,
     },
-    /// The message could not be serialized.
+    /// The message could not be serialized (a data type serde cannot write
+    /// as JSON, such as a map with non-string keys).
     #[error("cannot serialize message: {0}")]
-    Serialize(String),
+    Serialize(#[source] serde_json::Error),
     /// The instance's outbound budget stayed spent for the whole wait
     /// timeout: delivery is behind and the publish was refused rather than
     /// queued.
@@ -114,6 +116,79 @@ pub enum PublishError {
     /// [`ProviderError::kind`](ori_core::ProviderError::kind).
     #[error(transparent)]
     Provider(ori_core::ProviderError),
+}
+
+/// What kind of failure a [`PublishError`] is: what a caller acts on
+/// ([`PublishError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PublishErrorKind {
+    /// The request was wrong (a bad or reserved topic, a bad socket id,
+    /// data that fails its schema): the same call always fails.
+    InvalidInput,
+    /// The application is wrong (no WebSocket configured, a schema that does
+    /// not compile, data that cannot be serialized, a misconfigured
+    /// provider): fix the code or the configuration.
+    Misconfigured,
+    /// The app is not listening yet, or has stopped.
+    NotReady,
+    /// Delivery is behind (this instance's outbound budget, or another
+    /// instance's) for the whole publish timeout.
+    Overloaded,
+    /// The provider's backend cannot be reached; it reconnects by itself.
+    Unavailable,
+    /// The provider's backend did not answer in time.
+    Timeout,
+    /// The provider's backend answered with an error.
+    Backend,
+}
+
+impl PublishError {
+    /// What kind of failure this is.
+    ///
+    /// ```
+    /// use ori::{PublishError, PublishErrorKind};
+    /// let e = PublishError::NotReady { topic: "news".into() };
+    /// assert_eq!(e.kind(), PublishErrorKind::NotReady);
+    /// assert!(e.is_retryable() && !e.is_timeout());
+    /// ```
+    pub fn kind(&self) -> PublishErrorKind {
+        use ori_core::ErrorKind as Provider;
+        match self {
+            Self::InvalidTopic { .. } | Self::InvalidSocketId(_) | Self::Validation(_) => {
+                PublishErrorKind::InvalidInput
+            }
+            Self::NotConfigured | Self::Schema { .. } | Self::Serialize(_) => {
+                PublishErrorKind::Misconfigured
+            }
+            Self::NotReady { .. } => PublishErrorKind::NotReady,
+            Self::Overloaded { .. } => PublishErrorKind::Overloaded,
+            Self::Provider(e) => match e.kind() {
+                Provider::Unavailable => PublishErrorKind::Unavailable,
+                Provider::Timeout => PublishErrorKind::Timeout,
+                Provider::Overloaded => PublishErrorKind::Overloaded,
+                Provider::Config => PublishErrorKind::Misconfigured,
+                _ => PublishErrorKind::Backend,
+            },
+        }
+    }
+
+    /// Whether the same call may succeed later without any change: not
+    /// ready yet, overloaded, unavailable or timed out.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind(),
+            PublishErrorKind::NotReady
+                | PublishErrorKind::Overloaded
+                | PublishErrorKind::Unavailable
+                | PublishErrorKind::Timeout
+        )
+    }
+
+    /// Whether the provider's backend did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == PublishErrorKind::Timeout
+    }
 }
 
 impl From<ori_core::PublishError> for PublishError {

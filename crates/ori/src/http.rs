@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::PublishError;
+use crate::{PublishError, PublishErrorKind};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -42,8 +42,11 @@ pub(crate) fn error_response(status: StatusCode, reason: &str) -> Response<Body>
 ///
 /// Handlers return `Result<impl IntoResponse, HttpError>` and use `?`:
 /// a malformed body becomes 400, an oversized one 413, and a
-/// [`PublishError`] maps to 400 (bad topic, socket id or data) or 503
-/// (provider not ready or unavailable).
+/// [`PublishError`] maps by its [`kind`](PublishError::kind): 400 (bad
+/// topic, socket id or data), 500 (the app's own mistake: no WebSocket, a
+/// schema that does not compile, data that cannot be serialized), 503 (not
+/// ready, overloaded, provider unavailable), 504 (provider timed out), 502
+/// (provider error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpError {
     status: StatusCode,
@@ -115,13 +118,14 @@ impl IntoResponse for HttpError {
 
 impl From<PublishError> for HttpError {
     fn from(e: PublishError) -> Self {
-        let status = match &e {
-            PublishError::InvalidTopic { .. }
-            | PublishError::InvalidSocketId(_)
-            | PublishError::Validation(_)
-            | PublishError::Serialize(_) => StatusCode::BAD_REQUEST,
+        let status = match e.kind() {
+            PublishErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             // The server's own mistake, not the request's.
-            PublishError::Schema { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            PublishErrorKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            PublishErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            PublishErrorKind::Backend => StatusCode::BAD_GATEWAY,
+            // Not ready, overloaded, unavailable (and kinds added later):
+            // the same request may succeed in a moment.
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
@@ -376,5 +380,66 @@ mod tests {
         assert_eq!(join_path("", "/").unwrap(), "/");
         assert_eq!(join_path("/files", "/*rest").unwrap(), "/files/{*rest}");
         assert!(join_path("/api", "/:").is_err());
+    }
+
+    #[test]
+    fn each_publish_error_kind_answers_its_status() {
+        use ori_core::{ErrorKind, ProviderError};
+        let provider = |kind| PublishError::Provider(ProviderError::new(kind, "x"));
+        let cases = [
+            (
+                PublishError::InvalidTopic {
+                    topic: "__x".into(),
+                    reason: crate::Topic::client("__x").unwrap_err(),
+                },
+                PublishErrorKind::InvalidInput,
+                400,
+            ),
+            (
+                PublishError::NotConfigured,
+                PublishErrorKind::Misconfigured,
+                500,
+            ),
+            (
+                PublishError::NotReady { topic: "t".into() },
+                PublishErrorKind::NotReady,
+                503,
+            ),
+            (
+                PublishError::Overloaded {
+                    topic: "t".into(),
+                    waited: std::time::Duration::from_secs(5),
+                },
+                PublishErrorKind::Overloaded,
+                503,
+            ),
+            (
+                provider(ErrorKind::Overloaded),
+                PublishErrorKind::Overloaded,
+                503,
+            ),
+            (
+                provider(ErrorKind::Unavailable),
+                PublishErrorKind::Unavailable,
+                503,
+            ),
+            (provider(ErrorKind::Timeout), PublishErrorKind::Timeout, 504),
+            (provider(ErrorKind::Backend), PublishErrorKind::Backend, 502),
+            (
+                provider(ErrorKind::Config),
+                PublishErrorKind::Misconfigured,
+                500,
+            ),
+        ];
+        for (error, kind, status) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            let retryable = matches!(status, 503 | 504);
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+            assert_eq!(error.is_timeout(), status == 504, "{error}");
+            let message = error.to_string();
+            let http = HttpError::from(error);
+            assert_eq!(http.status().as_u16(), status, "{message}");
+            assert_eq!(http.message(), message);
+        }
     }
 }

@@ -60,7 +60,7 @@ mod ws;
 pub use app::{App, ListenAddr, Ori};
 pub use context::AppContext;
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
-pub use error::{BuildError, Error, PublishError};
+pub use error::{BuildError, Error, PublishError, PublishErrorKind};
 pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
 pub use ws::{
     AuthRequest, Authenticated, Compression, Conn, HandlerError, HandlerResult, Handlers,

@@ -174,8 +174,7 @@ impl<S, D: Send + Sync + 'static, E: Emitter> SocketContext<S, D, E> {
         topic: impl IntoTopic,
         value: &T,
     ) -> Result<(), PublishError> {
-        let text =
-            serde_json::to_string(value).map_err(|e| PublishError::Serialize(e.to_string()))?;
+        let text = serde_json::to_string(value).map_err(PublishError::Serialize)?;
         self.app
             .socket()
             .socket_emitter()
