@@ -166,7 +166,7 @@ struct Source<'a> {
 }
 
 fn unavailable(e: ProviderError) -> SubscribeError {
-    SubscribeError::Unavailable(e.to_string())
+    SubscribeError::Unavailable(std::sync::Arc::new(e))
 }
 
 impl HistorySource for Source<'_> {

@@ -1,5 +1,7 @@
 //! Errors of publishing and subscribing, matchable by variant.
 
+use std::sync::Arc;
+
 use crate::{SocketIdError, TopicError};
 
 /// Why a publish, send or broadcast failed.
@@ -42,7 +44,11 @@ pub enum PublishError {
 }
 
 /// Why a subscription change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Equality compares what each variant says; two
+/// [`Unavailable`](Self::Unavailable)s are equal when they are the same
+/// error or have the same kind and detail.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubscribeError {
     /// The topic name is invalid, or reserved.
@@ -65,7 +71,7 @@ pub enum SubscribeError {
     /// The join needed the provider (its subscription or the topic's
     /// history) and the provider failed; the socket did not join.
     #[error("cannot join now: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<crate::ProviderError>),
     /// The application's join authorization refused this client-initiated
     /// join; the socket did not join.
     #[error("Forbidden: {topic}")]
@@ -74,3 +80,34 @@ pub enum SubscribeError {
         topic: String,
     },
 }
+
+impl SubscribeError {
+    /// Whether the same join may succeed later: the provider was
+    /// unavailable (the connection's other refusals stay refusals).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(e) if e.is_retryable())
+    }
+}
+
+impl PartialEq for SubscribeError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::InvalidTopic { topic, reason },
+                Self::InvalidTopic {
+                    topic: t,
+                    reason: r,
+                },
+            ) => topic == t && reason == r,
+            (Self::TooManyTopics { limit }, Self::TooManyTopics { limit: l }) => limit == l,
+            (Self::Closed, Self::Closed) => true,
+            (Self::Unavailable(a), Self::Unavailable(b)) => {
+                Arc::ptr_eq(a, b) || (a.kind() == b.kind() && a.detail() == b.detail())
+            }
+            (Self::Forbidden { topic }, Self::Forbidden { topic: t }) => topic == t,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SubscribeError {}

@@ -260,7 +260,10 @@ async fn gated(
         core.hub.push_to(socket, frames(topic, &joined, replay));
         return Ok((joined, sub.topic_edge));
     }
-    Err(SubscribeError::Unavailable(
-        "the topic's history could not be read consistently".into(),
-    ))
+    Err(SubscribeError::Unavailable(std::sync::Arc::new(
+        crate::ProviderError::new(
+            crate::ErrorKind::Unavailable,
+            "the topic's history could not be read consistently",
+        ),
+    )))
 }
