@@ -524,14 +524,14 @@ impl Hub {
         // subscriber.
         let budget = &self.inner.budget;
         let mut charged = 0usize;
-        // One clock reading per fan-out: when it was queued, for the
-        // writers' delivery-lag figure (stored only by a queue that was
-        // empty).
-        let now = Some(crate::outbox::clock::now());
+        // At most one clock reading per fan-out, by the first queue that
+        // was empty: when it was queued, for the writers' delivery-lag
+        // figure (the other queues keep the instant of their oldest frame).
+        let mut now = None;
         for outbox in outboxes {
             let frame = frames.for_outbox(outbox);
             let len = frame.len();
-            match outbox.enqueue(frame, now) {
+            match outbox.enqueue(frame, &mut now) {
                 Push::Queued => {
                     delivered += 1;
                     match outbox.budget() {

@@ -182,7 +182,7 @@ impl Outbox {
     /// already queued plus this frame exceed the limit.
     pub fn push(&self, frame: Bytes) -> Push {
         let len = frame.len();
-        let push = self.enqueue(frame, None);
+        let push = self.enqueue(frame, &mut None);
         if push == Push::Queued {
             if let Some(b) = &self.budget {
                 b.charge(len);
@@ -192,10 +192,11 @@ impl Outbox {
     }
 
     /// [`push`](Self::push) without charging the budget: the hub's fan-out
-    /// charges all of its deliveries at once. `now` is the fan-out's one
-    /// reading of [`clock::now`] (one per publication, not per subscriber);
-    /// without it the clock is read only if the queue was empty.
-    pub(crate) fn enqueue(&self, frame: Bytes, now: Option<u32>) -> Push {
+    /// charges all of its deliveries at once. `now` is the fan-out's
+    /// reading of [`clock::now`], taken by the first queue that was empty
+    /// and shared by the rest (at most one per publication, none when no
+    /// queue was empty).
+    pub(crate) fn enqueue(&self, frame: Bytes, now: &mut Option<u32>) -> Push {
         let mut st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return Push::Closed;
@@ -208,7 +209,7 @@ impl Outbox {
         }
         let was_empty = st.frames.is_empty();
         if was_empty {
-            st.since = now.unwrap_or_else(clock::now);
+            st.since = *now.get_or_insert_with(clock::now);
         }
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);

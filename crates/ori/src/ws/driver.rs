@@ -302,8 +302,11 @@ where
         link.detach();
         drop(reader);
         tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
-        rt.emitter.metrics().count_close(end.code);
-        // Only a connection that opened has a close to report.
+        // Only a connection that opened (was counted in the connections
+        // total) has a close to count and to report.
+        if opened {
+            rt.emitter.metrics().count_close(end.code);
+        }
         if let (true, Some(close)) = (opened, &rt.handlers.close) {
             Box::pin(guarded(
                 "close",

@@ -221,6 +221,10 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         let mut written = 0usize;
         let outcome = loop {
             if ws.close.is_none() {
+                // Everything taken before is on the wire when nothing is
+                // pending: that batch's lag is known, and frames taken now
+                // start a batch of their own.
+                let batch_done = ws.pending.is_empty();
                 let taken = outbox::take(
                     &self.conn.outbox,
                     std::mem::take(&mut written),
@@ -228,14 +232,20 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                 );
                 if let Some(since) = taken.since {
                     tally.queued(taken.queued_bytes);
-                    if !std::mem::replace(&mut ws.timed, true) {
+                    if batch_done && ws.timed {
+                        tally.lag(outbox::now().wrapping_sub(ws.oldest));
+                    }
+                    if batch_done || !ws.timed {
                         ws.oldest = since;
+                        ws.timed = true;
                     }
                 }
                 let close = match taken.status {
                     OutboxStatus::Open => None,
                     OutboxStatus::Closing { code, reason } => Some((code, String::from(reason))),
                     OutboxStatus::Overflowed => {
+                        // Dropped frames have no delivery lag.
+                        ws.timed = false;
                         // Drop what the peer has not started to receive; a
                         // frame already partly on the wire must be finished,
                         // or the close frame would land inside it.
@@ -275,7 +285,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
         }
         tally.frames(frames);
         if matches!(outcome, Wrote::All) && std::mem::take(&mut ws.timed) {
-            // Everything taken is on the wire: the oldest frame's lag.
+            // Everything taken is on the wire: the batch's oldest frame's lag.
             tally.lag(outbox::now().wrapping_sub(ws.oldest));
         }
         match outcome {

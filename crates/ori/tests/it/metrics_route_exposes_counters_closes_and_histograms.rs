@@ -238,3 +238,51 @@ fn app_without_websocket_renders_zeros() {
         0
     );
 }
+
+/// A socket refused before it opened (in-band authentication that fails)
+/// was never counted in `ori_connections_total`, so its close is not
+/// counted either: the closes never outnumber the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_refused_before_it_opened_counts_no_close() {
+    let server = testing::spawn(
+        Ori::create()
+            .websocket_with(
+                InProcProvider::new(),
+                WsOptions::new().authenticate(|req: ori::AuthRequest<()>| async move {
+                    (req.token() == Some("good")).then(|| ori::Authenticated::new(()))
+                }),
+            )
+            .metrics_route("/metrics"),
+    )
+    .await;
+    let mut refused = server.connect().await;
+    refused
+        .send_json(&serde_json::json!({"type": "auth.authenticate", "token": "bad"}))
+        .await;
+    assert_eq!(
+        refused.expect_close().await,
+        Some((1008, "Authentication failed".into()))
+    );
+    let mut accepted = server.connect().await;
+    accepted
+        .send_json(&serde_json::json!({"type": "auth.authenticate", "token": "good"}))
+        .await;
+    assert_eq!(accepted.recv_json().await["name"], "auth.authenticated");
+    accepted.close(1000, "bye").await;
+    assert!(accepted.expect_close().await.is_some());
+    let mut closes = 0.0;
+    for _ in 0..200 {
+        let (_, s) = scrape(&server).await;
+        closes = s
+            .get(&("ori_closes_total".to_owned(), "code=\"1000\"".to_owned()))
+            .copied()
+            .unwrap_or(0.0);
+        if closes == 1.0 {
+            assert_eq!(get(&s, "ori_connections_total", ""), 1.0);
+            assert!(!s.contains_key(&("ori_closes_total".to_owned(), "code=\"1008\"".to_owned())));
+            break;
+        }
+        tokio::time::sleep(WAIT / 200).await;
+    }
+    assert_eq!(closes, 1.0, "the accepted socket's close is counted");
+}
