@@ -5,12 +5,14 @@
 //! render them yourself with [`render`]. What is exposed:
 //!
 //! - connections: `ori_connections` (open now), `ori_connections_total`
-//!   (accepted), `ori_closes_total{code}` (ended, by close code);
+//!   (accepted), `ori_closes_total{code}` (those that ended, by close
+//!   code);
 //! - traffic: `ori_messages_in_total`, `ori_messages_out_total`,
 //!   `ori_publishes_total`, `ori_deliveries_total`,
 //!   `ori_slow_consumer_closes_total`;
-//! - histograms: `ori_delivery_lag_seconds` (from a publication being
-//!   queued to a connection to the last byte of the write that carries it),
+//! - histograms: `ori_delivery_lag_seconds` (per batch of frames a writer
+//!   takes from a connection: from its oldest frame being queued to the
+//!   batch's last byte written),
 //!   `ori_connection_queue_bytes` (what one connection has queued when its
 //!   writer takes it), `ori_upgrade_duration_seconds` (from the upgrade
 //!   request to its `101` answer);
@@ -18,9 +20,9 @@
 //!   history, and whatever the provider reports (the Redis provider's
 //!   reconnects and dropped subscriptions, for one).
 //!
-//! Nothing here costs a delivery anything: the hub counts once per
-//! publication, and the writers observe once per write (adding a whole
-//! pass's observations at once).
+//! The hub counts once per publication; a writer observes once per batch
+//! it finishes (one clock reading each) and adds a chunk's observations to
+//! the shared atomics at once.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
