@@ -59,7 +59,10 @@ impl CloseCode {
     /// Whether a client should stop reconnecting after a close with this
     /// code and `reason` (PROTOCOL.md section 6): a refused or failed
     /// connection (1008, 1011), except the 1008s that a fresh token cures
-    /// ("Token expired", "Authentication timeout").
+    /// ("Token expired", "Authentication timeout"). Those are final too for
+    /// a client that has no way to get a fresh token: the caller decides
+    /// that (the Rust and TypeScript clients stop after any 1008 when they
+    /// have no token source).
     pub fn is_final(self, reason: &str) -> bool {
         match self {
             Self::POLICY_VIOLATION => !matches!(reason, "Token expired" | "Authentication timeout"),

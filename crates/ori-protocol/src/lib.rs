@@ -3,8 +3,8 @@
 //! control messages ([`messages`]), and the wire forms of the protocol's
 //! envelopes ([`wire`], PROTOCOL.md sections 3 to 5, 8 and 9).
 //!
-//! It is what a client needs and nothing of the server: serde, schemars and
-//! uuid are its only dependencies. The server (`ori`), the Rust client
+//! It is what a client needs and nothing of the server: serde, serde_json,
+//! schemars, thiserror and uuid are its only dependencies. The server (`ori`), the Rust client
 //! (`ori-client`) and the schema export (`ori-schemas`) all use these types,
 //! so a message defined once is the same message on both sides.
 //!

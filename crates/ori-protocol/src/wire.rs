@@ -204,7 +204,10 @@ pub struct Expiring {
 }
 
 /// A client's `{"type":"auth.authenticate","token":"<T>", ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Parsing keeps every field but `type` and `token` in `credentials`, so a
+/// parsed message serializes back to the same fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename = "auth.authenticate")]
 pub struct Authenticate {
     /// The token.
@@ -213,6 +216,19 @@ pub struct Authenticate {
     /// Other credential fields, passed to the server's authenticator.
     #[serde(flatten)]
     pub credentials: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Authenticate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut credentials = Map::<String, Value>::deserialize(d)?;
+        credentials.remove("type");
+        let token = match credentials.remove("token") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(token)) => Some(token),
+            Some(_) => return Err(serde::de::Error::custom("`token` must be a string")),
+        };
+        Ok(Self { token, credentials })
+    }
 }
 
 impl Authenticate {
@@ -273,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn parsing_checks_the_tag_and_borrows_payloads() {
+    fn parsing_reads_each_form_and_borrows_payloads() {
         let e: ErrorMessage = serde_json::from_str(r#"{"type":"error","message":"m"}"#).unwrap();
         assert_eq!(e, ErrorMessage::new("m"));
         let m: RoomMessage<'_> = serde_json::from_str(
@@ -286,5 +302,14 @@ mod tests {
             serde_json::from_str(r#"{"type":"auth.authenticate","token":"t","app":1}"#).unwrap();
         assert_eq!(a.token.as_deref(), Some("t"));
         assert_eq!(a.credentials.get("app"), Some(&json!(1)));
+        assert_eq!(
+            text(&a),
+            r#"{"type":"auth.authenticate","token":"t","app":1}"#,
+            "a parsed message round-trips, `type` once"
+        );
+        assert!(
+            serde_json::from_str::<Authenticate>(r#"{"type":"auth.authenticate","token":5}"#)
+                .is_err()
+        );
     }
 }

@@ -40,7 +40,7 @@ pub enum Error {
         retried_for: Option<Duration>,
     },
     /// The configuration is invalid: an unparsable URL.
-    #[error("invalid Redis configuration: Redis URL {url}: {source}")]
+    #[error("invalid Redis configuration: cannot parse the Redis URL {url}")]
     Config {
         /// The URL (password redacted), or the cluster node's.
         url: String,

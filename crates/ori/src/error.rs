@@ -39,8 +39,8 @@ pub enum BuildError {
     Order(&'static str),
     /// Any other set-up error, from a user's factory (its cause is the
     /// [`source`](std::error::Error::source)): `BuildError::Other(e.into())`.
-    #[error("{0}")]
-    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why an application failed to start or stop.
@@ -99,7 +99,7 @@ pub enum PublishError {
     },
     /// The message could not be serialized (a data type serde cannot write
     /// as JSON, such as a map with non-string keys).
-    #[error("cannot serialize message: {0}")]
+    #[error("cannot serialize message")]
     Serialize(#[source] serde_json::Error),
     /// The instance's outbound budget stayed spent for the whole wait
     /// timeout: delivery is behind and the publish was refused rather than
