@@ -17,6 +17,11 @@
 //! - any other format is unknown: the schema does not compile rather than
 //!   go unchecked.
 //!
+//! `contentEncoding`, `contentMediaType` and `contentSchema` are refused
+//! too: `jsonschema` treats them as annotations (draft 2019-09 and later)
+//! or ignores unknown encodings and media types, so a schema using them
+//! would accept what it seems to forbid.
+//!
 //! JSON Schema counts `30.0` as an integer, serde does not: the compiled
 //! copy adds [`INTEGER_KEYWORD`] beside every `type` that allows integers
 //! but not numbers, so such a value fails with its path too.
@@ -31,6 +36,10 @@ use super::{SchemaError, FORMAT_CLIENT_TOPIC, FORMAT_TOPIC};
 /// where the schema allows integers only. Its error message is the type
 /// the schema asks for (`an integer or null`).
 pub(super) const INTEGER_KEYWORD: &str = "x-ori-integer";
+
+/// Keywords that check nothing here, so that a schema holding one does not
+/// compile.
+const UNCHECKED_KEYWORDS: [&str; 3] = ["contentEncoding", "contentMediaType", "contentSchema"];
 
 /// Formats of numbers: `jsonschema` checks formats of strings only, so
 /// these are registered as checking nothing, and [`prepare`] adds the
@@ -117,6 +126,11 @@ fn prepare(
     let Value::Object(map) = schema else {
         return Ok(());
     };
+    if let Some(key) = UNCHECKED_KEYWORDS.iter().find(|k| map.contains_key(**k)) {
+        return Err(SchemaError(format!(
+            "{key} is not enforced, so it is refused (at {at}/{key})"
+        )));
+    }
     if let Some(format) = map.get("format").and_then(Value::as_str) {
         // The compiler would refuse it too, with advice about its options.
         if !options.is_known_format(jsonschema::Draft::Draft202012, format) {
@@ -167,8 +181,7 @@ fn prepare(
             | "not"
             | "if"
             | "then"
-            | "else"
-            | "contentSchema" => prepare(sub, at, options)?,
+            | "else" => prepare(sub, at, options)?,
             _ => {}
         }
         at.truncate(len);

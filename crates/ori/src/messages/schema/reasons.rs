@@ -2,8 +2,10 @@
 //! Pointer to the instance) rendered as PROTOCOL.md section 3 shows them.
 //!
 //! One violation per path, the most basic one (a wrong type hides the
-//! enum, a length the format), missing required members first, at most
-//! [`MAX_VIOLATIONS`].
+//! enum, a length the format), at most [`MAX_VIOLATIONS`]. Each object's
+//! missing required members come before its other violations (those of
+//! the object itself and of its members); an object nested in a later
+//! member comes after an earlier sibling's violations.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -64,8 +66,8 @@ impl ValidationError {
         }
     }
 
-    /// The violations: missing required fields first, then the others
-    /// field by field.
+    /// The violations: in each object, its missing required fields first,
+    /// then the others field by field.
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -93,14 +95,47 @@ struct Found {
     required: bool,
 }
 
+/// Violations being collected, then worded, ordered and bounded by
+/// [`Collector::finish`].
 #[derive(Default)]
-struct Collector {
+pub(super) struct Collector {
     found: Vec<Found>,
     /// Index in `found` by path.
     at: HashMap<String, usize>,
+    /// Prepended to every error's path: where the checked value sits in
+    /// the whole one.
+    prefix: String,
 }
 
 impl Collector {
+    /// Adds the errors of a check of the value at `prefix` (a JSON Pointer).
+    pub(super) fn errors<'a>(
+        &mut self,
+        prefix: &str,
+        errors: impl Iterator<Item = jsonschema::ValidationError<'a>>,
+    ) {
+        prefix.clone_into(&mut self.prefix);
+        for e in errors {
+            self.add(&e);
+        }
+        self.prefix.clear();
+    }
+
+    /// Adds a missing required member at `path`.
+    pub(super) fn missing(&mut self, path: String) {
+        self.push(path, "is required".into(), 0, true);
+    }
+
+    /// Adds a violation worded by the caller.
+    pub(super) fn violation(&mut self, path: String, reason: String) {
+        self.push(path, reason, 4, false);
+    }
+
+    /// Whether nothing was found.
+    pub(super) fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
     fn push(&mut self, path: String, reason: String, rank: u8, required: bool) {
         if let Some(&i) = self.at.get(&path) {
             let f = &mut self.found[i];
@@ -119,7 +154,13 @@ impl Collector {
     }
 
     fn add(&mut self, error: &jsonschema::ValidationError<'_>) {
-        let path = error.instance_path().as_str();
+        let raw = error.instance_path().as_str();
+        let full = if self.prefix.is_empty() {
+            raw.to_owned()
+        } else {
+            format!("{}{raw}", self.prefix)
+        };
+        let path = full.as_str();
         let mut at = |reason: String, rank: u8| self.push(path.to_owned(), reason, rank, false);
         match error.kind() {
             ValidationErrorKind::Type { kind } => {
@@ -234,7 +275,9 @@ impl Collector {
             }
             ValidationErrorKind::Referencing(e) => at(format!("cannot be checked: {e}"), 4),
             ValidationErrorKind::AnyOf { context }
-            | ValidationErrorKind::OneOfNotValid { context } => self.alternatives(path, context),
+            | ValidationErrorKind::OneOfNotValid { context } => {
+                self.alternatives(path, raw, context);
+            }
             ValidationErrorKind::OneOfMultipleValid { .. } => {
                 at("must match exactly one of the allowed shapes".into(), 4);
             }
@@ -243,10 +286,16 @@ impl Collector {
 
     /// No branch of an `anyOf`/`oneOf` matched: the violations of the one
     /// branch meant for this kind of value (for `Option<T>`, the `T`
-    /// branch of a non-null value), else a summary.
-    fn alternatives(&mut self, path: &str, branches: &[Vec<jsonschema::ValidationError<'static>>]) {
+    /// branch of a non-null value), else a summary. `raw` is `path`
+    /// without the collector's prefix, as the branches' errors name it.
+    fn alternatives(
+        &mut self,
+        path: &str,
+        raw: &str,
+        branches: &[Vec<jsonschema::ValidationError<'static>>],
+    ) {
         let wrong_kind = |e: &jsonschema::ValidationError<'_>| {
-            e.instance_path().as_str() == path
+            e.instance_path().as_str() == raw
                 && match e.kind() {
                     ValidationErrorKind::Type { .. } => true,
                     ValidationErrorKind::Custom { keyword, .. } => keyword == INTEGER_KEYWORD,
@@ -272,35 +321,69 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// The violations, ordered and bounded: as found, except that each
+    /// object's missing required members move before the first violation
+    /// found in the object (at its path or under it), an outer object's
+    /// before an inner one's, so the order is the old validator's walk:
+    /// an object's required members, then its members one by one.
+    pub(super) fn finish(self) -> ValidationError {
+        // The index of the first violation found at or under each path.
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (i, f) in self.found.iter().enumerate() {
+            let path = f.violation.path.as_str();
+            let ends = path.match_indices('/').map(|(at, _)| at);
+            for end in ends.chain([path.len()]) {
+                first.entry(&path[..end]).or_insert(i);
+            }
+        }
+        let mut keys: Vec<(usize, u8, usize, usize)> = self
+            .found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let path = f.violation.path.as_str();
+                if f.required {
+                    let object = &path[..path.rfind('/').unwrap_or(0)];
+                    let depth = object.matches('/').count();
+                    (first.get(object).copied().unwrap_or(i), 0, depth, i)
+                } else {
+                    (i, 1, 0, i)
+                }
+            })
+            .collect();
+        keys.sort_unstable();
+        let mut found: Vec<Option<Found>> = self.found.into_iter().map(Some).collect();
+        let mut violations: Vec<Found> =
+            keys.iter().filter_map(|&(.., i)| found[i].take()).collect();
+        if violations.is_empty() {
+            // Not reached: an invalid value has at least one error.
+            violations.push(Found {
+                violation: Violation {
+                    path: String::new(),
+                    reason: "is not valid".into(),
+                },
+                rank: 0,
+                required: false,
+            });
+        }
+        ValidationError {
+            violations: violations
+                .into_iter()
+                .take(MAX_VIOLATIONS)
+                .map(|f| f.violation)
+                .collect(),
+        }
+    }
+}
+
 /// The violations of `errors`, worded, ordered and bounded.
 pub(super) fn collect<'a>(
     errors: impl Iterator<Item = jsonschema::ValidationError<'a>>,
 ) -> ValidationError {
     let mut collector = Collector::default();
-    for e in errors {
-        collector.add(&e);
-    }
-    let (mut violations, others): (Vec<_>, Vec<_>) =
-        collector.found.into_iter().partition(|f| f.required);
-    violations.extend(others);
-    if violations.is_empty() {
-        // Not reached: an invalid value has at least one error.
-        violations.push(Found {
-            violation: Violation {
-                path: String::new(),
-                reason: "is not valid".into(),
-            },
-            rank: 0,
-            required: false,
-        });
-    }
-    ValidationError {
-        violations: violations
-            .into_iter()
-            .take(MAX_VIOLATIONS)
-            .map(|f| f.violation)
-            .collect(),
-    }
+    collector.errors("", errors);
+    collector.finish()
 }
 
 /// `must be <what>`, or `expected <what>` for the whole value.
@@ -376,13 +459,14 @@ fn properties(n: u64) -> String {
     plural(n, "property", "properties")
 }
 
-/// A bound as written: `1`, `-50`, `1.5` (an integral float without its
-/// `.0`).
+/// A bound as the old validator wrote it: `1`, `-50`, `1.5`, an integral
+/// float without its `.0`, a large one in full (`1e20` as
+/// `100000000000000000000`); integer bounds are read as `f64` too.
 fn number(limit: &Value) -> String {
-    match limit.as_f64() {
-        Some(n) if !(limit.is_i64() || limit.is_u64()) && n.fract() == 0.0 && n.abs() < 1e15 => {
-            format!("{}", n as i64)
-        }
-        _ => limit.to_string(),
+    let n = limit.as_f64().unwrap_or(f64::NAN);
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
     }
 }

@@ -345,3 +345,98 @@ fn a_large_invalid_value_reports_its_first_violation() {
     let valid: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
     assert!(s.validate(&json!(valid)).is_ok());
 }
+
+#[test]
+fn a_nested_objects_missing_members_follow_an_earlier_siblings_violation() {
+    let mut v = valid();
+    v["ids"] = json!([-1]);
+    v["inner"] = json!({});
+    assert_eq!(
+        errors(v),
+        "/ids/0: must be at least 0, /inner/level: is required"
+    );
+    // An object's own missing members still come first.
+    let e = errors(json!({"status": "x", "tags": [], "inner": {}, "ids": [-1]}));
+    assert_eq!(
+        e,
+        r#"/name: is required, /ids/0: must be at least 0, /inner/level: is required, /status: must be one of "online", "offline""#
+    );
+}
+
+#[test]
+fn bounds_are_written_as_the_old_validator_wrote_them() {
+    let s = compiled(json!({
+        "type": "object",
+        "properties": {
+            "big": {"type": "number", "maximum": 1e20},
+            "wide": {"type": "number", "minimum": 1e15},
+            "half": {"type": "number", "exclusiveMinimum": 1.5},
+            "int": {"type": "integer", "maximum": 10}
+        }
+    }));
+    assert_eq!(
+        reasons(&s, json!({"big": 1e21, "wide": 1, "half": 1, "int": 11})),
+        "/big: must be at most 100000000000000000000, /half: must be greater than 1.5, \
+         /int: must be at most 10, /wide: must be at least 1000000000000000"
+    );
+}
+
+#[test]
+fn content_keywords_are_refused() {
+    for key in ["contentEncoding", "contentMediaType", "contentSchema"] {
+        let value = if key == "contentSchema" {
+            json!({"type": "integer"})
+        } else {
+            json!("base64")
+        };
+        let schema = json!({"properties": {"data": {"type": "string", key: value}}});
+        let err = Schema::compile(schema).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("invalid schema: {key} is not enforced, so it is refused (at /properties/data/{key})")
+        );
+    }
+}
+
+#[test]
+fn a_large_value_under_an_optional_struct_gets_bounded_violations() {
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Items {
+        ids: Vec<u32>,
+    }
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Option<Items>,
+        #[schemars(length(max = 3))]
+        name: String,
+    }
+    let s = Schema::of::<Outer>().unwrap();
+    let ids = vec!["x"; 250_000];
+    let e = s
+        .validate(&json!({"inner": {"ids": ids}, "name": "ann"}))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/inner: does not match its schema (a value of 250002 nodes is checked, not itemized)"
+    );
+    // A small member beside it is itemized; a missing one is named.
+    let e = s
+        .validate(&json!({"inner": {"ids": ids}, "name": "toolong"}))
+        .unwrap_err();
+    assert_eq!(e.violations().len(), 2);
+    assert_eq!(
+        e.violations()[1].to_string(),
+        "/name: must be at most 3 characters"
+    );
+    let e = s.validate(&json!({"inner": {"ids": ids}})).unwrap_err();
+    assert_eq!(e.violations().len(), 2);
+    assert_eq!(e.violations()[0].to_string(), "/name: is required");
+    // A large value that is no such object: one violation for all of it.
+    let e = s.validate(&json!(ids)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "does not match its schema (a value of 250001 nodes is checked, not itemized)"
+    );
+}
