@@ -242,12 +242,14 @@ pub(crate) async fn run(
                 return;
             }
             Exit::Lost(reason) => {
-                let held = upstream.topics.len() + upstream.sockets.len();
-                shared
-                    .counters
-                    .dropped_subscriptions
-                    .fetch_add(held as u64, Ordering::Relaxed);
                 if down_since.is_none() {
+                    // Counted once per outage: a resubscription that fails
+                    // midway during the same outage drops nothing new.
+                    let held = upstream.topics.len() + upstream.sockets.len();
+                    shared
+                        .counters
+                        .dropped_subscriptions
+                        .fetch_add(held as u64, Ordering::Relaxed);
                     shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         redis = %url,
