@@ -99,6 +99,11 @@ pub fn run(args: MicroArgs) -> anyhow::Result<Value> {
         black_box(setup::parse_chat(&chat_schema, black_box(&chat_text)));
     });
 
+    let (batch_schema, batch) = setup::large_rejection();
+    let reject_large_ns = bench(runs, n(50), 1, || {
+        black_box(batch_schema.validate(black_box(&batch)).is_err());
+    });
+
     let mut out = json!({
         "bench": "micro",
         "runs": runs,
@@ -111,6 +116,7 @@ pub fn run(args: MicroArgs) -> anyhow::Result<Value> {
             "validate_room_join": validate_room_ns,
             "validate_chat_message": validate_chat_ns,
             "parse_validate_deserialize_chat_message": parse_chat_ns,
+            "reject_1mb_value_under_an_optional_struct": reject_large_ns,
         }
     });
     if let Some(map) = out.as_object_mut() {

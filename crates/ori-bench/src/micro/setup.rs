@@ -119,3 +119,29 @@ pub fn parse_chat(schema: &Schema, text: &str) -> bool {
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     schema.parse::<ChatMessage>(value).is_ok()
 }
+
+/// A message whose data has an optional nested struct (schemars writes an
+/// `anyOf` for it), for the cost of rejecting a large value.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct Batch {
+    inner: Option<BatchItems>,
+}
+
+/// The nested struct of [`Batch`].
+#[derive(Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct BatchItems {
+    ids: Vec<u32>,
+}
+
+/// The schema of [`Batch`] and an invalid instance of about 1 MB: 250,000
+/// strings where numbers belong (a hostile message well under the default
+/// 16 MiB limit).
+pub fn large_rejection() -> (Arc<Schema>, Value) {
+    (
+        Schema::of::<Batch>().expect("the schema compiles"),
+        json!({ "inner": { "ids": vec!["x"; 250_000] } }),
+    )
+}
+
