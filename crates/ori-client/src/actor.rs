@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::auth::{auth_envelope, AuthEnvelope, TokenFuture};
+use crate::Cause;
 use crate::{
     flat, ClientError, Command, ConnectionState, Event, Message, RequestError, RoomData, Shared,
 };
@@ -182,7 +183,7 @@ impl Actor {
                     return Ok(match result {
                         Ok(Ok((ws, _))) => Some(ws),
                         Ok(Err(e)) => {
-                            self.error(ClientError::Connect(e.to_string()));
+                            self.error(ClientError::Connect(Cause::new(e)));
                             None
                         }
                         Err(_) => {

@@ -8,9 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ori_protocol::wire::{self, Envelope};
+
+use crate::Cause;
 use serde_json::Value;
 
-pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, Cause>> + Send>>;
 
 /// Where the client gets a token: called before every connection's
 /// authentication and at every `auth.expiring` (a refresh).
@@ -22,16 +24,16 @@ impl TokenSource {
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<String, E>> + Send + 'static,
-        E: fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         Self(Arc::new(move || {
             let fut = f();
-            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+            Box::pin(async move { fut.await.map_err(Cause::new) })
         }))
     }
 
     /// A token, or why there is none.
-    pub(crate) async fn token(&self) -> Result<String, String> {
+    pub(crate) async fn token(&self) -> Result<String, Cause> {
         (self.0)().await
     }
 
@@ -42,7 +44,7 @@ impl TokenSource {
         Box::pin(async move {
             tokio::time::timeout(timeout, fut)
                 .await
-                .unwrap_or_else(|_| Err(format!("no token within {timeout:?}")))
+                .unwrap_or_else(|elapsed| Err(Cause::new(elapsed)))
         })
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
-use crate::{actor, auth, Backoff, Client, ClientError, ConnectionState, Shared, State};
+use crate::{actor, auth, Backoff, Cause, Client, ClientError, ConnectionState, Shared, State};
 
 /// Builds a [`Client`]: `Client::builder(url)...build()`.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl ClientBuilder {
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<String, E>> + Send + 'static,
-        E: std::fmt::Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.auth = Some(auth::TokenSource::new(token));
         self
@@ -130,10 +130,16 @@ impl ClientBuilder {
                 .headers
                 .into_iter()
                 .map(|(k, v)| {
-                    let name = HeaderName::try_from(k.as_str())
-                        .map_err(|e| ClientError::Config(format!("header {k:?}: {e}")))?;
-                    let value = HeaderValue::try_from(v.as_str())
-                        .map_err(|e| ClientError::Config(format!("header {k:?} value: {e}")))?;
+                    let name =
+                        HeaderName::try_from(k.as_str()).map_err(|e| ClientError::Config {
+                            what: format!("header {k:?}"),
+                            cause: Cause::new(e),
+                        })?;
+                    let value =
+                        HeaderValue::try_from(v.as_str()).map_err(|e| ClientError::Config {
+                            what: format!("value of header {k:?}"),
+                            cause: Cause::new(e),
+                        })?;
                     Ok((name, value))
                 })
                 .collect::<Result<_, ClientError>>()?,
@@ -183,7 +189,10 @@ impl Config {
             .url
             .as_str()
             .into_client_request()
-            .map_err(|e| ClientError::Config(format!("url {:?}: {e}", self.url)))?;
+            .map_err(|e| ClientError::Config {
+                what: format!("url {:?}", self.url),
+                cause: Cause::new(e),
+            })?;
         for (k, v) in &self.headers {
             req.headers_mut().append(k.clone(), v.clone());
         }

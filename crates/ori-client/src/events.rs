@@ -1,5 +1,8 @@
 //! What the client reports: its state, the frames it received, its events and errors.
 
+use std::fmt;
+use std::sync::Arc;
+
 use ori_protocol::CloseCode;
 use std::time::Duration;
 
@@ -107,8 +110,14 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The URL or a header is not valid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    #[error("invalid configuration: {what}")]
+    Config {
+        /// What is invalid (`url "..."`, `header "..."`).
+        what: String,
+        /// Why.
+        #[source]
+        cause: Cause,
+    },
     /// A room name is not a topic a client may join.
     #[error("invalid room {room:?}: {reason}")]
     InvalidRoom {
@@ -118,14 +127,14 @@ pub enum ClientError {
         reason: String,
     },
     /// Data could not be serialized to JSON.
-    #[error("cannot encode the message: {0}")]
-    Encode(String),
+    #[error("cannot encode the message")]
+    Encode(#[source] Cause),
     /// The client is closed (closed, refused with 1008/1011, or gave up).
     #[error("the client is closed")]
     Closed,
     /// A connection attempt failed.
-    #[error("connection failed: {0}")]
-    Connect(String),
+    #[error("connection failed")]
+    Connect(#[source] Cause),
     /// A connection attempt took longer than the connection timeout.
     #[error("connection timed out after {0:?}")]
     ConnectTimeout(Duration),
@@ -146,10 +155,14 @@ pub enum ClientError {
     /// The send buffer was full; the oldest message was dropped.
     #[error("send buffer full ({0}); dropped the oldest message")]
     BufferFull(usize),
-    /// The token source failed, or the server did not answer the in-band
-    /// authentication in time; reconnecting.
-    #[error("authentication failed: {0}")]
-    Auth(String),
+    /// The token source failed, or gave no token within the connection
+    /// timeout; reconnecting.
+    #[error("no token for the in-band authentication")]
+    TokenUnavailable(#[source] Cause),
+    /// The server did not answer `auth.authenticate` within the connection
+    /// timeout; reconnecting.
+    #[error("no reply to auth.authenticate within {0:?}")]
+    AuthTimeout(Duration),
     /// The server sent `{"type":"error","message":...}`.
     #[error("server error: {0}")]
     Server(String),
@@ -181,6 +194,49 @@ pub enum RequestError {
         ty: String,
     },
     /// The data could not be serialized.
-    #[error("cannot encode the request: {0}")]
-    Encode(String),
+    #[error("cannot encode the request")]
+    Encode(#[source] Cause),
 }
+
+/// The cause of a [`ClientError`]: shared, because every
+/// [`Client::events`](crate::Client::events) stream gets its own copy of
+/// an event, and compared by what it says.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(Arc::from(e.into()))
+    }
+
+    /// The error itself (downcast it to the library's type when needed).
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}

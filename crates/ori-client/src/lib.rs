@@ -65,7 +65,7 @@ mod events;
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;
 pub(crate) use builder::Config;
-pub use events::{ClientError, ConnectionState, Event, Message, RequestError};
+pub use events::{Cause, ClientError, ConnectionState, Event, Message, RequestError};
 
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
@@ -305,7 +305,7 @@ impl Client {
         data: &impl Serialize,
         timeout: Duration,
     ) -> Result<Value, RequestError> {
-        let data = serde_json::to_value(data).map_err(|e| RequestError::Encode(e.to_string()))?;
+        let data = serde_json::to_value(data).map_err(|e| RequestError::Encode(Cause::new(e)))?;
         let id = uuid::Uuid::new_v4().to_string();
         let text = serde_json::json!({"type": ty, "data": data, "correlationId": id}).to_string();
         let (reply, rx) = oneshot::channel();
@@ -356,7 +356,7 @@ impl Client {
 
 /// `{"type": name, ...data}`.
 fn flat(name: &str, data: &impl Serialize) -> Result<String, ClientError> {
-    ori_protocol::wire::flat(name, data).map_err(|e| ClientError::Encode(e.to_string()))
+    ori_protocol::wire::flat(name, data).map_err(|e| ClientError::Encode(Cause::new(e)))
 }
 
 /// The typed messages of one definition, from [`Client::on`].
@@ -447,5 +447,30 @@ mod tests {
         );
         assert_eq!(flat("x", &()).unwrap(), r#"{"type":"x"}"#);
         assert_eq!(flat("x", &[1]).unwrap(), r#"{"type":"x","data":[1]}"#);
+    }
+
+    #[test]
+    fn errors_carry_their_cause_as_source_and_compare_by_it() {
+        use std::error::Error as _;
+        let Err(e) = Client::builder("no scheme here").build() else {
+            panic!("an invalid url is refused");
+        };
+        let ClientError::Config { what, cause } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(what, "url \"no scheme here\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: url \"no scheme here\""
+        );
+        assert_eq!(e.source().map(|s| s.to_string()), Some(cause.to_string()));
+        assert_eq!(
+            e.clone(),
+            e,
+            "a clone (another events() stream's copy) is equal"
+        );
+        let a = ClientError::Encode(Cause::new("x"));
+        assert_eq!(a, ClientError::Encode(Cause::new("x")));
+        assert_ne!(a, ClientError::Encode(Cause::new("y")));
     }
 }

@@ -144,4 +144,3 @@ pub fn large_rejection() -> (Arc<Schema>, Value) {
         json!({ "inner": { "ids": vec!["x"; 250_000] } }),
     )
 }
-

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{close_locally, Actor, Ws};
 use crate::auth::{auth_envelope, authenticate_message, AuthEnvelope};
-use crate::ClientError;
+use crate::{Cause, ClientError};
 
 /// The local close code when the token source fails (as the TypeScript
 /// client's).
@@ -27,9 +27,9 @@ impl Actor {
         let failed = match tokio::time::timeout(timeout, source.token()).await {
             Ok(Ok(token)) => return Ok(token),
             Ok(Err(e)) => e,
-            Err(_) => format!("no token within {timeout:?}"),
+            Err(elapsed) => Cause::new(elapsed),
         };
-        self.error(ClientError::Auth(failed));
+        self.error(ClientError::TokenUnavailable(failed));
         Err(close_locally(ws, TOKEN_UNAVAILABLE, "Token unavailable").await)
     }
 
@@ -50,7 +50,7 @@ impl Actor {
             let msg = tokio::select! {
                 msg = ws.next() => msg,
                 () = sleep_until(deadline) => {
-                    self.error(ClientError::Auth("no reply to auth.authenticate".into()));
+                    self.error(ClientError::AuthTimeout(self.shared.config.connect_timeout));
                     return Err(close_locally(ws, AUTH_TIMEOUT, "Authentication timeout").await);
                 }
             };
@@ -80,7 +80,7 @@ impl Actor {
     pub(super) async fn refreshed(
         &mut self,
         ws: &mut Ws,
-        token: Result<String, String>,
+        token: Result<String, Cause>,
     ) -> Result<(), (u16, String)> {
         match token {
             Ok(token) => {
@@ -92,7 +92,7 @@ impl Actor {
                     return Err((1006, "send failed".into()));
                 }
             }
-            Err(e) => self.error(ClientError::Auth(e)),
+            Err(e) => self.error(ClientError::TokenUnavailable(e)),
         }
         Ok(())
     }

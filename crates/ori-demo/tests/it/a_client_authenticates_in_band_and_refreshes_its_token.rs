@@ -212,7 +212,7 @@ async fn a_refused_token_ends_the_client_and_a_failing_source_retries() {
     wait_for(
         &mut events,
         "the source's failure",
-        |e| matches!(e, Event::Error(ClientError::Auth(m)) if m.contains("unavailable")),
+        |e| matches!(e, Event::Error(ClientError::TokenUnavailable(c)) if c.to_string().contains("unavailable")),
     )
     .await;
     wait_for(&mut events, "connected after the retry", |e| {
