@@ -75,7 +75,8 @@ pub async fn notify(addr: SocketAddr, room: &str, message: &str) {
 
 /// A subscriber joins with positions on `first`, receives part of ~1,000
 /// numbered notifications a second published on `publisher`, drops
-/// without a close frame, and after 1 s resumes on `second`: it must get
+/// without a close frame, and once 150 more were published resumes on
+/// `second`: it must get
 /// every number exactly once, in order, with consecutive offsets.
 pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, second: &str) {
     let addr = publisher;
@@ -87,12 +88,21 @@ pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, seco
     // ~1,000 numbered notifications a second for 2.5 s.
     let published = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // The count at the subscriber's drop: the publisher goes on past the
+    // 2.5 s until 150 more went out meanwhile, however slow the machine
+    // (at most 15 s, 10,000 notifications).
+    let dropped_at = Arc::new(AtomicU64::new(u64::MAX));
     let publisher = {
         let (published, done) = (published.clone(), done.clone());
+        let dropped_at = dropped_at.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let mut n = 0u64;
-            while started.elapsed() < Duration::from_millis(2500) && n < 10_000 {
+            let more = |n: u64| n < dropped_at.load(SeqCst).saturating_add(150);
+            while n < 10_000
+                && started.elapsed() < Duration::from_secs(15)
+                && (started.elapsed() < Duration::from_millis(2500) || more(n))
+            {
                 notify(addr, "feed", &n.to_string()).await;
                 n += 1;
                 published.store(n, SeqCst);
@@ -109,7 +119,13 @@ pub async fn dropped_subscriber_resumes(first: &str, publisher: SocketAddr, seco
     }
     drop(ws);
     let last = got.last().expect("received some").0;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_drop = published.load(SeqCst);
+    dropped_at.store(at_drop, SeqCst);
+    // Away while the publisher goes on: until 150 more went out (bounded
+    // by the publisher's own limits).
+    while published.load(SeqCst) < at_drop + 150 && !done.load(SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let missed_at_least = published.load(SeqCst) - got.len() as u64;
     assert!(missed_at_least > 100, "the publisher kept going meanwhile");
 
