@@ -5,7 +5,6 @@
 //! here, not at run time), starts the provider and serves HTTP/1.1 with
 //! WebSocket upgrades. `App::stop` shuts down gracefully.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
-use ori_core::codec::close_code;
 use ori_core::{Broker, InProcProvider, Provider};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +26,11 @@ use crate::server::{accept_loop, bind, HttpLimits, Serving};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 mod listen_addr;
+mod running;
 
 pub use listen_addr::ListenAddr;
+pub use running::App;
+use running::Shared;
 
 struct WsSetup<D> {
     broker: Broker,
@@ -518,104 +519,4 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
 
 async fn method_not_allowed() -> axum::response::Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-}
-
-struct Shared<E: Emitter> {
-    ctx: AppContext<E>,
-    broker: Option<Broker>,
-    /// WebSocket connection tasks.
-    ws_tasks: TaskTracker,
-    /// HTTP connection tasks.
-    http_conns: TaskTracker,
-    /// The accept loop (it owns the listening socket).
-    listener: TaskTracker,
-    /// Cancelled when the app stops.
-    shutdown: CancellationToken,
-    timeout: Duration,
-    stopped: tokio::sync::Mutex<bool>,
-}
-
-/// A running application.
-pub struct App<E: Emitter = SocketEmitter> {
-    shared: Arc<Shared<E>>,
-    local_addr: Option<SocketAddr>,
-}
-
-impl<E: Emitter> Clone for App<E> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            local_addr: self.local_addr,
-        }
-    }
-}
-
-impl<E: Emitter> App<E> {
-    /// The bound address (`None` when mounted with [`Ori::into_router`]).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
-    }
-
-    /// The bound port (0 when mounted with [`Ori::into_router`]).
-    pub fn port(&self) -> u16 {
-        self.local_addr.map_or(0, |a| a.port())
-    }
-
-    /// The app context.
-    pub fn context(&self) -> &AppContext<E> {
-        &self.shared.ctx
-    }
-
-    /// The app's emitter.
-    pub fn socket(&self) -> &E {
-        self.shared.ctx.socket()
-    }
-
-    /// Open WebSocket connections (and connections still closing).
-    pub fn connection_count(&self) -> usize {
-        self.shared
-            .broker
-            .as_ref()
-            .map_or(0, |p| p.connection_count())
-    }
-
-    /// Stops gracefully: stops accepting (the listening port is free again
-    /// once this returns), lets in-flight HTTP requests finish, closes
-    /// every socket with 1001 "Server shutting down", waits up to the
-    /// shutdown timeout, then stops the provider. Idempotent.
-    pub async fn stop(&self) {
-        let mut stopped = self.shared.stopped.lock().await;
-        if *stopped {
-            return;
-        }
-        let s = &self.shared;
-        s.shutdown.cancel();
-        // The accept loop ends at once on the cancel and drops the
-        // listening socket: once `stop` returns, the port is free again.
-        s.listener.close();
-        s.listener.wait().await;
-        if let Some(p) = &s.broker {
-            p.hub()
-                .close_all(close_code::GOING_AWAY, "Server shutting down");
-        }
-        // Closed trackers still take tasks; closing lets `wait` end once
-        // they are empty.
-        s.ws_tasks.close();
-        s.http_conns.close();
-        let drained = async {
-            s.ws_tasks.wait().await;
-            s.http_conns.wait().await;
-        };
-        if tokio::time::timeout(s.timeout, drained).await.is_err() {
-            tracing::warn!(
-                websockets = s.ws_tasks.len(),
-                http = s.http_conns.len(),
-                "shutdown timeout reached with connections still open"
-            );
-        }
-        if let Some(p) = &s.broker {
-            p.stop().await;
-        }
-        *stopped = true;
-    }
 }
