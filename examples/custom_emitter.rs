@@ -69,6 +69,10 @@ struct CreateIncident {
     title: String,
 }
 
+/// The app's types, named once: connections carry the account they
+/// connected for, and reach the custom emitter.
+type Ws = Conn<String, AppSocketEmitter>;
+
 /// A service that publishes through the custom emitter.
 struct IncidentService {
     ctx: AppContext<AppSocketEmitter>,
@@ -123,9 +127,15 @@ async fn main() -> Result<(), ori::Error> {
 
     let options = WsOptions::new().upgrade(|req| async move { req.query_param("account") });
     let app = Ori::with_emitter::<AppSocketEmitter>()
-        .websocket_with(ori::InProcProvider::new(), options)
-        .on_websocket(Handlers::new().on_open(|ws: Conn<String>| async move {
-            ws.subscribe(format!("account:{}", ws.data()))
+        .websocket_options(options)
+        .on_websocket(Handlers::new().on_open(|ws: Ws| async move {
+            ws.subscribe(format!("account:{}", ws.data()))?;
+            // The custom emitter, with its domain methods, from a handler.
+            let online = json!({ "socket": ws.id().to_string() });
+            ws.emitter()
+                .emit_to_account(ws.data(), "member.online", online)
+                .await?;
+            Ok::<_, ori::router::BoxError>(())
         }))
         .service_with(|ctx| Ok(IncidentService { ctx: ctx.clone() }))
         .controller_with("/api", |ctx| {

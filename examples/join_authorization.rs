@@ -83,7 +83,7 @@ impl Follow {
     }
 }
 
-fn app() -> Ori<ori::SocketEmitter, User> {
+fn app() -> Ori<ori::SocketEmitter, ori::WithWebSocket<User>> {
     let options = WsOptions::new()
         .authenticate(authenticate)
         .auth_timeout(Duration::from_secs(5))

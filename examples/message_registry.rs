@@ -10,10 +10,8 @@
 //! #       {"type":"status.update","status":"away"}   -> Validation failed: /status: ...
 //! ```
 
-use std::sync::Arc;
-
 use ori::messages::{Heartbeat, JoinRoom, LeaveRoom, MessageRegistry, ServerMessage};
-use ori::{Conn, Handlers, Message, Ori};
+use ori::{Conn, Ori};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -63,22 +61,13 @@ async fn main() -> Result<(), ori::Error> {
     // The schema is JSON Schema: publish it for clients and other languages.
     println!("status.update schema: {}", status_schema());
 
-    let registry = Arc::new(registry());
     let app = Ori::create()
         .websocket()
-        // A message type whose schema does not compile fails `listen`.
-        .message_registry(&registry)
-        .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
-            let registry = registry.clone();
-            async move {
-                let Some(text) = msg.as_text() else { return };
-                if text == "2" {
-                    ws.send("3"); // minimal ping/pong
-                } else if let Err(e) = registry.handle_text(&ws, text).await {
-                    ws.send(e.to_reply()); // {"type":"error","message":"..."}
-                }
-            }
-        }))
+        // Typed, validated messages; a failure is answered
+        // {"type":"error","message":"..."}, and the `2` ping `3` by the
+        // server. A message type whose schema does not compile, or that a
+        // socket router routes too, fails `listen`.
+        .message_registry(registry())
         .listen(port)
         .await?;
     println!("listening on http://localhost:{}", app.port());

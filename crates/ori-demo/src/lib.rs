@@ -14,7 +14,7 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ori::{Authenticated, Handlers, Ori, Provider, Upgrade, WsOptions};
+use ori::{Authenticated, Ori, Provider, Upgrade, WsOptions};
 
 pub use socket::{PublishData, PUBLISH};
 
@@ -119,15 +119,10 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
             .auth_timeout(config.auth_timeout),
         &config,
     );
-    let registry = Arc::new(socket::registry());
     Ori::create()
         .websocket_with(provider, options)
         .socket_router(socket::DemoRouter)
-        .message_registry(&registry)
-        .on_websocket(
-            Handlers::new()
-                .on_message(move |ws, msg| socket::on_message(registry.clone(), ws, msg)),
-        )
+        .message_registry(socket::registry())
         .controller(
             "/api",
             api::Api {

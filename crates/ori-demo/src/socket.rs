@@ -12,7 +12,7 @@ use ori::messages::{
     MessageRegistry, ServerMessage,
 };
 use ori::router::{SocketContext, SocketRouteBuilder, SocketRouter};
-use ori::{Conn, Message, PublishError};
+use ori::{Conn, PublishError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -79,7 +79,9 @@ pub(crate) fn route_schemas() -> impl Iterator<Item = (String, Value)> {
     .into_iter()
 }
 
-/// The registry behind the raw message handler.
+/// The message registry (PROTOCOL.md section 2), after the router; the
+/// server answers the `2` ping itself, and binary frames have no meaning
+/// in the demo's protocol (no raw handler: they are ignored).
 pub(crate) fn registry() -> MessageRegistry {
     MessageRegistry::new()
         .on(JoinRoom, |ws: Conn, data| async move {
@@ -96,19 +98,4 @@ pub(crate) fn registry() -> MessageRegistry {
         .on(Heartbeat, |ws: Conn, _| async move {
             ws.send(json!({ "type": "heartbeat", "timestamp": crate::now_ms() }).to_string());
         })
-}
-
-/// The raw message handler: frames no router handled.
-pub(crate) async fn on_message(registry: Arc<MessageRegistry>, ws: Conn, msg: Message) {
-    // Binary frames have no meaning in the demo's protocol.
-    let Some(text) = msg.as_text() else {
-        return;
-    };
-    if text == "2" {
-        ws.send("3");
-        return;
-    }
-    if let Err(e) = registry.handle_text(&ws, text).await {
-        ws.send(e.to_reply());
-    }
 }

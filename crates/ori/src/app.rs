@@ -8,11 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, MethodRouter};
 use axum::Router;
-use ori_core::{Broker, InProcProvider, Provider};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,21 +19,16 @@ use crate::context::AppContext;
 use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::{BuildError, Error};
 use crate::http::{error_response, Controller, HttpRoutes};
-use crate::router::{RouterTable, SocketRouter};
 use crate::server::{accept_loop, bind, HttpLimits, Serving};
-use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 mod listen_addr;
 mod running;
+mod websocket;
 
 pub use listen_addr::ListenAddr;
 pub use running::App;
 use running::Shared;
-
-struct WsSetup<D> {
-    broker: Broker,
-    options: WsOptions<D>,
-}
+pub use websocket::{Mount, NoWebSocket, WebSocketState, WithWebSocket};
 
 /// Builds an Ori application.
 ///
@@ -60,14 +53,23 @@ struct WsSetup<D> {
 /// # Ok(()) }
 /// ```
 ///
-/// `E` is the app's emitter type ([`Ori::with_emitter`]); `D` the user data
-/// of each connection, set by the upgrade handler in [`WsOptions::upgrade`].
-pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
+/// `E` is the app's emitter type ([`Ori::with_emitter`]); `W` whether
+/// WebSocket support is configured: [`NoWebSocket`], or
+/// [`WithWebSocket<D>`](WithWebSocket) after `websocket()`, `D` being the
+/// user data of each connection (set by the upgrade handler in
+/// [`WsOptions::upgrade`](crate::WsOptions::upgrade)); plain `Ori` is an
+/// app with WebSocket support and no user data. The methods that need
+/// WebSocket support exist only on the second, so the wrong order does not
+/// compile:
+///
+/// ```compile_fail
+/// // on_websocket() before websocket(): no such method yet.
+/// let app = ori::Ori::create().on_websocket(ori::Handlers::<()>::new());
+/// ```
+pub struct Ori<E: Emitter = SocketEmitter, W = WithWebSocket> {
     ctx: AppContext<E>,
     base: SocketEmitter,
-    ws: Option<WsSetup<D>>,
-    handlers: Option<Handlers<D>>,
-    routers: RouterTable<D>,
+    ws: W,
     routes: HttpRoutes<E>,
     extra: Option<Router>,
     errors: Vec<BuildError>,
@@ -79,7 +81,7 @@ pub struct Ori<E: Emitter = SocketEmitter, D = ()> {
     metrics_path: Option<String>,
 }
 
-impl Ori {
+impl Ori<SocketEmitter, NoWebSocket> {
     /// A new application with the base [`SocketEmitter`].
     pub fn create() -> Self {
         Self::with_emitter()
@@ -87,14 +89,12 @@ impl Ori {
 
     /// A new application whose emitter is the custom type `E`; services and
     /// handlers reach it as `ctx.socket()` with its domain methods.
-    pub fn with_emitter<E: Emitter>() -> Ori<E, ()> {
+    pub fn with_emitter<E: Emitter>() -> Ori<E, NoWebSocket> {
         let base = SocketEmitter::unconfigured();
         Ori {
             ctx: AppContext::new(E::from_socket_emitter(base.clone())),
             base,
-            ws: None,
-            handlers: None,
-            routers: RouterTable::default(),
+            ws: NoWebSocket,
             routes: HttpRoutes::default(),
             extra: None,
             errors: Vec::new(),
@@ -107,47 +107,13 @@ impl Ori {
     }
 }
 
-impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
-    /// Enables WebSocket support with the in-process provider and default
-    /// options (path `/ws`, every upgrade accepted).
-    pub fn websocket(self) -> Ori<E, ()> {
-        self.websocket_with(InProcProvider, WsOptions::new())
-    }
-
-    /// Enables WebSocket support with a provider and options.
-    pub fn websocket_with<D2: Send + Sync + 'static>(
-        mut self,
-        provider: impl Provider,
-        options: WsOptions<D2>,
-    ) -> Ori<E, D2> {
-        if self.handlers.is_some() {
-            self.errors.push(BuildError::Order(
-                "on_websocket() was called before websocket(); call websocket() first",
-            ));
-        }
-        if self.ws.is_some() {
-            self.errors
-                .push(BuildError::Order("websocket() was called twice"));
-        }
-        if !self.routers.is_empty() {
-            self.errors.push(BuildError::Order(
-                "socket_router() was called before websocket(); call websocket() first",
-            ));
-        }
-        if let Some(mistake) = options.error {
-            self.errors.push(BuildError::Order(mistake));
-        }
-        let broker = match options.history.clone() {
-            Some(history) => Broker::with_history(provider, history),
-            None => Broker::new(provider),
-        };
-        self.base.attach(broker.clone());
+impl<E: Emitter, W: WebSocketState> Ori<E, W> {
+    /// The same builder in another WebSocket state.
+    fn with_ws<W2: WebSocketState>(self, ws: W2) -> Ori<E, W2> {
         Ori {
             ctx: self.ctx,
             base: self.base,
-            ws: Some(WsSetup::<D2> { broker, options }),
-            handlers: None,
-            routers: RouterTable::default(),
+            ws,
             routes: self.routes,
             extra: self.extra,
             errors: self.errors,
@@ -157,88 +123,6 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             shutdown_timeout: self.shutdown_timeout,
             metrics_path: self.metrics_path,
         }
-    }
-
-    /// Sets the WebSocket lifecycle handlers.
-    pub fn on_websocket(mut self, handlers: Handlers<D>) -> Self {
-        if self.ws.is_none() {
-            self.errors.push(BuildError::Order(
-                "on_websocket() needs websocket() first: WebSocket not configured. Call .websocket() when creating the application.",
-            ));
-        }
-        self.handlers = Some(handlers);
-        self
-    }
-
-    /// Adds a socket router. Routers are tried before the raw `message`
-    /// handler; two handlers for one message type fail at start-up.
-    pub fn socket_router<R: SocketRouter<D, E>>(mut self, router: R) -> Self {
-        if self.ws.is_none() {
-            self.errors.push(BuildError::Order(
-                "socket_router() needs websocket() first: WebSocket not configured. Call .websocket() when creating the application.",
-            ));
-        }
-        if let Err(e) = self.routers.add(router, &self.ctx) {
-            self.errors.push(e);
-        }
-        self
-    }
-
-    /// Adds a socket router built from the app context, so it receives its
-    /// dependencies (services) at construction; a missing one fails at
-    /// start-up.
-    pub fn socket_router_with<R, F>(mut self, factory: F) -> Self
-    where
-        R: SocketRouter<D, E>,
-        F: FnOnce(&AppContext<E>) -> Result<R, BuildError>,
-    {
-        match factory(&self.ctx) {
-            Ok(router) => self.socket_router(router),
-            Err(e) => {
-                self.errors.push(e);
-                self
-            }
-        }
-    }
-
-    /// Checks the [`MessageRegistry`](crate::messages::MessageRegistry)
-    /// that the raw `message` handler runs: a message type whose schema
-    /// does not compile fails `listen` with [`BuildError::Schema`] instead
-    /// of refusing every message of that type at run time.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use ori::messages::{JoinRoom, MessageRegistry};
-    /// use ori::{Conn, Handlers, Message, Ori};
-    ///
-    /// let registry = Arc::new(
-    ///     MessageRegistry::new()
-    ///         .on(JoinRoom, |ws: Conn, data| async move { ws.subscribe(data.room.topic()) }),
-    /// );
-    /// let handler = registry.clone();
-    /// let app = Ori::create()
-    ///     .websocket()
-    ///     .message_registry(&registry)
-    ///     .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
-    ///         let registry = handler.clone();
-    ///         async move {
-    ///             if let Some(text) = msg.as_text() {
-    ///                 if let Err(e) = registry.handle_text(&ws, text).await {
-    ///                     ws.send(e.to_reply());
-    ///                 }
-    ///             }
-    ///         }
-    ///     }));
-    /// # drop(app);
-    /// ```
-    pub fn message_registry<D2: Send + Sync + 'static>(
-        mut self,
-        registry: &crate::messages::MessageRegistry<D2>,
-    ) -> Self {
-        if let Err(e) = registry.check() {
-            self.errors.push(e);
-        }
-        self
     }
 
     /// Registers a service, reachable as `ctx.service::<T>()`.
@@ -372,9 +256,10 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
+        self.ws.check()?;
         let shared = Arc::new(Shared {
             ctx: self.ctx.clone(),
-            broker: self.ws.as_ref().map(|w| w.broker.clone()),
+            broker: self.ws.broker().cloned(),
             ws_tasks: TaskTracker::new(),
             http_conns: TaskTracker::new(),
             listener: TaskTracker::new(),
@@ -382,7 +267,7 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             timeout: self.shutdown_timeout,
             stopped: tokio::sync::Mutex::new(false),
         });
-        let ws_path = self.ws.as_ref().map(|w| w.options.path.clone());
+        let ws_path = self.ws.path().map(str::to_owned);
         let taken = |path: &String| {
             self.routes.has_path(path)
                 || (ws_path.as_ref() == Some(path) && self.metrics_path.as_ref() == Some(path))
@@ -417,33 +302,14 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, D> {
             .fallback(method_not_allowed);
             router = router.route(path, route);
         }
-        if let Some(ws) = self.ws {
-            ws.options.limits.budget.apply(ws.broker.hub().budget());
-            if let Some(c) = ws.options.limits.compression {
-                ws.broker.hub().set_compression(c.level, c.threshold);
-            }
-            let writers = crate::ws::Writers::new(
-                crate::ws::tick_period(&ws.options.limits),
-                self.base.metrics().clone(),
-            );
-            let rt = Arc::new(WsRuntime {
-                broker: ws.broker,
-                emitter: self.base.clone(),
-                handlers: self.handlers.unwrap_or_default(),
-                routers: self.routers,
-                upgrade: ws.options.upgrade,
-                authenticator: ws.options.authenticator,
-                authorize_join: ws.options.authorize_join,
-                limits: ws.options.limits,
-                tasks: shared.ws_tasks.clone(),
-                shutdown: shared.shutdown.clone(),
-                writers,
-                upgrading: Default::default(),
-            });
-            let route: MethodRouter =
-                get(move |req: Request<Body>| upgrade::handle(rt.clone(), req))
-                    .fallback(method_not_allowed);
-            router = router.route(&ws.options.path, route);
+        let mount = Mount {
+            base: &self.base,
+            app: crate::ws::AppHandle::new(&self.ctx),
+            tasks: shared.ws_tasks.clone(),
+            shutdown: shared.shutdown.clone(),
+        };
+        if let Some((path, route)) = self.ws.into_route(mount) {
+            router = router.route(&path, route);
         }
         if let Some(extra) = self.extra {
             router = router.merge(extra);

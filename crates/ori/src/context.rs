@@ -34,7 +34,8 @@ pub struct AppContext<E: Emitter = SocketEmitter> {
 
 struct Inner<E> {
     emitter: E,
-    services: RwLock<ServiceMap>,
+    /// Shared with the same app's context of the base emitter.
+    services: Arc<RwLock<ServiceMap>>,
 }
 
 impl<E: Emitter> Clone for AppContext<E> {
@@ -51,7 +52,17 @@ impl<E: Emitter> AppContext<E> {
         Self {
             inner: Arc::new(Inner {
                 emitter,
-                services: RwLock::new(HashMap::new()),
+                services: Arc::default(),
+            }),
+        }
+    }
+
+    /// The same services with another emitter (the base one of this app).
+    pub(crate) fn with_emitter<E2: Emitter>(&self, emitter: E2) -> AppContext<E2> {
+        AppContext {
+            inner: Arc::new(Inner {
+                emitter,
+                services: self.inner.services.clone(),
             }),
         }
     }

@@ -359,7 +359,7 @@ pub struct DispatchRig {
 impl DispatchRig {
     /// Builds `app` (its router, as [`Ori::into_router`] gives it) on a
     /// runtime of its own.
-    pub fn new<E: Emitter, D: Send + Sync + 'static>(app: Ori<E, D>) -> Self {
+    pub fn new<E: Emitter, W: crate::WebSocketState>(app: Ori<E, W>) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

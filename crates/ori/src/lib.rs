@@ -57,7 +57,7 @@ mod server;
 pub mod testing;
 mod ws;
 
-pub use app::{App, ListenAddr, Ori};
+pub use app::{App, ListenAddr, NoWebSocket, Ori, WebSocketState, WithWebSocket};
 pub use context::AppContext;
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
 pub use error::{BuildError, Error, PublishError, PublishErrorKind};

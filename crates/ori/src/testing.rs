@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{App, AppContext, Emitter, Ori, SocketEmitter};
+use crate::{App, AppContext, Emitter, Ori, SocketEmitter, WebSocketState};
 
 pub use axum::http::Method;
 
@@ -51,7 +51,7 @@ pub struct TestServer<E: Emitter = SocketEmitter> {
 }
 
 /// Starts `ori` on a free loopback port. Panics if it fails to start.
-pub async fn spawn<E: Emitter, D: Send + Sync + 'static>(ori: Ori<E, D>) -> TestServer<E> {
+pub async fn spawn<E: Emitter, W: WebSocketState>(ori: Ori<E, W>) -> TestServer<E> {
     let app = ori
         .listen("127.0.0.1:0")
         .await

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::BoxFuture;
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::schema::{SchemaError, ValidationError};
 use super::{Definition, DefinitionSchema as _};
+use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::BuildError;
 use crate::ws::{Conn, HandlerError, HandlerResult};
 use ori_core::Topic;
@@ -87,33 +89,49 @@ pub enum RegistryError {
 ///     });
 /// assert!(registry.has("room.join"));
 /// ```
-pub struct MessageRegistry<D = ()> {
+pub struct MessageRegistry<D = (), E = SocketEmitter> {
     handlers: HashMap<String, Entry<D>>,
     /// The first type whose schema does not compile.
     schema_error: Option<(String, SchemaError)>,
+    /// Handlers are stored for the server's connection handle and given
+    /// the app's.
+    emitter: PhantomData<fn() -> E>,
 }
 
-impl<D> Clone for MessageRegistry<D> {
+impl<D, E> Clone for MessageRegistry<D, E> {
     fn clone(&self) -> Self {
         Self {
             handlers: self.handlers.clone(),
             schema_error: self.schema_error.clone(),
+            emitter: PhantomData,
         }
     }
 }
 
-impl<D: Send + Sync + 'static> Default for MessageRegistry<D> {
+impl<D: Send + Sync + 'static, E: Emitter> Default for MessageRegistry<D, E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<D: Send + Sync + 'static> MessageRegistry<D> {
+impl<D, E> MessageRegistry<D, E> {
+    /// The same registry, as the server stores it.
+    pub(crate) fn erase(self) -> MessageRegistry<D> {
+        MessageRegistry {
+            handlers: self.handlers,
+            schema_error: self.schema_error,
+            emitter: PhantomData,
+        }
+    }
+}
+
+impl<D: Send + Sync + 'static, E: Emitter> MessageRegistry<D, E> {
     /// An empty registry.
     pub fn new() -> Self {
         Self {
             handlers: HashMap::new(),
             schema_error: None,
+            emitter: PhantomData,
         }
     }
 
@@ -134,7 +152,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
     pub fn on<Def, F, Fut>(self, definition: Def, handler: F) -> Self
     where
         Def: Definition,
-        F: Fn(Conn<D>, Def::Data) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, Def::Data) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
@@ -150,7 +168,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
     pub fn try_on<Def, F, Fut>(mut self, definition: Def, handler: F) -> Result<Self, Self>
     where
         Def: Definition,
-        F: Fn(Conn<D>, Def::Data) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, Def::Data) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
@@ -171,7 +189,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
         };
         let entry_schema = schema.as_ref().ok().cloned();
         let handler = Arc::new(handler);
-        let boxed: Handler<D> = Arc::new(move |ws, data| {
+        let boxed: Handler<D> = Arc::new(move |ws: Conn<D>, data| {
             let parsed = match &schema {
                 Ok(schema) => schema
                     .parse::<Def::Data>(data)
@@ -186,7 +204,7 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
                         return Err(RegistryError::Forbidden(topic.clone()));
                     }
                 }
-                handler(ws, data)
+                handler(ws.retype(), data)
                     .map(HandlerResult::into_outcome)
                     .await
                     .map_err(RegistryError::Handler)
@@ -235,19 +253,24 @@ impl<D: Send + Sync + 'static> MessageRegistry<D> {
     }
 
     /// Validates `data` for `kind` and runs its handler.
-    pub async fn handle(&self, ws: &Conn<D>, kind: &str, data: Value) -> Result<(), RegistryError> {
+    pub async fn handle(
+        &self,
+        ws: &Conn<D, E>,
+        kind: &str,
+        data: Value,
+    ) -> Result<(), RegistryError> {
         let entry = self
             .handlers
             .get(kind)
             .ok_or_else(|| RegistryError::UnknownType(kind.to_owned()))?;
-        (entry.handler)(ws.clone(), data).await
+        (entry.handler)(ws.clone().retype(), data).await
     }
 
     /// Handles a raw text frame in the flat format of PROTOCOL.md section 2
     /// (`{"type": "<t>", ...fields}`; the fields beside `type` are the data).
     ///
     /// On failure, send [`RegistryError::to_reply`] back, as the demo does.
-    pub async fn handle_text(&self, ws: &Conn<D>, text: &str) -> Result<(), RegistryError> {
+    pub async fn handle_text(&self, ws: &Conn<D, E>, text: &str) -> Result<(), RegistryError> {
         let value: Value = serde_json::from_str(text).map_err(|_| RegistryError::InvalidJson)?;
         let Value::Object(mut fields) = value else {
             return Err(RegistryError::InvalidMessage);

@@ -16,12 +16,12 @@ use crate::ws::Conn;
 
 /// What a connection guard sees: the connection, and the slot where it
 /// writes the router's per-connection state. Cheap to clone.
-pub struct GuardContext<S, D = ()> {
-    pub(crate) conn: Conn<D>,
+pub struct GuardContext<S, D = (), E = SocketEmitter> {
+    pub(crate) conn: Conn<D, E>,
     pub(crate) state: Arc<Mutex<S>>,
 }
 
-impl<S, D> Clone for GuardContext<S, D> {
+impl<S, D, E> Clone for GuardContext<S, D, E> {
     fn clone(&self) -> Self {
         Self {
             conn: self.conn.clone(),
@@ -30,7 +30,7 @@ impl<S, D> Clone for GuardContext<S, D> {
     }
 }
 
-impl<S: Send + 'static, D: Send + Sync + 'static> GuardContext<S, D> {
+impl<S: Send + 'static, D: Send + Sync + 'static, E: Emitter> GuardContext<S, D, E> {
     /// Replaces the router's state for this connection.
     pub fn set(&self, state: S) {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
@@ -42,7 +42,7 @@ impl<S: Send + 'static, D: Send + Sync + 'static> GuardContext<S, D> {
     }
 
     /// The connection.
-    pub fn conn(&self) -> &Conn<D> {
+    pub fn conn(&self) -> &Conn<D, E> {
         &self.conn
     }
 
@@ -55,18 +55,23 @@ impl<S: Send + 'static, D: Send + Sync + 'static> GuardContext<S, D> {
     pub fn user_data(&self) -> &D {
         self.conn.data()
     }
+
+    /// The app context: services and the app's emitter.
+    pub fn app(&self) -> &AppContext<E> {
+        self.conn.app()
+    }
 }
 
 /// What a message guard sees: the message, the connection and its state.
 /// Cheap to clone.
-pub struct MessageGuardContext<S, D = ()> {
-    pub(crate) conn: Conn<D>,
+pub struct MessageGuardContext<S, D = (), E = SocketEmitter> {
+    pub(crate) conn: Conn<D, E>,
     pub(crate) state: Arc<S>,
     pub(crate) message_type: Arc<str>,
     pub(crate) data: Arc<Value>,
 }
 
-impl<S, D> Clone for MessageGuardContext<S, D> {
+impl<S, D, E> Clone for MessageGuardContext<S, D, E> {
     fn clone(&self) -> Self {
         Self {
             conn: self.conn.clone(),
@@ -77,10 +82,15 @@ impl<S, D> Clone for MessageGuardContext<S, D> {
     }
 }
 
-impl<S, D: Send + Sync + 'static> MessageGuardContext<S, D> {
+impl<S, D: Send + Sync + 'static, E: Emitter> MessageGuardContext<S, D, E> {
     /// The connection.
-    pub fn conn(&self) -> &Conn<D> {
+    pub fn conn(&self) -> &Conn<D, E> {
         &self.conn
+    }
+
+    /// The app context: services and the app's emitter.
+    pub fn app(&self) -> &AppContext<E> {
+        self.conn.app()
     }
 
     /// The router's state for this connection.
@@ -103,8 +113,7 @@ impl<S, D: Send + Sync + 'static> MessageGuardContext<S, D> {
 pub struct SocketContext<S, D = (), E: Emitter = SocketEmitter> {
     pub(crate) state: Arc<S>,
     pub(crate) data: Arc<Value>,
-    pub(crate) conn: Conn<D>,
-    pub(crate) app: AppContext<E>,
+    pub(crate) conn: Conn<D, E>,
     pub(crate) correlation_id: Arc<str>,
     pub(crate) message_type: Arc<str>,
     pub(crate) span: tracing::Span,
@@ -127,7 +136,7 @@ impl<S, D: Send + Sync + 'static, E: Emitter> SocketContext<S, D, E> {
     }
 
     /// The connection.
-    pub fn ws(&self) -> &Conn<D> {
+    pub fn ws(&self) -> &Conn<D, E> {
         &self.conn
     }
 
@@ -175,21 +184,17 @@ impl<S, D: Send + Sync + 'static, E: Emitter> SocketContext<S, D, E> {
         value: &T,
     ) -> Result<(), PublishError> {
         let text = serde_json::to_string(value).map_err(PublishError::Serialize)?;
-        self.app
-            .socket()
-            .socket_emitter()
-            .publish(topic, text)
-            .await
+        self.socket().socket_emitter().publish(topic, text).await
     }
 
     /// The app context (services).
     pub fn app(&self) -> &AppContext<E> {
-        &self.app
+        self.conn.app()
     }
 
     /// The app's emitter.
     pub fn socket(&self) -> &E {
-        self.app.socket()
+        self.app().socket()
     }
 
     /// A tracing span carrying the socket id, message type and correlation

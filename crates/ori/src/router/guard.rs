@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::context::{GuardContext, MessageGuardContext};
+use crate::emitter::{Emitter, SocketEmitter};
 use crate::ws::HandlerError;
 
 /// Any error a guard may fail with.
@@ -39,22 +40,22 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///     }
 /// }
 /// ```
-pub trait ConnectionGuard<S, D = ()>: Send + Sync + 'static {
+pub trait ConnectionGuard<S, D = (), E = SocketEmitter>: Send + Sync + 'static {
     /// Decides whether the connection may proceed.
     fn can_activate(
         &self,
-        ctx: GuardContext<S, D>,
+        ctx: GuardContext<S, D, E>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 }
 
-impl<S, D, F, Fut> ConnectionGuard<S, D> for F
+impl<S, D, E, F, Fut> ConnectionGuard<S, D, E> for F
 where
-    F: Fn(GuardContext<S, D>) -> Fut + Send + Sync + 'static,
+    F: Fn(GuardContext<S, D, E>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<bool, BoxError>> + Send,
 {
     fn can_activate(
         &self,
-        ctx: GuardContext<S, D>,
+        ctx: GuardContext<S, D, E>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         self(ctx)
     }
@@ -63,24 +64,25 @@ where
 /// Runs before every message routed to its router. `Ok(false)` answers
 /// `Forbidden`; an error answers with the error's message. The handler does
 /// not run in either case.
-pub trait MessageGuard<S, D = ()>: Send + Sync + 'static {
+pub trait MessageGuard<S, D = (), E = SocketEmitter>: Send + Sync + 'static {
     /// Decides whether the message may proceed.
     fn can_activate(
         &self,
-        ctx: MessageGuardContext<S, D>,
+        ctx: MessageGuardContext<S, D, E>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 }
 
-impl<S, D, F, Fut> MessageGuard<S, D> for F
+impl<S, D, E, F, Fut> MessageGuard<S, D, E> for F
 where
     S: Send + Sync + 'static,
     D: Send + Sync + 'static,
-    F: Fn(MessageGuardContext<S, D>) -> Fut + Send + Sync + 'static,
+    E: Emitter,
+    F: Fn(MessageGuardContext<S, D, E>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<bool, BoxError>> + Send,
 {
     fn can_activate(
         &self,
-        ctx: MessageGuardContext<S, D>,
+        ctx: MessageGuardContext<S, D, E>,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         self(ctx)
     }

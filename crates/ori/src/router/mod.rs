@@ -18,7 +18,7 @@ pub use rate_limit::RateLimit;
 pub use table::SocketRouteBuilder;
 
 pub use table::correlation_id;
-pub(crate) use table::{Admission, ConnectionGuards, RouterTable, State};
+pub(crate) use table::{Admission, RouterTable, State};
 
 use crate::emitter::{Emitter, SocketEmitter};
 

@@ -67,8 +67,13 @@ impl RateLimit {
 #[error("Rate limit exceeded")]
 pub struct RateLimited;
 
-impl<S: Send + Sync + 'static, D: Send + Sync + 'static> MessageGuard<S, D> for RateLimit {
-    async fn can_activate(&self, ctx: MessageGuardContext<S, D>) -> Result<bool, BoxError> {
+impl<S, D, E> MessageGuard<S, D, E> for RateLimit
+where
+    S: Send + Sync + 'static,
+    D: Send + Sync + 'static,
+    E: crate::Emitter,
+{
+    async fn can_activate(&self, ctx: MessageGuardContext<S, D, E>) -> Result<bool, BoxError> {
         if self.try_acquire(ctx.conn().id()) {
             Ok(true)
         } else {

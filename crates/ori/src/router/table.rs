@@ -90,8 +90,9 @@ pub fn correlation_id(given: Option<&Value>) -> Arc<str> {
 }
 
 impl<D: Send + Sync + 'static> RouterTable<D> {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.phases.is_empty()
+    /// Whether a router routes messages of `kind`.
+    pub(crate) fn routes(&self, kind: &str) -> bool {
+        self.routes.contains_key(kind)
     }
 
     pub(crate) fn add<R, E>(&mut self, router: R, app: &AppContext<E>) -> Result<(), BuildError>
@@ -125,7 +126,7 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                 let slot = Arc::new(Mutex::new(R::State::default()));
                 for guard in guards.iter() {
                     let ctx = GuardContext {
-                        conn: conn.clone(),
+                        conn: conn.clone().retype(),
                         state: slot.clone(),
                     };
                     if !guard(ctx).await? {
@@ -149,7 +150,7 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                         .map_err(|_| HandlerError::new("internal error: router state"))?;
                     for guard in msg_guards.iter() {
                         let ctx = MessageGuardContext {
-                            conn: call.conn.clone(),
+                            conn: call.conn.clone().retype(),
                             state: state.clone(),
                             message_type: call.message_type.clone(),
                             data: call.data.clone(),
@@ -240,10 +241,12 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
     }
 }
 
-type ConnGuardFn<S, D> =
-    Arc<dyn Fn(GuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync>;
-type MsgGuardFn<S, D> = Arc<
-    dyn Fn(MessageGuardContext<S, D>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync,
+type ConnGuardFn<S, D, E> =
+    Arc<dyn Fn(GuardContext<S, D, E>) -> BoxFuture<'static, Result<bool, BoxError>> + Send + Sync>;
+type MsgGuardFn<S, D, E> = Arc<
+    dyn Fn(MessageGuardContext<S, D, E>) -> BoxFuture<'static, Result<bool, BoxError>>
+        + Send
+        + Sync,
 >;
 type HandlerFn<S, D> = Arc<
     dyn Fn(Arc<S>, RouteCall<D>) -> BoxFuture<'static, Result<Value, HandlerError>> + Send + Sync,
@@ -253,8 +256,8 @@ type HandlerFn<S, D> = Arc<
 pub struct SocketRouteBuilder<R: SocketRouter<D, E>, D = (), E: Emitter = crate::SocketEmitter> {
     router: Arc<R>,
     app: AppContext<E>,
-    conn_guards: Vec<ConnGuardFn<R::State, D>>,
-    msg_guards: Vec<MsgGuardFn<R::State, D>>,
+    conn_guards: Vec<ConnGuardFn<R::State, D, E>>,
+    msg_guards: Vec<MsgGuardFn<R::State, D, E>>,
     routes: Vec<(String, HandlerFn<R::State, D>)>,
     /// The first route whose schema does not compile: adding the router
     /// fails with it.
@@ -267,8 +270,14 @@ where
     D: Send + Sync + 'static,
     E: Emitter,
 {
+    /// The app context (services and the emitter), for a router that
+    /// takes what it needs while it declares its routes.
+    pub fn app(&self) -> &AppContext<E> {
+        &self.app
+    }
+
     /// Adds a connection guard (runs once per connection, in order).
-    pub fn connection_guard<G: ConnectionGuard<R::State, D>>(&mut self, guard: G) -> &mut Self {
+    pub fn connection_guard<G: ConnectionGuard<R::State, D, E>>(&mut self, guard: G) -> &mut Self {
         let guard = Arc::new(guard);
         self.conn_guards.push(Arc::new(move |ctx| {
             let guard = guard.clone();
@@ -278,7 +287,7 @@ where
     }
 
     /// Adds a message guard (runs before every message of this router).
-    pub fn guard<G: MessageGuard<R::State, D>>(&mut self, guard: G) -> &mut Self {
+    pub fn guard<G: MessageGuard<R::State, D, E>>(&mut self, guard: G) -> &mut Self {
         let guard = Arc::new(guard);
         self.msg_guards.push(Arc::new(move |ctx| {
             let guard = guard.clone();
@@ -365,7 +374,6 @@ where
         Fut::Output: RouteResult,
     {
         let router = self.router.clone();
-        let app = self.app.clone();
         let handler = Arc::new(handler);
         self.routes.push((
             kind.to_owned(),
@@ -380,8 +388,7 @@ where
                 let ctx = SocketContext {
                     state,
                     data: call.data,
-                    conn: call.conn,
-                    app: app.clone(),
+                    conn: call.conn.retype(),
                     correlation_id: call.correlation_id,
                     span: call.span,
                     message_type: call.message_type,

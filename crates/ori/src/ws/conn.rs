@@ -1,5 +1,7 @@
 //! The connection handle given to handlers.
 
+use std::any::Any;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -8,7 +10,9 @@ use ori_core::{Broker, CloseCode, Message, Outbox, Push, SocketId, SubscribeErro
 
 use super::state::ConnState;
 use super::WsRuntime;
-use crate::emitter::{IntoTopic, SocketEmitter};
+use crate::context::AppContext;
+use crate::emitter::{Emitter, IntoTopic, SocketEmitter};
+use crate::router::State;
 
 /// The lifecycle state of a connection (the WebSocket API's `readyState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,67 @@ pub(crate) struct ConnInner<D> {
     pub(crate) rt: Arc<WsRuntime<D>>,
     /// The phase and the write events, in one byte.
     pub(crate) state: ConnState,
+    /// What the socket routers' connection guards stored, one state per
+    /// router; set once when the connection opens.
+    pub(crate) guards: OnceLock<Box<[State]>>,
+    /// The topics the connection was in when it closed, for the `close`
+    /// handler (the hub forgets them first, so that nothing published
+    /// from it reaches the closed socket).
+    pub(crate) left: OnceLock<Box<[Topic]>>,
+}
+
+impl<D> ConnInner<D> {
+    /// A connection accepted, not yet open.
+    pub(crate) fn new(
+        id: SocketId,
+        data: OnceLock<D>,
+        remote_addr: Option<SocketAddr>,
+        outbox: Arc<Outbox>,
+        rt: Arc<WsRuntime<D>>,
+    ) -> Self {
+        Self {
+            id,
+            data,
+            remote_addr,
+            outbox,
+            rt,
+            state: ConnState::new(),
+            guards: OnceLock::new(),
+            left: OnceLock::new(),
+        }
+    }
+}
+
+/// The application as connections reach it: its context with the app's
+/// emitter, and the same services with the base emitter.
+pub(crate) struct AppHandle {
+    base: AppContext<SocketEmitter>,
+    /// The `AppContext<E>` of the app's emitter type.
+    app: Box<dyn Any + Send + Sync>,
+}
+
+impl AppHandle {
+    pub(crate) fn new<E: Emitter>(app: &AppContext<E>) -> Self {
+        Self {
+            base: app.with_emitter(app.socket().socket_emitter().clone()),
+            app: Box::new(app.clone()),
+        }
+    }
+
+    /// The context of `E`: the app's emitter type or the base one (the
+    /// only two a connection handle is ever typed with).
+    fn get<E: Emitter>(&self) -> &AppContext<E> {
+        self.app
+            .downcast_ref()
+            .or_else(|| (&self.base as &dyn Any).downcast_ref())
+            .expect("a connection is typed with the app's emitter or the base one")
+    }
+}
+
+impl Default for AppHandle {
+    fn default() -> Self {
+        Self::new(&AppContext::new(SocketEmitter::unconfigured()))
+    }
 }
 
 /// One WebSocket connection, as handlers see it. Cheap to clone; clones
@@ -42,20 +107,60 @@ pub(crate) struct ConnInner<D> {
 /// returns `false`).
 ///
 /// `D` is the user data the upgrade handler (or the in-band authenticator)
-/// returned for it.
-pub struct Conn<D = ()> {
+/// returned for it; `E` the app's emitter type
+/// ([`Ori::with_emitter`](crate::Ori::with_emitter)), which
+/// [`emitter`](Self::emitter) and [`app`](Self::app) give with its domain
+/// methods. With a custom emitter, name the app's types once:
+///
+/// ```
+/// # #[derive(Clone)] struct AppEmitter(ori::SocketEmitter);
+/// # impl ori::Emitter for AppEmitter {
+/// #     fn from_socket_emitter(base: ori::SocketEmitter) -> Self { Self(base) }
+/// #     fn socket_emitter(&self) -> &ori::SocketEmitter { &self.0 }
+/// # }
+/// struct User { name: String }
+/// type Ws = ori::Conn<User, AppEmitter>;
+///
+/// async fn on_open(ws: Ws) {
+///     println!("{} joined", ws.data().name);
+/// }
+/// ```
+pub struct Conn<D = (), E = SocketEmitter> {
     pub(crate) inner: Arc<ConnInner<D>>,
+    emitter: PhantomData<fn() -> E>,
 }
 
-impl<D> Clone for Conn<D> {
+impl<D, E> Clone for Conn<D, E> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            emitter: PhantomData,
         }
     }
 }
 
-impl<D: Send + Sync + 'static> Conn<D> {
+impl<D> Conn<D> {
+    /// The handle of a connection.
+    pub(crate) fn from_inner(inner: Arc<ConnInner<D>>) -> Self {
+        Self {
+            inner,
+            emitter: PhantomData,
+        }
+    }
+}
+
+impl<D, E> Conn<D, E> {
+    /// The same connection, typed with another emitter: the app's (for
+    /// the application's handlers) or the base one (inside the server).
+    pub(crate) fn retype<E2>(self) -> Conn<D, E2> {
+        Conn {
+            inner: self.inner,
+            emitter: PhantomData,
+        }
+    }
+}
+
+impl<D: Send + Sync + 'static, E: Emitter> Conn<D, E> {
     /// The connection's id (a random UUID v4).
     pub fn id(&self) -> SocketId {
         self.inner.id
@@ -90,12 +195,64 @@ impl<D: Send + Sync + 'static> Conn<D> {
     }
 
     /// Every topic this connection is in, the internal `__broadcast__` and
-    /// `__socket__:<id>` first. Empty once closed.
+    /// `__socket__:<id>` first. Once closed (in the `close` handler): the
+    /// topics it was in when it closed, though the hub no longer counts it
+    /// in them.
     pub fn topics(&self) -> Vec<Topic> {
+        if let Some(left) = self.inner.left.get() {
+            return left.to_vec();
+        }
         self.broker()
             .hub()
             .topics_of(&self.inner.id)
             .unwrap_or_default()
+    }
+
+    /// The topics this connection joined (or, in the `close` handler, had
+    /// joined when it closed): [`topics`](Self::topics) without the
+    /// internal ones. What a close handler tells the others about:
+    ///
+    /// ```
+    /// use ori::{Conn, Emitter};
+    ///
+    /// async fn on_close(ws: Conn) {
+    ///     for room in ws.rooms() {
+    ///         let _ = ws.emitter().publish(room, format!("{} left", ws.id())).await;
+    ///     }
+    /// }
+    /// ```
+    pub fn rooms(&self) -> Vec<Topic> {
+        let mut topics = self.topics();
+        topics.retain(|t| !t.is_reserved());
+        topics
+    }
+
+    /// The state the connection guards of the socket router whose
+    /// [`State`](crate::router::SocketRouter::State) is `S` stored (the
+    /// first such router), once the connection is open; `None` before, or
+    /// when no router has that state type.
+    ///
+    /// ```
+    /// #[derive(Default)]
+    /// struct Auth { user: String }
+    ///
+    /// async fn on_open(ws: ori::Conn) {
+    ///     if let Some(auth) = ws.state::<Auth>() {
+    ///         println!("{} is {}", ws.id(), auth.user);
+    ///     }
+    /// }
+    /// ```
+    pub fn state<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
+        self.inner
+            .guards
+            .get()?
+            .iter()
+            .find_map(|state| state.clone().downcast().ok())
+    }
+
+    /// The application: its services and its emitter.
+    pub fn app(&self) -> &AppContext<E> {
+        self.inner.rt.app.get()
     }
 
     /// Joins `topic`. `Ok(false)`: already joined. Reserved (`__`) topics
@@ -181,9 +338,10 @@ impl<D: Send + Sync + 'static> Conn<D> {
         }
     }
 
-    /// The app's base emitter, to publish from a handler.
-    pub fn emitter(&self) -> &SocketEmitter {
-        &self.inner.rt.emitter
+    /// The app's emitter (its own type, with its domain methods), to
+    /// publish from a handler.
+    pub fn emitter(&self) -> &E {
+        self.app().socket()
     }
 
     /// Whether the app's join authorization
@@ -193,7 +351,9 @@ impl<D: Send + Sync + 'static> Conn<D> {
     pub async fn may_join(&self, topic: &Topic) -> bool {
         match &self.inner.rt.authorize_join {
             None => true,
-            Some(check) => super::auth::run_join_check(check, self.clone(), topic.clone()).await,
+            Some(check) => {
+                super::auth::run_join_check(check, self.clone().retype(), topic.clone()).await
+            }
         }
     }
 
@@ -213,7 +373,7 @@ impl<D: Send + Sync + 'static> Conn<D> {
     }
 }
 
-impl<D> std::fmt::Debug for Conn<D> {
+impl<D, E> std::fmt::Debug for Conn<D, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("id", &self.inner.id)

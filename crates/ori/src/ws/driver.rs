@@ -295,6 +295,10 @@ where
         };
 
         if opened {
+            // The close handler still learns the topics the socket was in.
+            if rt.handlers.close.is_some() {
+                let _ = conn.inner.left.set(conn.topics().into_boxed_slice());
+            }
             conn.broker().disconnect(&conn.id());
         }
         conn.inner.outbox.shut();
@@ -337,8 +341,10 @@ pub(crate) mod tests {
         Arc::new(WsRuntime {
             broker: broker.clone(),
             emitter: SocketEmitter::new(broker),
+            app: Default::default(),
             handlers: Handlers::default(),
             routers: Default::default(),
+            registry: None,
             upgrade: None,
             authenticator: None,
             authorize_join: None,
@@ -352,16 +358,13 @@ pub(crate) mod tests {
 
     pub(crate) fn conn(rt: &Arc<WsRuntime<()>>) -> Conn<()> {
         let id = SocketId::new();
-        Conn {
-            inner: Arc::new(ConnInner {
-                id,
-                data: std::sync::OnceLock::from(()),
-                remote_addr: None,
-                outbox: Arc::new(Outbox::new(id, 1024)),
-                rt: rt.clone(),
-                state: crate::ws::state::ConnState::new(),
-            }),
-        }
+        Conn::from_inner(Arc::new(ConnInner::new(
+            id,
+            std::sync::OnceLock::from(()),
+            None,
+            Arc::new(Outbox::new(id, 1024)),
+            rt.clone(),
+        )))
     }
 
     /// The connection task's state is what every idle connection costs.

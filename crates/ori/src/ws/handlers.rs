@@ -4,6 +4,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use futures_util::FutureExt;
 use ori_core::{CloseCode, Message};
 
 use super::Conn;
+use crate::emitter::{Emitter, SocketEmitter};
 
 /// What a handler's `Err` said, by its `Display`: logged for lifecycle and
 /// registry handlers, the reply's `error` for socket-router routes.
@@ -63,6 +65,11 @@ type BytesFn<D> = Arc<dyn Fn(Conn<D>, Bytes) -> Outcome + Send + Sync>;
 
 /// The lifecycle handlers of [`Ori::on_websocket`](crate::Ori::on_websocket).
 ///
+/// `D` is the connections' user data, `E` the app's emitter type: the
+/// handlers get a [`Conn<D, E>`](Conn), whose [`app`](Conn::app) and
+/// [`emitter`](Conn::emitter) reach the services and the emitter's domain
+/// methods.
+///
 /// ```
 /// use ori::{Conn, Handlers, Message};
 ///
@@ -78,16 +85,19 @@ type BytesFn<D> = Arc<dyn Fn(Conn<D>, Bytes) -> Outcome + Send + Sync>;
 ///         println!("{} left with {code}", ws.id());
 ///     });
 /// ```
-pub struct Handlers<D = ()> {
+pub struct Handlers<D = (), E = SocketEmitter> {
     pub(crate) open: Option<OpenFn<D>>,
     pub(crate) message: Option<MessageFn<D>>,
     pub(crate) close: Option<CloseFn<D>>,
     pub(crate) ping: Option<BytesFn<D>>,
     pub(crate) pong: Option<BytesFn<D>>,
     pub(crate) drain: Option<OpenFn<D>>,
+    /// The handlers are stored for the server's connection handle and
+    /// given the app's.
+    emitter: PhantomData<fn() -> E>,
 }
 
-impl<D> Clone for Handlers<D> {
+impl<D, E> Clone for Handlers<D, E> {
     fn clone(&self) -> Self {
         Self {
             open: self.open.clone(),
@@ -96,11 +106,12 @@ impl<D> Clone for Handlers<D> {
             ping: self.ping.clone(),
             pong: self.pong.clone(),
             drain: self.drain.clone(),
+            emitter: PhantomData,
         }
     }
 }
 
-impl<D> Default for Handlers<D> {
+impl<D, E> Default for Handlers<D, E> {
     fn default() -> Self {
         Self {
             open: None,
@@ -109,6 +120,22 @@ impl<D> Default for Handlers<D> {
             ping: None,
             pong: None,
             drain: None,
+            emitter: PhantomData,
+        }
+    }
+}
+
+impl<D, E> Handlers<D, E> {
+    /// The same handlers, as the server stores them.
+    pub(crate) fn erase(self) -> Handlers<D> {
+        Handlers {
+            open: self.open,
+            message: self.message,
+            close: self.close,
+            ping: self.ping,
+            pong: self.pong,
+            drain: self.drain,
+            emitter: PhantomData,
         }
     }
 }
@@ -117,7 +144,7 @@ fn boxed<R: HandlerResult>(fut: impl Future<Output = R> + Send + 'static) -> Out
     Box::pin(fut.map(HandlerResult::into_outcome))
 }
 
-impl<D: Send + Sync + 'static> Handlers<D> {
+impl<D: Send + Sync + 'static, E: Emitter> Handlers<D, E> {
     /// No handlers.
     pub fn new() -> Self {
         Self::default()
@@ -126,56 +153,65 @@ impl<D: Send + Sync + 'static> Handlers<D> {
     /// Runs when a connection is accepted (after it joined `__broadcast__`).
     pub fn on_open<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.open = Some(Arc::new(move |ws| boxed(f(ws))));
+        self.open = Some(Arc::new(move |ws: Conn<D>| boxed(f(ws.retype()))));
         self
     }
 
     /// Runs for every text or binary message, in arrival order.
     pub fn on_message<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>, Message) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, Message) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.message = Some(Arc::new(move |ws, msg| boxed(f(ws, msg))));
+        self.message = Some(Arc::new(move |ws: Conn<D>, msg| boxed(f(ws.retype(), msg))));
         self
     }
 
     /// Runs once when the connection has closed, with the close code and
     /// reason (1005: the peer sent no code; 1006: no close frame at all).
+    /// The hub has let go of the socket by then, but
+    /// [`ws.rooms()`](Conn::rooms) still says which topics it was in, so
+    /// the handler can tell them (without the closed socket receiving it).
     pub fn on_close<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>, CloseCode, String) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, CloseCode, String) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.close = Some(Arc::new(move |ws, code, reason| boxed(f(ws, code, reason))));
+        self.close = Some(Arc::new(move |ws: Conn<D>, code, reason| {
+            boxed(f(ws.retype(), code, reason))
+        }));
         self
     }
 
     /// Runs for every ping from the client (the pong is sent automatically).
     pub fn on_ping<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>, Bytes) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.ping = Some(Arc::new(move |ws, data| boxed(f(ws, data))));
+        self.ping = Some(Arc::new(move |ws: Conn<D>, data| {
+            boxed(f(ws.retype(), data))
+        }));
         self
     }
 
     /// Runs for every pong from the client.
     pub fn on_pong<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>, Bytes) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.pong = Some(Arc::new(move |ws, data| boxed(f(ws, data))));
+        self.pong = Some(Arc::new(move |ws: Conn<D>, data| {
+            boxed(f(ws.retype(), data))
+        }));
         self
     }
 
@@ -183,11 +219,11 @@ impl<D: Send + Sync + 'static> Handlers<D> {
     /// pushed back (the kernel buffer was full).
     pub fn on_drain<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(Conn<D>) -> Fut + Send + Sync + 'static,
+        F: Fn(Conn<D, E>) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.drain = Some(Arc::new(move |ws| boxed(f(ws))));
+        self.drain = Some(Arc::new(move |ws: Conn<D>| boxed(f(ws.retype()))));
         self
     }
 }

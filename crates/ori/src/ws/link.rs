@@ -378,7 +378,6 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::ws::state::ConnState;
     use crate::ws::writer::Writers;
 
     /// A write half that records each write and can push back.
@@ -473,14 +472,13 @@ mod tests {
         let metrics = rt.emitter.metrics().clone();
         let id = SocketId::new();
         let outbox = Arc::new(Outbox::new(id, limit));
-        let conn = Arc::new(ConnInner {
+        let conn = Arc::new(ConnInner::new(
             id,
-            data: std::sync::OnceLock::from(()),
-            remote_addr: None,
-            outbox: outbox.clone(),
+            std::sync::OnceLock::from(()),
+            None,
+            outbox.clone(),
             rt,
-            state: ConnState::new(),
-        });
+        ));
         let io = Recorder::default();
         let writers = Writers::new(Duration::from_secs(30), metrics.clone());
         let link = Link::new(conn, writers.pick(), io.clone());

@@ -25,6 +25,7 @@ pub use conn::{Conn, ReadyState};
 pub use handlers::{HandlerError, HandlerResult, Handlers};
 pub use options::{UpgradeRequest, WsOptions};
 
+pub(crate) use conn::AppHandle;
 pub(crate) use driver::tick_period;
 pub(crate) use upgrade::WsRuntime;
 pub(crate) use writer::Writers;

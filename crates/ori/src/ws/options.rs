@@ -138,6 +138,8 @@ pub(crate) struct Limits {
     pub allowed_origins: Option<Vec<String>>,
     pub inbound_rate: Option<InboundRate>,
     pub budget: BudgetLimits,
+    /// Whether the text message `2` is answered `3` before any handler.
+    pub answer_text_ping: bool,
 }
 
 impl Limits {
@@ -217,6 +219,7 @@ impl Default for Limits {
             allowed_origins: None,
             inbound_rate: None,
             budget: BudgetLimits::default(),
+            answer_text_ping: true,
         }
     }
 }
@@ -518,6 +521,15 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// the close comes at most two periods late, never early.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Whether the server answers the text message `2` (the clients'
+    /// application-level ping, PROTOCOL.md section 2) with `3` itself,
+    /// before routers, the registry or the raw handler see it (default
+    /// `true`). Turn it off to handle `2` in your own `message` handler.
+    pub fn answer_text_ping(mut self, answer: bool) -> Self {
+        self.limits.answer_text_ping = answer;
         self
     }
 

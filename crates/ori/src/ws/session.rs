@@ -13,7 +13,8 @@ use super::driver::text_frame;
 use super::handlers::guarded;
 use super::upgrade::WsRuntime;
 use super::Conn;
-use crate::router::{Admission, ConnectionGuards, State};
+use crate::messages::RegistryError;
+use crate::router::Admission;
 
 /// What the connection task knows of its socket besides the frames. Kept
 /// as small as the connection's state before in-band authentication: an
@@ -22,10 +23,10 @@ pub(super) struct Session {
     /// The pending deadline (and the socket's place in the upgrading count)
     /// or the credential's expiry, when there is one.
     pub(super) clock: Option<Box<AuthClock>>,
-    /// What the connection guards stored; `Some` once open: authenticated,
-    /// admitted, registered, `open` run. Until then nothing the peer sends
-    /// reaches the application.
-    states: Option<Box<[State]>>,
+    /// Whether the connection is open: authenticated, admitted (what its
+    /// connection guards stored is in the connection), registered, `open`
+    /// run. Until then nothing the peer sends reaches the application.
+    open: bool,
 }
 
 /// A refusal: the close code and reason.
@@ -36,10 +37,7 @@ impl Session {
     /// expires) or pending (its deadline, which keeps its place in the
     /// upgrading count).
     pub(super) fn new(clock: Option<Box<AuthClock>>) -> Self {
-        Self {
-            clock,
-            states: None,
-        }
+        Self { clock, open: false }
     }
 
     /// Whether the socket has yet to authenticate in band.
@@ -49,7 +47,7 @@ impl Session {
 
     /// Whether the connection is open.
     pub(super) fn is_open(&self) -> bool {
-        self.states.is_some()
+        self.open
     }
 
     /// Opens an authenticated connection: its connection guards, then its
@@ -61,7 +59,8 @@ impl Session {
         conn: &Conn<D>,
         slot: Option<S>,
     ) -> Result<(), Refusal> {
-        self.states = Some(admit(rt, conn, slot).await?.into_boxed_slice());
+        admit(rt, conn, slot).await?;
+        self.open = true;
         Ok(())
     }
 }
@@ -95,19 +94,20 @@ pub(super) async fn receive<D: Send + Sync + 'static>(
             _ => auth::NOT_AUTHENTICATED_REPLY,
         };
         conn.push_frame(text_frame(reply));
-    } else if let Some(states) = &session.states {
-        dispatch(rt, conn, states, message).await;
+    } else {
+        dispatch(rt, conn, message).await;
     }
     Ok(())
 }
 
-/// Admits an authenticated connection: its connection guards, then its
-/// registration in the hub, then `open`. Returns what the guards stored.
+/// Admits an authenticated connection: its connection guards (what they
+/// stored kept in the connection), then its registration in the hub, then
+/// `open`.
 async fn admit<D: Send + Sync + 'static, S>(
     rt: &WsRuntime<D>,
     conn: &Conn<D>,
     mut slot: Option<S>,
-) -> Result<ConnectionGuards, Refusal> {
+) -> Result<(), Refusal> {
     let states = match rt.routers.admit(conn).await {
         Admission::Accepted(states) => states,
         Admission::Failed(e) => {
@@ -120,6 +120,7 @@ async fn admit<D: Send + Sync + 'static, S>(
             return Err((close_code::POLICY_VIOLATION, "Connection rejected by guard"));
         }
     };
+    let _ = conn.inner.guards.set(states.into_boxed_slice());
     conn.broker().register(
         conn.inner.outbox.clone(),
         rt.limits.max_topics_per_connection,
@@ -133,7 +134,7 @@ async fn admit<D: Send + Sync + 'static, S>(
     if let Some(open) = &rt.handlers.open {
         guarded("open", conn.id(), open(conn.clone())).await;
     }
-    Ok(states)
+    Ok(())
 }
 
 /// What an `auth.authenticate` came to.
@@ -207,17 +208,32 @@ async fn authenticate<D: Send + Sync + 'static>(
     Verdict::Accepted
 }
 
-/// Routers first; what they do not route goes to the raw handler.
-async fn dispatch<D: Send + Sync + 'static>(
-    rt: &WsRuntime<D>,
-    conn: &Conn<D>,
-    states: &[State],
-    message: Message,
-) {
+/// The dispatch order of PROTOCOL.md section 2: the `2` ping (answered
+/// `3` unless the app turned that off), the socket routers, the message
+/// registry; what none of them takes goes to the raw handler, or, without
+/// one, gets the registry's error reply.
+async fn dispatch<D: Send + Sync + 'static>(rt: &WsRuntime<D>, conn: &Conn<D>, message: Message) {
     if let Message::Text(text) = &message {
+        if rt.limits.answer_text_ping && text.as_str() == "2" {
+            conn.push_frame(text_frame("3"));
+            return;
+        }
+        let states = conn.inner.guards.get().map_or(&[][..], |s| &s[..]);
         if let Some(reply) = rt.routers.dispatch(conn, states, text).await {
             conn.send(reply);
             return;
+        }
+        if let Some(registry) = &rt.registry {
+            match registry.handle_text(conn, text).await {
+                Err(RegistryError::UnknownType(_) | RegistryError::InvalidMessage)
+                    if rt.handlers.message.is_some() => {}
+                Err(RegistryError::InvalidJson) if rt.handlers.message.is_some() => {}
+                Err(e) => {
+                    conn.send(e.to_reply());
+                    return;
+                }
+                Ok(()) => return,
+            }
         }
     }
     if let Some(h) = &rt.handlers.message {

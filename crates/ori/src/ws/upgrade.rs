@@ -27,7 +27,6 @@ use super::auth::{AuthClock, AuthFn, Authenticated, JoinFn};
 use super::conn::ConnInner;
 use super::driver;
 use super::options::{Limits, UpgradeFn, UpgradeRequest};
-use super::state::ConnState;
 use super::writer::Writers;
 use super::{Conn, Handlers, Upgrade};
 use crate::emitter::SocketEmitter;
@@ -37,8 +36,12 @@ use crate::http::error_response;
 pub(crate) struct WsRuntime<D> {
     pub(crate) broker: Broker,
     pub(crate) emitter: SocketEmitter,
+    /// The application, for the connection handles.
+    pub(crate) app: super::conn::AppHandle,
     pub(crate) handlers: Handlers<D>,
     pub(crate) routers: crate::router::RouterTable<D>,
+    /// The message registry, after the routers.
+    pub(crate) registry: Option<crate::messages::MessageRegistry<D>>,
     pub(crate) upgrade: Option<UpgradeFn<D>>,
     /// The in-band authenticator (PROTOCOL.md section 9).
     pub(crate) authenticator: Option<AuthFn<D>>,
@@ -364,25 +367,21 @@ fn connection_task<D: Send + Sync + 'static>(
                     UpgradingSlot::taken(&rt.upgrading),
                 ))),
             };
-            let conn = Conn {
-                inner: Arc::new(ConnInner {
-                    id,
-                    data,
-                    remote_addr,
-                    outbox: Arc::new({
-                        let outbox = rt
-                            .broker
-                            .hub()
-                            .new_outbox(id, rt.limits.outbound_queue_limit);
-                        match deflate {
-                            Some(agreed) => outbox.with_deflate(agreed),
-                            None => outbox,
-                        }
-                    }),
-                    rt: rt.clone(),
-                    state: ConnState::new(),
-                }),
-            };
+            let outbox = rt
+                .broker
+                .hub()
+                .new_outbox(id, rt.limits.outbound_queue_limit);
+            let outbox = Arc::new(match deflate {
+                Some(agreed) => outbox.with_deflate(agreed),
+                None => outbox,
+            });
+            let conn = Conn::from_inner(Arc::new(ConnInner::new(
+                id,
+                data,
+                remote_addr,
+                outbox,
+                rt.clone(),
+            )));
             // Our own server hands over the TCP stream itself; behind another
             // server stack the upgraded stream is used through its trait
             // object (boxed: the rare case should not size the common one).

@@ -9,11 +9,10 @@
 use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use ori::messages::{MessageRegistry, ServerMessage};
 use ori::testing::{self, TestSocket};
-use ori::{Conn, Handlers, Message, Ori};
+use ori::{Conn, Ori};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -51,31 +50,14 @@ static SIGNUP: ServerMessage<Signup> = ServerMessage::define("signup");
 static PLAN: ServerMessage<Plan> = ServerMessage::define("plan");
 
 async fn server() -> testing::TestServer {
-    let registry = Arc::new(
-        MessageRegistry::new()
-            .on(SIGNUP, |ws: Conn, data: Signup| async move {
-                ws.send(json!({ "type": "ok", "seats": data.seats }).to_string());
-            })
-            .on(PLAN, |ws: Conn, data: Plan| async move {
-                ws.send(json!({ "type": "ok", "size": data.size }).to_string());
-            }),
-    );
-    let handler = registry.clone();
-    testing::spawn(
-        Ori::create()
-            .websocket()
-            .message_registry(&registry)
-            .on_websocket(Handlers::new().on_message(move |ws: Conn, msg: Message| {
-                let registry = handler.clone();
-                async move {
-                    let Some(text) = msg.as_text() else { return };
-                    if let Err(e) = registry.handle_text(&ws, text).await {
-                        ws.send(e.to_reply());
-                    }
-                }
-            })),
-    )
-    .await
+    let registry = MessageRegistry::new()
+        .on(SIGNUP, |ws: Conn, data: Signup| async move {
+            ws.send(json!({ "type": "ok", "seats": data.seats }).to_string());
+        })
+        .on(PLAN, |ws: Conn, data: Plan| async move {
+            ws.send(json!({ "type": "ok", "size": data.size }).to_string());
+        });
+    testing::spawn(Ori::create().websocket().message_registry(registry)).await
 }
 
 fn signup() -> Value {

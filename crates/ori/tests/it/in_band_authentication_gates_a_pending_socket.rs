@@ -95,7 +95,7 @@ async fn server(options: WsOptions<User>, log: Log) -> TestServer {
             .websocket_with(InProcProvider::new(), options)
             .socket_router(Audit(log.clone()))
             .on_websocket(
-                command_handlers::<User>()
+                command_handlers::<User, _>()
                     .on_open(move |ws: Conn<User>| {
                         let log = open_log.clone();
                         async move { log.lock().unwrap().push(format!("open {}", ws.data().0)) }
@@ -497,7 +497,7 @@ async fn timed(auth_timeout: Duration, drains: Log) -> TestServer {
         Ori::create()
             .websocket_with(InProcProvider::new(), options)
             .on_websocket(
-                command_handlers::<User>()
+                command_handlers::<User, _>()
                     .on_open(|ws: Conn<User>| async move { ws.subscribe("room").map(|_| ()) })
                     .on_drain(move |ws: Conn<User>| {
                         let drains = drains.clone();

@@ -28,7 +28,7 @@ async fn server(compression: Option<Compression>) -> TestServer {
     testing::spawn(
         Ori::create()
             .websocket_with(InProcProvider::new(), options)
-            .on_websocket(command_handlers::<()>()),
+            .on_websocket(command_handlers::<(), _>()),
     )
     .await
 }

@@ -75,23 +75,6 @@ async fn app_without_websocket_reports_not_configured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_websocket_without_websocket_fails_at_startup() {
-    let result = Ori::create()
-        .on_websocket(command_handlers())
-        .listen("127.0.0.1:0")
-        .await;
-    let err = result.err().expect("listen must fail");
-    assert!(
-        matches!(err, ori::Error::Build(ori::BuildError::Order(_))),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains("WebSocket not configured"),
-        "{err}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_emitter_before_listen_is_not_ready_too() {
     #[derive(Clone)]
     struct Wrapped(ori::SocketEmitter);

@@ -181,7 +181,7 @@ async fn json_without_an_object_and_string_type_answers_invalid_message() {
         r#"{"type":1}"#,
         "{}",
         "null",
-        "2",
+        "22",
         r#"{"type":null}"#,
         r#"{"type":["heartbeat"]}"#,
         r#"{"kind":"heartbeat"}"#,
@@ -195,6 +195,10 @@ async fn json_without_an_object_and_string_type_answers_invalid_message() {
         .await;
         assert_eq!(f.last_error(), RegistryError::InvalidMessage);
     }
+    // The `2` ping is the server's, before any handler (PROTOCOL.md
+    // section 2).
+    ws.send_text("2").await;
+    assert_eq!(ws.recv_text().await, "3");
     common::stop_server(&f.server, vec![ws]).await;
 }
 

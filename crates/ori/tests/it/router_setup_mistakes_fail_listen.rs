@@ -37,8 +37,8 @@ fn named(name: &'static str, types: &[&'static str]) -> Named {
     }
 }
 
-async fn listen<D: Send + Sync + 'static>(
-    ori: Ori<ori::SocketEmitter, D>,
+async fn listen<W: ori::WebSocketState>(
+    ori: Ori<ori::SocketEmitter, W>,
 ) -> Result<ori::App, Error> {
     ori.listen("127.0.0.1:0").await
 }
@@ -180,21 +180,36 @@ async fn socket_router_with_needing_a_missing_service_fails_listen() {
     common::stop_server(&server, vec![ws]).await;
 }
 
+// `socket_router` before `websocket()` does not compile: the method exists
+// only once WebSocket support is configured (a `compile_fail` example on
+// `Ori`). Handing the handlers over twice is a start-up error, not a silent
+// replacement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn socket_router_before_websocket_fails_listen_with_an_order_error() {
-    for result in [
-        listen(Ori::create().socket_router(named("a", &["a"])).websocket()).await,
-        listen(Ori::create().socket_router(named("a", &["a"]))).await,
-    ] {
-        match result {
-            Err(Error::Build(BuildError::Order(why))) => {
-                assert!(
-                    why.contains("socket_router()") && why.contains("websocket()"),
-                    "{why}"
-                );
-            }
-            Err(other) => panic!("expected an Order error, got {other:?}"),
-            Ok(_) => panic!("listen must fail when socket_router precedes websocket()"),
+async fn handlers_or_registries_given_twice_fail_listen() {
+    let twice = listen(
+        Ori::create()
+            .websocket()
+            .on_websocket(ori::Handlers::new())
+            .on_websocket(ori::Handlers::new()),
+    )
+    .await;
+    match twice {
+        Err(Error::Build(BuildError::Order(why))) => {
+            assert!(why.contains("on_websocket() was called twice"), "{why}")
         }
+        Err(other) => panic!("expected an Order error, got {other:?}"),
+        Ok(_) => panic!("listen must fail"),
     }
+    let twice = listen(
+        Ori::create()
+            .websocket()
+            .message_registry(ori::messages::MessageRegistry::new())
+            .message_registry(ori::messages::MessageRegistry::new()),
+    )
+    .await;
+    assert!(
+        matches!(&twice, Err(Error::Build(BuildError::Order(why))) if why.contains("message_registry() was called twice")),
+        "{:?}",
+        twice.err()
+    );
 }

@@ -73,7 +73,7 @@ async fn unrouted_text_reaches_the_raw_handler_unchanged() {
         r#"{"type":"routed""#,
         r#"{"type":"routed",}"#,
         "",
-        "2",
+        "22",
         "  {\"type\" :\n \"other\" }  ",
         "日本語 🙂",
     ];

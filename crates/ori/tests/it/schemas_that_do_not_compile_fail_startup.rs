@@ -111,12 +111,10 @@ fn the_schema_errors_name_the_construct() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checked_registry_with_a_bad_schema_fails_listen() {
-    let registry = Arc::new(registry());
-    assert!(registry.check().is_err());
+    assert!(registry().check().is_err());
     let result = Ori::create()
         .websocket()
-        .message_registry(&registry)
-        .on_websocket(handlers(registry.clone()))
+        .message_registry(registry())
         .listen("127.0.0.1:0")
         .await;
     // The first type registered with a bad schema is named.
@@ -125,7 +123,7 @@ async fn a_checked_registry_with_a_bad_schema_fails_listen() {
     let only_dangling = MessageRegistry::<()>::new().on(DANGLING, |_ws: Conn, _| async {});
     let result = Ori::create()
         .websocket()
-        .message_registry(&only_dangling)
+        .message_registry(only_dangling)
         .listen("127.0.0.1:0")
         .await;
     assert_schema_error(result, "dangling", "/$defs/Nowhere");

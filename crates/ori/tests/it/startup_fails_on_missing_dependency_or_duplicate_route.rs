@@ -43,7 +43,9 @@ impl Controller for Routes {
     }
 }
 
-async fn listen(ori: Ori) -> Result<ori::App, Error> {
+async fn listen<W: ori::WebSocketState>(
+    ori: Ori<ori::SocketEmitter, W>,
+) -> Result<ori::App, Error> {
     ori.listen("127.0.0.1:0").await
 }
 

@@ -41,12 +41,14 @@ async fn auth_server(opened: Arc<AtomicUsize>) -> TestServer {
     testing::spawn(
         Ori::create()
             .websocket_with(InProcProvider::new(), options)
-            .on_websocket(command_handlers::<User>().on_open(move |_ws: Conn<User>| {
-                let opened = opened.clone();
-                async move {
-                    opened.fetch_add(1, Ordering::SeqCst);
-                }
-            })),
+            .on_websocket(
+                command_handlers::<User, _>().on_open(move |_ws: Conn<User>| {
+                    let opened = opened.clone();
+                    async move {
+                        opened.fetch_add(1, Ordering::SeqCst);
+                    }
+                }),
+            ),
     )
     .await
 }
@@ -187,7 +189,7 @@ async fn upgrade_handler_sees_the_peer_address_and_headers() {
     let server = testing::spawn(
         Ori::create()
             .websocket_with(InProcProvider::new(), options)
-            .on_websocket(command_handlers::<String>()),
+            .on_websocket(command_handlers::<String, _>()),
     )
     .await;
     assert_401(server.connect_to("/ws", &[]).await);

@@ -31,8 +31,9 @@ pub const WAIT: Duration = testing::WAIT;
 /// - `close:<code>:<reason>` closes the connection with that code and reason.
 /// - `noop` does nothing.
 /// - anything else, text or binary, is echoed back unchanged.
-pub fn command_handlers<D: std::fmt::Debug + Send + Sync + 'static>() -> Handlers<D> {
-    Handlers::new().on_message(|ws: Conn<D>, msg: Message| async move {
+pub fn command_handlers<D: std::fmt::Debug + Send + Sync + 'static, E: ori::Emitter>(
+) -> Handlers<D, E> {
+    Handlers::new().on_message(|ws: Conn<D, E>, msg: Message| async move {
         let Some(text) = msg.as_text() else {
             ws.send(msg);
             return;
