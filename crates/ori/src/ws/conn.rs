@@ -39,13 +39,21 @@ pub(crate) struct ConnInner<D> {
     pub(crate) rt: Arc<WsRuntime<D>>,
     /// The phase and the write events, in one byte.
     pub(crate) state: ConnState,
+    /// What few connections need, allocated when one does (an idle
+    /// connection without socket routers pays one pointer for it).
+    extras: OnceLock<Box<Extras>>,
+}
+
+/// The rarer parts of a connection.
+#[derive(Default)]
+struct Extras {
     /// What the socket routers' connection guards stored, one state per
-    /// router; set once when the connection opens.
-    pub(crate) guards: OnceLock<Box<[State]>>,
+    /// router; set when the connection opens.
+    guards: Box<[State]>,
     /// The topics the connection was in when it closed, for the `close`
     /// handler (the hub forgets them first, so that nothing published
     /// from it reaches the closed socket).
-    pub(crate) left: OnceLock<Box<[Topic]>>,
+    left: OnceLock<Box<[Topic]>>,
 }
 
 impl<D> ConnInner<D> {
@@ -64,9 +72,33 @@ impl<D> ConnInner<D> {
             outbox,
             rt,
             state: ConnState::new(),
-            guards: OnceLock::new(),
-            left: OnceLock::new(),
+            extras: OnceLock::new(),
         }
+    }
+
+    /// Keeps what the connection guards stored (once, at the opening).
+    pub(crate) fn set_guards(&self, guards: Vec<State>) {
+        if !guards.is_empty() {
+            let _ = self.extras.set(Box::new(Extras {
+                guards: guards.into_boxed_slice(),
+                left: OnceLock::new(),
+            }));
+        }
+    }
+
+    /// What the connection guards stored, one state per router.
+    pub(crate) fn guards(&self) -> &[State] {
+        self.extras.get().map_or(&[], |e| &e.guards)
+    }
+
+    /// Keeps the topics the connection was in as it closes.
+    pub(crate) fn set_left(&self, topics: Vec<Topic>) {
+        let extras = self.extras.get_or_init(Box::default);
+        let _ = extras.left.set(topics.into_boxed_slice());
+    }
+
+    fn left(&self) -> Option<&[Topic]> {
+        self.extras.get()?.left.get().map(|t| &t[..])
     }
 }
 
@@ -199,7 +231,7 @@ impl<D: Send + Sync + 'static, E: Emitter> Conn<D, E> {
     /// topics it was in when it closed, though the hub no longer counts it
     /// in them.
     pub fn topics(&self) -> Vec<Topic> {
-        if let Some(left) = self.inner.left.get() {
+        if let Some(left) = self.inner.left() {
             return left.to_vec();
         }
         self.broker()
@@ -244,8 +276,7 @@ impl<D: Send + Sync + 'static, E: Emitter> Conn<D, E> {
     /// ```
     pub fn state<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
         self.inner
-            .guards
-            .get()?
+            .guards()
             .iter()
             .find_map(|state| state.clone().downcast().ok())
     }

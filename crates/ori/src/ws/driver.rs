@@ -297,7 +297,7 @@ where
         if opened {
             // The close handler still learns the topics the socket was in.
             if rt.handlers.close.is_some() {
-                let _ = conn.inner.left.set(conn.topics().into_boxed_slice());
+                conn.inner.set_left(conn.topics());
             }
             conn.broker().disconnect(&conn.id());
         }

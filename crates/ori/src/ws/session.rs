@@ -120,7 +120,7 @@ async fn admit<D: Send + Sync + 'static, S>(
             return Err((close_code::POLICY_VIOLATION, "Connection rejected by guard"));
         }
     };
-    let _ = conn.inner.guards.set(states.into_boxed_slice());
+    conn.inner.set_guards(states);
     conn.broker().register(
         conn.inner.outbox.clone(),
         rt.limits.max_topics_per_connection,
@@ -218,7 +218,7 @@ async fn dispatch<D: Send + Sync + 'static>(rt: &WsRuntime<D>, conn: &Conn<D>, m
             conn.push_frame(text_frame("3"));
             return;
         }
-        let states = conn.inner.guards.get().map_or(&[][..], |s| &s[..]);
+        let states = conn.inner.guards();
         if let Some(reply) = rt.routers.dispatch(conn, states, text).await {
             conn.send(reply);
             return;
