@@ -1,7 +1,8 @@
 //! Socket routers: a connection guard authenticates once per connection and
 //! stores typed state; a rate-limit guard runs before every message; the
 //! handlers reply through the request/response format with the client's
-//! correlation id; the router gets its service at construction.
+//! correlation id; the router gets its service at construction; the close
+//! handler cleans up with the guard's state and the app's service.
 //!
 //! ```sh
 //! cargo run --example socket_router
@@ -17,7 +18,7 @@ use ori::router::{
     BoxError, ConnectionGuard, GuardContext, RateLimit, SocketContext, SocketRouteBuilder,
     SocketRouter,
 };
-use ori::{InProcProvider, Ori, WsOptions};
+use ori::{Conn, Handlers, Ori, WsOptions};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,6 +35,10 @@ impl PresenceService {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         self.seen.lock().unwrap().insert(user.to_owned(), now);
+    }
+
+    fn remove(&self, user: &str) {
+        self.seen.lock().unwrap().remove(user);
     }
 
     fn batch_presence(&self, users: &[String]) -> Value {
@@ -128,12 +133,25 @@ async fn main() -> Result<(), ori::Error> {
     let options = WsOptions::new().upgrade(|req| async move { Some(req.query_param("token")) });
     let app = Ori::create()
         .service(PresenceService::default())
-        .websocket_with(InProcProvider::new(), options)
+        .websocket_options(options)
         .socket_router_with(|ctx| {
             Ok(PresenceRouter {
                 presence: ctx.require::<PresenceService>()?,
             })
         })
+        // Clean up on disconnect: forget the user and tell the others.
+        .on_websocket(Handlers::new().on_close(
+            |ws: Conn<Option<String>>, _code, _reason| async move {
+                let Some(auth) = ws.state::<AuthState>() else {
+                    return Ok(()); // refused by the guard: never online
+                };
+                if let Some(presence) = ws.app().service::<PresenceService>() {
+                    presence.remove(&auth.user);
+                }
+                let offline = json!({ "type": "user.offline", "userId": auth.user });
+                ws.emitter().publish("presence", offline.to_string()).await
+            },
+        ))
         .listen(port)
         .await?;
     println!("listening on http://localhost:{}", app.port());
