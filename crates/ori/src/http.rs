@@ -355,19 +355,27 @@ impl<E: Emitter> HttpRoutes<E> {
                         request_timeout,
                         Some(app.socket().socket_emitter().clone()),
                     );
-                    req.extensions_mut().insert(config);
+                    let expired = extract::bound_request(&mut req, config);
                     // A panicking handler answers 500; the connection
                     // and the server carry on.
                     std::panic::AssertUnwindSafe(handler(req, app.clone()))
                         .catch_unwind()
-                        .map(|result| {
-                            result.unwrap_or_else(|_| {
+                        .map(move |result| {
+                            let resp = result.unwrap_or_else(|_| {
                                 tracing::error!("HTTP handler panicked");
                                 error_response(
                                     StatusCode::INTERNAL_SERVER_ERROR,
                                     "Internal Server Error",
                                 )
-                            })
+                            });
+                            // However the body was read (axum's `Bytes`
+                            // answers 400), a body past the deadline is a
+                            // 408 that closes the connection.
+                            let late = expired.load(std::sync::atomic::Ordering::Relaxed);
+                            if late && resp.status().is_client_error() {
+                                return extract::timed_out().into_response();
+                            }
+                            resp
                         })
                 }));
             }

@@ -1,10 +1,15 @@
 //! Extractors for controller handlers written the axum way: the request's
 //! emitter, a service by type, a JSON body with Ori's limits and JSON
-//! errors, and the [`RequestContext`] itself. Everything a request reads
-//! from its body goes through [`read_body`], so both handler styles answer
-//! the same 413, 408 and 415.
+//! errors, and the [`RequestContext`] itself. Ori's readers go through
+//! [`read_body`], so both handler styles answer the same 413, 408 and 415;
+//! in a controller route the body itself ends at the request timeout
+//! ([`DeadlineBody`]), so axum's own body extractors are bounded too.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams};
@@ -29,6 +34,8 @@ pub(crate) struct RequestConfig {
     pub(crate) correlation_id: Arc<str>,
     /// Counts request timeouts for `/metrics`.
     pub(crate) base: Option<SocketEmitter>,
+    /// Whether the body is a [`DeadlineBody`] (in a controller route).
+    pub(crate) bounded: bool,
 }
 
 /// Outside Ori's controller routes (a merged axum route using an Ori
@@ -48,6 +55,7 @@ impl RequestConfig {
             deadline: tokio::time::Instant::now() + timeout,
             correlation_id: correlation_id(headers),
             base,
+            bounded: false,
         }
     }
 
@@ -59,6 +67,99 @@ impl RequestConfig {
             .cloned()
             .unwrap_or_else(|| Self::new(&parts.headers, DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT, None))
     }
+}
+
+/// The error of a [`DeadlineBody`] past its deadline.
+#[derive(Debug)]
+struct BodyDeadline;
+
+impl std::fmt::Display for BodyDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body not received in time")
+    }
+}
+
+impl std::error::Error for BodyDeadline {}
+
+/// Whether `error` (or one of its causes) is a [`BodyDeadline`].
+fn is_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<BodyDeadline>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// A request body that fails once the request timeout has passed, whoever
+/// reads it (Ori's readers, axum's `Bytes` or `String`), and counts the
+/// timeout once.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+    base: Option<SocketEmitter>,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        // The deadline first: a body trickling a byte at a time is always
+        // ready with another frame.
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            if !self.expired.swap(true, Ordering::Relaxed) {
+                if let Some(base) = &self.base {
+                    base.http_counters()
+                        .request_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return Poll::Ready(Some(Err(axum::Error::new(BodyDeadline))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Bounds `req`'s body by `config`'s deadline (a body already complete is
+/// left alone) and records `config` for the extractors. The flag tells
+/// whether the deadline passed while the body was read.
+pub(crate) fn bound_request(req: &mut Request<Body>, mut config: RequestConfig) -> Arc<AtomicBool> {
+    let expired = Arc::new(AtomicBool::new(false));
+    if !hyper::body::Body::is_end_stream(req.body()) {
+        let inner = std::mem::take(req.body_mut());
+        *req.body_mut() = Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(config.deadline)),
+            expired: expired.clone(),
+            base: config.base.clone(),
+        });
+        config.bounded = true;
+    }
+    req.extensions_mut().insert(config);
+    expired
+}
+
+/// The answer to a request whose body missed the deadline.
+pub(crate) fn timed_out() -> HttpError {
+    HttpError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "Request body not received in time",
+    )
 }
 
 /// Reads a body: at most the body limit (413 beyond, also when the declared
@@ -76,20 +177,19 @@ pub(crate) async fn read_body(
         return Err(too_big());
     }
     let collect = Limited::new(body, config.body_limit).collect();
-    let Ok(collected) = tokio::time::timeout_at(config.deadline, collect).await else {
-        if let Some(base) = &config.base {
-            base.http_counters()
-                .request_timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A bounded body ends at the deadline by itself (and counts it).
+    let collected = if config.bounded {
+        collect.await
+    } else {
+        match tokio::time::timeout_at(config.deadline, collect).await {
+            Ok(collected) => collected,
+            Err(_) => return Err(timed_out()),
         }
-        return Err(HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "Request body not received in time",
-        ));
     };
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+        Err(e) if is_deadline(&*e) => Err(timed_out()),
         Err(e) => Err(HttpError::bad_request(format!("Cannot read body: {e}"))),
     }
 }

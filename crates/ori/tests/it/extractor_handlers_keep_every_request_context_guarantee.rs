@@ -232,20 +232,19 @@ async fn path_query_and_body_rejections_answer_json() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_json_extractor_body_that_trickles_is_answered_408_and_closed() {
-    let server = testing::spawn(app()).await;
+/// Sends a request head and the start of a body to `path`, then a byte every
+/// 50 ms (the body would take 2.5 s); returns all the server sent before it
+/// closed the connection.
+async fn trickle(server: &TestServer<AppEmitter>, path: &str) -> String {
     let (mut reader, mut s) = TcpStream::connect(server.addr())
         .await
         .unwrap()
         .into_split();
-    s.write_all(
-        b"POST /api/accounts/42/notify HTTP/1.1\r\nHost: x\r\n\
-          Content-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"message\":",
-    )
-    .await
-    .unwrap();
-    // A byte every 50 ms: the body would take 2.5 s.
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 60\r\n\r\n{{\"message\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
     let trickle = async {
         for _ in 0..48 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -262,13 +261,22 @@ async fn a_json_extractor_body_that_trickles_is_answered_408_and_closed() {
             .expect("read");
         String::from_utf8_lossy(&out).into_owned()
     };
-    let (response, ()) = tokio::join!(read, trickle);
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(
-        response.contains(r#"{"error":"Request body not received in time"}"#),
-        "{response}"
-    );
-    let socket = server.app().socket().socket_emitter();
-    assert_eq!(metric(socket, "ori_http_request_timeouts_total"), 1);
+    tokio::join!(read, trickle).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_is_answered_408_and_closed_whoever_reads_it() {
+    let server = testing::spawn(app()).await;
+    // Ori's `Json`, then axum's own `Bytes`.
+    for (n, path) in [(1, "/api/accounts/42/notify"), (2, "/api/raw")] {
+        let response = trickle(&server, path).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{path}: {response}");
+        assert!(
+            response.contains(r#"{"error":"Request body not received in time"}"#),
+            "{path}: {response}"
+        );
+        let socket = server.app().socket().socket_emitter();
+        assert_eq!(metric(socket, "ori_http_request_timeouts_total"), n);
+    }
     server.stop().await;
 }
