@@ -34,7 +34,8 @@
 //! ```
 //!
 //! The pieces: [`Ori`] builds the app; [`Handlers`] receive each [`Conn`];
-//! [`Controller`]s serve HTTP with a [`RequestContext`]; an [`Emitter`]
+//! [`Controller`]s serve HTTP with axum-style [`extract`]ors or a whole
+//! [`RequestContext`]; an [`Emitter`]
 //! (the base [`SocketEmitter`] or your own type) publishes; an
 //! [`AppContext`] holds services; a [`Provider`] carries publishes between
 //! instances.

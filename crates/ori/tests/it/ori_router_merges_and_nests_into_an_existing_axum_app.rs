@@ -1,8 +1,8 @@
 //! Mounting Ori into an existing axum app: the router of `into_router` has
 //! no fallback of its own, so `existing.merge(ori)` and `existing.nest(..,
 //! ori)` work and keep the existing app's fallback; `Ori::merge` keeps a
-//! merged router's fallback too; with none anywhere an unknown path answers
-//! Ori's JSON 404. WebSocket upgrades, controllers and publishes work in
+//! merged router's fallback too; with none anywhere (Ori's router alone, or
+//! merged either way) an unknown path answers Ori's JSON 404. WebSocket upgrades, controllers and publishes work in
 //! each shape.
 
 use crate::common;
@@ -138,4 +138,20 @@ async fn ori_merge_keeps_the_merged_fallback_and_without_one_answers_json_404() 
         (404, json!({ "error": "Not Found" }))
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_into_an_app_without_a_fallback_unknown_paths_answer_json_404() {
+    let (realtime, app) = ori().into_router().await.expect("valid set-up");
+    let plain = axum::Router::new().route("/", get(|| async { "home" }));
+    let (addr, serving) = serve(plain.merge(realtime)).await;
+    assert_eq!(get_path(addr, "/").await.text(), "home");
+    let missing = get_path(addr, "/missing").await;
+    assert_eq!(
+        (missing.status.as_u16(), missing.json()),
+        (404, json!({ "error": "Not Found" }))
+    );
+    realtime_works(&app, addr, "/ws", "/api/hello").await;
+    app.stop().await;
+    serving.abort();
 }
