@@ -292,7 +292,9 @@ impl<E: Emitter, T: Send + Sync + 'static> FromRequestParts<AppContext<E>> for S
 /// `{"error": "..."}`: 415 without `Content-Type: application/json` (or
 /// `application/*+json`), 413 over the [body limit](crate::Ori::body_limit),
 /// 408 past the [request timeout](crate::Ori::request_timeout), 400 on
-/// malformed JSON or a shape that does not fit.
+/// malformed JSON or a shape that does not fit. In a plain axum route
+/// merged into the app (not a controller's), the limits are the defaults:
+/// 1 MiB and 30 s.
 ///
 /// ```
 /// use ori::Json;
