@@ -2,8 +2,8 @@
 //! no fallback of its own, so `existing.merge(ori)` and `existing.nest(..,
 //! ori)` work and keep the existing app's fallback; `Ori::merge` keeps a
 //! merged router's fallback too; with none anywhere (Ori's router alone, or
-//! merged either way) an unknown path answers Ori's JSON 404. WebSocket upgrades, controllers and publishes work in
-//! each shape.
+//! merged either way) an unknown path answers Ori's JSON 404. WebSocket
+//! upgrades, controllers and publishes work in each shape.
 
 use crate::common;
 
