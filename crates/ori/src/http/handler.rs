@@ -45,7 +45,27 @@ async fn as_json(rejection: Response<Body>) -> Response<Body> {
 /// body (`FromRequest<AppContext<E>>`: [`Json<T>`](crate::Json),
 /// [`RequestContext<E>`](crate::RequestContext), or any of the former), up
 /// to eight in all. `T` is a marker the compiler infers; it keeps the two
-/// styles apart.
+/// styles apart. A closure names its argument types:
+///
+/// ```
+/// use std::sync::Arc;
+/// use ori::extract::Query;
+/// use ori::{Controller, RequestContext, RouteBuilder};
+///
+/// struct Health;
+///
+/// impl Controller for Health {
+///     fn configure(&self, r: &mut RouteBuilder<Self>) {
+///         r.get("/live", |_: Arc<Self>| async { "ok" })
+///             .get("/echo", |_: Arc<Self>, Query(q): Query<Vec<(String, String)>>| async move {
+///                 format!("{q:?}")
+///             })
+///             .get("/id", |_: Arc<Self>, ctx: RequestContext| async move {
+///                 ctx.correlation_id().to_owned()
+///             });
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a handler of this controller",
     note = "a handler is `async fn(self: Arc<Self>, extractors...) -> impl IntoResponse`: \
