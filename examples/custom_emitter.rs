@@ -1,18 +1,22 @@
 //! A custom emitter: an application type wrapping the base emitter with
 //! domain methods, reached with full type checking from services
-//! (`AppContext<AppSocketEmitter>`) and controllers.
+//! (`AppContext<AppSocketEmitter>`) and controllers
+//! (`RequestEmitter<AppSocketEmitter>`, which adds the request's
+//! correlation id).
 //!
 //! ```sh
 //! cargo run --example custom_emitter
 //! # connect with ?account=acme, then:
 //! curl -X POST -H 'Content-Type: application/json' localhost:3000/api/incidents -d '{"accountUuid":"acme","title":"DB down"}'
+//! curl -X POST -H 'X-Correlation-Id: c-1' localhost:3000/api/accounts/acme/ping
 //! ```
 
 use std::sync::Arc;
 
+use ori::extract::Path;
 use ori::{
     AppContext, Conn, Controller, Emitter, Handlers, HttpError, Json, Ori, PublishError,
-    RequestContext, RouteBuilder, SocketEmitter, WsOptions,
+    RequestEmitter, RouteBuilder, SocketEmitter, WsOptions,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -100,18 +104,29 @@ struct IncidentController {
 
 impl Controller<AppSocketEmitter> for IncidentController {
     fn configure(&self, r: &mut RouteBuilder<Self, AppSocketEmitter>) {
-        r.post("/incidents", Self::create);
+        r.post("/incidents", Self::create)
+            .post("/accounts/:account/ping", Self::ping);
     }
 }
 
 impl IncidentController {
     async fn create(
         self: Arc<Self>,
-        mut ctx: RequestContext<AppSocketEmitter>,
+        Json(input): Json<CreateIncident>,
     ) -> Result<Json<Value>, HttpError> {
-        let input: CreateIncident = ctx.json().await?;
         let uuid = self.incidents.create(input).await?;
         Ok(Json(json!({ "created": true, "incidentUuid": uuid })))
+    }
+
+    /// The request's emitter: the domain methods and the correlation id.
+    async fn ping(
+        self: Arc<Self>,
+        Path(account): Path<String>,
+        socket: RequestEmitter<AppSocketEmitter>,
+    ) -> Result<Json<Value>, HttpError> {
+        let payload = json!({ "correlationId": socket.correlation_id() });
+        socket.emit_to_account(&account, "ping", payload).await?;
+        Ok(Json(json!({ "sent": true })))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Publishing from HTTP handlers: every client joins `notifications` on
 //! open; `POST /api/notify/:topic` with `{"message": "..."}` publishes to a
-//! topic through the request-bound emitter.
+//! topic through the request-bound emitter. The handler takes axum-style
+//! extractors; `GET /api/stats` shows the `RequestContext` style beside it.
 //!
 //! ```sh
 //! cargo run --example publishing_from_http
@@ -9,7 +10,10 @@
 
 use std::sync::Arc;
 
-use ori::{Conn, Controller, Handlers, HttpError, Json, Ori, RequestContext, RouteBuilder};
+use ori::extract::Path;
+use ori::{
+    Conn, Controller, Handlers, HttpError, Json, Ori, RequestContext, RequestEmitter, RouteBuilder,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,25 +26,36 @@ struct Notify {
 
 impl Controller for NotificationController {
     fn configure(&self, r: &mut RouteBuilder<Self>) {
-        r.post("/notify/:topic", Self::notify);
+        r.post("/notify/:topic", Self::notify)
+            .get("/stats", Self::stats);
     }
 }
 
 impl NotificationController {
-    async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
-        let topic = ctx.param("topic").unwrap_or_default().to_owned();
-        let body: Notify = ctx.json().await?; // 400 on malformed JSON, 413 when too big
-
+    async fn notify(
+        self: Arc<Self>,
+        Path(topic): Path<String>,
+        socket: RequestEmitter,
+        Json(body): Json<Notify>, // 400 on malformed JSON, 413 when too big
+    ) -> Result<Json<Value>, HttpError> {
         // Publish to all subscribers of the topic.
         let payload = json!({
             "type": "notification",
             "message": body.message,
             "timestamp": now_ms(),
-            "correlationId": ctx.correlation_id(),
+            "correlationId": socket.correlation_id(),
         });
-        ctx.socket().publish(topic, payload.to_string()).await?; // bad topic: 400
+        socket.publish(topic, payload.to_string()).await?; // bad topic: 400
 
         Ok(Json(json!({ "sent": true })))
+    }
+
+    /// The whole request in one value, the other way to write a handler.
+    async fn stats(self: Arc<Self>, ctx: RequestContext) -> Json<Value> {
+        Json(json!({
+            "connections": ctx.socket().connection_count(),
+            "correlationId": ctx.correlation_id(),
+        }))
     }
 }
 

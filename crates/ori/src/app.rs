@@ -173,7 +173,8 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
     }
 
     /// Merges plain axum routes (static pages, health checks, any tower
-    /// service) into the app.
+    /// service) into the app. The router's own fallback, if it has one,
+    /// answers every path no route matches (else Ori's JSON 404 does).
     pub fn merge(mut self, router: Router) -> Self {
         self.extra = Some(match self.extra.take() {
             Some(r) => r.merge(router),
@@ -314,9 +315,12 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
         if let Some(extra) = self.extra {
             router = router.merge(extra);
         }
+        // No fallback of Ori's own: a merged router's fallback stays, and
+        // the router can be merged or nested into another. Where none is
+        // set, an unknown path's empty 404 gets Ori's JSON body.
         let router = router
-            .fallback(|| async { error_response(StatusCode::NOT_FOUND, "Not Found") })
-            .method_not_allowed_fallback(method_not_allowed);
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(crate::http::json_not_found));
         Ok((router, shared))
     }
 
@@ -365,9 +369,29 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
 
     /// Validates the set-up and starts the provider, returning the app as an
     /// axum [`Router`] to mount in your own server stack, and the [`App`]
-    /// handle to stop it. Serve the router with connect info so upgrade
-    /// handlers see the peer address:
+    /// handle to stop it. The router has no fallback of its own, so
+    /// `existing.merge(router)` and `existing.nest("/rt", router)` keep the
+    /// existing app's fallback; served alone, an unknown path answers Ori's
+    /// JSON 404. Serve it with connect info so upgrade handlers see the peer
+    /// address:
     /// `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ori::Error> {
+    /// use axum::routing::get;
+    ///
+    /// let existing = axum::Router::new()
+    ///     .route("/", get(|| async { "home" }))
+    ///     .fallback(|| async { "the existing app's own 404 page" });
+    /// let (realtime, app) = ori::Ori::create().websocket().into_router().await?;
+    /// let router = existing.nest("/realtime", realtime); // or .merge(realtime)
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    /// let make = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    /// tokio::spawn(async move { axum::serve(listener, make).await });
+    /// // ... later
+    /// app.stop().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn into_router(self) -> Result<(Router, App<E>), Error> {
         let (router, shared) = self.assemble()?;
         if let Some(p) = &shared.broker {

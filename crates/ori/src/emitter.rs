@@ -351,18 +351,40 @@ impl Emitter for SocketEmitter {
     }
 }
 
-/// The emitter of one HTTP request ([`RequestContext::socket`](crate::RequestContext::socket)):
-/// the base emitter, bound to the request's correlation id.
-#[derive(Clone, Debug)]
-pub struct RequestEmitter {
-    base: SocketEmitter,
+/// The emitter of one HTTP request: the app's emitter `E` (its domain
+/// methods included, through `Deref`) bound to the request's correlation id.
+///
+/// [`RequestContext::socket`](crate::RequestContext::socket) returns it, and
+/// it is an extractor of its own in a controller's extractor handlers:
+///
+/// ```
+/// use std::sync::Arc;
+/// use ori::extract::Path;
+/// use ori::{HttpError, RequestEmitter};
+///
+/// struct Notify;
+///
+/// impl Notify {
+///     async fn notify(
+///         self: Arc<Self>,
+///         Path(topic): Path<String>,
+///         socket: RequestEmitter,
+///     ) -> Result<String, HttpError> {
+///         socket.publish(topic, socket.correlation_id().to_owned()).await?;
+///         Ok("sent".into())
+///     }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct RequestEmitter<E: Emitter = SocketEmitter> {
+    emitter: E,
     correlation_id: Arc<str>,
 }
 
-impl RequestEmitter {
-    pub(crate) fn new(base: SocketEmitter, correlation_id: Arc<str>) -> Self {
+impl<E: Emitter> RequestEmitter<E> {
+    pub(crate) fn new(emitter: E, correlation_id: Arc<str>) -> Self {
         Self {
-            base,
+            emitter,
             correlation_id,
         }
     }
@@ -371,11 +393,24 @@ impl RequestEmitter {
     pub fn correlation_id(&self) -> &str {
         &self.correlation_id
     }
+
+    /// The app's emitter inside.
+    pub fn emitter(&self) -> &E {
+        &self.emitter
+    }
 }
 
-impl Deref for RequestEmitter {
-    type Target = SocketEmitter;
-    fn deref(&self) -> &SocketEmitter {
-        &self.base
+impl<E: Emitter> Deref for RequestEmitter<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.emitter
+    }
+}
+
+impl<E: Emitter> std::fmt::Debug for RequestEmitter<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestEmitter")
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
     }
 }

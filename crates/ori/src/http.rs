@@ -1,16 +1,16 @@
 //! HTTP controllers: a [`Controller`] configures routes on a
-//! [`RouteBuilder`]; handlers receive a [`RequestContext`] with params,
-//! query, headers, a size-limited JSON body, the app's services and a
-//! request-bound emitter carrying the correlation id.
+//! [`RouteBuilder`]; handlers receive either a [`RequestContext`] with
+//! params, query, headers, a size-limited JSON body, the app's services and
+//! a request-bound emitter carrying the correlation id, or the same pieces
+//! as axum extractors ([`extract`](crate::extract)).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{PublishError, PublishErrorKind};
 use axum::body::Body;
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -21,8 +21,12 @@ use crate::context::AppContext;
 use crate::emitter::Emitter;
 use crate::error::BuildError;
 
+pub(crate) mod extract;
+mod handler;
 mod request;
 
+use extract::RequestConfig;
+pub use handler::ControllerHandler;
 pub(crate) use request::query_param;
 pub use request::RequestContext;
 
@@ -35,6 +39,29 @@ pub(crate) fn error_response(status: StatusCode, reason: &str) -> Response<Body>
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
     );
+    resp
+}
+
+/// Gives an unknown path's empty 404 (axum's default fallback, or a
+/// fallback answering a bare 404) Ori's JSON body. Routes are left alone:
+/// a handler's own 404 is its business.
+pub(crate) async fn json_not_found(
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let routed = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some();
+    let resp = next.run(req).await;
+    let bare = resp.status() == StatusCode::NOT_FOUND
+        && !resp
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+        && axum::body::HttpBody::size_hint(resp.body()).exact() == Some(0);
+    if !routed && bare {
+        return error_response(StatusCode::NOT_FOUND, "Not Found");
+    }
     resp
 }
 
@@ -132,29 +159,47 @@ impl From<PublishError> for HttpError {
     }
 }
 
-type BoxedHandler<E> =
-    Arc<dyn Fn(RequestContext<E>) -> crate::BoxFuture<'static, Response<Body>> + Send + Sync>;
+type BoxedHandler<E> = Arc<
+    dyn Fn(Request<Body>, AppContext<E>) -> crate::BoxFuture<'static, Response<Body>> + Send + Sync,
+>;
 
 /// An HTTP controller: a group of routes under a prefix.
 ///
+/// A handler takes the controller and either axum-style extractors
+/// ([`ControllerHandler`]) or the whole [`RequestContext`]; one controller
+/// may mix both.
+///
 /// ```
 /// use std::sync::Arc;
-/// use ori::{Controller, HttpError, Json, RequestContext, RouteBuilder};
+/// use ori::extract::Path;
+/// use ori::{Controller, HttpError, Json, RequestContext, RequestEmitter, RouteBuilder};
+/// use serde_json::{json, Value};
 ///
 /// struct NotificationController;
 ///
 /// impl Controller for NotificationController {
 ///     fn configure(&self, r: &mut RouteBuilder<Self>) {
 ///         r.post("/notify/:topic", Self::notify);
+///         r.post("/classic/:topic", Self::classic);
 ///     }
 /// }
 ///
 /// impl NotificationController {
-///     async fn notify(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<serde_json::Value>, HttpError> {
+///     async fn notify(
+///         self: Arc<Self>,
+///         Path(topic): Path<String>,
+///         socket: RequestEmitter,
+///         Json(body): Json<Value>,
+///     ) -> Result<Json<Value>, HttpError> {
+///         socket.publish(topic, body.to_string()).await?;
+///         Ok(Json(json!({ "sent": true })))
+///     }
+///
+///     async fn classic(self: Arc<Self>, mut ctx: RequestContext) -> Result<Json<Value>, HttpError> {
 ///         let topic = ctx.param("topic").unwrap_or_default().to_owned();
-///         let body: serde_json::Value = ctx.json().await?;
+///         let body: Value = ctx.json().await?;
 ///         ctx.socket().publish(topic, body.to_string()).await?;
-///         Ok(Json(serde_json::json!({ "sent": true })))
+///         Ok(Json(json!({ "sent": true })))
 ///     }
 /// }
 /// ```
@@ -171,69 +216,48 @@ pub struct RouteBuilder<C, E: Emitter = crate::SocketEmitter> {
 
 impl<C: Send + Sync + 'static, E: Emitter> RouteBuilder<C, E> {
     /// Adds a route for `method` at `path` (relative to the controller's
-    /// prefix; `:name` segments are path parameters).
-    pub fn route<H, Fut, R>(&mut self, method: Method, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    /// prefix; `:name` segments are path parameters, read with
+    /// [`RequestContext::param`] or the `Path` extractor).
+    pub fn route<H: ControllerHandler<C, E, T>, T>(
+        &mut self,
+        method: Method,
+        path: &str,
+        handler: H,
+    ) -> &mut Self {
         let controller = self.controller.clone();
-        let boxed: BoxedHandler<E> = Arc::new(move |ctx| {
-            let fut = handler(controller.clone(), ctx);
-            Box::pin(async move { fut.await.into_response() })
-        });
+        let handler = Arc::new(handler);
+        let boxed: BoxedHandler<E> =
+            Arc::new(move |req, app| handler.clone().call(controller.clone(), req, app));
         self.routes.push((method, path.to_owned(), boxed));
         self
     }
 
     /// A GET route.
-    pub fn get<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    pub fn get<H: ControllerHandler<C, E, T>, T>(&mut self, path: &str, handler: H) -> &mut Self {
         self.route(Method::GET, path, handler)
     }
 
     /// A POST route.
-    pub fn post<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    pub fn post<H: ControllerHandler<C, E, T>, T>(&mut self, path: &str, handler: H) -> &mut Self {
         self.route(Method::POST, path, handler)
     }
 
     /// A PUT route.
-    pub fn put<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    pub fn put<H: ControllerHandler<C, E, T>, T>(&mut self, path: &str, handler: H) -> &mut Self {
         self.route(Method::PUT, path, handler)
     }
 
     /// A PATCH route.
-    pub fn patch<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    pub fn patch<H: ControllerHandler<C, E, T>, T>(&mut self, path: &str, handler: H) -> &mut Self {
         self.route(Method::PATCH, path, handler)
     }
 
     /// A DELETE route.
-    pub fn delete<H, Fut, R>(&mut self, path: &str, handler: H) -> &mut Self
-    where
-        H: Fn(Arc<C>, RequestContext<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = R> + Send + 'static,
-        R: IntoResponse + 'static,
-    {
+    pub fn delete<H: ControllerHandler<C, E, T>, T>(
+        &mut self,
+        path: &str,
+        handler: H,
+    ) -> &mut Self {
         self.route(Method::DELETE, path, handler)
     }
 }
@@ -324,42 +348,40 @@ impl<E: Emitter> HttpRoutes<E> {
                     continue;
                 };
                 let app = app.clone();
-                method_router = method_router.merge(on(filter, move |req: Request<Body>| {
-                    let handler = handler.clone();
-                    let app = app.clone();
-                    async move {
-                        let (mut parts, body) = req.into_parts();
-                        let params = match RawPathParams::from_request_parts(&mut parts, &()).await
-                        {
-                            Ok(raw) => raw
-                                .iter()
-                                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                                .collect(),
-                            Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
-                        };
-                        let ctx = RequestContext::new(
-                            app,
-                            parts,
-                            params,
-                            body,
-                            body_limit,
-                            request_timeout,
-                        );
-                        // A panicking handler answers 500; the connection
-                        // and the server carry on.
-                        std::panic::AssertUnwindSafe(handler(ctx))
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|_| {
+                method_router = method_router.merge(on(filter, move |mut req: Request<Body>| {
+                    let config = RequestConfig::new(
+                        req.headers(),
+                        body_limit,
+                        request_timeout,
+                        Some(app.socket().socket_emitter().clone()),
+                    );
+                    let expired = extract::bound_request(&mut req, config);
+                    // A panicking handler answers 500; the connection
+                    // and the server carry on.
+                    std::panic::AssertUnwindSafe(handler(req, app.clone()))
+                        .catch_unwind()
+                        .map(move |result| {
+                            let resp = result.unwrap_or_else(|_| {
                                 tracing::error!("HTTP handler panicked");
                                 error_response(
                                     StatusCode::INTERNAL_SERVER_ERROR,
                                     "Internal Server Error",
                                 )
-                            })
-                    }
+                            });
+                            // However the body was read (axum's `Bytes`
+                            // answers 400), a body past the deadline is a
+                            // 408 that closes the connection.
+                            let late = expired.load(std::sync::atomic::Ordering::Relaxed);
+                            if late && resp.status().is_client_error() {
+                                return extract::timed_out().into_response();
+                            }
+                            resp
+                        })
                 }));
             }
+            // axum's own body extractors (`Bytes`, `String`) honour the
+            // body limit too.
+            let method_router = method_router.layer(DefaultBodyLimit::max(body_limit));
             router = router.route(&path, method_router);
         }
         router

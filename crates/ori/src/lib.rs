@@ -34,7 +34,8 @@
 //! ```
 //!
 //! The pieces: [`Ori`] builds the app; [`Handlers`] receive each [`Conn`];
-//! [`Controller`]s serve HTTP with a [`RequestContext`]; an [`Emitter`]
+//! [`Controller`]s serve HTTP with axum-style [`extract`]ors or a whole
+//! [`RequestContext`]; an [`Emitter`]
 //! (the base [`SocketEmitter`] or your own type) publishes; an
 //! [`AppContext`] holds services; a [`Provider`] carries publishes between
 //! instances.
@@ -61,7 +62,7 @@ pub use app::{App, ListenAddr, NoWebSocket, Ori, WebSocketState, WithWebSocket};
 pub use context::AppContext;
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
 pub use error::{BuildError, Error, PublishError, PublishErrorKind};
-pub use http::{Controller, HttpError, RequestContext, RouteBuilder};
+pub use http::{Controller, ControllerHandler, HttpError, RequestContext, RouteBuilder};
 pub use ws::{
     AuthRequest, Authenticated, Compression, Conn, HandlerError, HandlerResult, Handlers,
     IntoUpgrade, ReadyState, Upgrade, UpgradeRequest, WsOptions,
@@ -69,7 +70,19 @@ pub use ws::{
 
 pub use axum::http::StatusCode;
 pub use axum::response::{IntoResponse, Response};
-pub use axum::{Json, Router};
+pub use axum::Router;
+pub use http::extract::Json;
+
+/// Extractors for controller handlers written the axum way
+/// ([`ControllerHandler`]): Ori's own (the request's emitter, a service by
+/// type, a JSON body with Ori's limits and JSON errors) and axum's that
+/// controllers use most.
+pub mod extract {
+    pub use crate::emitter::RequestEmitter;
+    pub use crate::http::extract::{Json, Service};
+    pub use crate::http::RequestContext;
+    pub use axum::extract::{Path, Query, State};
+}
 pub use ori_core::codec::close_code;
 pub use ori_core::{
     Broker, CloseCode, Hub, InProcProvider, Message, Provider, ProviderError, SocketId,

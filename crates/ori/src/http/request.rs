@@ -3,14 +3,13 @@
 //! the app and a request-bound emitter carrying the correlation id.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{request::Parts, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use axum::http::{request::Parts, HeaderMap, HeaderValue, Method, Uri};
 use serde::de::DeserializeOwned;
 
+use super::extract::{read_body, read_json, RequestConfig};
 use super::HttpError;
 use crate::context::AppContext;
 use crate::emitter::{Emitter, RequestEmitter};
@@ -34,7 +33,7 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 /// ASCII characters (surrounding whitespace aside), else a fresh UUID v4.
 /// A header that is not is ignored: the id goes into every notification
 /// the request publishes, so its size must not be the caller's choice.
-fn correlation_id(headers: &HeaderMap) -> Arc<str> {
+pub(super) fn correlation_id(headers: &HeaderMap) -> std::sync::Arc<str> {
     ["x-correlation-id", "x-request-id"]
         .iter()
         .filter_map(|h| headers.get(*h)?.to_str().ok())
@@ -42,13 +41,13 @@ fn correlation_id(headers: &HeaderMap) -> Arc<str> {
         .find(|v| {
             (1..=MAX_CORRELATION_ID).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
         })
-        .map(Arc::from)
+        .map(std::sync::Arc::from)
         .unwrap_or_else(fresh_correlation_id)
 }
 
 /// Whether a `Content-Type` names JSON: `application/json` or
 /// `application/<anything>+json`, with any parameters.
-fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+pub(super) fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
     let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -70,7 +69,7 @@ const MAX_CORRELATION_ID: usize = 128;
 /// secrets. So they come from a per-thread generator (SplitMix64) seeded
 /// once from the system's random source, rather than one `getrandom`
 /// system call per request, and are formatted without `fmt`.
-fn fresh_correlation_id() -> Arc<str> {
+fn fresh_correlation_id() -> std::sync::Arc<str> {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
@@ -92,19 +91,20 @@ fn fresh_correlation_id() -> Arc<str> {
     bytes[8..].copy_from_slice(&lo.to_le_bytes());
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    Arc::from(&*id.hyphenated().encode_lower(&mut buf))
+    std::sync::Arc::from(&*id.hyphenated().encode_lower(&mut buf))
 }
 
 /// Everything a controller handler gets about its request.
+///
+/// The classic handler takes it whole, `fn(Arc<Self>, RequestContext<E>)`;
+/// it is also an extractor like any other, so it may come last after
+/// extractors that read only the head (`Path`, `Query`, headers).
 pub struct RequestContext<E: Emitter = crate::SocketEmitter> {
     app: AppContext<E>,
     parts: Parts,
     params: Vec<(String, String)>,
     body: Option<Body>,
-    body_limit: usize,
-    /// When the body must have arrived (the request timeout).
-    body_deadline: tokio::time::Instant,
-    correlation_id: Arc<str>,
+    config: RequestConfig,
 }
 
 impl<E: Emitter> RequestContext<E> {
@@ -113,18 +113,14 @@ impl<E: Emitter> RequestContext<E> {
         parts: Parts,
         params: Vec<(String, String)>,
         body: Body,
-        body_limit: usize,
-        request_timeout: std::time::Duration,
+        config: RequestConfig,
     ) -> Self {
-        let correlation_id = correlation_id(&parts.headers);
         Self {
             app,
             parts,
             params,
             body: Some(body),
-            body_limit,
-            body_deadline: tokio::time::Instant::now() + request_timeout,
-            correlation_id,
+            config,
         }
     }
 
@@ -189,29 +185,7 @@ impl<E: Emitter> RequestContext<E> {
             .body
             .take()
             .ok_or_else(|| HttpError::internal("request body already read"))?;
-        let too_big = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        let declared = self
-            .header("content-length")
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.body_limit as u64) {
-            return Err(too_big());
-        }
-        let collect = Limited::new(body, self.body_limit).collect();
-        let Ok(collected) = tokio::time::timeout_at(self.body_deadline, collect).await else {
-            let counters = self.app.socket().socket_emitter().http_counters();
-            counters
-                .request_timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(HttpError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "Request body not received in time",
-            ));
-        };
-        match collected {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-            Err(e) => Err(HttpError::bad_request(format!("Cannot read body: {e}"))),
-        }
+        read_body(&self.config, &self.parts.headers, body).await
     }
 
     /// The body parsed as JSON into `T`: 415 unless the request says
@@ -222,15 +196,11 @@ impl<E: Emitter> RequestContext<E> {
     /// post (which a browser sends without asking) is not taken as JSON;
     /// read [`bytes`](Self::bytes) to accept any.
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
-        if !is_json_content_type(self.parts.headers.get(axum::http::header::CONTENT_TYPE)) {
-            return Err(HttpError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expected Content-Type: application/json",
-            ));
-        }
-        let bytes = self.bytes().await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| HttpError::bad_request(format!("Invalid JSON: {e}")))
+        let body = self
+            .body
+            .take()
+            .ok_or_else(|| HttpError::internal("request body already read"))?;
+        read_json(&self.config, &self.parts.headers, body).await
     }
 
     /// The app context: services and the app's emitter.
@@ -238,11 +208,12 @@ impl<E: Emitter> RequestContext<E> {
         &self.app
     }
 
-    /// The request-bound emitter (base methods, with the correlation id).
-    pub fn socket(&self) -> RequestEmitter {
+    /// The app's emitter `E` (its domain methods included), bound to the
+    /// request's correlation id.
+    pub fn socket(&self) -> RequestEmitter<E> {
         RequestEmitter::new(
-            self.app.socket().socket_emitter().clone(),
-            self.correlation_id.clone(),
+            self.app.socket().clone(),
+            self.config.correlation_id.clone(),
         )
     }
 
@@ -250,7 +221,7 @@ impl<E: Emitter> RequestContext<E> {
     /// each only when 1 to 128 visible ASCII characters, else a fresh UUID
     /// v4).
     pub fn correlation_id(&self) -> &str {
-        &self.correlation_id
+        &self.config.correlation_id
     }
 }
 
