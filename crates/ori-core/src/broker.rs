@@ -463,10 +463,18 @@ impl Broker {
 
     /// Removes a local connection and all of its subscriptions.
     pub fn disconnect(&self, socket: &SocketId) {
-        for topic in self.hub().unregister(socket) {
+        self.disconnect_with_topics(socket);
+    }
+
+    /// Like [`disconnect`](Self::disconnect), returning every topic the
+    /// connection was in (see [`Hub::unregister_with_topics`]).
+    pub fn disconnect_with_topics(&self, socket: &SocketId) -> Vec<Topic> {
+        let (all, emptied) = self.hub().unregister_with_topics(socket);
+        for topic in emptied {
             self.inner.provider.unwatch(&Target::Topic(topic));
         }
         self.inner.provider.unwatch(&Target::Socket(*socket));
+        all
     }
 
     /// Whether `socket` is connected to this instance.

@@ -182,17 +182,29 @@ impl Hub {
     /// Removes a connection and all its subscriptions. Returns the topics
     /// that lost their last local subscriber.
     pub fn unregister(&self, id: &SocketId) -> Vec<Topic> {
+        self.unregister_with_topics(id).1
+    }
+
+    /// Like [`unregister`](Self::unregister), also returning every topic
+    /// the connection was in, as [`topics_of`](Self::topics_of) lists them
+    /// (the virtual ones first), taken under the same lock: a subscription
+    /// made concurrently is either in both or in neither.
+    pub fn unregister_with_topics(&self, id: &SocketId) -> (Vec<Topic>, Vec<Topic>) {
         let mut st = self.write();
         let Some(entry) = st.conns.remove(id) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
+        let mut all = Vec::with_capacity(entry.topics.len() + 2);
+        all.push(Topic::broadcast());
+        all.push(Topic::for_socket(id));
         let mut emptied = Vec::new();
         for (topic, positioned) in entry.topics {
             if remove_subscriber(&mut st.topics, &topic, positioned, &entry.outbox) {
-                emptied.push(topic);
+                emptied.push(topic.clone());
             }
+            all.push(topic);
         }
-        emptied
+        (all, emptied)
     }
 
     /// Subscribes connection `id` to `topic` (raw payloads).

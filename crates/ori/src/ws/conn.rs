@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use once_cell::race::OnceBox;
+
 use ori_core::codec::close_code;
 use ori_core::{Broker, CloseCode, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
@@ -41,7 +43,7 @@ pub(crate) struct ConnInner<D> {
     pub(crate) state: ConnState,
     /// What few connections need, allocated when one does (an idle
     /// connection without socket routers pays one pointer for it).
-    extras: OnceLock<Box<Extras>>,
+    extras: OnceBox<Extras>,
 }
 
 /// The rarer parts of a connection.
@@ -72,7 +74,7 @@ impl<D> ConnInner<D> {
             outbox,
             rt,
             state: ConnState::new(),
-            extras: OnceLock::new(),
+            extras: OnceBox::new(),
         }
     }
 

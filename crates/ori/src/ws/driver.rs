@@ -295,11 +295,10 @@ where
         };
 
         if opened {
-            // The close handler still learns the topics the socket was in.
-            if rt.handlers.close.is_some() {
-                conn.inner.set_left(conn.topics());
-            }
-            conn.broker().disconnect(&conn.id());
+            // The close handler (and any handle kept elsewhere) still
+            // learns the topics the socket was in.
+            conn.inner
+                .set_left(conn.broker().disconnect_with_topics(&conn.id()));
         }
         conn.inner.outbox.shut();
         conn.set_state(ReadyState::Closed);
@@ -365,6 +364,14 @@ pub(crate) mod tests {
             Arc::new(Outbox::new(id, 1024)),
             rt.clone(),
         )))
+    }
+
+    /// The connection's shared state is the rest of what it costs.
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<ConnInner<()>>();
+        println!("ConnInner<()>: {size} bytes");
+        assert!(size <= 88, "a connection's state grew to {size} bytes");
     }
 
     /// The connection task's state is what every idle connection costs.

@@ -235,13 +235,20 @@ pub(crate) async fn guarded(what: &'static str, conn_id: ori_core::SocketId, fut
         Ok(Err(e)) => {
             tracing::warn!(socket = %conn_id, handler = what, error = %e, "handler failed")
         }
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".into());
-            tracing::error!(socket = %conn_id, handler = what, panic = %msg, "handler panicked");
-        }
+        Err(panic) => log_panic(what, conn_id, &*panic),
     }
+}
+
+/// Logs a handler's panic with its message.
+pub(crate) fn log_panic(
+    what: &'static str,
+    conn_id: ori_core::SocketId,
+    panic: &(dyn std::any::Any + Send),
+) {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into());
+    tracing::error!(socket = %conn_id, handler = what, panic = %msg, "handler panicked");
 }

@@ -4,13 +4,16 @@
 //! what each of its messages is for (authentication, the "Not
 //! authenticated" reply, or the routers and the raw handler).
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use ori_core::codec::close_code;
 use ori_core::Message;
 
 use super::auth::{self, AuthClock, Authenticated};
 use super::conn::ReadyState;
 use super::driver::text_frame;
-use super::handlers::guarded;
+use super::handlers::{guarded, log_panic};
 use super::upgrade::WsRuntime;
 use super::Conn;
 use crate::messages::RegistryError;
@@ -210,8 +213,9 @@ async fn authenticate<D: Send + Sync + 'static>(
 
 /// The dispatch order of PROTOCOL.md section 2: the `2` ping (answered
 /// `3` unless the app turned that off), the socket routers, the message
-/// registry; what none of them takes goes to the raw handler, or, without
-/// one, gets the registry's error reply.
+/// registry; what none of them takes goes to the raw handler. Without a
+/// raw handler, a text frame the registry refuses gets its error reply,
+/// and other frames (binary, or text without a registry) are dropped.
 async fn dispatch<D: Send + Sync + 'static>(rt: &WsRuntime<D>, conn: &Conn<D>, message: Message) {
     if let Message::Text(text) = &message {
         if rt.limits.answer_text_ping && text.as_str() == "2" {
@@ -224,15 +228,23 @@ async fn dispatch<D: Send + Sync + 'static>(rt: &WsRuntime<D>, conn: &Conn<D>, m
             return;
         }
         if let Some(registry) = &rt.registry {
-            match registry.handle_text(conn, text).await {
-                Err(RegistryError::UnknownType(_) | RegistryError::InvalidMessage)
-                    if rt.handlers.message.is_some() => {}
-                Err(RegistryError::InvalidJson) if rt.handlers.message.is_some() => {}
-                Err(e) => {
+            // A panicking handler is logged, like a raw one, and answers
+            // nothing; the connection carries on.
+            let handled = AssertUnwindSafe(registry.handle_text(conn, text))
+                .catch_unwind()
+                .await;
+            match handled {
+                Err(panic) => return log_panic("registry", conn.id(), &*panic),
+                Ok(Ok(())) => return,
+                Ok(Err(
+                    RegistryError::UnknownType(_)
+                    | RegistryError::InvalidMessage
+                    | RegistryError::InvalidJson,
+                )) if rt.handlers.message.is_some() => {}
+                Ok(Err(e)) => {
                     conn.send(e.to_reply());
                     return;
                 }
-                Ok(()) => return,
             }
         }
     }

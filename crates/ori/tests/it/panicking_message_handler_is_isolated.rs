@@ -57,3 +57,39 @@ async fn panics_on_many_connections_at_once_are_contained() {
     assert_eq!(server.app().connection_count(), 20);
     common::stop_server(&server, clients).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_in_a_registry_handler_is_contained_too() {
+    use ori::messages::{Heartbeat, JoinRoom, MessageRegistry};
+    use ori::{Conn, Ori};
+    use serde_json::json;
+
+    let server = ori::testing::spawn(
+        Ori::create().websocket().message_registry(
+            MessageRegistry::new()
+                .on(JoinRoom, |ws: Conn, data| async move {
+                    ws.subscribe(data.room.topic())
+                })
+                .on(Heartbeat, |_ws: Conn, _| async move {
+                    if true {
+                        panic!("registry handler panicked on purpose");
+                    }
+                }),
+        ),
+    )
+    .await;
+    let mut victim = server.connect().await;
+    for _ in 0..3 {
+        victim.send_json(&json!({ "type": "heartbeat" })).await;
+    }
+    // The connection is still open and handled in order: the join after
+    // the panics takes effect, and the socket is still registered.
+    victim
+        .send_json(&json!({ "type": "room.join", "room": "room" }))
+        .await;
+    common::wait_for_subscribers(server.app(), "room", 1).await;
+    assert_eq!(server.app().connection_count(), 1);
+    server.app().socket().publish("room", "news").await.unwrap();
+    assert_eq!(victim.recv().await, Received::Text("news".into()));
+    common::stop_server(&server, vec![victim]).await;
+}
