@@ -35,19 +35,13 @@ impl NotificationController {
         let payload = json!({
             "type": "notification",
             "message": body.message,
-            "timestamp": now_ms(),
+            "timestamp": ori::now_ms(),
             "correlationId": ctx.correlation_id(),
         });
         ctx.socket().publish(topic, payload.to_string()).await?; // bad topic: 400
 
         Ok(Json(json!({ "sent": true })))
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[tokio::main]
