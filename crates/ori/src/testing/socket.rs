@@ -63,8 +63,9 @@ pub enum Received {
 /// Its stream is read in the background from the moment it connects: pings
 /// and the server's close are answered at once (so [`TestServer::stop`]
 /// does not wait for a socket the test never reads), and what arrives is
-/// kept, in order, until the test asks for it. It is therefore never a slow
-/// consumer; a test that needs one reads a raw TCP stream instead.
+/// kept, in order and without bound, until the test asks for it. It is
+/// therefore never a slow consumer; a test that needs one reads a raw TCP
+/// stream instead.
 /// Dropping the socket ends its TCP connection without a close frame.
 ///
 /// [`TestServer::stop`]: super::TestServer::stop
@@ -256,7 +257,9 @@ impl TestSocket {
     /// The next thing read, of any kind (pings and pongs included, which
     /// the `recv` helpers skip); `None` once the stream ended. Waits as long
     /// as it takes.
-    pub async fn next_message(&mut self) -> Option<Item> {
+    pub async fn next_message(
+        &mut self,
+    ) -> Option<Result<tungstenite::Message, tungstenite::Error>> {
         match self.kept.pop_front() {
             Some(item) => Some(item),
             None => self.incoming.recv().await,

@@ -1,6 +1,7 @@
 //! The integration tests of `ori`, one binary (linked once instead of once
 //! per file): each module drives the framework over real loopback sockets.
 
+mod a_handler_file_needs_only_the_prelude_and_the_reexports;
 mod broadcast_reaches_all_and_send_reaches_one;
 mod churning_clients_do_not_disturb_a_steady_subscriber;
 mod common;
