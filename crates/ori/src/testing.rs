@@ -45,7 +45,7 @@ pub use self::http::{http_request, Method, TestResponse};
 pub use self::recorder::{
     recording_context, recording_emitter, Recorded, Recorder, RecordingProvider,
 };
-pub use self::socket::{ConnectError, Received, TestSocket, SYNC_PING};
+pub use self::socket::{ConnectError, Received, TestSocket, READ_AHEAD, SYNC_PING};
 
 /// How long the helpers wait for something to arrive before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -155,8 +155,9 @@ impl<E: Emitter> TestServer<E> {
         )
     }
 
-    /// Stops the app gracefully. Every live [`TestSocket`] answers the
-    /// server's close at once, read or not.
+    /// Stops the app gracefully. A live [`TestSocket`] answers the server's
+    /// close at once, read or not, unless [`READ_AHEAD`] bytes of messages
+    /// wait for the test in it.
     pub async fn stop(&self) {
         self.app.stop().await
     }

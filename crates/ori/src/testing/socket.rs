@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -26,6 +27,10 @@ type Item = Result<tungstenite::Message, tungstenite::Error>;
 /// The payload of the ping with which [`TestSocket::connect`] and
 /// [`TestSocket::sync`] wait for the server; an `on_ping` handler sees it.
 pub const SYNC_PING: &[u8] = b"ori-testing sync";
+
+/// How many bytes of messages a [`TestSocket`] reads ahead of the test;
+/// past them it stops reading until the test takes some.
+pub const READ_AHEAD: usize = 1 << 20;
 
 /// Why a test client could not connect.
 #[derive(Debug)]
@@ -60,19 +65,21 @@ pub enum Received {
 
 /// A WebSocket client (tokio-tungstenite) for tests.
 ///
-/// Its stream is read in the background from the moment it connects: pings
+/// Its stream is read in the background from the moment it connects, up to
+/// [`READ_AHEAD`] bytes of messages ahead of the test: within that, pings
 /// and the server's close are answered at once (so [`TestServer::stop`]
 /// does not wait for a socket the test never reads), and what arrives is
-/// kept, in order and without bound, until the test asks for it. It is
-/// therefore never a slow consumer; a test that needs one reads a raw TCP
-/// stream instead.
+/// kept, in order, until the test asks for it. Past it, the socket stops
+/// reading until the test takes messages, as a slow client does (and
+/// answers nothing meanwhile): a socket the test leaves unread while the
+/// server floods it is a slow consumer.
 /// Dropping the socket ends its TCP connection without a close frame.
 ///
 /// [`TestServer::stop`]: super::TestServer::stop
 pub struct TestSocket {
     sink: SplitSink<Ws, tungstenite::Message>,
     /// What the reader task read and the test has not taken yet.
-    incoming: mpsc::UnboundedReceiver<Item>,
+    incoming: Inbox,
     /// Read while waiting for a [`SYNC_PING`]'s pong: taken before `incoming`.
     kept: VecDeque<Item>,
     reader: JoinHandle<()>,
@@ -144,11 +151,20 @@ impl TestSocket {
         }
         .map_err(|e| ConnectError::Other(e.to_string()))?;
         let (sink, mut stream) = ws.split();
-        let (tx, incoming) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(READ_AHEAD));
+        let incoming = Inbox {
+            rx,
+            room: room.clone(),
+        };
         let reader = tokio::spawn(async move {
             // Reading is what answers pings and the server's close.
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();
+                // Past the read-ahead, the stream waits for the test.
+                if let Ok(permit) = room.acquire_many(weight(&item)).await {
+                    permit.forget();
+                }
                 if tx.send(item).is_err() || failed {
                     break;
                 }
@@ -342,4 +358,28 @@ impl TestSocket {
             other => Err(format!("expected a text message, got {other:?}")),
         }
     }
+}
+
+/// What the reader task read, and the room it has left to read ahead.
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<Item>,
+    room: Arc<Semaphore>,
+}
+
+impl Inbox {
+    /// The next item read; taking it gives its room back to the reader.
+    async fn recv(&mut self) -> Option<Item> {
+        let item = self.rx.recv().await?;
+        self.room.add_permits(weight(&item) as usize);
+        Some(item)
+    }
+}
+
+/// The read-ahead room an item takes: its payload, at most all of it.
+fn weight(item: &Item) -> u32 {
+    let len = match item {
+        Ok(message) => message.len(),
+        Err(_) => 0,
+    };
+    len.min(READ_AHEAD) as u32
 }

@@ -1,6 +1,7 @@
 //! `ori::testing` as a user's test relies on it: a socket nobody reads
 //! still answers the server's close, so `stop` finishes every connection
-//! (its `on_close` included) instead of waiting out the close timeout;
+//! (its `on_close` included) instead of waiting out the close timeout,
+//! yet one left unread under a flood is a slow consumer;
 //! `connect` returns once the connection is open (`on_open` ran, its topics
 //! joined, what it sent kept) or refused (the guard's close kept); a
 //! pending in-band socket opens by the time `sync` returns after its
@@ -103,6 +104,43 @@ async fn connect_returns_once_on_open_ran_so_a_publish_right_after_arrives() {
         ws.close(1000, "").await;
         assert_eq!(ws.expect_close().await, Some((1000, String::new())));
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_left_unread_under_a_flood_is_a_slow_consumer() {
+    let log = Log::default();
+    let server = testing::spawn(
+        Ori::create()
+            .websocket_with(
+                InProcProvider::new(),
+                WsOptions::new().outbound_queue_limit(256 << 10),
+            )
+            .on_websocket(handlers(&log)),
+    )
+    .await;
+    let mut unread = server.connect().await;
+    let mut read = server.connect().await;
+    assert_eq!(read.recv_text().await, "welcome");
+    // Published at the pace of the socket the test reads: the other one
+    // reads ahead of the test (READ_AHEAD), then no more, and the server's
+    // queue for it fills up.
+    let emitter = server.app().socket();
+    let hub = emitter.hub_metrics().expect("websocket configured");
+    let chunk = "x".repeat(16 << 10);
+    let mut published = 0;
+    while hub.slow_consumer_closes() == 0 {
+        assert!(published < 4_000, "never a slow consumer");
+        emitter.publish("news", chunk.as_str()).await.unwrap();
+        assert_eq!(read.recv_text().await.len(), chunk.len());
+        published += 1;
+    }
+    assert!(published * chunk.len() > testing::READ_AHEAD);
+    assert_eq!(
+        unread.expect_close().await.map(|(code, _)| code),
+        Some(1013)
+    );
+    assert_eq!(hub.slow_consumer_closes(), 1, "the read one kept up");
     server.stop().await;
 }
 
