@@ -14,10 +14,9 @@
 use std::sync::Arc;
 
 use ori::extract::Path;
-use ori::{
-    AppContext, Conn, Controller, Emitter, Handlers, HttpError, Json, Ori, PublishError,
-    RequestEmitter, RouteBuilder, SocketEmitter, WsOptions,
-};
+// The prelude brings the `Emitter` trait, whose `publish` the domain
+// methods below call.
+use ori::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -43,7 +42,7 @@ impl AppSocketEmitter {
         event: &str,
         payload: impl Serialize,
     ) -> Result<(), PublishError> {
-        let body = json!({ "event": event, "payload": payload, "timestamp": now_ms() });
+        let body = json!({ "event": event, "payload": payload, "timestamp": ori::now_ms() });
         self.publish(format!("account:{account}"), body.to_string())
             .await
     }
@@ -55,15 +54,9 @@ impl AppSocketEmitter {
         event: &str,
         payload: impl Serialize,
     ) -> Result<(), PublishError> {
-        let body = json!({ "event": event, "payload": payload, "timestamp": now_ms() });
+        let body = json!({ "event": event, "payload": payload, "timestamp": ori::now_ms() });
         self.publish(format!("user:{user}"), body.to_string()).await
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Deserialize)]

@@ -42,7 +42,7 @@ impl NotificationController {
         let payload = json!({
             "type": "notification",
             "message": body.message,
-            "timestamp": now_ms(),
+            "timestamp": ori::now_ms(),
             "correlationId": socket.correlation_id(),
         });
         socket.publish(topic, payload.to_string()).await?; // bad topic: 400
@@ -57,12 +57,6 @@ impl NotificationController {
             "correlationId": ctx.correlation_id(),
         }))
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[tokio::main]

@@ -31,10 +31,10 @@ struct PresenceService {
 
 impl PresenceService {
     fn update_presence(&self, user: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.seen.lock().unwrap().insert(user.to_owned(), now);
+        self.seen
+            .lock()
+            .unwrap()
+            .insert(user.to_owned(), ori::now_ms());
     }
 
     fn remove(&self, user: &str) {

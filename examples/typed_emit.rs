@@ -14,11 +14,13 @@ use std::sync::Arc;
 
 use ori::messages::ServerMessage;
 use ori::{Conn, Controller, Handlers, HttpError, Json, Ori, RequestContext, RouteBuilder};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+// The schema derive of the `schemars` that Ori re-exports: no `schemars`
+// dependency of one's own, no major version to keep in step.
+#[derive(Debug, Serialize, Deserialize, ori::schemars::JsonSchema)]
+#[schemars(crate = "ori::schemars")]
 struct Score {
     #[schemars(length(min = 1, max = 32))]
     team: String,

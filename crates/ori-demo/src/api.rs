@@ -46,7 +46,7 @@ impl<'a> Notification<'a> {
         Self {
             kind,
             message,
-            timestamp: crate::now_ms(),
+            timestamp: ori::now_ms(),
             correlation_id,
         }
     }
@@ -156,7 +156,7 @@ impl Api {
         let envelope = json!({
             "name": name,
             "data": body.data.unwrap_or(Value::Null),
-            "timestamp": crate::now_ms(),
+            "timestamp": ori::now_ms(),
         });
         ctx.socket().publish(topic, envelope.to_string()).await?;
         Ok(Json(Sent { sent: true }))

@@ -185,10 +185,3 @@ pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
     use subtle::ConstantTimeEq;
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}

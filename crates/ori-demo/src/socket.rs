@@ -96,6 +96,6 @@ pub(crate) fn registry() -> MessageRegistry {
             ws.unsubscribe(data.room.topic())
         })
         .on(Heartbeat, |ws: Conn, _| async move {
-            ws.send(json!({ "type": "heartbeat", "timestamp": crate::now_ms() }).to_string());
+            ws.send(json!({ "type": "heartbeat", "timestamp": ori::now_ms() }).to_string());
         })
 }

@@ -51,10 +51,12 @@ pub mod fuzzing;
 mod http;
 pub mod messages;
 pub mod metrics;
+pub mod prelude;
 mod rate;
 pub mod router;
 mod server;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod ws;
 
@@ -98,6 +100,13 @@ pub use ori_core as core;
 /// The vocabulary shared with clients: definitions, close codes, the wire
 /// envelopes of PROTOCOL.md.
 pub use ori_protocol as protocol;
+
+pub use messages::now_ms;
+/// The JSON Schema crate of message definitions, so that an app derives
+/// `JsonSchema` with the version Ori uses (see [`prelude`]).
+pub use schemars;
+/// The JSON crate of handlers and envelopes (`serde_json::Value`, `json!`).
+pub use serde_json;
 
 /// The README's examples, compiled as doc-tests.
 #[cfg(doctest)]

@@ -31,12 +31,12 @@ async fn minimal_ping_gets_minimal_pong() {
 async fn heartbeat_is_answered_with_a_timestamp() {
     let server = demo().await;
     let mut ws = server.connect().await;
-    let before = ori_demo::now_ms();
+    let before = ori::now_ms();
     ws.send_json(&json!({"type": "heartbeat"})).await;
     let reply = ws.recv_json().await;
     assert_eq!(reply["type"], "heartbeat");
     let ts = reply["timestamp"].as_u64().unwrap();
-    assert!(ts >= before && ts <= ori_demo::now_ms());
+    assert!(ts >= before && ts <= ori::now_ms());
     server.stop().await;
 }
 

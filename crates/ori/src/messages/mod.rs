@@ -52,8 +52,15 @@ pub trait DefinitionSchema: Definition {
 
 impl<T: Definition + ?Sized> DefinitionSchema for T {}
 
-/// Milliseconds since the Unix epoch (the `timestamp` of envelopes).
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the `timestamp` of the envelopes the
+/// server sends (PROTOCOL.md), for a handler's own messages to match (0 if
+/// the clock is before 1970).
+///
+/// ```
+/// let before = ori::now_ms();
+/// assert!(before > 1_600_000_000_000 && ori::now_ms() >= before);
+/// ```
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -1,6 +1,7 @@
 //! The integration tests of `ori`, one binary (linked once instead of once
 //! per file): each module drives the framework over real loopback sockets.
 
+mod a_handler_file_needs_only_the_prelude_and_the_reexports;
 mod broadcast_reaches_all_and_send_reaches_one;
 mod churning_clients_do_not_disturb_a_steady_subscriber;
 mod common;
@@ -45,6 +46,7 @@ mod schemas_that_do_not_compile_fail_startup;
 mod slow_consumer_is_closed_with_1013_while_fast_subscriber_gets_everything;
 mod startup_fails_on_missing_dependency_or_duplicate_route;
 mod stop_closes_sockets_with_1001_and_finishes_inflight_requests;
+mod test_helpers_never_stall_stop_wait_for_the_open_and_blame_the_caller;
 mod trickled_frames_cannot_pin_memory_or_dodge_the_idle_timeout;
 mod typed_emit_validates_then_publishes_the_envelope;
 mod unsubscribe_and_disconnect_stop_delivery_and_drop_counts;

@@ -8,7 +8,6 @@ use crate::common;
 use std::time::Duration;
 
 use common::{command_handlers, RawWs, WAIT};
-use futures_util::StreamExt;
 use ori::testing::{self, TestServer};
 use ori::{InProcProvider, Ori, WsOptions};
 use tokio_tungstenite::tungstenite;
@@ -34,7 +33,7 @@ async fn answering_client_is_pinged_repeatedly_and_stays_connected() {
     // Twelve pings span several idle timeouts; each is answered by tungstenite.
     let mut pings = 0;
     while pings < 12 {
-        let next = tokio::time::timeout(WAIT, ws.inner().next())
+        let next = tokio::time::timeout(WAIT, ws.next_message())
             .await
             .expect("a ping in time");
         match next {

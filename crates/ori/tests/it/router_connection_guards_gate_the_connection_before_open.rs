@@ -259,7 +259,8 @@ async fn a_connection_held_in_its_guards_is_not_counted_and_gets_no_broadcast() 
             }),
     )
     .await;
-    let mut ws = server.connect().await;
+    // Not `connect`, which would wait for the guard to finish.
+    let mut ws = server.handshake("/ws", &[]).await.unwrap();
     tokio::time::timeout(common::WAIT, entered.recv())
         .await
         .expect("the guard runs")

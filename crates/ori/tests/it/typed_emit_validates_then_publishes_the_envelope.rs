@@ -36,13 +36,6 @@ fn score(team: &str, points: u32) -> Score {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// Receives an envelope and checks it against `data`, with a timestamp
 /// taken between `before` and now.
 async fn expect_envelope(ws: &mut TestSocket, name: &str, data: Value, before: u64) {
@@ -56,7 +49,7 @@ async fn expect_envelope(ws: &mut TestSocket, name: &str, data: Value, before: u
     assert_eq!(envelope["data"], data);
     let ts = envelope["timestamp"].as_u64().expect("integer unix ms");
     assert!(
-        (before..=now_ms()).contains(&ts),
+        (before..=ori::now_ms()).contains(&ts),
         "timestamp {ts} not in [{before}, now]"
     );
 }
@@ -91,7 +84,7 @@ async fn subscribers_receive_name_data_and_timestamp() {
     let mut other = server.connect().await;
     subscribe(&mut fan, "scores").await;
     subscribe(&mut other, "elsewhere").await;
-    let before = now_ms();
+    let before = ori::now_ms();
     server
         .app()
         .socket()
@@ -111,7 +104,7 @@ async fn subscribers_receive_name_data_and_timestamp() {
         score(&"t".repeat(32), 100),
         score("日本🙂", 7),
     ] {
-        let before = now_ms();
+        let before = ori::now_ms();
         server
             .app()
             .socket()
@@ -228,7 +221,7 @@ async fn a_custom_emitter_validates_the_same_way() {
     subscribe(&mut fan, "game:7").await;
     let board = server.app().socket();
 
-    let before = now_ms();
+    let before = ori::now_ms();
     board.score_changed("7", &score("blue", 9)).await.unwrap();
     expect_envelope(
         &mut fan,
@@ -257,7 +250,7 @@ async fn a_custom_emitter_validates_the_same_way() {
     assert_eq!(error, "Validation failed: /points: must be at most 100");
     expect_nothing_before_marker(&server, &mut fan, "game:7").await;
 
-    let before = now_ms();
+    let before = ori::now_ms();
     let resp = server
         .post_json(
             "/api/games/7/score",
