@@ -139,11 +139,15 @@ async fn main() -> Result<(), ori::Error> {
                 presence: ctx.require::<PresenceService>()?,
             })
         })
-        // Clean up on disconnect: forget the user and tell the others.
+        // Clean up on disconnect: forget the user and tell the others (a
+        // user on two connections is gone when either closes; count the
+        // connections per user to do better).
         .on_websocket(Handlers::new().on_close(
             |ws: Conn<Option<String>>, _code, _reason| async move {
+                // Set by the guard before the connection opened (the close
+                // handler runs only for connections that did).
                 let Some(auth) = ws.state::<AuthState>() else {
-                    return Ok(()); // refused by the guard: never online
+                    return Ok(());
                 };
                 if let Some(presence) = ws.app().service::<PresenceService>() {
                     presence.remove(&auth.user);

@@ -58,11 +58,13 @@ pub use websocket::{Mount, NoWebSocket, WebSocketState, WithWebSocket};
 /// [`WithWebSocket<D>`](WithWebSocket) after `websocket()`, `D` being the
 /// user data of each connection (set by the upgrade handler in
 /// [`WsOptions::upgrade`](crate::WsOptions::upgrade)); plain `Ori` is an
-/// app with WebSocket support and no user data. The methods that need
+/// app with WebSocket support and no user data (what `Ori::create()` is
+/// once `.websocket()` is called; a function that takes the builder at
+/// either stage is generic over `W: WebSocketState`). The methods that need
 /// WebSocket support exist only on the second, so the wrong order does not
 /// compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// // on_websocket() before websocket(): no such method yet.
 /// let app = ori::Ori::create().on_websocket(ori::Handlers::<()>::new());
 /// ```

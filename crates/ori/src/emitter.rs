@@ -65,9 +65,11 @@ fn topic_error(name: String, reason: TopicError) -> PublishError {
 
 /// The base emitter: publish to topics, send to one socket, broadcast.
 ///
-/// Cheap to clone. Obtained from [`AppContext::socket`](crate::AppContext::socket)
-/// (for the default emitter), [`RequestContext::socket`](crate::RequestContext::socket)
-/// or [`Conn::emitter`](crate::Conn::emitter).
+/// Cheap to clone. Obtained from [`AppContext::socket`](crate::AppContext::socket),
+/// [`RequestContext::socket`](crate::RequestContext::socket) or
+/// [`Conn::emitter`](crate::Conn::emitter) (this type in an app with the
+/// default emitter; a custom one gives it with
+/// [`Emitter::socket_emitter`]).
 ///
 /// Every operation is async and returns a `Result`: with a cross-instance
 /// provider a publish travels over the network and can fail. Before the app

@@ -19,8 +19,9 @@ pub enum BuildError {
         /// Full path.
         path: String,
     },
-    /// Two socket-router handlers for one message type.
-    #[error("duplicate message type: {0:?} has more than one socket-router handler")]
+    /// Two handlers for one message type: in two socket routers, or in a
+    /// router and the message registry.
+    #[error("duplicate message type: {0:?} is handled twice (socket routers, message registry)")]
     DuplicateMessageType(String),
     /// The schema of a message type's data does not compile (a registry's
     /// or a socket router's): the type would otherwise go unchecked.
@@ -34,7 +35,9 @@ pub enum BuildError {
     /// A route path that cannot be parsed.
     #[error("invalid route path {0:?}")]
     InvalidPath(String),
-    /// Builder methods called in an order that loses configuration.
+    /// A set-up step given twice (`on_websocket`, `message_registry`), or
+    /// WebSocket options whose handlers disagree on the user data type.
+    /// (Steps in the wrong order do not compile.)
     #[error("{0}")]
     Order(&'static str),
     /// Any other set-up error, from a user's factory (its cause is the

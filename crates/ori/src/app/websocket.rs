@@ -232,9 +232,10 @@ impl<E: Emitter, D: Send + Sync + 'static> Ori<E, WithWebSocket<D>> {
     /// type runs its handler with the validated data; a failure (invalid
     /// data, a refused join, a failing handler) is answered with the error
     /// frame of PROTOCOL.md section 3. A text frame the registry does not
-    /// know (not JSON, no `type`, an unregistered type) and every binary
-    /// frame go to the raw `message` handler when there is one, else get
-    /// that error frame.
+    /// know (not JSON, no `type`, an unregistered type) goes to the raw
+    /// `message` handler when there is one, else gets that error frame;
+    /// binary frames go to the raw handler, or nowhere. A panicking
+    /// handler is logged and answers nothing, like a raw one.
     ///
     /// At start-up, a type whose schema does not compile
     /// ([`BuildError::Schema`]), or that a socket router routes too

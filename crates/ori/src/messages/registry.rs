@@ -70,7 +70,10 @@ pub enum RegistryError {
     },
 }
 
-/// Typed handlers by message type, for the raw `message` handler.
+/// Typed handlers by message type: give it to
+/// [`Ori::message_registry`](crate::Ori::message_registry), which runs it
+/// after the socket routers, or call [`handle_text`](Self::handle_text)
+/// from a handler of your own.
 ///
 /// A message whose definition names a topic to join ([`JoinRoom`](super::JoinRoom)) is
 /// checked by the app's join authorization first
@@ -269,7 +272,8 @@ impl<D: Send + Sync + 'static, E: Emitter> MessageRegistry<D, E> {
     /// Handles a raw text frame in the flat format of PROTOCOL.md section 2
     /// (`{"type": "<t>", ...fields}`; the fields beside `type` are the data).
     ///
-    /// On failure, send [`RegistryError::to_reply`] back, as the demo does.
+    /// On failure, send [`RegistryError::to_reply`] back, as
+    /// [`Ori::message_registry`](crate::Ori::message_registry) does.
     pub async fn handle_text(&self, ws: &Conn<D, E>, text: &str) -> Result<(), RegistryError> {
         let value: Value = serde_json::from_str(text).map_err(|_| RegistryError::InvalidJson)?;
         let Value::Object(mut fields) = value else {

@@ -5,7 +5,7 @@
 //! correlation id (PROTOCOL.md section 4).
 //!
 //! Routers are tried first; a text frame whose `type` no router routes falls
-//! through to the raw `message` handler.
+//! through to the message registry, then the raw `message` handler.
 
 mod context;
 mod guard;

@@ -68,7 +68,10 @@ type BytesFn<D> = Arc<dyn Fn(Conn<D>, Bytes) -> Outcome + Send + Sync>;
 /// `D` is the connections' user data, `E` the app's emitter type: the
 /// handlers get a [`Conn<D, E>`](Conn), whose [`app`](Conn::app) and
 /// [`emitter`](Conn::emitter) reach the services and the emitter's domain
-/// methods.
+/// methods. Name the handle's type in the closure (`|ws: Conn| ...`, or an
+/// alias of the app's such as `type Ws = Conn<User, AppEmitter>;`): the
+/// compiler needs it to check the closure's body before it sees where the
+/// handlers go.
 ///
 /// ```
 /// use ori::{Conn, Handlers, Message};
@@ -161,7 +164,10 @@ impl<D: Send + Sync + 'static, E: Emitter> Handlers<D, E> {
         self
     }
 
-    /// Runs for every text or binary message, in arrival order.
+    /// Runs for every text or binary message no one else took, in arrival
+    /// order: not the `2` ping (unless
+    /// [`answer_text_ping(false)`](crate::WsOptions::answer_text_ping)),
+    /// nor what a socket router or the message registry handled.
     pub fn on_message<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Conn<D, E>, Message) -> Fut + Send + Sync + 'static,

@@ -72,7 +72,8 @@ impl UpgradeRequest {
     }
 }
 
-/// Options of [`Ori::websocket_with`](crate::Ori::websocket_with).
+/// Options of [`Ori::websocket_options`](crate::Ori::websocket_options) and
+/// [`Ori::websocket_with`](crate::Ori::websocket_with).
 ///
 /// `D` is the type of per-connection user data the upgrade handler returns.
 ///
@@ -369,6 +370,10 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// ([`Conn::subscribe`](crate::Conn::subscribe),
     /// [`Conn::join`](crate::Conn::join)) are not affected.
     ///
+    /// The check's connection is typed with the base emitter (the options
+    /// are written before the app's emitter type is known): `ws.app()`
+    /// gives the app's services all the same.
+    ///
     /// ```
     /// use ori::{Conn, WsOptions};
     ///
@@ -527,7 +532,10 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     /// Whether the server answers the text message `2` (the clients'
     /// application-level ping, PROTOCOL.md section 2) with `3` itself,
     /// before routers, the registry or the raw handler see it (default
-    /// `true`). Turn it off to handle `2` in your own `message` handler.
+    /// `true`). Turn it off to handle `2` in your own `message` handler
+    /// (without one, a registry answers it as an invalid message). A
+    /// socket still pending in-band authentication is answered `3`
+    /// whatever the setting (PROTOCOL.md section 9).
     pub fn answer_text_ping(mut self, answer: bool) -> Self {
         self.limits.answer_text_ping = answer;
         self

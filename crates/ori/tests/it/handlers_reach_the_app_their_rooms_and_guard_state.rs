@@ -312,3 +312,57 @@ async fn a_type_in_both_a_router_and_the_registry_fails_listen() {
         }
     }
 }
+
+/// Rooms a client may join, a service the join authorization consults.
+struct OpenRooms(Vec<&'static str>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_handle_and_the_join_authorization_reach_the_app_too() {
+    let kept: Arc<Mutex<Option<Ws>>> = Arc::default();
+    let slot = kept.clone();
+    let options = WsOptions::new()
+        .upgrade(|req| async move { req.query_param("name") })
+        // Typed with the base emitter, yet it reaches the app's services.
+        .authorize_join(|ws: Conn<String>, topic| async move {
+            let open = ws.app().service::<OpenRooms>().expect("registered");
+            open.0.contains(&topic.as_str())
+        })
+        // Without the ping answered, a registry takes `2` as a message.
+        .answer_text_ping(false);
+    let server = testing::spawn(
+        Ori::with_emitter::<Chat>()
+            .service(OpenRooms(vec!["lobby"]))
+            .websocket_options(options)
+            .message_registry(registry())
+            .on_websocket(Handlers::new().on_open(move |ws: Ws| {
+                let slot = slot.clone();
+                async move {
+                    *slot.lock().unwrap() = Some(ws);
+                }
+            })),
+    )
+    .await;
+    let mut ann = server.connect_to("/ws?name=ann", &[]).await.unwrap();
+    join(&mut ann, "vault").await;
+    assert_eq!(
+        ann.recv_json().await,
+        json!({ "type": "error", "message": "Forbidden: vault" })
+    );
+    join(&mut ann, "lobby").await;
+    common::wait_for_subscribers(server.app(), "lobby", 1).await;
+    ann.send_text("2").await;
+    assert_eq!(
+        ann.recv_json().await,
+        json!({ "type": "error", "message": "Invalid message: expected an object with a string \"type\"" })
+    );
+
+    ann.close(1000, "").await;
+    common::wait_for_connections(server.app(), 0).await;
+    // A handle kept past the close (there is no close handler) still
+    // names the rooms the socket was in.
+    let ws = kept.lock().unwrap().take().expect("on_open ran");
+    let rooms: Vec<String> = ws.rooms().iter().map(|t| t.to_string()).collect();
+    assert_eq!(rooms, ["lobby"]);
+    assert_eq!(ws.ready_state(), ori::ReadyState::Closed);
+    common::stop_server(&server, vec![ann]).await;
+}
