@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ori::messages::{JoinRoom, LeaveRoom, MessageRegistry};
 use ori::router::{SocketContext, SocketRouteBuilder, SocketRouter};
-use ori::{AuthRequest, Authenticated, Conn, Handlers, InProcProvider, Message, Ori, WsOptions};
+use ori::{AuthRequest, Authenticated, Conn, Handlers, Message, Ori, WsOptions};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +98,7 @@ fn app() -> Ori<ori::SocketEmitter, ori::WithWebSocket<User>> {
             }),
     );
     Ori::create()
-        .websocket_with(InProcProvider::new(), options)
+        .websocket_options(options)
         .socket_router(Follow)
         .on_websocket(
             Handlers::new().on_message(move |ws: Conn<User>, msg: Message| {

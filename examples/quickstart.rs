@@ -7,7 +7,7 @@
 //! cargo run --example quickstart
 //! ```
 
-use ori::{Compression, Conn, Handlers, InProcProvider, Message, Ori, WsOptions};
+use ori::{Compression, Conn, Handlers, Message, Ori, WsOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), ori::Error> {
@@ -25,7 +25,7 @@ async fn main() -> Result<(), ori::Error> {
     }
 
     let app = Ori::create()
-        .websocket_with(InProcProvider::new(), options)
+        .websocket_options(options)
         .on_websocket(
             Handlers::new()
                 .on_open(|ws: Conn| async move {

@@ -60,7 +60,7 @@ async fn main() -> Result<(), ori::Error> {
         .upgrade_timeout(Duration::from_secs(2));
 
     let app = Ori::create()
-        .websocket_with(ori::InProcProvider::new(), options)
+        .websocket_options(options)
         .on_websocket(Handlers::new().on_open(|ws: Conn<UserData>| async move {
             let user = ws.data();
             tracing::info!("user connected: {}", user.user_id);
