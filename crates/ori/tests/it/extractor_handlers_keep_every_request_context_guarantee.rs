@@ -11,36 +11,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{metric, subscribe, WAIT};
+use common::{metric, subscribe, AccountEmitter as AppEmitter, WAIT};
 use ori::extract::{Path, Query, Service, State};
 use ori::testing::{self, Method, TestServer};
 use ori::{
-    AppContext, Controller, Emitter, HttpError, Json, Ori, PublishError, RequestContext,
-    RequestEmitter, RouteBuilder, SocketEmitter,
+    AppContext, Controller, Emitter, HttpError, Json, Ori, RequestContext, RequestEmitter,
+    RouteBuilder,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-#[derive(Clone)]
-struct AppEmitter(SocketEmitter);
-
-impl Emitter for AppEmitter {
-    fn from_socket_emitter(base: SocketEmitter) -> Self {
-        Self(base)
-    }
-    fn socket_emitter(&self) -> &SocketEmitter {
-        &self.0
-    }
-}
-
-impl AppEmitter {
-    async fn notify_account(&self, account: &str, data: Value) -> Result<(), PublishError> {
-        self.publish(format!("account:{account}"), data.to_string())
-            .await
-    }
-}
 
 /// A service: counts the notifications sent.
 #[derive(Default)]
@@ -83,7 +64,7 @@ impl Api {
     ) -> Result<Json<Value>, HttpError> {
         let id = socket.correlation_id();
         let data = json!({ "message": body.message, "correlationId": id });
-        socket.notify_account(&account, data).await?;
+        socket.emit_to_account(&account, data).await?;
         sent.0.fetch_add(1, Ordering::Relaxed);
         Ok(Json(json!({ "sent": true, "correlationId": id })))
     }
@@ -98,7 +79,7 @@ impl Api {
         let socket = ctx.socket();
         let id = socket.correlation_id();
         let data = json!({ "message": body["message"], "correlationId": id });
-        socket.notify_account(&account, data).await?;
+        socket.emit_to_account(&account, data).await?;
         Ok(Json(json!({ "sent": true, "correlationId": id })))
     }
 

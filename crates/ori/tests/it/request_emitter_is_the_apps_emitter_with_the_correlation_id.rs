@@ -7,32 +7,12 @@ use crate::common;
 
 use std::sync::Arc;
 
-use common::subscribe;
+use common::{subscribe, AccountEmitter as AppEmitter};
 use ori::testing::{self, Method};
 use ori::{
-    Controller, Emitter, HttpError, Json, Ori, PublishError, RequestContext, RequestEmitter,
-    RouteBuilder, SocketEmitter,
+    Controller, HttpError, Json, Ori, PublishError, RequestContext, RequestEmitter, RouteBuilder,
 };
 use serde_json::{json, Value};
-
-#[derive(Clone)]
-struct AppEmitter(SocketEmitter);
-
-impl Emitter for AppEmitter {
-    fn from_socket_emitter(base: SocketEmitter) -> Self {
-        Self(base)
-    }
-    fn socket_emitter(&self) -> &SocketEmitter {
-        &self.0
-    }
-}
-
-impl AppEmitter {
-    async fn emit_to_account(&self, account: &str, data: Value) -> Result<(), PublishError> {
-        self.publish(format!("account:{account}"), data.to_string())
-            .await
-    }
-}
 
 /// Tags every event with the request's correlation id.
 async fn tagged(socket: &RequestEmitter<AppEmitter>, account: &str) -> Result<(), PublishError> {

@@ -15,6 +15,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+/// A custom emitter with one domain method, for the tests of what reaches
+/// the app's emitter.
+#[derive(Clone)]
+pub struct AccountEmitter(ori::SocketEmitter);
+
+impl Emitter for AccountEmitter {
+    fn from_socket_emitter(base: ori::SocketEmitter) -> Self {
+        Self(base)
+    }
+    fn socket_emitter(&self) -> &ori::SocketEmitter {
+        &self.0
+    }
+}
+
+impl AccountEmitter {
+    /// Publishes `data` to `account:<account>`.
+    pub async fn emit_to_account(
+        &self,
+        account: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ori::PublishError> {
+        self.publish(format!("account:{account}"), data.to_string())
+            .await
+    }
+}
+
 /// The longest any helper waits for something to happen.
 pub const WAIT: Duration = testing::WAIT;
 
