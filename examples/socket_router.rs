@@ -18,7 +18,7 @@ use ori::router::{
     BoxError, ConnectionGuard, GuardContext, RateLimit, SocketContext, SocketRouteBuilder,
     SocketRouter,
 };
-use ori::{Conn, Handlers, Ori, WsOptions};
+use ori::{Conn, Emitter, Handlers, Ori, WsOptions};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -60,10 +60,11 @@ struct AuthState {
 /// Authenticates the token the upgrade handler kept as user data.
 struct WebSocketAuthGuard;
 
-impl ConnectionGuard<AuthState, Option<String>> for WebSocketAuthGuard {
+// Generic over the app's emitter, so any app can use it.
+impl<E: Emitter> ConnectionGuard<AuthState, Option<String>, E> for WebSocketAuthGuard {
     async fn can_activate(
         &self,
-        ctx: GuardContext<AuthState, Option<String>>,
+        ctx: GuardContext<AuthState, Option<String>, E>,
     ) -> Result<bool, BoxError> {
         let Some(token) = ctx.user_data().clone() else {
             return Ok(false); // closes with 1008

@@ -391,7 +391,9 @@ impl<E: Emitter> RequestEmitter<E> {
         }
     }
 
-    /// The request's correlation id, for payloads and logs.
+    /// The request's correlation id, for payloads and logs (the emitter's
+    /// own methods, and the services the handler calls, read it with
+    /// [`ori::correlation_id()`](crate::correlation_id)).
     pub fn correlation_id(&self) -> &str {
         &self.correlation_id
     }

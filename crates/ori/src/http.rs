@@ -355,10 +355,13 @@ impl<E: Emitter> HttpRoutes<E> {
                         request_timeout,
                         Some(app.socket().socket_emitter().clone()),
                     );
+                    let id = config.correlation_id.clone();
                     let expired = extract::bound_request(&mut req, config);
                     // A panicking handler answers 500; the connection
-                    // and the server carry on.
-                    std::panic::AssertUnwindSafe(handler(req, app.clone()))
+                    // and the server carry on. The handler's task knows
+                    // the request's correlation id (`ori::correlation_id`).
+                    let handled = crate::correlation::scoped(id, handler(req, app.clone()));
+                    std::panic::AssertUnwindSafe(handled)
                         .catch_unwind()
                         .map(move |result| {
                             let resp = result.unwrap_or_else(|_| {

@@ -43,6 +43,7 @@
 
 mod app;
 mod context;
+mod correlation;
 mod emitter;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -62,6 +63,7 @@ mod ws;
 
 pub use app::{App, ListenAddr, NoWebSocket, Ori, WebSocketState, WithWebSocket};
 pub use context::AppContext;
+pub use correlation::{correlation_id, with_correlation_id};
 pub use emitter::{Emitter, IntoTopic, RequestEmitter, SocketEmitter};
 pub use error::{BuildError, Error, PublishError, PublishErrorKind};
 pub use http::{Controller, ControllerHandler, HttpError, RequestContext, RouteBuilder};

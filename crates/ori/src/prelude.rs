@@ -59,6 +59,7 @@ pub use crate::router::{
 };
 pub use crate::{
     AppContext, AuthRequest, Authenticated, Conn, Controller, Emitter, Handlers, HttpError,
-    InProcProvider, IntoResponse, Json, Message, Ori, PublishError, RequestContext, RequestEmitter,
-    RouteBuilder, SocketEmitter, StatusCode, Upgrade, UpgradeRequest, WsOptions,
+    InProcProvider, IntoResponse, Json, Message, NoWebSocket, Ori, PublishError, RequestContext,
+    RequestEmitter, RouteBuilder, SocketEmitter, StatusCode, Upgrade, UpgradeRequest,
+    WithWebSocket, WsOptions,
 };

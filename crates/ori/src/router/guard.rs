@@ -20,16 +20,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Implemented for async closures `|ctx: GuardContext<S, D>| async move { .. }`
 /// and for your own types:
 ///
+/// A guard of your own type for an app with any emitter (a custom one
+/// too) is generic over it:
+///
 /// ```
 /// use ori::router::{BoxError, ConnectionGuard, GuardContext};
+/// use ori::Emitter;
 ///
 /// #[derive(Default)]
 /// struct AuthState { user: String }
 ///
 /// struct TokenGuard;
 ///
-/// impl ConnectionGuard<AuthState, String> for TokenGuard {
-///     async fn can_activate(&self, ctx: GuardContext<AuthState, String>) -> Result<bool, BoxError> {
+/// impl<E: Emitter> ConnectionGuard<AuthState, String, E> for TokenGuard {
+///     async fn can_activate(
+///         &self,
+///         ctx: GuardContext<AuthState, String, E>,
+///     ) -> Result<bool, BoxError> {
 ///         // the upgrade handler stored the token as user data
 ///         let token = ctx.user_data().clone();
 ///         if token.is_empty() {

@@ -220,7 +220,8 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
             message_type: kind.clone(),
             span: span.clone(),
         };
-        let outcome = AssertUnwindSafe((route.call)(call, state).instrument(span))
+        let handled = crate::correlation::scoped(correlation_id.clone(), (route.call)(call, state));
+        let outcome = AssertUnwindSafe(handled.instrument(span))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {

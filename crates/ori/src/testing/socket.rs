@@ -224,34 +224,28 @@ impl TestSocket {
         }
     }
 
-    /// Sends a text message. Panics if the connection is closed.
+    /// Sends a text message. Once the connection is closing or closed (the
+    /// server may close it at any time) the message is dropped, as a
+    /// browser drops what it sends then; any other failure panics.
     pub fn send_text(&mut self, text: impl Into<String>) -> impl Future<Output = ()> + Send + '_ {
         let message = tungstenite::Message::text(text.into());
-        checked(async move {
-            self.sink
-                .send(message)
-                .await
-                .map_err(|e| format!("sending a text message failed: {e}"))
-        })
+        checked(async move { sent(self.sink.send(message).await, "text") })
     }
 
-    /// Sends a JSON value as a text message. Panics if the connection is closed.
+    /// Sends a JSON value as a text message (dropped once the connection
+    /// is closing, like [`send_text`](Self::send_text)).
     pub fn send_json(&mut self, value: &serde_json::Value) -> impl Future<Output = ()> + Send + '_ {
         self.send_text(value.to_string())
     }
 
-    /// Sends a binary message. Panics if the connection is closed.
+    /// Sends a binary message (dropped once the connection is closing,
+    /// like [`send_text`](Self::send_text)).
     pub fn send_binary(
         &mut self,
         data: impl Into<Vec<u8>>,
     ) -> impl Future<Output = ()> + Send + '_ {
         let message = tungstenite::Message::binary(data.into());
-        checked(async move {
-            self.sink
-                .send(message)
-                .await
-                .map_err(|e| format!("sending a binary message failed: {e}"))
-        })
+        checked(async move { sent(self.sink.send(message).await, "binary") })
     }
 
     /// Sends a close frame (errors are ignored: the connection may be gone).
@@ -382,4 +376,17 @@ fn weight(item: &Item) -> u32 {
         Err(_) => 0,
     };
     len.min(READ_AHEAD) as u32
+}
+
+/// A send's outcome: fine, or dropped because the connection is closing
+/// or closed; any other failure is the test's.
+fn sent(result: tungstenite::Result<()>, kind: &str) -> Result<(), String> {
+    use tungstenite::error::{Error, ProtocolError};
+    match result {
+        Ok(())
+        | Err(Error::ConnectionClosed)
+        | Err(Error::AlreadyClosed)
+        | Err(Error::Protocol(ProtocolError::SendAfterClosing)) => Ok(()),
+        Err(e) => Err(format!("sending a {kind} message failed: {e}")),
+    }
 }

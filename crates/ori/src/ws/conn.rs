@@ -242,9 +242,10 @@ impl<D: Send + Sync + 'static, E: Emitter> Conn<D, E> {
             .unwrap_or_default()
     }
 
-    /// The topics this connection joined (or, in the `close` handler, had
-    /// joined when it closed): [`topics`](Self::topics) without the
-    /// internal ones. What a close handler tells the others about:
+    /// The topics this connection is in (or, in the `close` handler, was in
+    /// when it closed): [`topics`](Self::topics) without the internal
+    /// ones, whoever joined them, the client or the server (`on_open`'s
+    /// `ws.subscribe`). What a close handler tells the others about:
     ///
     /// ```
     /// use ori::{Conn, Emitter};
