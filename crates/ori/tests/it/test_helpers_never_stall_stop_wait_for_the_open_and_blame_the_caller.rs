@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use ori::router::{BoxError, GuardContext, SocketRouteBuilder, SocketRouter};
 use ori::testing::{self, Received, TestResponse, WAIT};
-use ori::{Authenticated, Conn, Handlers, InProcProvider, Ori, StatusCode, WsOptions};
+use ori::{Authenticated, Conn, Handlers, Ori, StatusCode, WsOptions};
 use serde_json::json;
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -54,10 +54,7 @@ async fn stop_finishes_the_close_handshake_of_a_socket_nobody_reads() {
     // still to come.
     let server = testing::spawn(
         Ori::create()
-            .websocket_with(
-                InProcProvider::new(),
-                WsOptions::new().close_timeout(Duration::from_secs(600)),
-            )
+            .websocket_options(WsOptions::new().close_timeout(Duration::from_secs(600)))
             .shutdown_timeout(WAIT)
             .on_websocket(handlers(&log)),
     )
@@ -112,10 +109,7 @@ async fn a_socket_left_unread_under_a_flood_is_a_slow_consumer() {
     let log = Log::default();
     let server = testing::spawn(
         Ori::create()
-            .websocket_with(
-                InProcProvider::new(),
-                WsOptions::new().outbound_queue_limit(256 << 10),
-            )
+            .websocket_options(WsOptions::new().outbound_queue_limit(256 << 10))
             .on_websocket(handlers(&log)),
     )
     .await;
@@ -181,7 +175,7 @@ async fn a_pending_socket_connects_and_sync_after_authenticating_waits_for_the_o
     });
     let server = testing::spawn(
         Ori::create()
-            .websocket_with(InProcProvider::new(), options)
+            .websocket_options(options)
             .on_websocket(handlers::<String>(&log)),
     )
     .await;
