@@ -48,6 +48,12 @@ struct Route<D> {
 pub(crate) struct RouterTable<D> {
     phases: Vec<ConnPhase<D>>,
     routes: HashMap<String, Route<D>>,
+    /// Each router's state when it has no data (`()`, a marker type), so
+    /// the same for every connection.
+    shared: Vec<Option<State>>,
+    /// Every router's state, when all of them are shared: a connection
+    /// then keeps none of its own.
+    all_shared: Option<Box<[State]>>,
 }
 
 impl<D> Default for RouterTable<D> {
@@ -55,7 +61,17 @@ impl<D> Default for RouterTable<D> {
         Self {
             phases: Vec::new(),
             routes: HashMap::new(),
+            shared: Vec::new(),
+            all_shared: Some(Box::default()),
         }
+    }
+}
+
+impl<D> RouterTable<D> {
+    /// Every router's state, when no router keeps one per connection
+    /// (see [`Admission::Accepted`]).
+    pub(crate) fn shared_states(&self) -> &[State] {
+        self.all_shared.as_deref().unwrap_or_default()
     }
 }
 
@@ -64,6 +80,8 @@ pub(crate) type ConnectionGuards = Vec<State>;
 
 /// How the connection phase ended.
 pub(crate) enum Admission {
+    /// Every router's state, one per router; none when every router's
+    /// state is shared ([`RouterTable::shared_states`]).
     Accepted(ConnectionGuards),
     Refused,
     Failed(BoxError),
@@ -120,8 +138,15 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
             }
         }
         let guards = Arc::new(b.conn_guards);
+        // A state without data (`()`, a marker) is the same for every
+        // connection: one shared allocation instead of one per connection.
+        let shared = (std::mem::size_of::<R::State>() == 0 && !std::mem::needs_drop::<R::State>())
+            .then(|| Arc::new(R::State::default()) as State);
+        self.shared.push(shared.clone());
+        self.all_shared = self.shared.iter().cloned().collect();
         self.phases.push(Arc::new(move |conn| {
             let guards = guards.clone();
+            let shared = shared.clone();
             Box::pin(async move {
                 let slot = Arc::new(Mutex::new(R::State::default()));
                 for guard in guards.iter() {
@@ -132,6 +157,9 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
                     if !guard(ctx).await? {
                         return Ok(None);
                     }
+                }
+                if let Some(shared) = shared {
+                    return Ok(Some(shared));
                 }
                 let state =
                     std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner));
@@ -177,10 +205,15 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
 
     /// Runs every router's connection guards, in registration order.
     pub(crate) async fn admit(&self, conn: &Conn<D>) -> Admission {
-        let mut states = Vec::with_capacity(self.phases.len());
+        let mut states = Vec::with_capacity(if self.all_shared.is_some() {
+            0
+        } else {
+            self.phases.len()
+        });
         for phase in &self.phases {
             match AssertUnwindSafe(phase(conn.clone())).catch_unwind().await {
-                Ok(Ok(Some(state))) => states.push(state),
+                Ok(Ok(Some(state))) if self.all_shared.is_none() => states.push(state),
+                Ok(Ok(Some(_))) => {}
                 Ok(Ok(None)) => return Admission::Refused,
                 Ok(Err(e)) => return Admission::Failed(e),
                 Err(_) => return Admission::Failed("connection guard panicked".into()),

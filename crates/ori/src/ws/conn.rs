@@ -78,7 +78,8 @@ impl<D> ConnInner<D> {
         }
     }
 
-    /// Keeps what the connection guards stored (once, at the opening).
+    /// Keeps what the connection guards stored (once, at the opening):
+    /// nothing when every router's state is shared by all connections.
     pub(crate) fn set_guards(&self, guards: Vec<State>) {
         if !guards.is_empty() {
             let _ = self.extras.set(Box::new(Extras {
@@ -86,11 +87,17 @@ impl<D> ConnInner<D> {
                 left: OnceLock::new(),
             }));
         }
+        self.state.admit();
     }
 
-    /// What the connection guards stored, one state per router.
+    /// What the connection guards stored, one state per router (none
+    /// before they passed).
     pub(crate) fn guards(&self) -> &[State] {
-        self.extras.get().map_or(&[], |e| &e.guards)
+        match self.extras.get() {
+            Some(e) if !e.guards.is_empty() => &e.guards,
+            _ if self.state.admitted() => self.rt.routers.shared_states(),
+            _ => &[],
+        }
     }
 
     /// Keeps the topics the connection was in as it closes.

@@ -19,6 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use ori_core::codec::{self, close_code, Decoder, Frame, OpCode};
 use ori_core::OutboxStatus;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -44,6 +45,65 @@ pub(crate) fn tick_period(limits: &super::options::Limits) -> Duration {
         .unwrap_or(limits.idle_timeout)
         .min(limits.idle_timeout)
         .max(Duration::from_millis(10))
+}
+
+/// How long the peer has been quiet. Counted in whole timer ticks (a flag
+/// set when the peer completes something, looked at by the timer) rather
+/// than from a stored instant: the same tick-grained verdicts, 16 bytes
+/// less in every connection. Bytes alone are not activity: a frame, and a
+/// fragmented message, must complete within the idle timeout, so a peer
+/// that trickles a byte at a time cannot hold its partial data (up to the
+/// message size limit) for ever.
+///
+/// The ticks come from the shard's writer (one timer for all its
+/// connections), at its own phase: the first one may come at once, so the
+/// connection starts as seen and that tick counts nothing.
+struct Quiet {
+    ticks: u32,
+    seen: bool,
+    ping_sent: bool,
+}
+
+/// What a tick found.
+enum Quietness {
+    Fine,
+    /// Quiet for the ping interval: ping once.
+    Ping,
+    /// Quiet for the idle timeout: close.
+    Idle,
+}
+
+impl Quiet {
+    fn new() -> Self {
+        Self {
+            ticks: 0,
+            seen: true,
+            ping_sent: false,
+        }
+    }
+
+    /// The peer completed a frame that counts as activity.
+    fn activity(&mut self) {
+        self.seen = true;
+        self.ping_sent = false;
+    }
+
+    fn tick(&mut self, limits: &super::options::Limits) -> Quietness {
+        self.ticks = if std::mem::take(&mut self.seen) {
+            0
+        } else {
+            self.ticks.saturating_add(1)
+        };
+        let quiet = tick_period(limits).saturating_mul(self.ticks);
+        if quiet >= limits.idle_timeout {
+            Quietness::Idle
+        } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !self.ping_sent {
+            self.ping_sent = true;
+            Quietness::Ping
+        } else {
+            Quietness::Fine
+        }
+    }
 }
 
 /// Reads what is available into `buf`: into its spare capacity when a large
@@ -93,6 +153,12 @@ where
 {
     let link = Link::new(conn.inner.clone(), rt.writers.pick(), writer);
     let mut session = Session::new(clock);
+    // What the loop keeps lives here (captured, laid out once) or in
+    // locals kept across a single await: a local kept across several
+    // awaits takes its room in every suspension of every connection.
+    let mut quiet = Quiet::new();
+    // Bytes that arrived with the upgrade request are decoded before waiting.
+    let mut skip_wait = !inbuf.is_empty();
     async move {
         let _detach = Detach(&link);
         let limits = &rt.limits;
@@ -106,94 +172,78 @@ where
             decoder.enable_deflate(agreed);
         }
 
-        // Quiet time is counted in whole ticks (a flag set when the peer
-        // completes something, looked at by the timer) rather than from a
-        // stored instant: the same tick-grained verdicts, 16 bytes less in
-        // every connection. Bytes alone are not activity: a frame, and a
-        // fragmented message, must complete within the idle timeout, so a
-        // peer that trickles a byte at a time cannot hold its partial data
-        // (up to the message size limit) for ever.
-        // The ticks come from the shard's writer (one timer for all its
-        // connections), at its own phase: the first one may come at once,
-        // so the connection starts as seen and that tick counts nothing.
-        let mut seen = true;
-        let mut quiet_ticks: u32 = 0;
-        let mut ping_sent = false;
-
-        // Bytes that arrived with the upgrade request are decoded before waiting.
-        let mut skip_wait = !inbuf.is_empty();
         // Boxed: a connection without the limit keeps 8 bytes for it.
         let mut bucket = limits.inbound_rate.map(|r| Box::new(Bucket::new(r)));
         // How the closing handshake starts; `None`: the connection failed.
-        let start = 'run: {
+        // Locals kept across more than one suspension are laid out in every
+        // one of them, so each await below is the only one in the scope of
+        // what it keeps: the select's result, a frame, the close's start.
+        // Boxed: the reason is kept through the whole connection's loop.
+        let start: Option<Box<Start>> = 'run: {
             // A pending socket's clock keeps its place in the upgrading
             // count; any other socket's place is this one, until admitted.
             if !session.is_pending() {
                 let slot = Upgrading(&rt.upgrading);
                 if let Err((code, reason)) = Box::pin(session.open(&rt, &conn, Some(slot))).await {
                     conn.close(code, reason);
-                    break 'run Some(Start::Ours);
+                    break 'run Some(Box::new(Start::Ours));
                 }
             }
             'conn: loop {
                 if !std::mem::take(&mut skip_wait) {
-                    tokio::select! {
+                    let woke = tokio::select! {
                         biased;
-                        event = link.event() => match event {
-                            DRAINED => {
-                                if let (true, Some(drain)) = (session.is_open(), &rt.handlers.drain) {
-                                    Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
-                                }
-                                continue 'conn;
-                            }
-                            CLOSE_SENT | CLOSE_STALLED => break 'run Some(Start::Ours),
-                            TICK => {
-                                quiet_ticks = if std::mem::take(&mut seen) {
-                                    0
-                                } else {
-                                    quiet_ticks.saturating_add(1)
-                                };
-                                let quiet = tick_period(limits).saturating_mul(quiet_ticks);
-                                if quiet >= limits.idle_timeout {
-                                    conn.close(close_code::GOING_AWAY, "Idle timeout");
-                                } else if limits.ping_interval.is_some_and(|p| quiet >= p) && !ping_sent {
-                                    conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
-                                    ping_sent = true;
-                                }
-                                if conn.inner.outbox.status() != OutboxStatus::Open {
-                                    // Closing (by us, a handler, a shed): the
-                                    // handshake and its timeout from here.
-                                    break 'run Some(Start::Ours);
-                                }
-                                continue 'conn;
-                            }
-                            _ => break 'run None,
-                        },
-                        fired = auth::Fire(&mut session.clock) => {
-                            match fired {
-                                Fired::PendingTimeout => {
-                                    conn.close(close_code::POLICY_VIOLATION, "Authentication timeout");
-                                    break 'run Some(Start::Ours);
-                                }
-                                Fired::Warn(left) => {
-                                    conn.push_frame(text_frame(&auth::expiring_reply(left)));
-                                    link.flush_now();
-                                }
-                                Fired::Expired => {
-                                    conn.close(close_code::POLICY_VIOLATION, "Token expired");
-                                    break 'run Some(Start::Ours);
-                                }
-                                Fired::Shutdown => {
-                                    conn.close(close_code::GOING_AWAY, "Server shutting down");
-                                    break 'run Some(Start::Ours);
-                                }
+                        event = link.event() => Woke::Event(event),
+                        fired = auth::Fire(&mut session.clock) => Woke::Clock(fired),
+                        read = read_some(&mut reader, &mut inbuf) => Woke::Read(read.is_ok_and(|n| n > 0)),
+                    };
+                    match woke {
+                        Woke::Event(DRAINED) => {
+                            if let (true, Some(drain)) = (session.is_open(), &rt.handlers.drain) {
+                                Box::pin(guarded("drain", conn.id(), drain(conn.clone()))).await;
                             }
                             continue 'conn;
                         }
-                        read = read_some(&mut reader, &mut inbuf) => match read {
-                            Ok(0) | Err(_) => break 'run None,
-                            Ok(_) => {}
-                        },
+                        Woke::Event(CLOSE_SENT | CLOSE_STALLED) => {
+                            break 'run Some(Box::new(Start::Ours))
+                        }
+                        Woke::Event(TICK) => {
+                            match quiet.tick(limits) {
+                                Quietness::Idle => {
+                                    conn.close(close_code::GOING_AWAY, "Idle timeout");
+                                }
+                                Quietness::Ping => {
+                                    conn.push_frame(codec::encode_frame(OpCode::Ping, b""));
+                                }
+                                Quietness::Fine => {}
+                            }
+                            if conn.inner.outbox.status() != OutboxStatus::Open {
+                                // Closing (by us, a handler, a shed): the
+                                // handshake and its timeout from here.
+                                break 'run Some(Box::new(Start::Ours));
+                            }
+                            continue 'conn;
+                        }
+                        Woke::Event(_) => break 'run None,
+                        Woke::Clock(Fired::PendingTimeout) => {
+                            conn.close(close_code::POLICY_VIOLATION, "Authentication timeout");
+                            break 'run Some(Box::new(Start::Ours));
+                        }
+                        Woke::Clock(Fired::Warn(left)) => {
+                            conn.push_frame(text_frame(&auth::expiring_reply(left)));
+                            link.flush_now();
+                            continue 'conn;
+                        }
+                        Woke::Clock(Fired::Expired) => {
+                            conn.close(close_code::POLICY_VIOLATION, "Token expired");
+                            break 'run Some(Box::new(Start::Ours));
+                        }
+                        Woke::Clock(Fired::Shutdown) => {
+                            conn.close(close_code::GOING_AWAY, "Server shutting down");
+                            break 'run Some(Box::new(Start::Ours));
+                        }
+                        Woke::Read(false) => break 'run None,
+                        Woke::Read(true) => {}
                     }
                 }
 
@@ -204,59 +254,71 @@ where
                         Ok(None) => break,
                         Err(e) => {
                             tracing::debug!(socket = %conn.id(), error = %e, "protocol error");
-                            break 'run Some(Start::Violation {
+                            break 'run Some(Box::new(Start::Violation {
                                 code: e.code,
                                 reason: e.reason,
-                            });
+                            }));
                         }
                     };
                     // A message counts as activity; a control frame only outside
                     // a fragmented message (pings between the fragments of a
                     // message that never ends must not keep it open).
                     if matches!(frame, Frame::Message(_)) || !decoder.is_assembling() {
-                        seen = true;
-                        ping_sent = false;
+                        quiet.activity();
                     }
-                    match frame {
-                        Frame::Message(message) => {
-                            rt.emitter.metrics().count_message_in();
-                            match bucket.as_deref_mut().map(Bucket::take) {
-                                None | Some(Admit::Yes) => {}
-                                Some(Admit::Drop) => {
-                                    conn.push_frame(text_frame(RATE_LIMITED_REPLY));
-                                    continue;
+                    let was_open = session.is_open();
+                    // What the frame asks of the application, if anything:
+                    // one boxed await for all of them.
+                    let refused = {
+                        let work: Option<Work<'_>> = match frame {
+                            Frame::Message(message) => {
+                                rt.emitter.metrics().count_message_in();
+                                match bucket.as_deref_mut().map(Bucket::take) {
+                                    None | Some(Admit::Yes) => {}
+                                    Some(Admit::Drop) => {
+                                        conn.push_frame(text_frame(RATE_LIMITED_REPLY));
+                                        continue;
+                                    }
+                                    Some(Admit::Close) => {
+                                        tracing::debug!(socket = %conn.id(), "inbound rate limit: closing");
+                                        conn.close(
+                                            close_code::POLICY_VIOLATION,
+                                            "Rate limit exceeded",
+                                        );
+                                        break 'run Some(Box::new(Start::Ours));
+                                    }
                                 }
-                                Some(Admit::Close) => {
-                                    tracing::debug!(socket = %conn.id(), "inbound rate limit: closing");
-                                    conn.close(close_code::POLICY_VIOLATION, "Rate limit exceeded");
-                                    break 'run Some(Start::Ours);
+                                Some(Box::pin(receive(&rt, &conn, &mut session, message)))
+                            }
+                            Frame::Ping(payload) => {
+                                conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
+                                match (was_open, &rt.handlers.ping) {
+                                    (true, Some(h)) => Some(Box::pin(
+                                        guarded("ping", conn.id(), h(conn.clone(), payload))
+                                            .map(Ok),
+                                    )),
+                                    _ => None,
                                 }
                             }
-                            let was_open = session.is_open();
-                            if let Err((code, reason)) =
-                                Box::pin(receive(&rt, &conn, &mut session, message)).await
-                            {
-                                conn.close(code, reason);
-                                break 'run Some(Start::Ours);
-                            }
-                            if !was_open && session.is_open() {
-                                decoder.set_limits(limits.codec());
-                            }
+                            Frame::Pong(payload) => match (was_open, &rt.handlers.pong) {
+                                (true, Some(h)) => Some(Box::pin(
+                                    guarded("pong", conn.id(), h(conn.clone(), payload)).map(Ok),
+                                )),
+                                _ => None,
+                            },
+                            Frame::Close(close) => break 'run Some(Box::new(Start::Peer(close))),
+                        };
+                        match work {
+                            Some(work) => work.await.err(),
+                            None => None,
                         }
-                        Frame::Ping(payload) => {
-                            conn.push_frame(codec::encode_frame(OpCode::Pong, &payload));
-                            if let (true, Some(h)) = (session.is_open(), &rt.handlers.ping) {
-                                Box::pin(guarded("ping", conn.id(), h(conn.clone(), payload)))
-                                    .await;
-                            }
-                        }
-                        Frame::Pong(payload) => {
-                            if let (true, Some(h)) = (session.is_open(), &rt.handlers.pong) {
-                                Box::pin(guarded("pong", conn.id(), h(conn.clone(), payload)))
-                                    .await;
-                            }
-                        }
-                        Frame::Close(close) => break 'run Some(Start::Peer(close)),
+                    };
+                    if let Some((code, reason)) = refused {
+                        conn.close(code, reason);
+                        break 'run Some(Box::new(Start::Ours));
+                    }
+                    if !was_open && session.is_open() {
+                        decoder.set_limits(limits.codec());
                     }
                     if conn.inner.state.failed() {
                         break 'run None;
@@ -264,7 +326,7 @@ where
                     if conn.inner.outbox.status() != OutboxStatus::Open {
                         // A handler closed the connection (or it overflowed): stop
                         // dispatching, finish the closing handshake.
-                        break 'run Some(Start::Ours);
+                        break 'run Some(Box::new(Start::Ours));
                     }
                 }
                 // Replies to what was just handled go out now, not with the
@@ -275,51 +337,99 @@ where
                 }
             }
         };
+
         let opened = session.is_open();
         drop(session);
-
-        let end = match start {
-            Some(start) => {
-                close::handshake(
-                    &conn,
-                    &link,
-                    &mut reader,
-                    &mut inbuf,
-                    &mut decoder,
-                    limits.close_timeout,
-                    start,
-                )
-                .await
-            }
-            None => End::abnormal(),
-        };
-
-        if opened {
-            // The close handler (and any handle kept elsewhere) still
-            // learns the topics the socket was in.
-            conn.inner
-                .set_left(conn.broker().disconnect_with_topics(&conn.id()));
-        }
-        conn.inner.outbox.shut();
-        conn.set_state(ReadyState::Closed);
-        link.detach();
-        drop(reader);
-        tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
-        // Only a connection that opened (was counted in the connections
-        // total) has a close to count and to report.
-        if opened {
-            rt.emitter.metrics().count_close(end.code);
-        }
-        if let (true, Some(close)) = (opened, &rt.handlers.close) {
-            Box::pin(guarded(
-                "close",
-                conn.id(),
-                close(conn.clone(), end.code.into(), end.reason),
-            ))
-            .await;
-        }
+        // Boxed: awaited once per connection, it need not size every idle
+        // one.
+        Box::pin(finish(
+            &rt,
+            &conn,
+            &link,
+            reader,
+            &mut inbuf,
+            &mut decoder,
+            start,
+            opened,
+        ))
+        .await;
     }
 }
+
+/// The end of a connection: the closing handshake if one began, the hub
+/// forgets the socket, the socket is released (before the close handler
+/// runs, however long that takes), the close is counted and the close
+/// handler runs.
+#[allow(clippy::too_many_arguments)]
+async fn finish<D, R, W>(
+    rt: &WsRuntime<D>,
+    conn: &Conn<D>,
+    link: &Arc<Link<D, W>>,
+    mut reader: R,
+    inbuf: &mut BytesMut,
+    decoder: &mut Decoder,
+    start: Option<Box<Start>>,
+    opened: bool,
+) where
+    D: Send + Sync + 'static,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let end = match start {
+        Some(start) => {
+            close::handshake(
+                conn,
+                link,
+                &mut reader,
+                inbuf,
+                decoder,
+                rt.limits.close_timeout,
+                *start,
+            )
+            .await
+        }
+        None => End::abnormal(),
+    };
+    if opened {
+        // The close handler (and any handle kept elsewhere) still
+        // learns the topics the socket was in.
+        conn.inner
+            .set_left(conn.broker().disconnect_with_topics(&conn.id()));
+    }
+    conn.inner.outbox.shut();
+    conn.set_state(ReadyState::Closed);
+    link.detach();
+    drop(reader);
+    tracing::debug!(socket = %conn.id(), code = end.code, "connection closed");
+    // Only a connection that opened (was counted in the connections
+    // total) has a close to count and to report.
+    if opened {
+        rt.emitter.metrics().count_close(end.code);
+    }
+    if let (true, Some(close)) = (opened, &rt.handlers.close) {
+        guarded(
+            "close",
+            conn.id(),
+            close(conn.clone(), end.code.into(), end.reason),
+        )
+        .await;
+    }
+}
+
+/// What woke a waiting connection.
+enum Woke {
+    /// A write event of its link.
+    Event(u8),
+    /// Its authentication clock.
+    Clock(Fired),
+    /// Input: true if bytes were read, false at the end of the stream or
+    /// on an error.
+    Read(bool),
+}
+
+/// The application's work for one frame: a message's dispatch, or a ping
+/// or pong handler.
+type Work<'a> = Pin<Box<dyn Future<Output = Result<(), super::session::Refusal>> + Send + 'a>>;
 
 pub(super) fn text_frame(text: &str) -> bytes::Bytes {
     codec::encode_frame(OpCode::Text, text.as_bytes())
@@ -386,6 +496,6 @@ pub(crate) mod tests {
         let fut = run(rt.clone(), conn(&rt), r, w, BytesMut::new(), None);
         let size = std::mem::size_of_val(&fut);
         println!("driver::run future: {size} bytes");
-        assert!(size <= 1024, "driver future grew to {size} bytes");
+        assert!(size <= 264, "driver future grew to {size} bytes");
     }
 }

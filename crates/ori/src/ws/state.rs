@@ -19,6 +19,8 @@ pub(super) const DRAINED: u8 = 1 << 4;
 pub(super) const CLOSE_STALLED: u8 = 1 << 5;
 /// One timer period passed (reported once): the idle and ping checks.
 pub(super) const TICK: u8 = 1 << 6;
+/// The connection guards passed (stays set).
+const ADMITTED: u8 = 1 << 7;
 
 /// The phase and the write events of one connection.
 pub(crate) struct ConnState(AtomicU8);
@@ -53,6 +55,16 @@ impl ConnState {
     /// Records write `events` (`CLOSE_SENT`, `FAILED`, `DRAINED`).
     pub(super) fn signal(&self, events: u8) {
         self.0.fetch_or(events, Ordering::AcqRel);
+    }
+
+    /// Records that the connection guards passed.
+    pub(super) fn admit(&self) {
+        self.0.fetch_or(ADMITTED, Ordering::AcqRel);
+    }
+
+    /// Whether the connection guards passed.
+    pub(super) fn admitted(&self) -> bool {
+        self.0.load(Ordering::Acquire) & ADMITTED != 0
     }
 
     /// Whether writing failed.
