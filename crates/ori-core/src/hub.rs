@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::{Budget, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 mod admission;
+mod conns;
 mod frames;
 mod subscribers;
 
@@ -25,6 +26,7 @@ pub use frames::{
     DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL, DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD,
 };
 
+use conns::{ConnEntry, Conns};
 use subscribers::{add_floor, remove_subscriber, Subscribers};
 
 pub use admission::Overloaded;
@@ -75,17 +77,10 @@ pub struct Subscription {
     pub topic_edge: bool,
 }
 
-struct ConnEntry {
-    outbox: Arc<Outbox>,
-    /// Each topic, and whether the connection takes it with positions.
-    topics: Vec<(Topic, bool)>,
-    max_topics: usize,
-}
-
 #[derive(Default)]
 struct State {
     topics: HashMap<Topic, Subscribers>,
-    conns: HashMap<SocketId, ConnEntry>,
+    conns: Conns,
 }
 
 /// The local subscription registry and fan-out of one instance. Cheap to
@@ -164,15 +159,11 @@ impl Hub {
     /// Adds a connection: from now on it receives broadcasts and direct
     /// sends. `max_topics` bounds its own subscriptions.
     pub fn register(&self, outbox: Arc<Outbox>, max_topics: usize) {
-        let id = *outbox.id();
-        self.write().conns.insert(
-            id,
-            ConnEntry {
-                outbox,
-                topics: Vec::new(),
-                max_topics,
-            },
-        );
+        self.write().conns.insert(ConnEntry {
+            outbox,
+            topics: Vec::new(),
+            max_topics,
+        });
         self.inner
             .metrics
             .connections_total
