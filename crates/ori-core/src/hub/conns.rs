@@ -4,6 +4,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use crate::{Outbox, SocketId, Topic};
@@ -38,8 +39,8 @@ impl Conns {
             |e| *e.outbox.id() == id,
             |e| hasher.hash_one(e.outbox.id()),
         ) {
-            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
-            hashbrown::hash_table::Entry::Vacant(v) => {
+            Entry::Occupied(o) => *o.into_mut() = entry,
+            Entry::Vacant(v) => {
                 v.insert(entry);
             }
         }

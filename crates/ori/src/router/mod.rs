@@ -55,6 +55,9 @@ use crate::emitter::{Emitter, SocketEmitter};
 pub trait SocketRouter<D = (), E: Emitter = SocketEmitter>: Send + Sync + Sized + 'static {
     /// Per-connection state written by connection guards
     /// ([`GuardContext::set`]) and read by handlers ([`SocketContext::state`]).
+    /// A state without data and without drop glue (`()`, a marker type) is
+    /// one value, made when the router is added, shared by every
+    /// connection (the same `Arc` from [`Conn::state`](crate::Conn::state)).
     type State: Default + Send + Sync + 'static;
 
     /// Declares guards and handlers.

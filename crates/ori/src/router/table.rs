@@ -48,8 +48,9 @@ struct Route<D> {
 pub(crate) struct RouterTable<D> {
     phases: Vec<ConnPhase<D>>,
     routes: HashMap<String, Route<D>>,
-    /// Each router's state when it has no data (`()`, a marker type), so
-    /// the same for every connection.
+    /// Each router's state when it has no data and no drop glue (`()`, a
+    /// marker type), so the same for every connection; made once, when the
+    /// router is added.
     shared: Vec<Option<State>>,
     /// Every router's state, when all of them are shared: a connection
     /// then keeps none of its own.
@@ -75,7 +76,7 @@ impl<D> RouterTable<D> {
     }
 }
 
-/// The per-connection states of every router, after its guards passed.
+/// The per-connection states of every router (none when all are shared), after its guards passed.
 pub(crate) type ConnectionGuards = Vec<State>;
 
 /// How the connection phase ended.

@@ -2,8 +2,6 @@
 //! sends (or waits for) our close frame, waits for the peer's with the
 //! close timeout, and tells how the connection ended.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,69 +47,67 @@ pub(super) enum Start {
 /// written (waiting at most `timeout`), then, unless the peer closed first,
 /// its close frame is awaited (at most `timeout` again). Returns how the
 /// connection ended: the peer's close, our close, or abnormal when ours
-/// could not be written. Boxed: a rare await that would otherwise enlarge
-/// every connection's future.
-pub(super) fn handshake<'a, D, R, W>(
-    conn: &'a Conn<D>,
-    link: &'a Arc<Link<D, W>>,
-    reader: &'a mut R,
-    inbuf: &'a mut BytesMut,
-    decoder: &'a mut Decoder,
+/// could not be written. Awaited from the connection's boxed end (see
+/// `driver::finish`), so not boxed itself.
+pub(super) async fn handshake<D, R, W>(
+    conn: &Conn<D>,
+    link: &Arc<Link<D, W>>,
+    reader: &mut R,
+    inbuf: &mut BytesMut,
+    decoder: &mut Decoder,
     timeout: Duration,
     start: Start,
-) -> Pin<Box<impl Future<Output = End> + Send + 'a>>
+) -> End
 where
     D: Send + Sync + 'static,
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(async move {
-        match start {
-            Start::Ours => {
-                conn.set_state(ReadyState::Closing);
-                if !link.close_sent(timeout).await {
-                    return End::abnormal();
-                }
-                await_peer_close(reader, inbuf, decoder, timeout).await;
-                let (code, reason) = link
-                    .sent_close()
-                    .unwrap_or((close_code::NORMAL, String::new()));
-                End { code, reason }
+    match start {
+        Start::Ours => {
+            conn.set_state(ReadyState::Closing);
+            if !link.close_sent(timeout).await {
+                return End::abnormal();
             }
-            Start::Violation { code, reason } => {
-                conn.close(code, reason);
-                conn.set_state(ReadyState::Closing);
-                if link.close_sent(timeout).await {
-                    // The stream is unusable after a violation: wait for the
-                    // peer's close with a fresh decoder on new bytes.
-                    inbuf.clear();
-                    let mut fresh = Decoder::new(codec::Limits::default());
-                    // A client that compresses goes on doing so until it
-                    // reads our close.
-                    if let Some(agreed) = conn.inner.outbox.deflate() {
-                        fresh.enable_deflate(agreed);
-                    }
-                    await_peer_close(reader, inbuf, &mut fresh, timeout).await;
+            await_peer_close(reader, inbuf, decoder, timeout).await;
+            let (code, reason) = link
+                .sent_close()
+                .unwrap_or((close_code::NORMAL, String::new()));
+            End { code, reason }
+        }
+        Start::Violation { code, reason } => {
+            conn.close(code, reason);
+            conn.set_state(ReadyState::Closing);
+            if link.close_sent(timeout).await {
+                // The stream is unusable after a violation: wait for the
+                // peer's close with a fresh decoder on new bytes.
+                inbuf.clear();
+                let mut fresh = Decoder::new(codec::Limits::default());
+                // A client that compresses goes on doing so until it
+                // reads our close.
+                if let Some(agreed) = conn.inner.outbox.deflate() {
+                    fresh.enable_deflate(agreed);
                 }
-                End {
-                    code,
-                    reason: reason.to_owned(),
-                }
+                await_peer_close(reader, inbuf, &mut fresh, timeout).await;
             }
-            Start::Peer(close) => {
-                let (code, reason) = close.unwrap_or((close_code::NO_STATUS, String::new()));
-                let echo = if code == close_code::NO_STATUS {
-                    close_code::NORMAL
-                } else {
-                    code
-                };
-                conn.close(echo, "");
-                conn.set_state(ReadyState::Closing);
-                link.close_sent(timeout).await;
-                End { code, reason }
+            End {
+                code,
+                reason: reason.to_owned(),
             }
         }
-    })
+        Start::Peer(close) => {
+            let (code, reason) = close.unwrap_or((close_code::NO_STATUS, String::new()));
+            let echo = if code == close_code::NO_STATUS {
+                close_code::NORMAL
+            } else {
+                code
+            };
+            conn.close(echo, "");
+            conn.set_state(ReadyState::Closing);
+            link.close_sent(timeout).await;
+            End { code, reason }
+        }
+    }
 }
 
 impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W> {

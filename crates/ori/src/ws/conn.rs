@@ -39,7 +39,7 @@ pub(crate) struct ConnInner<D> {
     pub(crate) outbox: Arc<Outbox>,
     /// What every connection of the endpoint shares.
     pub(crate) rt: Arc<WsRuntime<D>>,
-    /// The phase and the write events, in one byte.
+    /// The phase, the write events and the admission, in one byte.
     pub(crate) state: ConnState,
     /// What few connections need, allocated when one does (an idle
     /// connection without socket routers pays one pointer for it).
@@ -50,7 +50,8 @@ pub(crate) struct ConnInner<D> {
 #[derive(Default)]
 struct Extras {
     /// What the socket routers' connection guards stored, one state per
-    /// router; set when the connection opens.
+    /// router; set when the connection opens, unless every router's state
+    /// is shared (`RouterTable::shared_states`).
     guards: Box<[State]>,
     /// The topics the connection was in when it closed, for the `close`
     /// handler (the hub forgets them first, so that nothing published

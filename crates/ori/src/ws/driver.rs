@@ -177,8 +177,8 @@ where
         // How the closing handshake starts; `None`: the connection failed.
         // Locals kept across more than one suspension are laid out in every
         // one of them, so each await below is the only one in the scope of
-        // what it keeps: the select's result, a frame, the close's start.
-        // Boxed: the reason is kept through the whole connection's loop.
+        // what it keeps (the select's result, a frame). This one is live
+        // across all of them, hence boxed.
         let start: Option<Box<Start>> = 'run: {
             // A pending socket's clock keeps its place in the upgrading
             // count; any other socket's place is this one, until admitted.
@@ -496,6 +496,8 @@ pub(crate) mod tests {
         let fut = run(rt.clone(), conn(&rt), r, w, BytesMut::new(), None);
         let size = std::mem::size_of_val(&fut);
         println!("driver::run future: {size} bytes");
+        // Most of the connection task (`upgrade::connection_task_stays_small`
+        // guards the task as a whole, hence its task cell's size class).
         assert!(size <= 264, "driver future grew to {size} bytes");
     }
 }

@@ -1,6 +1,7 @@
 //! A connection's state in one atomic byte: its lifecycle phase (the
-//! public [`ReadyState`]) and the write events its task waits for, so the
-//! two are read and changed together instead of kept in step.
+//! public [`ReadyState`]), the write events its task waits for, and
+//! whether its connection guards passed, so they are read and changed
+//! together instead of kept in step.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -22,7 +23,7 @@ pub(super) const TICK: u8 = 1 << 6;
 /// The connection guards passed (stays set).
 const ADMITTED: u8 = 1 << 7;
 
-/// The phase and the write events of one connection.
+/// The phase, the write events and the admission of one connection.
 pub(crate) struct ConnState(AtomicU8);
 
 impl ConnState {
@@ -110,5 +111,21 @@ mod tests {
         assert_eq!(st.ready_state(), ReadyState::Closed);
         assert_eq!(st.take_event(), Some(CLOSE_SENT), "events stay set");
         assert!(!st.failed());
+    }
+
+    #[test]
+    fn admission_is_kept_apart_from_the_phase_and_the_events() {
+        let st = ConnState::new();
+        assert!(!st.admitted());
+        st.admit();
+        assert!(st.admitted());
+        assert_eq!(st.ready_state(), ReadyState::Connecting);
+        assert_eq!(st.take_event(), None, "admission is no event");
+        st.set(ReadyState::Open);
+        st.signal(TICK);
+        assert_eq!(st.take_event(), Some(TICK));
+        st.set(ReadyState::Closed);
+        assert!(st.admitted(), "survives phase changes");
+        assert_eq!(st.ready_state(), ReadyState::Closed);
     }
 }
