@@ -76,7 +76,8 @@ impl<D> RouterTable<D> {
     }
 }
 
-/// The per-connection states of every router (none when all are shared), after its guards passed.
+/// The per-connection states of every router, after its guards passed
+/// (none when all are shared).
 pub(crate) type ConnectionGuards = Vec<State>;
 
 /// How the connection phase ended.
