@@ -48,12 +48,9 @@ struct Route<D> {
 pub(crate) struct RouterTable<D> {
     phases: Vec<ConnPhase<D>>,
     routes: HashMap<String, Route<D>>,
-    /// Each router's state when it has no data and no drop glue (`()`, a
-    /// marker type), so the same for every connection; made once, when the
-    /// router is added.
-    shared: Vec<Option<State>>,
-    /// Every router's state, when all of them are shared: a connection
-    /// then keeps none of its own.
+    /// Every router's state, when each has no data and no drop glue (`()`,
+    /// a marker type) and so is the same for every connection (made once,
+    /// when the router is added): a connection then keeps none of its own.
     all_shared: Option<Box<[State]>>,
 }
 
@@ -62,7 +59,6 @@ impl<D> Default for RouterTable<D> {
         Self {
             phases: Vec::new(),
             routes: HashMap::new(),
-            shared: Vec::new(),
             all_shared: Some(Box::default()),
         }
     }
@@ -144,8 +140,10 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
         // connection: one shared allocation instead of one per connection.
         let shared = (std::mem::size_of::<R::State>() == 0 && !std::mem::needs_drop::<R::State>())
             .then(|| Arc::new(R::State::default()) as State);
-        self.shared.push(shared.clone());
-        self.all_shared = self.shared.iter().cloned().collect();
+        self.all_shared = match (self.all_shared.take(), &shared) {
+            (Some(states), Some(state)) => Some(states.iter().chain([state]).cloned().collect()),
+            _ => None,
+        };
         self.phases.push(Arc::new(move |conn| {
             let guards = guards.clone();
             let shared = shared.clone();
@@ -207,15 +205,16 @@ impl<D: Send + Sync + 'static> RouterTable<D> {
 
     /// Runs every router's connection guards, in registration order.
     pub(crate) async fn admit(&self, conn: &Conn<D>) -> Admission {
-        let mut states = Vec::with_capacity(if self.all_shared.is_some() {
-            0
-        } else {
-            self.phases.len()
-        });
+        // Shared states are not kept per connection.
+        let keep = self.all_shared.is_none();
+        let mut states = Vec::with_capacity(if keep { self.phases.len() } else { 0 });
         for phase in &self.phases {
             match AssertUnwindSafe(phase(conn.clone())).catch_unwind().await {
-                Ok(Ok(Some(state))) if self.all_shared.is_none() => states.push(state),
-                Ok(Ok(Some(_))) => {}
+                Ok(Ok(Some(state))) => {
+                    if keep {
+                        states.push(state);
+                    }
+                }
                 Ok(Ok(None)) => return Admission::Refused,
                 Ok(Err(e)) => return Admission::Failed(e),
                 Err(_) => return Admission::Failed("connection guard panicked".into()),
