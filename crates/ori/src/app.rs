@@ -20,6 +20,7 @@ use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::{BuildError, Error};
 use crate::http::{error_response, Controller, HttpRoutes};
 use crate::server::{accept_loop, bind, HttpLimits, Serving};
+use crate::ws::fast::FastUpgrade;
 
 mod listen_addr;
 mod running;
@@ -255,7 +256,7 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
         &self.ctx
     }
 
-    fn assemble(mut self) -> Result<(Router, Arc<Shared<E>>), BuildError> {
+    fn assemble(mut self) -> Result<Assembled<E>, BuildError> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
@@ -311,8 +312,10 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
             tasks: shared.ws_tasks.clone(),
             shutdown: shared.shutdown.clone(),
         };
-        if let Some((path, route)) = self.ws.into_route(mount) {
-            router = router.route(&path, route);
+        let mut fast = None;
+        if let Some(endpoint) = self.ws.into_route(mount) {
+            router = router.route(&endpoint.path, endpoint.route);
+            fast = endpoint.fast;
         }
         if let Some(extra) = self.extra {
             router = router.merge(extra);
@@ -323,7 +326,11 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
         let router = router
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn(crate::http::json_not_found));
-        Ok((router, shared))
+        Ok(Assembled {
+            router,
+            shared,
+            fast,
+        })
     }
 
     /// Validates the set-up, starts the provider and listens on `addr`: a
@@ -348,7 +355,11 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
     pub async fn serve(self, listener: TcpListener) -> Result<App<E>, Error> {
         let limits = self.http;
         let emitter = self.base.clone();
-        let (router, shared) = self.assemble()?;
+        let Assembled {
+            router,
+            shared,
+            fast,
+        } = self.assemble()?;
         if let Some(p) = &shared.broker {
             p.start().await?;
         }
@@ -361,6 +372,7 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
                 shutdown: shared.shutdown.clone(),
                 limits,
                 emitter,
+                fast,
             },
         ));
         Ok(App {
@@ -395,18 +407,37 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
     /// # Ok(()) }
     /// ```
     pub async fn into_router(self) -> Result<(Router, App<E>), Error> {
-        let (router, shared) = self.assemble()?;
+        let (router, _, app) = self.into_parts().await?;
+        Ok((router, app))
+    }
+
+    /// Like [`into_router`](Self::into_router), with the upgrade's fast
+    /// path (for a harness serving connections as the accept loop does).
+    pub(crate) async fn into_parts(
+        self,
+    ) -> Result<(Router, Option<Arc<dyn FastUpgrade>>, App<E>), Error> {
+        let Assembled {
+            router,
+            shared,
+            fast,
+        } = self.assemble()?;
         if let Some(p) = &shared.broker {
             p.start().await?;
         }
-        Ok((
-            router,
-            App {
-                shared,
-                local_addr: None,
-            },
-        ))
+        let app = App {
+            shared,
+            local_addr: None,
+        };
+        Ok((router, fast, app))
     }
+}
+
+/// The app, assembled: its router, its shared state and the upgrade's
+/// fast path.
+struct Assembled<E: Emitter> {
+    router: Router,
+    shared: Arc<Shared<E>>,
+    fast: Option<Arc<dyn FastUpgrade>>,
 }
 
 async fn method_not_allowed() -> axum::response::Response {

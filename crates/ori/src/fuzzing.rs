@@ -353,21 +353,23 @@ pub fn message_validation(data: &[u8]) {
 pub struct DispatchRig {
     rt: tokio::runtime::Runtime,
     router: axum::Router,
+    fast: Option<std::sync::Arc<dyn crate::ws::fast::FastUpgrade>>,
     _app: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl DispatchRig {
-    /// Builds `app` (its router, as [`Ori::into_router`] gives it) on a
-    /// runtime of its own.
+    /// Builds `app` (its router, as [`Ori::into_router`] gives it, and its
+    /// upgrade's fast path) on a runtime of its own.
     pub fn new<E: Emitter, W: crate::WebSocketState>(app: Ori<E, W>) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let (router, app) = rt.block_on(app.into_router()).expect("the app builds");
+        let (router, fast, app) = rt.block_on(app.into_parts()).expect("the app builds");
         Self {
             rt,
             router,
+            fast,
             _app: Box::new(app),
         }
     }
@@ -424,10 +426,10 @@ impl DispatchRig {
             &codec::encode_close(close_code::NORMAL, ""),
             [9, 8, 7, 6],
         ));
-        let router = self.router.clone();
+        let (router, fast) = (self.router.clone(), self.fast.clone());
         let output = self.rt.block_on(async move {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            tokio::spawn(serve(router, server));
+            tokio::spawn(serve(router, fast, server));
             let exchange = async {
                 client.write_all(&input).await.expect("write");
                 let mut out = Vec::new();
@@ -467,17 +469,23 @@ impl DispatchRig {
     }
 }
 
-/// Serves one in-memory connection with `router`, as the app's accept loop
-/// does.
-async fn serve(router: axum::Router, io: tokio::io::DuplexStream) {
-    let service = hyper::service::service_fn(move |req| {
-        let mut router = router.clone();
-        async move { tower_service::Service::call(&mut router, req).await }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .with_upgrades()
-        .await;
+/// Serves one in-memory connection as the app's accept loop does (the
+/// upgrade's fast path, then hyper and `router`).
+async fn serve(
+    router: axum::Router,
+    fast: Option<std::sync::Arc<dyn crate::ws::fast::FastUpgrade>>,
+    io: tokio::io::DuplexStream,
+) {
+    let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    crate::server::serve_one(
+        io,
+        remote,
+        router,
+        fast,
+        crate::server::HttpLimits::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
 }
 
 // ----------------------------------------------------------- upgrade_request
@@ -517,11 +525,11 @@ impl DispatchRig {
         if !input.ends_with(b"\r\n\r\n") {
             input.extend_from_slice(b"\r\n\r\n");
         }
-        let router = self.router.clone();
+        let (router, fast) = (self.router.clone(), self.fast.clone());
         let request = input.clone();
         let output = self.rt.block_on(async move {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            tokio::spawn(serve(router, server));
+            tokio::spawn(serve(router, fast, server));
             let exchange = async {
                 // The server may answer and close before it has read it all.
                 let _ = client.write_all(&request).await;
@@ -571,7 +579,7 @@ impl DispatchRig {
         );
         let keys = header_values(head, "sec-websocket-key");
         assert_eq!(keys.len(), 1, "101 with {} keys", keys.len());
-        let accept = crate::ws::upgrade::accept_key(keys[0]);
+        let accept = crate::ws::handshake::accept_key(keys[0]);
         let response = String::from_utf8_lossy(&output).to_ascii_lowercase();
         assert!(
             response.contains(&format!(

@@ -3,9 +3,14 @@
 //!
 //! - At most `max_connections` HTTP connections are open at once; one over
 //!   it is closed as soon as it is accepted, and counted.
-//! - A request head must arrive within `header_read_timeout`; a body within
-//!   the request timeout (enforced where the body is read, see
-//!   `RequestContext::bytes`).
+//! - An app with a WebSocket endpoint reads a connection's first bytes
+//!   itself: a whole upgrade request for the endpoint is answered by the
+//!   upgrade's fast path (`ws/fast.rs`), anything else is served by hyper
+//!   with the bytes already read.
+//! - A connection's first bytes must arrive within `header_read_timeout`,
+//!   and each request head within `header_read_timeout` of its start (the
+//!   first head: of the first bytes); a body within the request timeout
+//!   (enforced where the body is read, see `RequestContext::bytes`).
 //! - A failing `accept` (out of descriptors, say) backs off, doubling from
 //!   10 ms to 1 s while it keeps failing, and is logged once per
 //!   [`LOG_EVERY`] with the number of failures since, instead of once per
@@ -14,19 +19,28 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
+
+mod stream;
+
+pub(crate) use stream::{Prefixed, Stream};
+
+use crate::ws::fast::FastUpgrade;
 
 /// Pending connections the kernel may queue before `accept`.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -37,6 +51,10 @@ const BACKOFF_START: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one log line per this long about failing accepts.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The most a connection's first read takes (a browser's upgrade request
+/// with its cookies fits; a longer head goes on to hyper).
+const FIRST_READ: usize = 4096;
 
 /// Bounds on HTTP connections (see [`Ori`](crate::Ori)'s setters).
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +108,8 @@ pub(crate) struct Serving {
     pub(crate) limits: HttpLimits,
     /// The app's emitter, whose shared state holds the counters.
     pub(crate) emitter: crate::SocketEmitter,
+    /// The WebSocket upgrade's fast path, when the app has an endpoint.
+    pub(crate) fast: Option<Arc<dyn FastUpgrade>>,
 }
 
 /// Failed accepts: the back-off and the rate-limited log line.
@@ -139,6 +159,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
         shutdown,
         limits,
         emitter,
+        fast,
     } = serving;
     let counters = emitter.http_counters();
     let mut failures = AcceptFailures::new();
@@ -168,37 +189,76 @@ pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
             continue;
         }
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let shutdown = shutdown.clone();
         let open = OpenConnection::new(emitter.clone());
+        let one = serve_one(
+            tcp,
+            remote,
+            router.clone(),
+            fast.clone(),
+            limits,
+            shutdown.clone(),
+        );
         conns.spawn(async move {
             let _open = open;
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                let mut router = router.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        router
-                            .call(req.map(Body::new))
-                            .await
-                            .unwrap_or_else(|e| match e {}),
-                    )
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            one.await;
         });
+    }
+}
+
+/// Serves one connection: offers its first bytes to the upgrade's fast
+/// path, then (unless taken) serves it with hyper and the app's router
+/// until it closes or the app stops.
+pub(crate) async fn serve_one<S: Stream>(
+    stream: S,
+    remote: SocketAddr,
+    router: Router,
+    fast: Option<Arc<dyn FastUpgrade>>,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let (stream, ahead) = match fast {
+        None => (stream, Bytes::new()),
+        Some(fast) => {
+            let mut stream = stream;
+            let mut first = BytesMut::with_capacity(FIRST_READ);
+            let read = tokio::select! {
+                r = tokio::time::timeout(limits.header_read_timeout, stream.read_buf(&mut first)) => r,
+                () = shutdown.cancelled() => return,
+            };
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                // Timed out, failed, or closed before sending anything.
+                return;
+            }
+            match stream.offer(&*fast, first, remote) {
+                Ok(upgrade) => return upgrade.await,
+                Err((stream, first)) => (stream, first.freeze()),
+            }
+        }
+    };
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        let mut router = router.clone();
+        async move {
+            Ok::<_, Infallible>(
+                router
+                    .call(req.map(Body::new))
+                    .await
+                    .unwrap_or_else(|e| match e {}),
+            )
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(Prefixed::new(ahead, stream)), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

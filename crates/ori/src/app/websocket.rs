@@ -17,6 +17,7 @@ use crate::emitter::{Emitter, SocketEmitter};
 use crate::error::BuildError;
 use crate::messages::MessageRegistry;
 use crate::router::{RouterTable, SocketRouter};
+use crate::ws::fast::{FastPath, FastUpgrade};
 use crate::ws::{upgrade, Handlers, WsOptions, WsRuntime};
 
 /// The builder's state before `websocket()`: an HTTP-only app.
@@ -57,7 +58,16 @@ pub trait WebSocketState: sealed::Sealed + Send + 'static {
     #[doc(hidden)]
     fn check(&self) -> Result<(), BuildError>;
     #[doc(hidden)]
-    fn into_route(self, mount: Mount<'_>) -> Option<(String, MethodRouter)>;
+    fn into_route(self, mount: Mount<'_>) -> Option<Endpoint>;
+}
+
+/// The WebSocket endpoint as the app mounts it: its route and, for the
+/// app's own accept loop, its upgrade's fast path.
+#[doc(hidden)]
+pub struct Endpoint {
+    pub(super) path: String,
+    pub(super) route: MethodRouter,
+    pub(super) fast: Option<Arc<dyn FastUpgrade>>,
 }
 
 /// What the endpoint's runtime takes from the app.
@@ -79,7 +89,7 @@ impl WebSocketState for NoWebSocket {
     fn check(&self) -> Result<(), BuildError> {
         Ok(())
     }
-    fn into_route(self, _: Mount<'_>) -> Option<(String, MethodRouter)> {
+    fn into_route(self, _: Mount<'_>) -> Option<Endpoint> {
         None
     }
 }
@@ -111,7 +121,7 @@ impl<D: Send + Sync + 'static> WebSocketState for WithWebSocket<D> {
         Ok(())
     }
 
-    fn into_route(self, mount: Mount<'_>) -> Option<(String, MethodRouter)> {
+    fn into_route(self, mount: Mount<'_>) -> Option<Endpoint> {
         let Self {
             broker,
             options,
@@ -143,9 +153,15 @@ impl<D: Send + Sync + 'static> WebSocketState for WithWebSocket<D> {
             writers,
             upgrading: Default::default(),
         });
+        let fast = FastPath::new(rt.clone(), &options.path)
+            .map(|fast| Arc::new(fast) as Arc<dyn FastUpgrade>);
         let route: MethodRouter = get(move |req: Request<Body>| upgrade::handle(rt.clone(), req))
             .fallback(method_not_allowed);
-        Some((options.path, route))
+        Some(Endpoint {
+            path: options.path,
+            route,
+            fast,
+        })
     }
 }
 

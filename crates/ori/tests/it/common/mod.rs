@@ -324,7 +324,9 @@ impl RawWs {
         Self::connect_with(addr, path, None, &[], headers).await
     }
 
-    async fn connect_with(
+    /// The handshake with all of the above: a receive buffer, early bytes
+    /// and extra headers; also returns the response head.
+    pub async fn connect_with(
         addr: SocketAddr,
         path: &str,
         recv_buffer: Option<u32>,
