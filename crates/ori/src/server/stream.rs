@@ -33,10 +33,11 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static
 
 impl Stream for TcpStream {
     type Read = tokio::net::tcp::OwnedReadHalf;
-    type Write = tokio::net::tcp::OwnedWriteHalf;
+    type Write = TcpWrite;
 
     fn split(self) -> (Self::Read, Self::Write) {
-        self.into_split()
+        let (r, w) = self.into_split();
+        (r, TcpWrite(Some(w)))
     }
 
     fn offer(
@@ -65,6 +66,59 @@ impl Stream for tokio::io::DuplexStream {
         remote: std::net::SocketAddr,
     ) -> crate::ws::fast::Offered<Self> {
         fast.duplex(self, first, remote)
+    }
+}
+
+/// A TCP stream's write half that, dropped, leaves the stream to close with
+/// its read half (tokio's own would first shut the write side down: one
+/// more system call per connection, for a FIN that `close` sends anyway).
+#[derive(Debug)]
+pub(crate) struct TcpWrite(Option<tokio::net::tcp::OwnedWriteHalf>);
+
+impl TcpWrite {
+    fn half(&mut self) -> io::Result<Pin<&mut tokio::net::tcp::OwnedWriteHalf>> {
+        self.0
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for TcpWrite {
+    fn drop(&mut self) {
+        if let Some(half) = self.0.take() {
+            half.forget();
+        }
+    }
+}
+
+impl AsyncWrite for TcpWrite {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.half()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.half()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.half()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.half()?.poll_shutdown(cx)
     }
 }
 

@@ -144,7 +144,8 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
     }
 
     /// The connection ended: stops writing, releases the socket's write half
-    /// (for a TCP stream: sends FIN) and leaves the shard. Idempotent.
+    /// (a TCP stream closes with its read half) and leaves the shard.
+    /// Idempotent.
     pub(super) fn detach(&self) {
         let mut ws = lock(&self.write);
         ws.done = true;

@@ -337,7 +337,7 @@ fn connection_task<D: Send + Sync + 'static>(
                         inbuf.extend_from_slice(&ahead);
                     }
                     drop(parts.read_buf);
-                    let (r, w) = tcp.into_split();
+                    let (r, w) = tcp.split();
                     Either::Left(driver::run(rt, conn, r, w, inbuf, clock))
                 }
                 Err(upgraded) => {
