@@ -96,11 +96,31 @@ fn is_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
 /// A request body that fails once the request timeout has passed, whoever
 /// reads it (Ori's readers, axum's `Bytes` or `String`), and counts the
 /// timeout once.
+///
+/// The timer is armed only when the body has to be waited for: a body that
+/// is already there (most are, read with the request head) is checked
+/// against the clock alone. Arming a timer earlier than the runtime's next
+/// one wakes its driver (a system call), on every request.
 struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: Arc<AtomicBool>,
     base: Option<SocketEmitter>,
+}
+
+impl DeadlineBody {
+    /// Counts the timeout (once) and gives the deadline's error.
+    fn expire(&self) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        if !self.expired.swap(true, Ordering::Relaxed) {
+            if let Some(base) = &self.base {
+                base.http_counters()
+                    .request_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(Some(Err(axum::Error::new(BodyDeadline))))
+    }
 }
 
 impl hyper::body::Body for DeadlineBody {
@@ -113,17 +133,22 @@ impl hyper::body::Body for DeadlineBody {
     ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
         // The deadline first: a body trickling a byte at a time is always
         // ready with another frame.
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            if !self.expired.swap(true, Ordering::Relaxed) {
-                if let Some(base) = &self.base {
-                    base.http_counters()
-                        .request_timeouts
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            return Poll::Ready(Some(Err(axum::Error::new(BodyDeadline))));
+        if tokio::time::Instant::now() >= self.deadline {
+            return self.expire();
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if frame.is_pending() {
+            // Waiting for the peer: from now on the timer wakes us at the
+            // deadline.
+            let deadline = self.deadline;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return self.expire();
+            }
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -144,7 +169,8 @@ pub(crate) fn bound_request(req: &mut Request<Body>, mut config: RequestConfig) 
         let inner = std::mem::take(req.body_mut());
         *req.body_mut() = Body::new(DeadlineBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep_until(config.deadline)),
+            deadline: config.deadline,
+            timer: None,
             expired: expired.clone(),
             base: config.base.clone(),
         });
