@@ -202,9 +202,9 @@ impl<E: Emitter, W: WebSocketState> Ori<E, W> {
         self
     }
 
-    /// How long a new connection may take to send its first bytes, and a
-    /// request head (the request line and headers) to arrive from its start
-    /// (default 30 s each); then the connection is closed.
+    /// How long a request head (the request line and headers) may take to
+    /// arrive on an open connection (default 30 s); then the connection is
+    /// closed.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.http.header_read_timeout = timeout;
         self

@@ -3,14 +3,14 @@
 //!
 //! - At most `max_connections` HTTP connections are open at once; one over
 //!   it is closed as soon as it is accepted, and counted.
-//! - An app with a WebSocket endpoint reads a connection's first bytes
-//!   itself: a whole upgrade request for the endpoint is answered by the
-//!   upgrade's fast path (`ws/fast.rs`), anything else is served by hyper
-//!   with the bytes already read.
-//! - A connection's first bytes must arrive within `header_read_timeout`,
-//!   and each request head within `header_read_timeout` of its start (the
-//!   first head: of the first bytes); a body within the request timeout
-//!   (enforced where the body is read, see `RequestContext::bytes`).
+//! - An app with a WebSocket endpoint on a plain path reads a connection's
+//!   first bytes itself: a whole upgrade request for the endpoint is
+//!   answered by the upgrade's fast path (`ws/fast.rs`), anything else is
+//!   served by hyper with the bytes already read.
+//! - A request head must arrive within `header_read_timeout` (the first one
+//!   of the connection's start, also when its first bytes were read ahead);
+//!   a body within the request timeout (enforced where the body is read,
+//!   see `RequestContext::bytes`).
 //! - A failing `accept` (out of descriptors, say) backs off, doubling from
 //!   10 ms to 1 s while it keeps failing, and is logged once per
 //!   [`LOG_EVERY`] with the number of failures since, instead of once per
@@ -18,7 +18,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -216,6 +216,7 @@ pub(crate) async fn serve_one<S: Stream>(
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
+    let accepted = tokio::time::Instant::now();
     let (stream, ahead) = match fast {
         None => (stream, Bytes::new()),
         Some(fast) => {
@@ -235,7 +236,16 @@ pub(crate) async fn serve_one<S: Stream>(
             }
         }
     };
+    // hyper's head timer starts when it first reads, after the bytes read
+    // ahead; while the first head is still incomplete in them, its deadline
+    // from the connection's start is kept here.
+    let first_head = (!ahead.is_empty() && !ahead.windows(4).any(|w| w == b"\r\n\r\n"))
+        .then(|| Arc::new(AtomicBool::new(false)));
+    let seen = first_head.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(seen) = &seen {
+            seen.store(true, Ordering::Relaxed);
+        }
         req.extensions_mut().insert(ConnectInfo(remote));
         let mut router = router.clone();
         async move {
@@ -247,6 +257,17 @@ pub(crate) async fn serve_one<S: Stream>(
             )
         }
     });
+    let first_head_late = async {
+        match &first_head {
+            Some(seen) => {
+                tokio::time::sleep_until(accepted + limits.header_read_timeout).await;
+                if seen.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -255,6 +276,9 @@ pub(crate) async fn serve_one<S: Stream>(
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
+        // The first head is late: the connection is closed (dropped), as
+        // hyper closes one whose head times out.
+        () = first_head_late => {}
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;

@@ -153,6 +153,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         let n = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            // Read back: its buffer must not live as long as the connection.
+            self.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

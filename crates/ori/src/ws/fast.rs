@@ -4,14 +4,16 @@
 //! the header map they build: the head is parsed by `httparse` (hyper's
 //! own parser) into borrowed slices, checked by the same
 //! [`check`](super::handshake::check) as a routed upgrade, admitted by the
-//! same [`admit`](super::upgrade::admit) and answered with the same bytes
-//! (no `date` header; refusals add `connection: close`).
+//! same [`admit`](super::upgrade::admit) and answered with the same status,
+//! headers and body (no `date` header). A refusal then closes the
+//! connection (said with `connection: close`), where hyper would read a
+//! next request.
 //!
 //! Anything else is given back and served by hyper with the bytes already
 //! read: a head not complete in the first read, another method, path or
-//! version, a body, more than [`MAX_HEADERS`] headers, a header the
-//! `http` types would not take. An upgrade handler is then given the same
-//! [`UpgradeRequest`] either way.
+//! version, a body, more than [`MAX_HEADERS`] headers, a target or (for an
+//! upgrade handler) a header the `http` types would not take. An upgrade
+//! handler is given the same [`UpgradeRequest`] either way.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,12 +99,16 @@ impl<D: Send + Sync + 'static> FastPath<D> {
         if !ours {
             return Err((stream, first));
         }
+        // A target the `http` types refuse is hyper's to answer (400).
+        let Some(Ok(uri)) = head.path.map(Uri::try_from) else {
+            return Err((stream, first));
+        };
         let remote_addr = Some(remote);
         // What an upgrade handler or an authenticator is given, built only
         // for them.
         let mut request = None;
         if rt.upgrade.is_some() || rt.authenticator.is_some() {
-            match owned_request(&head, remote_addr) {
+            match owned_request(&head, uri, remote_addr) {
                 Some(r) => request = Some(r),
                 None => return Err((stream, first)),
             }
@@ -185,9 +191,9 @@ impl<D: Send + Sync + 'static> FastUpgrade for FastPath<D> {
 /// answers the request).
 fn owned_request(
     head: &httparse::Request<'_, '_>,
+    uri: Uri,
     remote_addr: Option<SocketAddr>,
 ) -> Option<UpgradeRequest> {
-    let uri = Uri::try_from(head.path?).ok()?;
     let mut headers = HeaderMap::with_capacity(head.headers.len());
     for h in head.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;

@@ -134,9 +134,6 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Link<D, W
         }
     }
 
-    /// After a close was requested: writes the close frame now if the socket
-    /// takes it, else waits (at most `timeout`) until the writer has written
-    /// it. False if the socket failed or timed out. The wait is boxed: a
     /// The close frame that was written, if any.
     pub(super) fn sent_close(&self) -> Option<(u16, String)> {
         let ws = lock(&self.write);

@@ -279,7 +279,10 @@ fn open<D: Send + Sync + 'static>(
 }
 
 /// The task of a connection the fast path upgraded: `stream` already had
-/// its 101; `inbuf` holds what came after the request head.
+/// its 101; `inbuf` holds what came after the request head. The connection
+/// is made when the task first runs (a task dropped before that releases
+/// the slot); combinators, as for [`connection_task`], so that what only
+/// the start needs is not kept in every connection's state.
 pub(crate) fn start<D: Send + Sync + 'static, S: Stream>(
     slot: UpgradeSlot<D>,
     admitted: Admitted<D>,
@@ -289,10 +292,14 @@ pub(crate) fn start<D: Send + Sync + 'static, S: Stream>(
     inbuf: BytesMut,
     task_guard: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
-    let rt = slot.hand_on();
-    let (conn, clock) = open(&rt, admitted, deflate, remote_addr);
-    let (r, w) = stream.split();
-    driver::run(rt, conn, r, w, inbuf, clock).map(move |()| drop(task_guard))
+    futures_util::future::lazy(move |_| {
+        let rt = slot.hand_on();
+        let (conn, clock) = open(&rt, admitted, deflate, remote_addr);
+        let (r, w) = stream.split();
+        driver::run(rt, conn, r, w, inbuf, clock)
+    })
+    .flatten()
+    .map(move |()| drop(task_guard))
 }
 
 /// The task of one upgraded connection: waits for the HTTP server to hand
@@ -360,6 +367,33 @@ fn user_data_unit<D: 'static>() -> Option<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection the fast path upgraded is one suspended instance of
+    /// this task; dropped before it runs, it releases its slot.
+    #[tokio::test]
+    async fn fast_connection_task_stays_small() {
+        let rt = crate::ws::driver::tests::runtime();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
+        rt.upgrading.fetch_add(1, Ordering::AcqRel);
+        let task = start(
+            UpgradeSlot(Some(rt.clone())),
+            Admitted::Ready(Authenticated::new(())),
+            None,
+            None,
+            stream,
+            BytesMut::new(),
+            rt.tasks.token(),
+        );
+        let size = std::mem::size_of_val(&task);
+        println!("fast connection task future: {size} bytes");
+        assert!(size <= 280, "fast connection task grew to {size} bytes");
+        drop(task);
+        assert_eq!(rt.upgrading.load(Ordering::Acquire), 0, "slot released");
+        assert_eq!(rt.tasks.len(), 0);
+    }
 
     /// Every idle connection is one suspended instance of this task.
     #[tokio::test]

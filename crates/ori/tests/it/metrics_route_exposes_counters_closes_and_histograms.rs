@@ -158,7 +158,17 @@ async fn counters_closes_and_histograms_follow_what_happened() {
     for ws in [&mut a, &mut b] {
         assert_eq!(ws.recv().await, Received::Text("all".into()));
     }
-    let (_, s) = scrape(&server).await;
+    // A writer counts its writes after each chunk of them, so a client can
+    // read a frame a moment before it is counted: scrape until the count
+    // is reached (or WAIT has passed), then check it is exact.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let s = loop {
+        let (_, s) = scrape(&server).await;
+        if get(&s, "ori_messages_out_total", "") >= 10.0 || tokio::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(get(&s, "ori_connections", ""), 2.0);
     assert_eq!(get(&s, "ori_messages_in_total", ""), 3.0);
     // 3 replies + 2 + 1 + 2 deliveries, all received above, so written,

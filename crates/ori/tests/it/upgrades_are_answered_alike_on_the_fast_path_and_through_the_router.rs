@@ -11,7 +11,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{client_frame, command_handlers, RawWs, WAIT};
+use common::{client_frame, command_handlers, http_exchange, RawWs, WAIT};
 use ori::testing::{self, TestServer};
 use ori::{InProcProvider, Ori, WsOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,43 +53,14 @@ fn pad() -> String {
 }
 
 /// Sends `request` (padded when `slow`); returns the status, the response
-/// head, and the body (to its `Content-Length`).
+/// head (lower case), and the body.
 async fn exchange(addr: SocketAddr, request: &str, slow: bool) -> (u16, String, String) {
     let request = match slow {
         true => request.replacen("\r\n", &format!("\r\nX-Pad: {}\r\n", pad()), 1),
         false => request.to_owned(),
     };
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let more = read_chunk(&mut s).await;
-        buf.extend_from_slice(&more);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().expect("length"));
-    while buf.len() < end + len {
-        let more = read_chunk(&mut s).await;
-        buf.extend_from_slice(&more);
-    }
-    let body = String::from_utf8_lossy(&buf[end..end + len]).into_owned();
-    (head[9..12].parse().expect("status"), head, body)
-}
-
-async fn read_chunk(s: &mut TcpStream) -> Vec<u8> {
-    let mut chunk = [0u8; 4096];
-    let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
-        .await
-        .expect("response in time")
-        .expect("read");
-    assert!(n > 0, "closed before the whole response");
-    chunk[..n].to_vec()
+    let (status, head, body) = http_exchange(addr, request).await;
+    (status, head.to_ascii_lowercase(), body)
 }
 
 fn request(target: &str, headers: &[&str]) -> String {
@@ -220,4 +191,56 @@ async fn an_upgrade_works_the_same_on_both_paths_early_frames_included() {
     assert_eq!(seen[0].0, "/ws?token=ok");
     assert!(seen[0].1.contains(&("x-trace".into(), "abc".into())));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_fast_path_declines_hyper_answers_with_the_bytes_read() {
+    let server = server(Seen::default()).await;
+    let addr = server.addr();
+    // Two requests in the first read, the second asking to close: both
+    // answered, in order, on the one connection.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        b"GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /ws/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("both answered in time")
+        .expect("read");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out.matches("HTTP/1.1 404 ").count(), 2, "{out}");
+    // A target the `http` types refuse is hyper's 400 on either path, never
+    // an upgrade.
+    let host = format!("Host: {addr}");
+    let key = format!("Sec-WebSocket-Key: {KEY}");
+    let headers = [
+        host.as_str(),
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        key.as_str(),
+        "Sec-WebSocket-Version: 13",
+    ];
+    for slow in [false, true] {
+        let (status, head, _) = exchange(addr, &request("/ws?token=ok&a<b", &headers), slow).await;
+        assert_eq!(status, 400, "{head}");
+    }
+    assert_eq!(server.app().connection_count(), 0);
+    server.stop().await;
+    // Also where no upgrade handler needs the request built.
+    let plain = common::command_server().await;
+    let host = format!("Host: {}", plain.addr());
+    let headers: Vec<&str> = [host.as_str()]
+        .into_iter()
+        .chain(headers[1..].iter().copied())
+        .collect();
+    for slow in [false, true] {
+        let (status, head, _) = exchange(plain.addr(), &request("/ws?a<b", &headers), slow).await;
+        assert_eq!(status, 400, "{head}");
+    }
+    assert_eq!(plain.app().connection_count(), 0);
+    plain.stop().await;
 }

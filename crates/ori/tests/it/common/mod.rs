@@ -281,6 +281,53 @@ impl RawFrame {
     }
 }
 
+/// Sends `request` as is on a new connection; returns the status, the head, and the body (read
+/// to its `Content-Length`; a response to `HEAD` has none).
+pub async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String, String) {
+    let head_request = request.starts_with("HEAD ");
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head[9..12].parse().expect("status code");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let len = if head_request { 0 } else { len };
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .expect("read");
+        assert!(n > 0, "closed inside the body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+    (status, head, body)
+}
+
 /// A WebSocket client written by hand on a plain TCP stream: it reads only
 /// when told to, and can send frames tungstenite would not.
 pub struct RawWs {
