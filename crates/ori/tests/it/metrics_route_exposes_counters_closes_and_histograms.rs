@@ -64,6 +64,19 @@ async fn scrape(server: &TestServer) -> (String, Samples) {
     (text, samples)
 }
 
+/// Scrapes until `ready` holds or [`WAIT`] has passed (the assertions
+/// after it then say what is missing).
+async fn scrape_until(server: &TestServer, ready: impl Fn(&Samples) -> bool) -> (String, Samples) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (text, s) = scrape(server).await;
+        if ready(&s) || tokio::time::Instant::now() > deadline {
+            return (text, s);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn get(samples: &Samples, name: &str, labels: &str) -> f64 {
     *samples
         .get(&(name.to_owned(), labels.to_owned()))
@@ -159,16 +172,8 @@ async fn counters_closes_and_histograms_follow_what_happened() {
         assert_eq!(ws.recv().await, Received::Text("all".into()));
     }
     // A writer counts its writes after each chunk of them, so a client can
-    // read a frame a moment before it is counted: scrape until the count
-    // is reached (or WAIT has passed), then check it is exact.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let s = loop {
-        let (_, s) = scrape(&server).await;
-        if get(&s, "ori_messages_out_total", "") >= 10.0 || tokio::time::Instant::now() > deadline {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    // read a frame a moment before it is counted.
+    let (_, s) = scrape_until(&server, |s| get(s, "ori_messages_out_total", "") >= 10.0).await;
     assert_eq!(get(&s, "ori_connections", ""), 2.0);
     assert_eq!(get(&s, "ori_messages_in_total", ""), 3.0);
     // 3 replies + 2 + 1 + 2 deliveries, all received above, so written,
@@ -202,7 +207,12 @@ async fn counters_closes_and_histograms_follow_what_happened() {
     b.close(1000, "bye").await;
     wait_for_connections(server.app(), 1).await;
 
-    let (text, s) = scrape(&server).await;
+    // A close is counted just after the socket leaves the hub.
+    let (text, s) = scrape_until(&server, |s| {
+        get(s, "ori_closes_total", "code=\"1000\"") >= 1.0
+            && get(s, "ori_closes_total", "code=\"1013\"") >= 1.0
+    })
+    .await;
     assert_eq!(get(&s, "ori_connections", ""), 1.0);
     assert_eq!(get(&s, "ori_connections_total", ""), 3.0);
     assert_eq!(get(&s, "ori_messages_in_total", ""), 4.0);

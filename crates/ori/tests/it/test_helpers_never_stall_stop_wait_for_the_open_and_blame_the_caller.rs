@@ -129,7 +129,6 @@ async fn a_socket_left_unread_under_a_flood_is_a_slow_consumer() {
         assert_eq!(read.recv_text().await.len(), chunk.len());
         published += 1;
     }
-    assert!(published * chunk.len() > testing::READ_AHEAD);
     assert_eq!(
         unread.expect_close().await.map(|(code, _)| code),
         Some(1013)
