@@ -30,10 +30,14 @@ pub use handler::ControllerHandler;
 pub(crate) use request::query_param;
 pub use request::RequestContext;
 
+/// The JSON body of an error answer: `{"error": "<reason>"}`.
+pub(crate) fn error_body(reason: &str) -> String {
+    serde_json::json!({ "error": reason }).to_string()
+}
+
 /// A JSON error body `{"error": "<reason>"}` with `status`.
 pub(crate) fn error_response(status: StatusCode, reason: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    let mut resp = Response::new(Body::from(body));
+    let mut resp = Response::new(Body::from(error_body(reason)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,

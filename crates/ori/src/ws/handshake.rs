@@ -10,7 +10,7 @@ use ori_core::codec::deflate;
 use sha1::{Digest, Sha1};
 
 use super::options::Limits;
-use crate::http::error_response;
+use crate::http::{error_body, error_response};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -83,7 +83,7 @@ impl Refusal {
     /// The same response as raw bytes, for the fast path, which then
     /// closes the connection (said in the response).
     pub(crate) fn raw(self) -> Vec<u8> {
-        let body = serde_json::json!({ "error": self.reason }).to_string();
+        let body = error_body(self.reason);
         let mut out = Vec::with_capacity(160 + body.len());
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.as_str().as_bytes());
