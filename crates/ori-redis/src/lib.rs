@@ -30,7 +30,7 @@
 //! | `<prefix>:t:<topic>` | the topic has at least one local subscriber | `publish(topic)` |
 //! | `<prefix>:b` | always (while connected) | `broadcast` |
 //! | `<prefix>:s:<socketId>` | the socket is connected to this instance | `send(socketId)` |
-//! | `<prefix>:p` | always (while connected) | "behind" / "caught up" announcements (see "Backpressure") |
+//! | `<prefix>:p` | always (while connected) | "behind" (with grants) / "caught up" announcements (see "Backpressure") |
 //!
 //! One background task owns the subscriber connection. Subscription hooks
 //! ([`Provider::watch`] / [`Provider::unwatch`]) only mark a topic or
@@ -87,13 +87,21 @@
 //! So that it rarely comes to that, an instance whose subscriber has to
 //! wait announces that it is **behind** on the channel `<prefix>:p` (at
 //! once, repeated every 100 ms while it lasts, then "caught up" after
-//! 5 ms without a wait), and every other instance's publishes wait while
-//! some instance is behind (each announcement holds 300 ms unless repeated,
-//! so a dead instance holds nobody back), failing with
+//! 5 ms without a wait), and while behind it **grants** every other
+//! instance one publish per envelope of theirs it took from Redis (less
+//! an eighth of large batches, so that the backlog in flight when it fell
+//! behind drains). Every other instance's publishes then go one at a time,
+//! in arrival order, as grants come (each announcement holds 300 ms unless
+//! repeated, so a dead instance holds nobody back), failing with
 //! `PublishError::Overloaded` after the publish timeout. Publishers thus
-//! slow down to the pace of the slowest instance
+//! go at the pace of the slowest instance, with no more of their envelopes
+//! queued in Redis than one announcement's round trip needs
 //! ([`RedisConfig::cross_instance_backpressure`] turns the waiting off;
-//! [`RedisStats::instances_behind`], [`RedisStats::pressure_waits`]).
+//! [`RedisStats::instances_behind`], [`RedisStats::pressure_waits`],
+//! [`RedisStats::pressure_grants`]). A publish to a channel the busy
+//! instance does not hold is never granted back: publishers that mostly
+//! publish elsewhere wait for it to catch up instead, as they would without
+//! grants.
 //! One server's subscriber speaks RESP2 itself for this (the client
 //! library's pub/sub connection drains the socket into an unbounded queue);
 //! with a Redis Cluster the library's push queue still fills while the
@@ -174,8 +182,12 @@ pub struct RedisStats {
     /// Other instances that announced they are behind (their publishes
     /// here wait for them; see the crate docs, "Backpressure").
     pub instances_behind: u64,
-    /// Publishes that waited for another instance to catch up.
+    /// Publishes that waited for another instance to catch up (or for its
+    /// grant).
     pub pressure_waits: u64,
+    /// Publishes other instances granted this one while they were behind
+    /// (one per envelope of this instance's they took from Redis).
+    pub pressure_grants: u64,
 }
 
 /// The Redis provider. Cheap to clone (a handle): keep a clone to read
@@ -395,6 +407,7 @@ impl RedisProvider {
             channels: c.channels.load(Ordering::Relaxed),
             instances_behind: self.shared.pressure.others_behind() as u64,
             pressure_waits: self.shared.pressure.waits(),
+            pressure_grants: self.shared.pressure.granted(),
         }
     }
 

@@ -57,5 +57,10 @@ pub(crate) fn of(s: &RedisStats) -> Vec<ProviderMetric> {
             "Publishes that waited for another instance to catch up",
             s.pressure_waits,
         ),
+        ProviderMetric::counter(
+            "ori_redis_pressure_grants",
+            "Publishes other instances granted this one while behind",
+            s.pressure_grants,
+        ),
     ]
 }

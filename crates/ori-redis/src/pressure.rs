@@ -1,5 +1,5 @@
 //! Backpressure across instances: an instance that cannot deliver as fast
-//! as the others publish says so, and their publishers wait for it.
+//! as the others publish says so, and their publishers go at its pace.
 //!
 //! Redis pub/sub tells a publisher nothing about its subscribers' pace, so
 //! without this an instance's publishers would run ahead of a slower
@@ -10,26 +10,44 @@
 //!   budget announces **behind** on the pressure channel (`<prefix>:p`) at
 //!   once, and again every [`REFRESH`] while it stays behind; once it has
 //!   not had to wait for [`SETTLE`], it announces **caught up**.
+//! - While behind it **grants** each other instance one publish for every
+//!   envelope of that instance's it has taken from Redis, less an eighth
+//!   of a batch of eight or more (so that what was in flight when it fell
+//!   behind drains; see `Pressure::grants_due`). Batched: an announcement
+//!   carries the counts taken since the previous one was sent.
 //! - Every instance keeps the set of others that are behind, each entry
 //!   expiring [`EXPIRY`] after its last announcement (so an instance that
-//!   dies cannot hold the others back). While the set is not empty,
-//!   publishes wait (up to the publish timeout, then fail with
-//!   `PublishError::Overloaded`).
+//!   dies cannot hold the others back), with the publishes each granted it
+//!   and it has not used. While the set is not empty, a publish waits, in
+//!   arrival order, for a grant of every instance in it (or until none is
+//!   behind), up to the publish timeout, then fails with
+//!   `PublishError::Overloaded`. So a busy instance's backlog in Redis
+//!   stays what was in flight when it fell behind, and publishers are let
+//!   on one at a time as it takes their envelopes, instead of all stopping
+//!   and all resuming at once.
 //!
-//! The announcement, 18 bytes: version (1), flags (bit 0: behind), the
-//! instance's 16-byte id.
+//! An announcement: version (1), flags (bit 0: behind; bit 1: grants
+//! follow), the instance's 16-byte id; with grants, their count (1 byte,
+//! 1..=[`MAX_GRANTS`]) and per grant the instance's id and the number of
+//! its envelopes taken (4 bytes, big endian, at least 1). A grant is
+//! always sent with "behind". An instance that does not grant (an older
+//! version) holds the others back until it catches up, as before grants.
 
-use std::collections::HashMap;
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::envelope::InstanceId;
 use crate::Shared;
+
+mod wire;
+
+pub(crate) use wire::{decode, Announcement};
+use wire::{encode, encode_grants};
 
 /// How often an instance that stays behind repeats it.
 pub(crate) const REFRESH: Duration = Duration::from_millis(100);
@@ -38,54 +56,103 @@ pub(crate) const REFRESH: Duration = Duration::from_millis(100);
 pub(crate) const SETTLE: Duration = Duration::from_millis(5);
 /// How long an announcement holds without a repeat.
 pub(crate) const EXPIRY: Duration = Duration::from_millis(300);
-
-const VERSION: u8 = 1;
-const BEHIND: u8 = 1;
+/// Grants in one announcement at most (more publishing instances: more
+/// announcements).
+pub(crate) const MAX_GRANTS: usize = 64;
+/// Unused publishes an instance may hold from one busy instance: what was
+/// in flight when it fell behind comes back as grants, no more is kept.
+const MAX_PERMITS: u32 = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An announcement.
-pub(crate) fn encode(instance: &InstanceId, behind: bool) -> [u8; 18] {
-    let mut out = [0u8; 18];
-    out[0] = VERSION;
-    out[1] = if behind { BEHIND } else { 0 };
-    out[2..].copy_from_slice(instance);
-    out
+/// Another instance that is behind.
+struct Busy {
+    /// When its last announcement stops holding.
+    until: Instant,
+    /// Publishes it granted this instance and that were not used yet.
+    permits: u32,
 }
 
-/// Reads an announcement; `None` if it is not one.
-pub(crate) fn decode(payload: &[u8]) -> Option<(InstanceId, bool)> {
-    let [VERSION, flags, id @ ..] = payload else {
-        return None;
-    };
-    if flags & !BEHIND != 0 {
-        return None;
+/// Other instances that are behind, and the publishes waiting for them.
+#[derive(Default)]
+struct Others {
+    busy: HashMap<InstanceId, Busy>,
+    /// Publishes waiting, in arrival order (a dropped receiver: given up).
+    queue: VecDeque<oneshot::Sender<()>>,
+}
+
+impl Others {
+    /// Drops expired entries; the earliest expiry left, if any.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        self.busy.retain(|_, b| b.until > now);
+        self.busy.values().map(|b| b.until).min()
     }
-    Some((id.try_into().ok()?, flags & BEHIND != 0))
+
+    /// Whether every busy instance has a publish to spare.
+    fn may_go(&self) -> bool {
+        self.busy.values().all(|b| b.permits > 0)
+    }
+
+    fn take_permits(&mut self) {
+        for b in self.busy.values_mut() {
+            b.permits -= 1;
+        }
+    }
+
+    /// Lets waiting publishes go as far as the state allows: all of them
+    /// when no instance is behind, else one per grant of every busy one.
+    fn dispatch(&mut self) {
+        while let Some(front) = self.queue.front() {
+            if front.is_closed() {
+                self.queue.pop_front();
+                continue;
+            }
+            let free = self.busy.is_empty();
+            if !free && !self.may_go() {
+                return;
+            }
+            let Some(next) = self.queue.pop_front() else {
+                return;
+            };
+            if next.send(()).is_ok() && !free {
+                self.take_permits();
+            }
+        }
+    }
 }
 
-/// This instance's view: whether it is behind itself, and which others are.
+/// This instance's view: whether it is behind itself, what it owes the
+/// others in grants, and which others are behind.
 pub(crate) struct Pressure {
     /// This instance's subscriber is waiting for room (set by its reader).
     local: watch::Sender<bool>,
-    /// Other instances that are behind, and until when that holds.
-    others: Mutex<HashMap<InstanceId, Instant>>,
-    /// `others.len()`, for the publish path's check without the lock.
+    /// Set when this instance falls behind, cleared when it announces it
+    /// caught up: while set, envelopes taken are counted for grants.
+    granting: AtomicBool,
+    /// Envelopes taken per origin since the last grant.
+    taken: Mutex<HashMap<InstanceId, u32>>,
+    /// Wakes the announcer: there is something to grant.
+    to_grant: Notify,
+    others: Mutex<Others>,
+    /// `others.busy.len()`, for the publish path's check without the lock.
     count: AtomicUsize,
-    relieved: Notify,
     waits: AtomicU64,
+    granted: AtomicU64,
 }
 
 impl Default for Pressure {
     fn default() -> Self {
         Self {
             local: watch::Sender::new(false),
-            others: Mutex::new(HashMap::new()),
+            granting: AtomicBool::new(false),
+            taken: Mutex::new(HashMap::new()),
+            to_grant: Notify::new(),
+            others: Mutex::new(Others::default()),
             count: AtomicUsize::new(0),
-            relieved: Notify::new(),
             waits: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
         }
     }
 }
@@ -94,29 +161,80 @@ impl Pressure {
     /// This instance's subscriber starts (true) or stops (false) waiting
     /// for room.
     pub(crate) fn set_local(&self, behind: bool) {
+        if behind {
+            self.granting.store(true, Ordering::Release);
+        }
         self.local
             .send_if_modified(|b| std::mem::replace(b, behind) != behind);
     }
 
+    /// An envelope of `origin`'s was taken from Redis (handed to the hub):
+    /// counted for a grant while this instance is behind.
+    pub(crate) fn took(&self, origin: &InstanceId) {
+        if !self.granting.load(Ordering::Acquire) {
+            return;
+        }
+        let mut taken = lock(&self.taken);
+        let n = taken.entry(*origin).or_insert(0);
+        *n = n.saturating_add(1);
+        drop(taken);
+        self.to_grant.notify_one();
+    }
+
+    /// The grants owed, at most [`MAX_GRANTS`] (the rest stay for the next).
+    ///
+    /// A batch of eight or more is granted an eighth short: one grant per
+    /// envelope taken would keep for good what was in flight when this
+    /// instance fell behind (the others' publishers run free until they
+    /// hear it), and that backlog is delay for every envelope after it.
+    /// Taking an eighth off each large batch drains it to what one
+    /// announcement's round trip needs; a batch under eight is granted
+    /// whole, so the pipeline never runs dry on this account.
+    fn grants_due(&self) -> Vec<(InstanceId, u32)> {
+        let mut taken = lock(&self.taken);
+        let ids: Vec<InstanceId> = taken.keys().take(MAX_GRANTS).copied().collect();
+        ids.into_iter()
+            .filter_map(|id| taken.remove(&id).map(|n| (id, n - n / 8)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// This instance announced that it caught up: nothing more is owed.
+    fn caught_up(&self) {
+        self.granting.store(false, Ordering::Release);
+        lock(&self.taken).clear();
+    }
+
     /// An announcement from the pressure channel (this instance's own are
-    /// skipped by the caller).
-    pub(crate) fn note(&self, instance: InstanceId, behind: bool) {
+    /// skipped by the caller); `me` is this instance's id, to find its
+    /// grants.
+    pub(crate) fn note(&self, me: &InstanceId, a: &Announcement) {
         let mut others = lock(&self.others);
-        if behind {
-            others.insert(instance, Instant::now() + EXPIRY);
+        if a.behind {
+            let busy = others.busy.entry(a.instance).or_insert(Busy {
+                until: Instant::now(),
+                permits: 0,
+            });
+            busy.until = Instant::now() + EXPIRY;
+            if let Some((_, n)) = a.grants.iter().find(|(id, _)| id == me) {
+                busy.permits = busy.permits.saturating_add(*n).min(MAX_PERMITS);
+                self.granted.fetch_add(u64::from(*n), Ordering::Relaxed);
+            }
         } else {
-            others.remove(&instance);
+            others.busy.remove(&a.instance);
         }
-        self.count.store(others.len(), Ordering::Release);
-        drop(others);
-        if !behind {
-            self.relieved.notify_waiters();
-        }
+        self.count.store(others.busy.len(), Ordering::Release);
+        others.dispatch();
     }
 
     /// Other instances currently behind.
     pub(crate) fn others_behind(&self) -> usize {
-        self.expire();
+        if self.count.load(Ordering::Acquire) > 0 {
+            let mut others = lock(&self.others);
+            others.expire(Instant::now());
+            self.count.store(others.busy.len(), Ordering::Release);
+            others.dispatch();
+        }
         self.count.load(Ordering::Acquire)
     }
 
@@ -125,56 +243,71 @@ impl Pressure {
         self.waits.load(Ordering::Relaxed)
     }
 
-    /// Drops expired entries; the earliest expiry left, if any.
-    fn expire(&self) -> Option<Instant> {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        let now = Instant::now();
-        let mut others = lock(&self.others);
-        others.retain(|_, until| *until > now);
-        self.count.store(others.len(), Ordering::Release);
-        others.values().min().copied()
+    /// Publishes other instances granted this one while behind.
+    pub(crate) fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
     }
 
-    /// Waits until no other instance is behind (at once if none is); gives
-    /// up after `timeout`, returning how long it waited.
+    /// Waits for its turn while other instances are behind (at once if none
+    /// is); gives up after `timeout`, returning how long it waited.
     pub(crate) async fn wait_clear(&self, timeout: Duration) -> Result<(), Duration> {
         if self.count.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         let started = Instant::now();
         let deadline = started + timeout;
-        let mut counted = false;
-        loop {
-            let notified = pin!(self.relieved.notified());
-            let mut notified = notified;
-            notified.as_mut().enable();
-            let Some(next_expiry) = self.expire() else {
+        let (tx, rx) = oneshot::channel();
+        let mut next_expiry = {
+            let mut others = lock(&self.others);
+            let next = others.expire(started);
+            self.count.store(others.busy.len(), Ordering::Release);
+            let Some(next) = next else {
+                others.dispatch();
                 return Ok(());
             };
-            if !counted {
-                counted = true;
-                self.waits.fetch_add(1, Ordering::Relaxed);
+            if others.queue.is_empty() && others.may_go() {
+                others.take_permits();
+                return Ok(());
+            }
+            others.queue.push_back(tx);
+            next
+        };
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        let mut rx = rx;
+        loop {
+            tokio::select! {
+                biased;
+                // Its turn (an `Err` would mean the queue was dropped with
+                // it, which only the end of the provider does).
+                _ = &mut rx => return Ok(()),
+                () = tokio::time::sleep_until(next_expiry.min(deadline)) => {}
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(now - started);
+                // Let on at the last moment: the permit was taken for it.
+                return match rx.try_recv() {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(now - started),
+                };
             }
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep_until(next_expiry.min(deadline)) => {}
-            }
+            // An entry expired: the queue moves on without it.
+            let mut others = lock(&self.others);
+            next_expiry = others.expire(now).unwrap_or(deadline);
+            self.count.store(others.busy.len(), Ordering::Release);
+            others.dispatch();
         }
     }
 }
 
 /// Announces this instance's state while the provider runs: behind at
-/// once, repeated every [`REFRESH`]; caught up after [`SETTLE`] without a
-/// wait. Announcements that cannot be published (Redis down) are skipped.
+/// once, repeated every [`REFRESH`], with grants whenever envelopes were
+/// taken since the last; caught up after [`SETTLE`] without a wait.
+/// Announcements that cannot be published (Redis down) are skipped.
 pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut local = shared.pressure.local.subscribe();
+    let pressure = &shared.pressure;
+    let mut local = pressure.local.subscribe();
     let channel = shared.channels.pressure().to_owned();
+    let me = shared.instance();
     // When "behind" was last published; `None`: "caught up" is what the
     // others were told last.
     let mut announced: Option<Instant> = None;
@@ -183,10 +316,10 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
         let wait = match (behind, announced) {
             // At once the first time, then at most every REFRESH however
             // often the state flips (a budget at its limit flips it per
-            // message).
+            // message); grants count as a repeat.
             (true, Some(at)) if at.elapsed() < REFRESH => Some(REFRESH - at.elapsed()),
             (true, _) => {
-                publish(&shared, &channel, true).await;
+                publish(&shared, &channel, &encode(&me, true)).await;
                 announced = Some(Instant::now());
                 Some(REFRESH)
             }
@@ -201,10 +334,23 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                     return;
                 }
             }
+            // Taken while the previous grant was being published: the next
+            // one carries them all.
+            () = pressure.to_grant.notified(), if announced.is_some() => {
+                loop {
+                    let grants = pressure.grants_due();
+                    if grants.is_empty() {
+                        break;
+                    }
+                    publish(&shared, &channel, &encode_grants(&me, &grants)).await;
+                    announced = Some(Instant::now());
+                }
+            }
             () = sleep_or_never(wait) => {
                 let still_caught_up = !*local.borrow();
                 if !behind && still_caught_up {
-                    publish(&shared, &channel, false).await;
+                    pressure.caught_up();
+                    publish(&shared, &channel, &encode(&me, false)).await;
                     announced = None;
                 }
             }
@@ -223,32 +369,34 @@ async fn sleep_or_never(wait: Option<Duration>) {
     }
 }
 
-async fn publish(shared: &Shared, channel: &str, behind: bool) {
+async fn publish(shared: &Shared, channel: &str, payload: &[u8]) {
     let Some(mut conn) = shared.publisher() else {
         return;
     };
-    let payload = encode(&shared.instance(), behind);
     let within = shared.config.publish_timeout;
-    let _ = tokio::time::timeout(within, conn.publish(channel, &payload)).await;
+    let _ = tokio::time::timeout(within, conn.publish(channel, payload)).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn announcements_round_trip_and_anything_else_is_refused() {
-        let id = [7u8; 16];
-        assert_eq!(decode(&encode(&id, true)), Some((id, true)));
-        assert_eq!(decode(&encode(&id, false)), Some((id, false)));
-        let mut bad = encode(&id, true);
-        bad[1] = 2;
-        assert_eq!(decode(&bad), None);
-        assert_eq!(decode(&bad[..17]), None);
-        assert_eq!(decode(b""), None);
-        let mut v2 = encode(&id, true);
-        v2[0] = 2;
-        assert_eq!(decode(&v2), None);
+    const ME: InstanceId = [9u8; 16];
+
+    fn behind(instance: InstanceId, grants: &[(InstanceId, u32)]) -> Announcement {
+        Announcement {
+            instance,
+            behind: true,
+            grants: grants.to_vec(),
+        }
+    }
+
+    fn caught_up(instance: InstanceId) -> Announcement {
+        Announcement {
+            instance,
+            behind: false,
+            grants: Vec::new(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -256,33 +404,151 @@ mod tests {
         let p = Arc::new(Pressure::default());
         assert_eq!(p.wait_clear(Duration::from_secs(1)).await, Ok(()));
         let a = [1u8; 16];
-        p.note(a, true);
+        p.note(&ME, &behind(a, &[]));
         assert_eq!(p.others_behind(), 1);
         // Caught up: the waiter goes on.
         let p2 = p.clone();
         let relief = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            p2.note(a, false);
+            p2.note(&ME, &caught_up(a));
         });
         assert_eq!(p.wait_clear(Duration::from_secs(1)).await, Ok(()));
         relief.await.unwrap();
         // Behind, then silent: the entry expires.
-        p.note(a, true);
+        p.note(&ME, &behind(a, &[]));
         let started = Instant::now();
         assert_eq!(p.wait_clear(Duration::from_secs(5)).await, Ok(()));
         assert!(started.elapsed() >= EXPIRY - Duration::from_millis(1));
         // Behind and repeating: the publisher gives up at its timeout.
-        p.note(a, true);
+        p.note(&ME, &behind(a, &[]));
         let p3 = p.clone();
         let repeat = tokio::spawn(async move {
             for _ in 0..10 {
                 tokio::time::sleep(REFRESH).await;
-                p3.note(a, true);
+                p3.note(&ME, &behind(a, &[]));
             }
         });
         let waited = p.wait_clear(Duration::from_millis(250)).await.unwrap_err();
         assert!(waited >= Duration::from_millis(250));
         assert_eq!(p.waits(), 3);
         repeat.abort();
+    }
+
+    /// Queues `n` publishes, each reporting its index when let on.
+    fn queue(p: &Arc<Pressure>, n: usize) -> tokio::sync::mpsc::UnboundedReceiver<usize> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..n {
+            let (p, tx) = (p.clone(), tx.clone());
+            tokio::spawn(async move {
+                p.wait_clear(Duration::from_secs(60)).await.unwrap();
+                tx.send(i).unwrap();
+            });
+        }
+        rx
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grants_let_waiting_publishes_on_one_each_in_arrival_order() {
+        let p = Arc::new(Pressure::default());
+        let (a, b, other) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        p.note(&ME, &behind(a, &[]));
+        let mut done = Vec::new();
+        let mut let_on = queue(&p, 5);
+        settle().await;
+        assert!(let_on.try_recv().is_err(), "nothing granted yet");
+        // A grant for another instance lets nobody here on; two for this
+        // one let the first two on, in order.
+        p.note(&ME, &behind(a, &[(other, 7)]));
+        settle().await;
+        assert!(let_on.try_recv().is_err());
+        p.note(&ME, &behind(a, &[(other, 1), (ME, 2)]));
+        settle().await;
+        while let Ok(i) = let_on.try_recv() {
+            done.push(i);
+        }
+        assert_eq!(done, [0, 1]);
+        // A second busy instance: a publish needs a grant of each.
+        p.note(&ME, &behind(b, &[(ME, 1)]));
+        p.note(&ME, &behind(a, &[(ME, 1)]));
+        settle().await;
+        assert_eq!(let_on.try_recv(), Ok(2));
+        p.note(&ME, &behind(b, &[(ME, 5)]));
+        settle().await;
+        assert!(let_on.try_recv().is_err(), "a has granted nothing more");
+        // One catching up leaves the other's grants in charge; the last
+        // one catching up lets the rest on.
+        p.note(&ME, &caught_up(a));
+        settle().await;
+        assert_eq!(let_on.try_recv(), Ok(3));
+        assert_eq!(let_on.try_recv(), Ok(4));
+        p.note(&ME, &caught_up(b));
+        assert_eq!(p.others_behind(), 0);
+        assert_eq!(p.granted(), 2 + 1 + 1 + 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publish_that_gives_up_leaves_its_turn_to_the_next() {
+        let p = Arc::new(Pressure::default());
+        let a = [1u8; 16];
+        p.note(&ME, &behind(a, &[]));
+        let impatient = {
+            let p = p.clone();
+            tokio::spawn(async move { p.wait_clear(Duration::from_millis(20)).await })
+        };
+        settle().await;
+        let mut let_on = queue(&p, 1);
+        settle().await;
+        assert!(impatient.await.unwrap().is_err());
+        p.note(&ME, &behind(a, &[(ME, 1)]));
+        settle().await;
+        assert_eq!(let_on.try_recv(), Ok(0));
+        // Granted while nobody waits: the next publish goes at once.
+        p.note(&ME, &behind(a, &[(ME, 1)]));
+        assert_eq!(p.wait_clear(Duration::from_millis(1)).await, Ok(()));
+    }
+
+    #[test]
+    fn envelopes_taken_are_owed_as_grants_only_while_behind() {
+        let p = Pressure::default();
+        let (b, c) = ([2u8; 16], [3u8; 16]);
+        p.took(&b);
+        assert!(p.grants_due().is_empty(), "not behind: nothing owed");
+        p.set_local(true);
+        p.set_local(false);
+        p.took(&b);
+        p.took(&b);
+        p.took(&c);
+        let mut due = p.grants_due();
+        due.sort();
+        assert_eq!(due, [(b, 2), (c, 1)]);
+        assert!(p.grants_due().is_empty());
+        p.took(&b);
+        p.caught_up();
+        assert!(p.grants_due().is_empty(), "caught up: the debt is gone");
+        p.took(&b);
+        assert!(p.grants_due().is_empty());
+        p.set_local(true);
+        // A large batch is granted an eighth short, a small one whole.
+        for _ in 0..16 {
+            p.took(&b);
+        }
+        p.took(&c);
+        let mut due = p.grants_due();
+        due.sort();
+        assert_eq!(due, [(b, 14), (c, 1)]);
+        // More origins than one announcement holds: the rest wait.
+        for i in 0..(MAX_GRANTS + 3) {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            p.took(&id);
+        }
+        assert_eq!(p.grants_due().len(), MAX_GRANTS);
+        assert_eq!(p.grants_due().len(), 3);
     }
 }

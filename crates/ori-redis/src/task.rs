@@ -522,8 +522,8 @@ fn deliver(
 ) {
     if channel == shared.channels.pressure() {
         match crate::pressure::decode(payload) {
-            Some((origin, _)) if inbound.is_own(&InstanceId::from_bytes(origin)) => {}
-            Some((origin, behind)) => shared.pressure.note(origin, behind),
+            Some(a) if inbound.is_own(&InstanceId::from_bytes(a.instance)) => {}
+            Some(a) => shared.pressure.note(inbound.instance().as_bytes(), &a),
             None => throttle.note(shared, channel, &Malformed::Announcement),
         }
         return;
@@ -539,11 +539,15 @@ fn deliver(
                 };
                 inbound.deliver_positioned(&env.topic, &env.message, &position);
                 shared.counters.received.fetch_add(1, Ordering::Relaxed);
+                if !inbound.is_own(&InstanceId::from_bytes(env.origin)) {
+                    shared.pressure.took(&env.origin);
+                }
                 return;
             }
             let origin = InstanceId::from_bytes(env.origin);
             if inbound.deliver(&origin, &target, &env.message).is_some() {
                 shared.counters.received.fetch_add(1, Ordering::Relaxed);
+                shared.pressure.took(&env.origin);
             }
         }
         Err(why) => throttle.note(shared, channel, &why),
