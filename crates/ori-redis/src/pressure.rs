@@ -256,7 +256,7 @@ impl Pressure {
         }
         let started = Instant::now();
         let deadline = started + timeout;
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let mut next_expiry = {
             let mut others = lock(&self.others);
             let next = others.expire(started);
@@ -265,15 +265,16 @@ impl Pressure {
                 others.dispatch();
                 return Ok(());
             };
-            if others.queue.is_empty() && others.may_go() {
-                others.take_permits();
-                return Ok(());
-            }
+            // In line behind those already waiting (or let on at once if
+            // nobody ahead is and there are permits).
             others.queue.push_back(tx);
+            others.dispatch();
             next
         };
+        if rx.try_recv().is_ok() {
+            return Ok(());
+        }
         self.waits.fetch_add(1, Ordering::Relaxed);
-        let mut rx = rx;
         loop {
             tokio::select! {
                 biased;
@@ -311,8 +312,17 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
     // When "behind" was last published; `None`: "caught up" is what the
     // others were told last.
     let mut announced: Option<Instant> = None;
+    // Since when the subscriber has not waited: SETTLE counts from there,
+    // not from the last grant (grants go on while envelopes are taken, and
+    // must not put "caught up" off for as long).
+    let mut clear_since: Option<Instant> = None;
     loop {
         let behind = *local.borrow_and_update();
+        if behind {
+            clear_since = None;
+        } else if clear_since.is_none() {
+            clear_since = Some(Instant::now());
+        }
         let wait = match (behind, announced) {
             // At once the first time, then at most every REFRESH however
             // often the state flips (a budget at its limit flips it per
@@ -323,7 +333,9 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 announced = Some(Instant::now());
                 Some(REFRESH)
             }
-            (false, Some(_)) => Some(SETTLE),
+            (false, Some(_)) => {
+                Some(SETTLE.saturating_sub(clear_since.map_or(Duration::ZERO, |at| at.elapsed())))
+            }
             (false, None) => None,
         };
         tokio::select! {
