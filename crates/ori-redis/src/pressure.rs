@@ -8,8 +8,9 @@
 //!
 //! - An instance whose subscriber has to wait for room in its outbound
 //!   budget announces **behind** on the pressure channel (`<prefix>:p`) at
-//!   once, and again every [`REFRESH`] while it stays behind; once it has
-//!   not had to wait for [`SETTLE`], it announces **caught up**.
+//!   once, and again every [`REFRESH`] while it stays behind; once its
+//!   subscriber has not had to wait for [`SETTLE`] (however many envelopes
+//!   it takes meanwhile), it announces **caught up**.
 //! - While behind it **grants** each other instance one publish for every
 //!   envelope of that instance's it has taken from Redis, less an eighth
 //!   of a batch of eight or more (so that what was in flight when it fell
@@ -31,7 +32,10 @@
 //! 1..=[`MAX_GRANTS`]) and per grant the instance's id and the number of
 //! its envelopes taken (4 bytes, big endian, at least 1). A grant is
 //! always sent with "behind". An instance that does not grant (an older
-//! version) holds the others back until it catches up, as before grants.
+//! version) holds the others back until it catches up, as before grants;
+//! one that does not read grants (older too) drops them as malformed and
+//! still waits, told by the plain "behind" repeated every [`REFRESH`]
+//! whatever grants go out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -123,16 +127,24 @@ impl Others {
     }
 }
 
+/// What this instance owes the others in grants.
+#[derive(Default)]
+struct Owed {
+    /// Set when this instance falls behind, cleared when it announces it
+    /// caught up: while set, envelopes taken are counted.
+    granting: bool,
+    /// Envelopes taken per origin since the last grant.
+    taken: HashMap<InstanceId, u32>,
+}
+
 /// This instance's view: whether it is behind itself, what it owes the
 /// others in grants, and which others are behind.
 pub(crate) struct Pressure {
     /// This instance's subscriber is waiting for room (set by its reader).
     local: watch::Sender<bool>,
-    /// Set when this instance falls behind, cleared when it announces it
-    /// caught up: while set, envelopes taken are counted for grants.
+    /// `owed.granting`, for the reader's check without the lock.
     granting: AtomicBool,
-    /// Envelopes taken per origin since the last grant.
-    taken: Mutex<HashMap<InstanceId, u32>>,
+    owed: Mutex<Owed>,
     /// Wakes the announcer: there is something to grant.
     to_grant: Notify,
     others: Mutex<Others>,
@@ -147,7 +159,7 @@ impl Default for Pressure {
         Self {
             local: watch::Sender::new(false),
             granting: AtomicBool::new(false),
-            taken: Mutex::new(HashMap::new()),
+            owed: Mutex::new(Owed::default()),
             to_grant: Notify::new(),
             others: Mutex::new(Others::default()),
             count: AtomicUsize::new(0),
@@ -161,11 +173,12 @@ impl Pressure {
     /// This instance's subscriber starts (true) or stops (false) waiting
     /// for room.
     pub(crate) fn set_local(&self, behind: bool) {
-        if behind {
-            self.granting.store(true, Ordering::Release);
-        }
         self.local
             .send_if_modified(|b| std::mem::replace(b, behind) != behind);
+        if behind && !self.granting.load(Ordering::Acquire) {
+            lock(&self.owed).granting = true;
+            self.granting.store(true, Ordering::Release);
+        }
     }
 
     /// An envelope of `origin`'s was taken from Redis (handed to the hub):
@@ -174,10 +187,13 @@ impl Pressure {
         if !self.granting.load(Ordering::Acquire) {
             return;
         }
-        let mut taken = lock(&self.taken);
-        let n = taken.entry(*origin).or_insert(0);
+        let mut owed = lock(&self.owed);
+        if !owed.granting {
+            return;
+        }
+        let n = owed.taken.entry(*origin).or_insert(0);
         *n = n.saturating_add(1);
-        drop(taken);
+        drop(owed);
         self.to_grant.notify_one();
     }
 
@@ -191,18 +207,30 @@ impl Pressure {
     /// announcement's round trip needs; a batch under eight is granted
     /// whole, so the pipeline never runs dry on this account.
     fn grants_due(&self) -> Vec<(InstanceId, u32)> {
-        let mut taken = lock(&self.taken);
+        let taken = &mut lock(&self.owed).taken;
         let ids: Vec<InstanceId> = taken.keys().take(MAX_GRANTS).copied().collect();
-        ids.into_iter()
+        let due = ids
+            .into_iter()
             .filter_map(|id| taken.remove(&id).map(|n| (id, n - n / 8)))
             .filter(|(_, n)| *n > 0)
-            .collect()
+            .collect();
+        if !taken.is_empty() {
+            // More origins than one announcement holds: another pass.
+            self.to_grant.notify_one();
+        }
+        due
     }
 
     /// This instance announced that it caught up: nothing more is owed.
+    /// (unless its subscriber is waiting again by now).
     fn caught_up(&self) {
+        let mut owed = lock(&self.owed);
+        if *self.local.borrow() {
+            return;
+        }
+        owed.granting = false;
+        owed.taken.clear();
         self.granting.store(false, Ordering::Release);
-        lock(&self.taken).clear();
     }
 
     /// An announcement from the pressure channel (this instance's own are
@@ -217,8 +245,10 @@ impl Pressure {
             });
             busy.until = Instant::now() + EXPIRY;
             if let Some((_, n)) = a.grants.iter().find(|(id, _)| id == me) {
-                busy.permits = busy.permits.saturating_add(*n).min(MAX_PERMITS);
-                self.granted.fetch_add(u64::from(*n), Ordering::Relaxed);
+                let kept = busy.permits.saturating_add(*n).min(MAX_PERMITS);
+                self.granted
+                    .fetch_add(u64::from(kept - busy.permits), Ordering::Relaxed);
+                busy.permits = kept;
             }
         } else {
             others.busy.remove(&a.instance);
@@ -285,7 +315,9 @@ impl Pressure {
             }
             let now = Instant::now();
             if now >= deadline {
-                // Let on at the last moment: the permit was taken for it.
+                // Closed first, so that no turn is given to it from here on;
+                // one given at the last moment is taken.
+                rx.close();
                 return match rx.try_recv() {
                     Ok(()) => Ok(()),
                     Err(_) => Err(now - started),
@@ -301,9 +333,11 @@ impl Pressure {
 }
 
 /// Announces this instance's state while the provider runs: behind at
-/// once, repeated every [`REFRESH`], with grants whenever envelopes were
-/// taken since the last; caught up after [`SETTLE`] without a wait.
-/// Announcements that cannot be published (Redis down) are skipped.
+/// once and repeated every [`REFRESH`] (also while grants go out, for
+/// instances that do not read them), a grant whenever envelopes were taken
+/// since the last one was sent, caught up once the subscriber has not
+/// waited for [`SETTLE`]. Announcements that cannot be published (Redis
+/// down) are skipped.
 pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let pressure = &shared.pressure;
     let mut local = pressure.local.subscribe();
@@ -312,30 +346,35 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
     // When "behind" was last published; `None`: "caught up" is what the
     // others were told last.
     let mut announced: Option<Instant> = None;
-    // Since when the subscriber has not waited: SETTLE counts from there,
-    // not from the last grant (grants go on while envelopes are taken, and
-    // must not put "caught up" off for as long).
+    // Since when the subscriber has not waited (as far as this task saw;
+    // any change of the state starts it again): SETTLE counts from there.
     let mut clear_since: Option<Instant> = None;
     loop {
         let behind = *local.borrow_and_update();
+        let now = Instant::now();
         if behind {
             clear_since = None;
         } else if clear_since.is_none() {
-            clear_since = Some(Instant::now());
+            clear_since = Some(now);
         }
+        let settled = clear_since.map_or(Duration::ZERO, |at| now - at);
         let wait = match (behind, announced) {
             // At once the first time, then at most every REFRESH however
             // often the state flips (a budget at its limit flips it per
-            // message); grants count as a repeat.
-            (true, Some(at)) if at.elapsed() < REFRESH => Some(REFRESH - at.elapsed()),
+            // message).
+            (true, Some(at)) if now - at < REFRESH => Some(REFRESH - (now - at)),
             (true, _) => {
                 publish(&shared, &channel, &encode(&me, true)).await;
                 announced = Some(Instant::now());
                 Some(REFRESH)
             }
-            (false, Some(_)) => {
-                Some(SETTLE.saturating_sub(clear_since.map_or(Duration::ZERO, |at| at.elapsed())))
+            (false, Some(_)) if settled >= SETTLE => {
+                pressure.caught_up();
+                publish(&shared, &channel, &encode(&me, false)).await;
+                announced = None;
+                continue;
             }
+            (false, Some(_)) => Some(SETTLE - settled),
             (false, None) => None,
         };
         tokio::select! {
@@ -345,25 +384,15 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 if changed.is_err() {
                     return;
                 }
+                clear_since = None;
             }
-            // Taken while the previous grant was being published: the next
-            // one carries them all.
+            () = sleep_or_never(wait) => {}
+            // One batch per pass, so that the state is looked at between
+            // batches; what is taken meanwhile goes with the next.
             () = pressure.to_grant.notified(), if announced.is_some() => {
-                loop {
-                    let grants = pressure.grants_due();
-                    if grants.is_empty() {
-                        break;
-                    }
+                let grants = pressure.grants_due();
+                if !grants.is_empty() {
                     publish(&shared, &channel, &encode_grants(&me, &grants)).await;
-                    announced = Some(Instant::now());
-                }
-            }
-            () = sleep_or_never(wait) => {
-                let still_caught_up = !*local.borrow();
-                if !behind && still_caught_up {
-                    pressure.caught_up();
-                    publish(&shared, &channel, &encode(&me, false)).await;
-                    announced = None;
                 }
             }
         }
