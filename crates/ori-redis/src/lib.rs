@@ -87,10 +87,11 @@
 //! So that it rarely comes to that, an instance whose subscriber has to
 //! wait announces that it is **behind** on the channel `<prefix>:p` (at
 //! once, repeated every 100 ms while it lasts, then "caught up" after
-//! 5 ms without a wait), and while behind it **grants** every other
-//! instance one publish per envelope of theirs it took from Redis (less
-//! an eighth of large batches, so that the backlog in flight when it fell
-//! behind drains). Every other instance's publishes then go one at a time,
+//! 50 ms without a wait), and while behind it **grants** every other
+//! instance one publish per envelope of theirs it took from Redis (an
+//! eighth less of large batches while it waits for room, so that the
+//! backlog in flight when it fell behind drains; an eighth more while it
+//! does not, so that their pace can grow back). Every other instance's publishes then go one at a time,
 //! in arrival order, as grants come (each announcement holds 300 ms unless
 //! repeated, so a dead instance holds nobody back), failing with
 //! `PublishError::Overloaded` after the publish timeout. Publishers thus

@@ -109,10 +109,6 @@ async fn publishers_go_at_a_busy_instances_pace_by_its_grants() {
     let (a_stats, b_stats) = (a.provider.stats(), b.provider.stats());
     assert!(b_stats.pressure_waits >= 1, "{b_stats:?}");
     assert!(b_stats.pressure_grants >= 1, "A never granted: {b_stats:?}");
-    assert!(
-        b_stats.pressure_grants <= total,
-        "more granted than A took: {b_stats:?}"
-    );
     assert_eq!(a_stats.disconnects, 0, "Redis dropped A");
 
     // Once A's reader keeps up, A says it caught up even though B's
