@@ -240,7 +240,7 @@ impl Pressure {
         due
     }
 
-    /// This instance announced that it caught up: nothing more is owed.
+    /// This instance announced that it caught up: nothing more is owed
     /// (unless its subscriber is waiting again by now).
     fn caught_up(&self) {
         let mut owed = lock(&self.owed);
