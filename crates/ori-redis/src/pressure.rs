@@ -276,12 +276,19 @@ impl Pressure {
         others.dispatch();
     }
 
+    /// Drops expired entries and keeps `count` in step; the earliest
+    /// expiry left, if any.
+    fn expire(&self, others: &mut Others, now: Instant) -> Option<Instant> {
+        let next = others.expire(now);
+        self.count.store(others.busy.len(), Ordering::Release);
+        next
+    }
+
     /// Other instances currently behind.
     pub(crate) fn others_behind(&self) -> usize {
         if self.count.load(Ordering::Acquire) > 0 {
             let mut others = lock(&self.others);
-            others.expire(Instant::now());
-            self.count.store(others.busy.len(), Ordering::Release);
+            self.expire(&mut others, Instant::now());
             others.dispatch();
         }
         self.count.load(Ordering::Acquire)
@@ -308,8 +315,7 @@ impl Pressure {
         let (tx, mut rx) = oneshot::channel();
         let mut next_expiry = {
             let mut others = lock(&self.others);
-            let next = others.expire(started);
-            self.count.store(others.busy.len(), Ordering::Release);
+            let next = self.expire(&mut others, started);
             let Some(next) = next else {
                 others.dispatch();
                 return Ok(());
@@ -344,8 +350,7 @@ impl Pressure {
             }
             // An entry expired: the queue moves on without it.
             let mut others = lock(&self.others);
-            next_expiry = others.expire(now).unwrap_or(deadline);
-            self.count.store(others.busy.len(), Ordering::Release);
+            next_expiry = self.expire(&mut others, now).unwrap_or(deadline);
             others.dispatch();
         }
     }
