@@ -15,28 +15,36 @@
 //!   envelope of that instance's it has taken from Redis, less an eighth
 //!   of a batch of eight or more while its subscriber waits for room (so
 //!   that what was in flight when it fell behind drains), more while it
-//!   does not (so that the pace can grow again; see `Pressure::grants_due`). Batched: an announcement
-//!   carries the counts taken since the previous one was sent.
+//!   does not (so that the pace can grow again; see
+//!   `Pressure::grants_due`). Batched: an announcement carries the counts
+//!   taken since the previous one was sent.
 //! - Every instance keeps the set of others that are behind, each entry
 //!   expiring [`EXPIRY`] after its last announcement (so an instance that
 //!   dies cannot hold the others back), with the publishes each granted it
-//!   and it has not used. While the set is not empty, a publish waits, in
-//!   arrival order, for a grant of every instance in it (or until none is
-//!   behind), up to the publish timeout, then fails with
+//!   and it has not used, and the filter of the channels it holds (see
+//!   `holds`; sent after each plain "behind", holding as long). A publish
+//!   to a channel no busy instance holds goes on at once. Any other waits,
+//!   in arrival order, for a grant of every busy instance that holds its
+//!   channel (all of them for a broadcast, or one whose filter did not
+//!   come or is older than [`EXPIRY`]), or until none is behind, up to the
+//!   publish timeout, then fails with
 //!   `PublishError::Overloaded`. So a busy instance's backlog in Redis
 //!   stays what was in flight when it fell behind, and publishers are let
 //!   on one at a time as it takes their envelopes, instead of all stopping
 //!   and all resuming at once.
 //!
 //! An announcement: version (1), flags (bit 0: behind; bit 1: grants
-//! follow), the instance's 16-byte id; with grants, their count (1 byte,
-//! 1..=[`MAX_GRANTS`]) and per grant the instance's id and the number of
-//! its envelopes taken (4 bytes, big endian, at least 1). A grant is
-//! always sent with "behind". An instance that does not grant (an older
-//! version) holds the others back until it catches up, as before grants;
-//! one that does not read grants (older too) drops them as malformed and
-//! still waits, told by the plain "behind" repeated every [`REFRESH`]
-//! whatever grants go out.
+//! follow; bit 2: the filter follows), the instance's 16-byte id; with
+//! grants, their count (1 byte, 1..=[`MAX_GRANTS`]) and per grant the
+//! instance's id and the number of its envelopes taken (4 bytes, big
+//! endian, at least 1); with the filter, its size in bits as a base-2
+//! logarithm (1 byte, 9..=16) and the bits (layout in `holds`). Grants and
+//! the filter are always sent with "behind", each in an announcement of
+//! its own. An instance that does not grant (an older version) holds the
+//! others back until it catches up, as before grants; one that sends no
+//! filter holds back every publish; one that does not read grants or
+//! filters (older too) drops them as malformed and still waits, told by
+//! the plain "behind" repeated every [`REFRESH`] whatever else goes out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -49,9 +57,12 @@ use tokio::time::Instant;
 use crate::envelope::InstanceId;
 
 mod announce;
+mod holds;
 mod wire;
 
 pub(crate) use announce::announce;
+pub(crate) use holds::hash as channel_hash;
+use holds::{Filter, Held};
 pub(crate) use wire::{decode, Announcement};
 
 /// How often an instance that stays behind repeats it.
@@ -81,14 +92,36 @@ struct Busy {
     until: Instant,
     /// Publishes it granted this instance and that were not used yet.
     permits: u32,
+    /// The channels it holds, and until when that holds (without a
+    /// filter, or past it, every publish counts as reaching it).
+    holds: Option<(Filter, Instant)>,
+}
+
+impl Busy {
+    /// Whether a publish to the channel of `hash` (`None`: the broadcast
+    /// channel, which every instance holds) reaches this instance.
+    fn reached_by(&self, hash: Option<u64>, now: Instant) -> bool {
+        match (hash, &self.holds) {
+            (Some(h), Some((filter, until))) if *until > now => filter.may_hold(h),
+            _ => true,
+        }
+    }
+}
+
+/// A publish waiting for its turn.
+struct Waiter {
+    /// Told when it may go (a dropped receiver: given up; taken: told).
+    go: Option<oneshot::Sender<()>>,
+    /// Its channel's hash (`None`: broadcast).
+    channel: Option<u64>,
 }
 
 /// Other instances that are behind, and the publishes waiting for them.
 #[derive(Default)]
 struct Others {
     busy: HashMap<InstanceId, Busy>,
-    /// Publishes waiting, in arrival order (a dropped receiver: given up).
-    queue: VecDeque<oneshot::Sender<()>>,
+    /// Publishes waiting, in arrival order.
+    queue: VecDeque<Waiter>,
 }
 
 impl Others {
@@ -98,36 +131,40 @@ impl Others {
         self.busy.values().map(|b| b.until).min()
     }
 
-    /// Whether every busy instance has a publish to spare.
-    fn may_go(&self) -> bool {
-        self.busy.values().all(|b| b.permits > 0)
+    /// Whether a publish to the channel of `hash` reaches a busy instance.
+    fn held_back(&self, hash: Option<u64>, now: Instant) -> bool {
+        self.busy.values().any(|b| b.reached_by(hash, now))
     }
 
-    fn take_permits(&mut self) {
-        for b in self.busy.values_mut() {
-            b.permits -= 1;
-        }
-    }
-
-    /// Lets waiting publishes go as far as the state allows: all of them
-    /// when no instance is behind, else one per grant of every busy one.
+    /// Lets waiting publishes go as far as the state allows: those that
+    /// reach no busy instance at once, wherever they wait (a filter that
+    /// came after them can free them); the others in arrival order, each
+    /// for a grant of every busy instance it reaches.
     fn dispatch(&mut self) {
-        while let Some(front) = self.queue.front() {
-            if front.is_closed() {
-                self.queue.pop_front();
-                continue;
-            }
-            let free = self.busy.is_empty();
-            if !free && !self.may_go() {
-                return;
-            }
-            let Some(next) = self.queue.pop_front() else {
-                return;
+        let now = Instant::now();
+        let Others { busy, queue } = self;
+        let mut blocked = false;
+        queue.retain_mut(|w| {
+            let Some(go) = w.go.take_if(|go| !go.is_closed()) else {
+                return false;
             };
-            if next.send(()).is_ok() && !free {
-                self.take_permits();
+            let mut reached = busy.values().filter(|b| b.reached_by(w.channel, now));
+            let Some(first) = reached.next() else {
+                let _ = go.send(());
+                return false;
+            };
+            if blocked || first.permits == 0 || reached.any(|b| b.permits == 0) {
+                blocked = true;
+                w.go = Some(go);
+                return true;
             }
-        }
+            if go.send(()).is_ok() {
+                for b in busy.values_mut().filter(|b| b.reached_by(w.channel, now)) {
+                    b.permits -= 1;
+                }
+            }
+            false
+        });
     }
 }
 
@@ -154,6 +191,8 @@ pub(crate) struct Pressure {
     /// Wakes the announcer: there is something to grant.
     to_grant: Notify,
     others: Mutex<Others>,
+    /// The channels this instance holds, for its own announcements.
+    held: Mutex<Held>,
     /// `others.busy.len()`, for the publish path's check without the lock.
     count: AtomicUsize,
     waits: AtomicU64,
@@ -169,6 +208,7 @@ impl Default for Pressure {
             owed: Mutex::new(Owed::default()),
             to_grant: Notify::new(),
             others: Mutex::new(Others::default()),
+            held: Mutex::new(Held::default()),
             count: AtomicUsize::new(0),
             waits: AtomicU64::new(0),
             granted: AtomicU64::new(0),
@@ -258,11 +298,16 @@ impl Pressure {
     pub(crate) fn note(&self, me: &InstanceId, a: &Announcement) {
         let mut others = lock(&self.others);
         if a.behind {
+            let now = Instant::now();
             let busy = others.busy.entry(a.instance).or_insert(Busy {
-                until: Instant::now(),
+                until: now,
                 permits: 0,
+                holds: None,
             });
-            busy.until = Instant::now() + EXPIRY;
+            busy.until = now + EXPIRY;
+            if let Some(filter) = &a.holds {
+                busy.holds = Some((filter.clone(), now + EXPIRY));
+            }
             if let Some((_, n)) = a.grants.iter().find(|(id, _)| id == me) {
                 let kept = busy.permits.saturating_add(*n).min(MAX_PERMITS);
                 self.granted
@@ -304,9 +349,37 @@ impl Pressure {
         self.granted.load(Ordering::Relaxed)
     }
 
-    /// Waits for its turn while other instances are behind (at once if none
-    /// is); gives up after `timeout`, returning how long it waited.
-    pub(crate) async fn wait_clear(&self, timeout: Duration) -> Result<(), Duration> {
+    /// This instance's subscriber now holds the channels `added` and no
+    /// longer those `removed`.
+    pub(crate) fn holding(&self, added: &[String], removed: &[String]) {
+        let mut held = lock(&self.held);
+        for channel in added {
+            held.add(channel);
+        }
+        for channel in removed {
+            held.remove(channel);
+        }
+    }
+
+    /// This instance's subscriber holds nothing (its connection is gone).
+    pub(crate) fn unhold_all(&self) {
+        lock(&self.held).clear();
+    }
+
+    /// The filter of the channels this instance holds now.
+    fn holds(&self) -> Filter {
+        lock(&self.held).filter()
+    }
+
+    /// Waits for its turn while other instances that hold the channel of
+    /// `hash` are behind (`None`: the broadcast channel, which they all
+    /// hold); at once if none is. Gives up after `timeout`, returning how
+    /// long it waited.
+    pub(crate) async fn wait_clear(
+        &self,
+        hash: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(), Duration> {
         if self.count.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
@@ -320,9 +393,15 @@ impl Pressure {
                 others.dispatch();
                 return Ok(());
             };
+            if !others.held_back(hash, started) {
+                return Ok(());
+            }
             // In line behind those already waiting (or let on at once if
             // nobody ahead is and there are permits).
-            others.queue.push_back(tx);
+            others.queue.push_back(Waiter {
+                go: Some(tx),
+                channel: hash,
+            });
             others.dispatch();
             next
         };
@@ -357,184 +436,4 @@ impl Pressure {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    const ME: InstanceId = [9u8; 16];
-
-    fn behind(instance: InstanceId, grants: &[(InstanceId, u32)]) -> Announcement {
-        Announcement {
-            instance,
-            behind: true,
-            grants: grants.to_vec(),
-        }
-    }
-
-    fn caught_up(instance: InstanceId) -> Announcement {
-        Announcement {
-            instance,
-            behind: false,
-            grants: Vec::new(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn publishers_wait_while_another_instance_is_behind_until_it_catches_up_or_expires() {
-        let p = Arc::new(Pressure::default());
-        assert_eq!(p.wait_clear(Duration::from_secs(1)).await, Ok(()));
-        let a = [1u8; 16];
-        p.note(&ME, &behind(a, &[]));
-        assert_eq!(p.others_behind(), 1);
-        // Caught up: the waiter goes on.
-        let p2 = p.clone();
-        let relief = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            p2.note(&ME, &caught_up(a));
-        });
-        assert_eq!(p.wait_clear(Duration::from_secs(1)).await, Ok(()));
-        relief.await.unwrap();
-        // Behind, then silent: the entry expires.
-        p.note(&ME, &behind(a, &[]));
-        let started = Instant::now();
-        assert_eq!(p.wait_clear(Duration::from_secs(5)).await, Ok(()));
-        assert!(started.elapsed() >= EXPIRY - Duration::from_millis(1));
-        // Behind and repeating: the publisher gives up at its timeout.
-        p.note(&ME, &behind(a, &[]));
-        let p3 = p.clone();
-        let repeat = tokio::spawn(async move {
-            for _ in 0..10 {
-                tokio::time::sleep(REFRESH).await;
-                p3.note(&ME, &behind(a, &[]));
-            }
-        });
-        let waited = p.wait_clear(Duration::from_millis(250)).await.unwrap_err();
-        assert!(waited >= Duration::from_millis(250));
-        assert_eq!(p.waits(), 3);
-        repeat.abort();
-    }
-
-    /// Queues `n` publishes, each reporting its index when let on.
-    fn queue(p: &Arc<Pressure>, n: usize) -> tokio::sync::mpsc::UnboundedReceiver<usize> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        for i in 0..n {
-            let (p, tx) = (p.clone(), tx.clone());
-            tokio::spawn(async move {
-                p.wait_clear(Duration::from_secs(60)).await.unwrap();
-                tx.send(i).unwrap();
-            });
-        }
-        rx
-    }
-
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn grants_let_waiting_publishes_on_one_each_in_arrival_order() {
-        let p = Arc::new(Pressure::default());
-        let (a, b, other) = ([1u8; 16], [2u8; 16], [3u8; 16]);
-        p.note(&ME, &behind(a, &[]));
-        let mut done = Vec::new();
-        let mut let_on = queue(&p, 5);
-        settle().await;
-        assert!(let_on.try_recv().is_err(), "nothing granted yet");
-        // A grant for another instance lets nobody here on; two for this
-        // one let the first two on, in order.
-        p.note(&ME, &behind(a, &[(other, 7)]));
-        settle().await;
-        assert!(let_on.try_recv().is_err());
-        p.note(&ME, &behind(a, &[(other, 1), (ME, 2)]));
-        settle().await;
-        while let Ok(i) = let_on.try_recv() {
-            done.push(i);
-        }
-        assert_eq!(done, [0, 1]);
-        // A second busy instance: a publish needs a grant of each.
-        p.note(&ME, &behind(b, &[(ME, 1)]));
-        p.note(&ME, &behind(a, &[(ME, 1)]));
-        settle().await;
-        assert_eq!(let_on.try_recv(), Ok(2));
-        p.note(&ME, &behind(b, &[(ME, 5)]));
-        settle().await;
-        assert!(let_on.try_recv().is_err(), "a has granted nothing more");
-        // One catching up leaves the other's grants in charge; the last
-        // one catching up lets the rest on.
-        p.note(&ME, &caught_up(a));
-        settle().await;
-        assert_eq!(let_on.try_recv(), Ok(3));
-        assert_eq!(let_on.try_recv(), Ok(4));
-        p.note(&ME, &caught_up(b));
-        assert_eq!(p.others_behind(), 0);
-        assert_eq!(p.granted(), 2 + 1 + 1 + 5);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_publish_that_gives_up_leaves_its_turn_to_the_next() {
-        let p = Arc::new(Pressure::default());
-        let a = [1u8; 16];
-        p.note(&ME, &behind(a, &[]));
-        let impatient = {
-            let p = p.clone();
-            tokio::spawn(async move { p.wait_clear(Duration::from_millis(20)).await })
-        };
-        settle().await;
-        let mut let_on = queue(&p, 1);
-        settle().await;
-        assert!(impatient.await.unwrap().is_err());
-        p.note(&ME, &behind(a, &[(ME, 1)]));
-        settle().await;
-        assert_eq!(let_on.try_recv(), Ok(0));
-        // Granted while nobody waits: the next publish goes at once.
-        p.note(&ME, &behind(a, &[(ME, 1)]));
-        assert_eq!(p.wait_clear(Duration::from_millis(1)).await, Ok(()));
-    }
-
-    #[test]
-    fn envelopes_taken_are_owed_as_grants_only_while_behind() {
-        let p = Pressure::default();
-        let (b, c) = ([2u8; 16], [3u8; 16]);
-        p.took(&b);
-        assert!(p.grants_due().is_empty(), "not behind: nothing owed");
-        p.set_local(true);
-        p.set_local(false);
-        p.took(&b);
-        p.took(&b);
-        p.took(&c);
-        let mut due = p.grants_due();
-        due.sort();
-        assert_eq!(due, [(b, 2), (c, 1)]);
-        assert!(p.grants_due().is_empty());
-        p.took(&b);
-        p.caught_up();
-        assert!(p.grants_due().is_empty(), "caught up: the debt is gone");
-        p.took(&b);
-        assert!(p.grants_due().is_empty());
-        p.set_local(true);
-        // A large batch is granted an eighth short, a small one whole.
-        for _ in 0..16 {
-            p.took(&b);
-        }
-        p.took(&c);
-        let mut due = p.grants_due();
-        due.sort();
-        assert_eq!(due, [(b, 14), (c, 1)]);
-        // Taken without a wait since the last grant: more is granted.
-        for _ in 0..8 {
-            p.took(&b);
-        }
-        assert_eq!(p.grants_due(), [(b, 10)]);
-        // More origins than one announcement holds: the rest wait.
-        for i in 0..(MAX_GRANTS + 3) {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            p.took(&id);
-        }
-        assert_eq!(p.grants_due().len(), MAX_GRANTS);
-        assert_eq!(p.grants_due().len(), 3);
-    }
-}
+mod tests;

@@ -231,8 +231,9 @@ pub(crate) async fn run(
         shared.counters.channels.store(0, Ordering::Relaxed);
         lock(&shared.confirmed).clear();
         // The subscriber is gone, and with it any wait for room: this
-        // instance is no longer holding anyone back.
+        // instance is no longer holding anyone back (nor any channel).
         shared.pressure.set_local(false);
+        shared.pressure.unhold_all();
         match exit {
             Exit::Shutdown => {
                 // A later start resubscribes what this connection held.
@@ -468,6 +469,7 @@ async fn reconcile(
             }
         }
         shared.confirmed_changed.notify_waiters();
+        shared.pressure.holding(&subscribe, &unsubscribe);
         upstream.topics.extend(add_topics);
         upstream.sockets.extend(add_sockets);
         for t in &drop_topics {

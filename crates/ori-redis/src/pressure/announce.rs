@@ -6,13 +6,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::wire::{encode, encode_grants};
+use super::wire::{encode, encode_grants, encode_holds};
 use super::{REFRESH, SETTLE};
 use crate::Shared;
 
 /// Announces this instance's state while the provider runs: behind at
 /// once and repeated every [`REFRESH`] (also while grants go out, for
-/// instances that do not read them), a grant whenever envelopes were taken
+/// instances that do not read them), each time followed by the filter of
+/// the channels it holds, a grant whenever envelopes were taken
 /// since the last one was sent, caught up once the subscriber has not
 /// waited for [`SETTLE`]. Announcements that cannot be published (Redis
 /// down) are skipped.
@@ -42,7 +43,11 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
             // message).
             (true, Some(at)) if now - at < REFRESH => Some(REFRESH - (now - at)),
             (true, _) => {
+                // The plain form first, for instances that do not read
+                // filters; then what this instance holds, so that the
+                // others hold back only the publishes that reach it.
                 publish(&shared, &channel, &encode(&me, true)).await;
+                publish(&shared, &channel, &encode_holds(&me, &pressure.holds())).await;
                 announced = Some(Instant::now());
                 Some(REFRESH)
             }

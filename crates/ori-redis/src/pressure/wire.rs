@@ -3,11 +3,13 @@
 
 use crate::envelope::InstanceId;
 
+use super::holds::Filter;
 use super::MAX_GRANTS;
 
 const VERSION: u8 = 1;
 const BEHIND: u8 = 1;
 const GRANTS: u8 = 2;
+const HOLDS: u8 = 4;
 /// An entry of a grant: the instance's id, its count.
 const GRANT_LEN: usize = 20;
 
@@ -19,6 +21,8 @@ pub(crate) struct Announcement {
     /// Envelopes of each instance the announcing one took from Redis since
     /// its previous grant.
     pub(crate) grants: Vec<(InstanceId, u32)>,
+    /// The channels the announcing instance holds.
+    pub(crate) holds: Option<Filter>,
 }
 
 /// An announcement without grants.
@@ -45,18 +49,35 @@ pub(crate) fn encode_grants(instance: &InstanceId, grants: &[(InstanceId, u32)])
     out
 }
 
+/// "Behind", with the filter of the channels the instance holds.
+pub(crate) fn encode_holds(instance: &InstanceId, holds: &Filter) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + (1 << 13));
+    out.push(VERSION);
+    out.push(BEHIND | HOLDS);
+    out.extend_from_slice(instance);
+    holds.encode_into(&mut out);
+    out
+}
+
 /// Reads an announcement; `None` if it is not one.
 pub(crate) fn decode(payload: &[u8]) -> Option<Announcement> {
     let [VERSION, flags, rest @ ..] = payload else {
         return None;
     };
-    if flags & !(BEHIND | GRANTS) != 0 || rest.len() < 16 {
+    if flags & !(BEHIND | GRANTS | HOLDS) != 0 || rest.len() < 16 {
         return None;
     }
     let (id, rest) = rest.split_at(16);
     let behind = flags & BEHIND != 0;
     let mut grants = Vec::new();
-    if flags & GRANTS == 0 {
+    let mut holds = None;
+    if flags & HOLDS != 0 {
+        // Only with "behind", and on its own.
+        if !behind || flags & GRANTS != 0 {
+            return None;
+        }
+        holds = Some(Filter::decode(rest)?);
+    } else if flags & GRANTS == 0 {
         if !rest.is_empty() {
             return None;
         }
@@ -81,6 +102,7 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Announcement> {
         instance: id.try_into().ok()?,
         behind,
         grants,
+        holds,
     })
 }
 
@@ -93,6 +115,7 @@ mod tests {
             instance,
             behind: true,
             grants: grants.to_vec(),
+            holds: None,
         }
     }
 
@@ -105,14 +128,15 @@ mod tests {
             Some(Announcement {
                 instance: id,
                 behind: false,
-                grants: Vec::new()
+                grants: Vec::new(),
+                holds: None,
             })
         );
         let grants = [([1u8; 16], 3), ([2u8; 16], u32::MAX)];
         let granting = encode_grants(&id, &grants);
         assert_eq!(decode(&granting), Some(behind(id, &grants)));
         let mut bad = encode(&id, true);
-        bad[1] = 4;
+        bad[1] = 8;
         assert_eq!(decode(&bad), None);
         assert_eq!(decode(&bad[..17]), None);
         assert_eq!(decode(b""), None);
@@ -138,5 +162,28 @@ mod tests {
         let mut not_behind = granting.clone();
         not_behind[1] = GRANTS;
         assert_eq!(decode(&not_behind), None);
+    }
+
+    #[test]
+    fn the_channels_held_go_with_behind_only_and_on_their_own() {
+        let id = [7u8; 16];
+        let hashes = [super::super::holds::hash("ori:t:a")];
+        let filter = Filter::of(hashes.iter());
+        let holding = encode_holds(&id, &filter);
+        assert_eq!(
+            decode(&holding),
+            Some(Announcement {
+                holds: Some(filter),
+                ..behind(id, &[])
+            })
+        );
+        let mut caught_up = holding.clone();
+        caught_up[1] = HOLDS;
+        assert_eq!(decode(&caught_up), None);
+        let mut with_grants = holding.clone();
+        with_grants[1] = BEHIND | GRANTS | HOLDS;
+        assert_eq!(decode(&with_grants), None);
+        assert_eq!(decode(&holding[..holding.len() - 1]), None);
+        assert_eq!(decode(&holding[..18]), None);
     }
 }

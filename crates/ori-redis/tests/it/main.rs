@@ -1,6 +1,7 @@
 //! The integration tests of `ori-redis`, one binary (linked once instead of once
 //! per file).
 
+mod a_busy_instance_holds_back_only_publishes_that_reach_it;
 mod a_busy_instance_stops_reading_redis_until_its_backlog_drains;
 mod cluster_sharded_pubsub;
 mod common;
