@@ -29,9 +29,14 @@ pub struct FanoutArgs {
     /// WebSocket subscriber connections.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
-    /// Topics `bench-0` .. `bench-<T-1>`; subscriber i joins `bench-<i % T>`.
+    /// Topics `<prefix>-0` .. `<prefix>-<T-1>`; subscriber i joins
+    /// `<prefix>-<i % T>`.
     #[arg(long, default_value_t = 1)]
     topics: usize,
+    /// The topics' prefix (letters, digits, `_` and `.`): two runs at once
+    /// with different prefixes use different topics.
+    #[arg(long, default_value = "bench")]
+    topic_prefix: String,
     /// HTTP publisher connections (keep-alive, one request in flight each).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
@@ -87,6 +92,15 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     if a.topics == 0 || a.topics > 100_000 {
         bail!("--topics must be 1..=100000");
     }
+    let prefix = &a.topic_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    {
+        bail!("--topic-prefix must be 1 to 64 letters, digits, '_' or '.'");
+    }
     if a.publishers == 0 || a.publishers > 1024 {
         bail!("--publishers must be 1..=1024");
     }
@@ -132,6 +146,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         );
         let (n, topics, buf) = (a.subscribers, a.topics, a.read_buffer.clamp(256, 1 << 24));
         let extra = if a.recover { ",\"recover\":true" } else { "" };
+        let prefix = a.topic_prefix.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed);
@@ -142,7 +157,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
                 let setup = async {
                     let mut conn = WsConn::connect(&target, buf, timeout).await?;
                     conn.send_text(&format!(
-                        "{{\"type\":\"room.join\",\"room\":\"bench-{topic}\"{extra}}}"
+                        "{{\"type\":\"room.join\",\"room\":\"{prefix}-{topic}\"{extra}}}"
                     ))
                     .await?;
                     conn.ping_roundtrip(timeout).await?;
@@ -207,6 +222,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             target: pub_target,
             publishers: a.publishers,
             topics: a.topics,
+            topic_prefix: a.topic_prefix.clone(),
             rate: a.rate,
             payload: a.payload,
             warmup_ns: (a.warmup * 1e9) as u64,
@@ -250,7 +266,9 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
 
     let mut per_topic = vec![0u64; a.topics];
     let (mut pub_in_window, mut pub_errors, mut pub_last_error) = (0, 0, None);
+    let mut response = hist::Histogram::new();
     for r in publishers.finish(timeout + Duration::from_secs(2)).await? {
+        response.merge(&r.response);
         for (t, n) in r.per_topic.iter().enumerate() {
             per_topic[t] += n;
         }
@@ -347,6 +365,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     );
     out.insert("drain_s".into(), json!(crate::round3(drain_s)));
     latency.summary_ms("latency_", &mut out);
+    response.summary_ms("publish_response_", &mut out);
     probe.report(&mut out, cpu0, cpu1, rss_before, rss_after, a.duration);
     if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
         if in_window > 0 {

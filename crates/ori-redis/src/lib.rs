@@ -307,9 +307,9 @@ impl Shared {
         if !self.config.cross_instance_backpressure {
             return Ok(());
         }
-        let hash = (channel != self.channels.broadcast()).then(|| pressure::channel_hash(channel));
+        let held = (channel != self.channels.broadcast()).then_some(channel);
         self.pressure
-            .wait_clear(hash, self.config.publish_timeout)
+            .wait_clear(held, self.config.publish_timeout)
             .await
             .map_err(ProviderError::overloaded)
     }

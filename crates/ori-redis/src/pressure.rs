@@ -61,7 +61,6 @@ mod holds;
 mod wire;
 
 pub(crate) use announce::announce;
-pub(crate) use holds::hash as channel_hash;
 use holds::{Filter, Held};
 pub(crate) use wire::{decode, Announcement};
 
@@ -371,18 +370,18 @@ impl Pressure {
         lock(&self.held).filter()
     }
 
-    /// Waits for its turn while other instances that hold the channel of
-    /// `hash` are behind (`None`: the broadcast channel, which they all
-    /// hold); at once if none is. Gives up after `timeout`, returning how
-    /// long it waited.
+    /// Waits for its turn while other instances that hold `channel` are
+    /// behind (`None`: the broadcast channel, which they all hold); at once
+    /// if none is. Gives up after `timeout`, returning how long it waited.
     pub(crate) async fn wait_clear(
         &self,
-        hash: Option<u64>,
+        channel: Option<&str>,
         timeout: Duration,
     ) -> Result<(), Duration> {
         if self.count.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
+        let hash = channel.map(holds::hash);
         let started = Instant::now();
         let deadline = started + timeout;
         let (tx, mut rx) = oneshot::channel();

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hist::Histogram;
 use crate::http::HttpConn;
 use crate::stamp::encode_publish;
 use crate::sys::now_ns;
@@ -26,6 +27,10 @@ pub struct PubResult {
     pub in_window: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Time from a request's send to its response (any status), for the
+    /// requests sent inside the measured window: what a publishing client
+    /// waits, backpressure included.
+    pub response: Histogram,
 }
 
 /// The settings every publisher shares.
@@ -34,6 +39,8 @@ pub struct PubConfig {
     pub target: Target,
     pub publishers: usize,
     pub topics: usize,
+    /// Topic names are `<topic_prefix>-<n>`.
+    pub topic_prefix: String,
     /// Total publishes per second; `None` = as fast as possible.
     pub rate: Option<f64>,
     pub payload: usize,
@@ -159,8 +166,8 @@ async fn publisher(
     let prefixes: Vec<Vec<u8>> = (0..cfg.topics)
         .map(|t| {
             format!(
-                "POST /api/notify/bench-{t} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
-                cfg.target.host_header
+                "POST /api/notify/{}-{t} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                cfg.topic_prefix, cfg.target.host_header
             )
             .into_bytes()
         })
@@ -217,7 +224,11 @@ async fn publisher(
             sent,
             cfg.payload,
         );
-        match c.request(&req, cfg.timeout).await {
+        let answer = c.request(&req, cfg.timeout).await;
+        if answer.is_ok() && sent >= schedule.window_start_ns {
+            res.response.record(now_ns().saturating_sub(sent));
+        }
+        match answer {
             Ok(200..=299) => {
                 res.per_topic[topic] += 1;
                 count += 1;
@@ -233,7 +244,10 @@ async fn publisher(
             Ok(status) => {
                 res.errors += 1;
                 consecutive_errors += 1;
-                res.last_error = Some(format!("HTTP {status} from POST /api/notify/bench-{topic}"));
+                res.last_error = Some(format!(
+                    "HTTP {status} from POST /api/notify/{}-{topic}",
+                    cfg.topic_prefix
+                ));
                 if c.closed {
                     conn = None;
                 }

@@ -205,9 +205,11 @@ fn publish_to(
     tx: &tokio::sync::mpsc::UnboundedSender<usize>,
 ) {
     let (p, tx) = (p.clone(), tx.clone());
-    let hash = channel.map(holds::hash);
+    let channel = channel.map(str::to_owned);
     tokio::spawn(async move {
-        p.wait_clear(hash, Duration::from_secs(60)).await.unwrap();
+        p.wait_clear(channel.as_deref(), Duration::from_secs(60))
+            .await
+            .unwrap();
         tx.send(i).unwrap();
     });
 }
