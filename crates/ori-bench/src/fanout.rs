@@ -95,11 +95,15 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let prefix = &a.topic_prefix;
     if prefix.is_empty()
         || prefix.len() > 64
+        || prefix.starts_with("__")
         || !prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
     {
-        bail!("--topic-prefix must be 1 to 64 letters, digits, '_' or '.'");
+        bail!(
+            "--topic-prefix must be 1 to 64 letters, digits, '_' or '.', \
+             not starting with \"__\" (reserved topics)"
+        );
     }
     if a.publishers == 0 || a.publishers > 1024 {
         bail!("--publishers must be 1..=1024");

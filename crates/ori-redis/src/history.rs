@@ -286,17 +286,17 @@ impl RedisProvider {
         &self,
         out: &Outgoing<'_>,
         topic: &Topic,
+        channel: &str,
         limits: HistoryLimits,
     ) -> Result<Sent, ProviderError> {
         let shared = &self.shared;
         let mut conn = self.publisher_or_err()?;
-        let channel = shared.channels.topic(topic);
         let origin = *out.origin.as_bytes();
         let (receivers, position) = self
             .within(publish(
                 &shared.scripts,
                 &mut conn,
-                &channel,
+                channel,
                 &origin,
                 topic,
                 out.message,

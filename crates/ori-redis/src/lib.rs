@@ -91,24 +91,37 @@
 //! instance one publish per envelope of theirs it took from Redis (an
 //! eighth less of large batches while it waits for room, so that the
 //! backlog in flight when it fell behind drains; an eighth more while it
-//! does not, so that their pace can grow back). Every other instance's publishes then go one at a time,
-//! in arrival order, as grants come (each announcement holds 300 ms unless
-//! repeated, so a dead instance holds nobody back), failing with
-//! `PublishError::Overloaded` after the publish timeout. Publishers thus
-//! go at the pace of the slowest instance, with no more of their envelopes
+//! does not, so that their pace can grow back). Each "behind" is followed
+//! by a filter of the channels it holds (a Bloom filter of at most
+//! 8 KiB). On every other instance, a publish that would reach a busy
+//! instance (a topic or socket whose channel it may hold, or a broadcast)
+//! then waits for a grant of each busy instance it reaches, in arrival
+//! order among those reaching the same instance; a publish to a channel
+//! no busy instance holds goes on at once, so a flood of one topic that
+//! puts one instance behind does not hold back unrelated topics. An
+//! announcement holds 300 ms unless repeated, so a dead instance holds
+//! nobody back; a publish that waits longer than the publish timeout
+//! fails with `PublishError::Overloaded`. Publishers thus go at the pace
+//! of the slowest instance they reach, with no more of their envelopes
 //! queued in Redis than one announcement's round trip needs
 //! ([`RedisConfig::cross_instance_backpressure`] turns the waiting off;
 //! [`RedisStats::instances_behind`], [`RedisStats::pressure_waits`],
-//! [`RedisStats::pressure_grants`]). Only the publishes that would reach
-//! a busy instance wait for it: each "behind" it announces is followed by
-//! a filter of the channels it holds (a Bloom filter of at most 8 KiB), and
-//! a publish to a topic or socket it does not hold goes on at once, so a
-//! flood of one topic on one instance does not hold back the others'
-//! unrelated topics. Broadcasts reach every instance and always wait. A
-//! channel it subscribed since its last filter is not waited for until
-//! the next (at most 100 ms later); a false positive only holds a publish
-//! back that need not be (about 1.4 % of other channels while it holds up
-//! to 4,000, more beyond).
+//! [`RedisStats::pressure_grants`]).
+//!
+//! The filter never misses a channel the instance holds or is
+//! subscribing, but it is only as fresh as its last announcement (a
+//! channel subscribed since is waited for from the next, at most 100 ms
+//! later), and it has false positives: about 0.24 % of other channels
+//! while the instance holds up to 4,000, one in seven at 16,000. A publish
+//! to a false positive waits like one that reaches the busy instance, and
+//! since that instance never takes it, it is never granted back: a
+//! publisher whose every publish is a false positive waits for it to catch
+//! up (or fails at the timeout), as before filters. An instance of an
+//! older version drops the grants and filters it does not know, counting
+//! each as malformed (ten a second per busy instance during a rolling
+//! upgrade), and still waits on the plain "behind". Anyone who can publish
+//! on `<prefix>:p` can hold publishers back or let them on (a forged
+//! "caught up" or filter): the channel is as trusted as the Redis server.
 //! One server's subscriber speaks RESP2 itself for this (the client
 //! library's pub/sub connection drains the socket into an unbounded queue);
 //! with a Redis Cluster the library's push queue still fills while the
@@ -186,8 +199,8 @@ pub struct RedisStats {
     /// Channels the subscriber connection holds (broadcast and pressure
     /// included).
     pub channels: u64,
-    /// Other instances that announced they are behind (their publishes
-    /// here wait for them; see the crate docs, "Backpressure").
+    /// Other instances that announced they are behind (the publishes here
+    /// that reach them wait for them; see the crate docs, "Backpressure").
     pub instances_behind: u64,
     /// Publishes that waited for another instance to catch up (or for its
     /// grant).
@@ -521,7 +534,9 @@ impl RedisProvider {
         };
         shared.wait_for_others(&channel).await?;
         if let (Some(limits), Target::Topic(topic)) = (out.history, out.target) {
-            return self.publish_with_history(&out, topic, limits).await;
+            return self
+                .publish_with_history(&out, topic, &channel, limits)
+                .await;
         }
         let receivers = shared
             .publish_envelope(

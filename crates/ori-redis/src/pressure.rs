@@ -23,11 +23,12 @@
 //!   dies cannot hold the others back), with the publishes each granted it
 //!   and it has not used, and the filter of the channels it holds (see
 //!   `holds`; sent after each plain "behind", holding as long). A publish
-//!   to a channel no busy instance holds goes on at once. Any other waits,
-//!   in arrival order, for a grant of every busy instance that holds its
-//!   channel (all of them for a broadcast, or one whose filter did not
-//!   come or is older than [`EXPIRY`]), or until none is behind, up to the
-//!   publish timeout, then fails with
+//!   to a channel no busy instance holds goes on at once. Any other waits
+//!   for a grant of every busy instance that holds its channel (all of
+//!   them for a broadcast, or one whose filter did not come or is older
+//!   than [`EXPIRY`]), in arrival order among those reaching the same
+//!   instance, or until none is behind, up to the publish timeout, then
+//!   fails with
 //!   `PublishError::Overloaded`. So a busy instance's backlog in Redis
 //!   stays what was in flight when it fell behind, and publishers are let
 //!   on one at a time as it takes their envelopes, instead of all stopping
@@ -77,6 +78,8 @@ pub(crate) const EXPIRY: Duration = Duration::from_millis(300);
 /// Grants in one announcement at most (more publishing instances: more
 /// announcements).
 pub(crate) const MAX_GRANTS: usize = 64;
+/// Other instances kept as behind at most.
+const MAX_BUSY: usize = 1024;
 /// Unused publishes an instance may hold from one busy instance: what was
 /// in flight when it fell behind comes back as grants, no more is kept.
 const MAX_PERMITS: u32 = 1024;
@@ -137,23 +140,26 @@ impl Others {
 
     /// Lets waiting publishes go as far as the state allows: those that
     /// reach no busy instance at once, wherever they wait (a filter that
-    /// came after them can free them); the others in arrival order, each
-    /// for a grant of every busy instance it reaches.
+    /// came after them can free them); the others each for a grant of
+    /// every busy instance it reaches, in arrival order among those that
+    /// reach the same instance (one waiting for an instance's grant does
+    /// not hold back one that reaches only others).
     fn dispatch(&mut self) {
         let now = Instant::now();
         let Others { busy, queue } = self;
-        let mut blocked = false;
+        // Instances some earlier waiter still waits for a grant of.
+        let mut blocked: Vec<InstanceId> = Vec::new();
         queue.retain_mut(|w| {
             let Some(go) = w.go.take_if(|go| !go.is_closed()) else {
                 return false;
             };
-            let mut reached = busy.values().filter(|b| b.reached_by(w.channel, now));
-            let Some(first) = reached.next() else {
+            let reached = || busy.iter().filter(|(_, b)| b.reached_by(w.channel, now));
+            if reached().next().is_none() {
                 let _ = go.send(());
                 return false;
-            };
-            if blocked || first.permits == 0 || reached.any(|b| b.permits == 0) {
-                blocked = true;
+            }
+            if reached().any(|(id, b)| b.permits == 0 || blocked.contains(id)) {
+                blocked.extend(reached().map(|(id, _)| *id));
                 w.go = Some(go);
                 return true;
             }
@@ -294,18 +300,27 @@ impl Pressure {
     /// An announcement from the pressure channel (this instance's own are
     /// skipped by the caller); `me` is this instance's id, to find its
     /// grants.
-    pub(crate) fn note(&self, me: &InstanceId, a: &Announcement) {
+    pub(crate) fn note(&self, me: &InstanceId, a: Announcement) {
         let mut others = lock(&self.others);
         if a.behind {
             let now = Instant::now();
+            if !others.busy.contains_key(&a.instance) {
+                // Expired entries go before a new one comes, and no more
+                // than MAX_BUSY are kept (anyone can publish on the
+                // channel; ids past the bound are not waited for).
+                self.expire(&mut others, now);
+                if others.busy.len() >= MAX_BUSY {
+                    return;
+                }
+            }
             let busy = others.busy.entry(a.instance).or_insert(Busy {
                 until: now,
                 permits: 0,
                 holds: None,
             });
             busy.until = now + EXPIRY;
-            if let Some(filter) = &a.holds {
-                busy.holds = Some((filter.clone(), now + EXPIRY));
+            if let Some(filter) = a.holds {
+                busy.holds = Some((filter, now + EXPIRY));
             }
             if let Some((_, n)) = a.grants.iter().find(|(id, _)| id == me) {
                 let kept = busy.permits.saturating_add(*n).min(MAX_PERMITS);

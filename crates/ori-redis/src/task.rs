@@ -450,6 +450,12 @@ async fn reconcile(
                 drop_sockets.push(*socket);
             }
         }
+        // Held from before the SUBSCRIBE goes out (Redis delivers on a
+        // channel from then on, and the confirmation may wait behind
+        // messages while this instance is behind), no longer held once the
+        // UNSUBSCRIBE is confirmed; a failure ends the connection, and with
+        // it everything held.
+        shared.pressure.holding(&subscribe, &[]);
         let result = async {
             run_batch(shared, subscriber, true, &subscribe).await?;
             run_batch(shared, subscriber, false, &unsubscribe).await
@@ -469,7 +475,7 @@ async fn reconcile(
             }
         }
         shared.confirmed_changed.notify_waiters();
-        shared.pressure.holding(&subscribe, &unsubscribe);
+        shared.pressure.holding(&[], &unsubscribe);
         upstream.topics.extend(add_topics);
         upstream.sockets.extend(add_sockets);
         for t in &drop_topics {
@@ -525,7 +531,7 @@ fn deliver(
     if channel == shared.channels.pressure() {
         match crate::pressure::decode(payload) {
             Some(a) if inbound.is_own(&InstanceId::from_bytes(a.instance)) => {}
-            Some(a) => shared.pressure.note(inbound.instance().as_bytes(), &a),
+            Some(a) => shared.pressure.note(inbound.instance().as_bytes(), a),
             None => throttle.note(shared, channel, &Malformed::Announcement),
         }
         return;

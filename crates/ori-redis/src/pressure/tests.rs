@@ -29,28 +29,28 @@ async fn publishers_wait_while_another_instance_is_behind_until_it_catches_up_or
     let p = Arc::new(Pressure::default());
     assert_eq!(p.wait_clear(None, Duration::from_secs(1)).await, Ok(()));
     let a = [1u8; 16];
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     assert_eq!(p.others_behind(), 1);
     // Caught up: the waiter goes on.
     let p2 = p.clone();
     let relief = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        p2.note(&ME, &caught_up(a));
+        p2.note(&ME, caught_up(a));
     });
     assert_eq!(p.wait_clear(None, Duration::from_secs(1)).await, Ok(()));
     relief.await.unwrap();
     // Behind, then silent: the entry expires.
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     let started = Instant::now();
     assert_eq!(p.wait_clear(None, Duration::from_secs(5)).await, Ok(()));
     assert!(started.elapsed() >= EXPIRY - Duration::from_millis(1));
     // Behind and repeating: the publisher gives up at its timeout.
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     let p3 = p.clone();
     let repeat = tokio::spawn(async move {
         for _ in 0..10 {
             tokio::time::sleep(REFRESH).await;
-            p3.note(&ME, &behind(a, &[]));
+            p3.note(&ME, behind(a, &[]));
         }
     });
     let waited = p
@@ -85,37 +85,37 @@ async fn settle() {
 async fn grants_let_waiting_publishes_on_one_each_in_arrival_order() {
     let p = Arc::new(Pressure::default());
     let (a, b, other) = ([1u8; 16], [2u8; 16], [3u8; 16]);
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     let mut done = Vec::new();
     let mut let_on = queue(&p, 5);
     settle().await;
     assert!(let_on.try_recv().is_err(), "nothing granted yet");
     // A grant for another instance lets nobody here on; two for this
     // one let the first two on, in order.
-    p.note(&ME, &behind(a, &[(other, 7)]));
+    p.note(&ME, behind(a, &[(other, 7)]));
     settle().await;
     assert!(let_on.try_recv().is_err());
-    p.note(&ME, &behind(a, &[(other, 1), (ME, 2)]));
+    p.note(&ME, behind(a, &[(other, 1), (ME, 2)]));
     settle().await;
     while let Ok(i) = let_on.try_recv() {
         done.push(i);
     }
     assert_eq!(done, [0, 1]);
     // A second busy instance: a publish needs a grant of each.
-    p.note(&ME, &behind(b, &[(ME, 1)]));
-    p.note(&ME, &behind(a, &[(ME, 1)]));
+    p.note(&ME, behind(b, &[(ME, 1)]));
+    p.note(&ME, behind(a, &[(ME, 1)]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(2));
-    p.note(&ME, &behind(b, &[(ME, 5)]));
+    p.note(&ME, behind(b, &[(ME, 5)]));
     settle().await;
     assert!(let_on.try_recv().is_err(), "a has granted nothing more");
     // One catching up leaves the other's grants in charge; the last
     // one catching up lets the rest on.
-    p.note(&ME, &caught_up(a));
+    p.note(&ME, caught_up(a));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(3));
     assert_eq!(let_on.try_recv(), Ok(4));
-    p.note(&ME, &caught_up(b));
+    p.note(&ME, caught_up(b));
     assert_eq!(p.others_behind(), 0);
     assert_eq!(p.granted(), 2 + 1 + 1 + 5);
 }
@@ -124,7 +124,7 @@ async fn grants_let_waiting_publishes_on_one_each_in_arrival_order() {
 async fn a_publish_that_gives_up_leaves_its_turn_to_the_next() {
     let p = Arc::new(Pressure::default());
     let a = [1u8; 16];
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     let impatient = {
         let p = p.clone();
         tokio::spawn(async move { p.wait_clear(None, Duration::from_millis(20)).await })
@@ -133,11 +133,11 @@ async fn a_publish_that_gives_up_leaves_its_turn_to_the_next() {
     let mut let_on = queue(&p, 1);
     settle().await;
     assert!(impatient.await.unwrap().is_err());
-    p.note(&ME, &behind(a, &[(ME, 1)]));
+    p.note(&ME, behind(a, &[(ME, 1)]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(0));
     // Granted while nobody waits: the next publish goes at once.
-    p.note(&ME, &behind(a, &[(ME, 1)]));
+    p.note(&ME, behind(a, &[(ME, 1)]));
     assert_eq!(p.wait_clear(None, Duration::from_millis(1)).await, Ok(()));
 }
 
@@ -220,14 +220,14 @@ async fn only_publishes_to_channels_a_busy_instance_holds_wait_for_it() {
     let (a, b) = ([1u8; 16], [2u8; 16]);
     let (tx, mut let_on) = tokio::sync::mpsc::unbounded_channel();
     // Before its filter came, a busy instance holds everything.
-    p.note(&ME, &behind(a, &[]));
+    p.note(&ME, behind(a, &[]));
     publish_to(&p, Some("ori:t:elsewhere"), 0, &tx);
     publish_to(&p, Some("ori:t:busy"), 1, &tx);
     settle().await;
     assert!(let_on.try_recv().is_err());
     // Its filter frees what does not reach it, wherever it waits; what
     // does still waits for a grant, as does a broadcast.
-    p.note(&ME, &holding(a, &["ori:t:busy"]));
+    p.note(&ME, holding(a, &["ori:t:busy"]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(0));
     assert!(let_on.try_recv().is_err());
@@ -236,40 +236,55 @@ async fn only_publishes_to_channels_a_busy_instance_holds_wait_for_it() {
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(3), "not behind the waiting ones");
     assert!(let_on.try_recv().is_err());
-    p.note(&ME, &behind(a, &[(ME, 2)]));
+    p.note(&ME, behind(a, &[(ME, 2)]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(1));
     assert_eq!(let_on.try_recv(), Ok(2));
     // Two busy instances: a publish waits for a grant of each that holds
     // its channel, and only of those.
-    p.note(&ME, &holding(b, &["ori:t:other"]));
+    p.note(&ME, holding(b, &["ori:t:other"]));
     publish_to(&p, Some("ori:t:other"), 4, &tx);
     publish_to(&p, Some("ori:t:busy"), 5, &tx);
     settle().await;
     assert!(let_on.try_recv().is_err());
-    p.note(&ME, &behind(b, &[(ME, 1)]));
+    p.note(&ME, behind(b, &[(ME, 1)]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(4));
     assert!(
         let_on.try_recv().is_err(),
         "5 reaches a only: needs a's grant"
     );
-    p.note(&ME, &behind(a, &[(ME, 1)]));
+    p.note(&ME, behind(a, &[(ME, 1)]));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(5));
-    assert_eq!(p.granted(), 2 + 1 + 1);
+    // The other way round: one waiting for a's grant does not hold back
+    // one that reaches only b, but does hold back a later one for a.
+    publish_to(&p, Some("ori:t:busy"), 7, &tx);
+    publish_to(&p, Some("ori:t:other"), 8, &tx);
+    publish_to(&p, None, 9, &tx);
+    settle().await;
+    assert!(let_on.try_recv().is_err());
+    p.note(&ME, behind(b, &[(ME, 2)]));
+    settle().await;
+    assert_eq!(let_on.try_recv(), Ok(8));
+    assert!(let_on.try_recv().is_err(), "9 reaches a too, behind 7");
+    p.note(&ME, behind(a, &[(ME, 2)]));
+    settle().await;
+    assert_eq!(let_on.try_recv(), Ok(7));
+    assert_eq!(let_on.try_recv(), Ok(9));
+    assert_eq!(p.granted(), 2 + 1 + 1 + 2 + 2);
     // A filter that is not repeated stops holding: a plain "behind" keeps
     // the instance busy, and then it holds everything again.
     for _ in 0..4 {
         tokio::time::advance(REFRESH).await;
-        p.note(&ME, &behind(a, &[]));
-        p.note(&ME, &behind(b, &[]));
+        p.note(&ME, behind(a, &[]));
+        p.note(&ME, behind(b, &[]));
     }
     publish_to(&p, Some("ori:t:elsewhere"), 6, &tx);
     settle().await;
     assert!(let_on.try_recv().is_err(), "a stale filter frees nothing");
-    p.note(&ME, &caught_up(a));
-    p.note(&ME, &caught_up(b));
+    p.note(&ME, caught_up(a));
+    p.note(&ME, caught_up(b));
     settle().await;
     assert_eq!(let_on.try_recv(), Ok(6));
 }
@@ -286,4 +301,15 @@ fn this_instance_announces_the_channels_its_subscriber_holds() {
     assert!(!filter.may_hold(holds::hash("ori:t:b")));
     p.unhold_all();
     assert!(!p.holds().may_hold(holds::hash("ori:t:a")));
+}
+
+#[test]
+fn no_more_busy_instances_are_kept_than_the_bound() {
+    let p = Pressure::default();
+    for i in 0..(MAX_BUSY + 100) {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        p.note(&ME, holding(id, &["ori:t:x"]));
+    }
+    assert_eq!(p.others_behind(), MAX_BUSY);
 }
