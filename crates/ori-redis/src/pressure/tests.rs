@@ -7,12 +7,7 @@ use super::*;
 const ME: InstanceId = [9u8; 16];
 
 fn behind(instance: InstanceId, grants: &[(InstanceId, u32)]) -> Announcement {
-    Announcement {
-        instance,
-        behind: true,
-        grants: grants.to_vec(),
-        holds: None,
-    }
+    Announcement::behind(instance, grants)
 }
 
 fn caught_up(instance: InstanceId) -> Announcement {

@@ -25,6 +25,19 @@ pub(crate) struct Announcement {
     pub(crate) holds: Option<Filter>,
 }
 
+#[cfg(test)]
+impl Announcement {
+    /// "Behind" from `instance`, with `grants`.
+    pub(crate) fn behind(instance: InstanceId, grants: &[(InstanceId, u32)]) -> Self {
+        Self {
+            instance,
+            behind: true,
+            grants: grants.to_vec(),
+            holds: None,
+        }
+    }
+}
+
 /// An announcement without grants.
 pub(crate) fn encode(instance: &InstanceId, behind: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(18);
@@ -111,12 +124,7 @@ mod tests {
     use super::*;
 
     fn behind(instance: InstanceId, grants: &[(InstanceId, u32)]) -> Announcement {
-        Announcement {
-            instance,
-            behind: true,
-            grants: grants.to_vec(),
-            holds: None,
-        }
+        Announcement::behind(instance, grants)
     }
 
     #[test]
