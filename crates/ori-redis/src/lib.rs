@@ -176,39 +176,7 @@ pub use config::{RedisConfig, StartupPolicy};
 use envelope::InstanceId;
 pub use error::Error;
 pub use fault::Fault;
-
-/// Counters and state of a [`RedisProvider`], for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisStats {
-    /// Whether both connections are currently up.
-    pub connected: bool,
-    /// Connections lost since start (each followed by a reconnect attempt).
-    pub disconnects: u64,
-    /// Connections restored after a loss (channels resubscribed).
-    pub reconnects: u64,
-    /// Topic and socket channel subscriptions that lost connections held
-    /// (each resubscribed once the connection is back, if still needed).
-    pub dropped_subscriptions: u64,
-    /// Envelopes from Redis that could not be decoded and were dropped.
-    pub malformed: u64,
-    /// Envelopes received from other instances and delivered locally.
-    pub received: u64,
-    /// Envelopes published to Redis.
-    pub published: u64,
-    /// Channels the subscriber connection holds (broadcast and pressure
-    /// included).
-    pub channels: u64,
-    /// Other instances that announced they are behind (the publishes here
-    /// that reach them wait for them; see the crate docs, "Backpressure").
-    pub instances_behind: u64,
-    /// Publishes that waited for another instance to catch up (or for its
-    /// grant).
-    pub pressure_waits: u64,
-    /// Publishes other instances granted this one while they were behind
-    /// (one per envelope of this instance's they took from Redis).
-    pub pressure_grants: u64,
-}
+pub use metrics::RedisStats;
 
 /// The Redis provider. Cheap to clone (a handle): keep a clone to read
 /// [`stats`](Self::stats) after handing one to the app.
