@@ -29,7 +29,8 @@
 //!   than [`EXPIRY`]), in arrival order among those reaching the same
 //!   instance, or until none is behind, up to the publish timeout, then
 //!   fails with
-//!   `PublishError::Overloaded`. So a busy instance's backlog in Redis
+//!   `PublishError::Overloaded`; one dropped after its turn came (its
+//!   caller gave up) hands the grants it took to the next. So a busy instance's backlog in Redis
 //!   stays what was in flight when it fell behind, and publishers are let
 //!   on one at a time as it takes their envelopes, instead of all stopping
 //!   and all resuming at once.
@@ -110,10 +111,14 @@ impl Busy {
     }
 }
 
+/// The busy instances a publish let on was charged a permit of.
+type Charged = Vec<InstanceId>;
+
 /// A publish waiting for its turn.
 struct Waiter {
-    /// Told when it may go (a dropped receiver: given up; taken: told).
-    go: Option<oneshot::Sender<()>>,
+    /// Told when it may go, and which permits that took (a dropped
+    /// receiver: given up; taken: told).
+    go: Option<oneshot::Sender<Charged>>,
     /// Its channel's hash (`None`: broadcast).
     channel: Option<u64>,
 }
@@ -155,7 +160,7 @@ impl Others {
             };
             let reached = || busy.iter().filter(|(_, b)| b.reached_by(w.channel, now));
             if reached().next().is_none() {
-                let _ = go.send(());
+                let _ = go.send(Charged::new());
                 return false;
             }
             if reached().any(|(id, b)| b.permits == 0 || blocked.contains(id)) {
@@ -163,13 +168,45 @@ impl Others {
                 w.go = Some(go);
                 return true;
             }
-            if go.send(()).is_ok() {
+            let charged: Charged = reached().map(|(id, _)| *id).collect();
+            if go.send(charged).is_ok() {
                 for b in busy.values_mut().filter(|b| b.reached_by(w.channel, now)) {
                     b.permits -= 1;
                 }
             }
             false
         });
+    }
+
+    /// Returns the permits of a turn that was given but not taken.
+    fn give_back(&mut self, charged: &[InstanceId]) {
+        for id in charged {
+            if let Some(b) = self.busy.get_mut(id) {
+                b.permits = b.permits.saturating_add(1).min(MAX_PERMITS);
+            }
+        }
+        self.dispatch();
+    }
+}
+
+/// A publish's place in the queue. Dropped with its turn given but not
+/// taken (the publish's future was dropped first), it gives the permits
+/// back, so that the next publish goes in its stead.
+struct Place<'a> {
+    pressure: &'a Pressure,
+    turn: oneshot::Receiver<Charged>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        // Closed first, so that no turn is given to it from here on; one
+        // given before is in the channel.
+        self.turn.close();
+        if let Ok(charged) = self.turn.try_recv() {
+            if !charged.is_empty() {
+                lock(&self.pressure.others).give_back(&charged);
+            }
+        }
     }
 }
 
@@ -399,7 +436,7 @@ impl Pressure {
         let hash = channel.map(holds::hash);
         let started = Instant::now();
         let deadline = started + timeout;
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, turn) = oneshot::channel();
         let mut next_expiry = {
             let mut others = lock(&self.others);
             let next = self.expire(&mut others, started);
@@ -419,7 +456,11 @@ impl Pressure {
             others.dispatch();
             next
         };
-        if rx.try_recv().is_ok() {
+        let mut place = Place {
+            pressure: self,
+            turn,
+        };
+        if place.turn.try_recv().is_ok() {
             return Ok(());
         }
         self.waits.fetch_add(1, Ordering::Relaxed);
@@ -428,16 +469,16 @@ impl Pressure {
                 biased;
                 // Its turn (an `Err` would mean the queue was dropped with
                 // it, which only the end of the provider does).
-                _ = &mut rx => return Ok(()),
+                _ = &mut place.turn => return Ok(()),
                 () = tokio::time::sleep_until(next_expiry.min(deadline)) => {}
             }
             let now = Instant::now();
             if now >= deadline {
                 // Closed first, so that no turn is given to it from here on;
                 // one given at the last moment is taken.
-                rx.close();
-                return match rx.try_recv() {
-                    Ok(()) => Ok(()),
+                place.turn.close();
+                return match place.turn.try_recv() {
+                    Ok(_) => Ok(()),
                     Err(_) => Err(now - started),
                 };
             }

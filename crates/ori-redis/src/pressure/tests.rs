@@ -136,6 +136,40 @@ async fn a_publish_that_gives_up_leaves_its_turn_to_the_next() {
     assert_eq!(p.wait_clear(None, Duration::from_millis(1)).await, Ok(()));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_publish_dropped_after_its_turn_came_gives_the_permit_to_the_next() {
+    let p = Arc::new(Pressure::default());
+    let a = [1u8; 16];
+    p.note(&ME, behind(a, &[]));
+    // Queued, then let on by the one grant, then dropped before it ran
+    // again (a publish whose caller went away).
+    let mut dropped = Box::pin(p.wait_clear(None, Duration::from_secs(60)));
+    assert!(futures_poll_once(dropped.as_mut()).is_none());
+    let mut let_on = queue(&p, 1);
+    settle().await;
+    p.note(&ME, behind(a, &[(ME, 1)]));
+    settle().await;
+    assert!(let_on.try_recv().is_err(), "the turn went to the first");
+    drop(dropped);
+    settle().await;
+    assert_eq!(let_on.try_recv(), Ok(0), "and came back with it");
+    // The permit was used once: none is left over.
+    p.note(&ME, behind(a, &[]));
+    assert_eq!(
+        p.wait_clear(None, Duration::from_millis(1)).await,
+        Err(Duration::from_millis(1))
+    );
+}
+
+/// Polls `f` once with a waker that does nothing.
+fn futures_poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
 #[test]
 fn envelopes_taken_are_owed_as_grants_only_while_behind() {
     let p = Pressure::default();
