@@ -110,8 +110,9 @@
 //!
 //! The filter never misses a channel the instance holds or is
 //! subscribing, but it is only as fresh as its last announcement (a
-//! channel subscribed since is waited for from the next, at most 100 ms
-//! later), and it has false positives: about 0.24 % of other channels
+//! channel subscribed while behind goes out in a new filter at once, or
+//! 10 ms after the last one for a burst; the others wait for it from when
+//! that arrives), and it has false positives: about 0.24 % of other channels
 //! while the instance holds up to 4,000, one in seven at 16,000. A publish
 //! to a false positive waits like one that reaches the busy instance, and
 //! since that instance never takes it, it is never granted back: a

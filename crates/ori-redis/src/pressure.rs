@@ -22,8 +22,9 @@
 //!   expiring [`EXPIRY`] after its last announcement (so an instance that
 //!   dies cannot hold the others back), with the publishes each granted it
 //!   and it has not used, and the filter of the channels it holds (see
-//!   `holds`; sent after each plain "behind", holding as long). A publish
-//!   to a channel no busy instance holds goes on at once. Any other waits
+//!   `holds`; sent after each plain "behind", holding as long, and
+//!   [`HOLDS_GAP`] at most after a channel is newly held). A publish to a
+//!   channel no busy instance holds goes on at once. Any other waits
 //!   for a grant of every busy instance that holds its channel (all of
 //!   them for a broadcast, or one whose filter did not come or is older
 //!   than [`EXPIRY`]), in arrival order among those reaching the same
@@ -74,6 +75,9 @@ pub(crate) const REFRESH: Duration = Duration::from_millis(100);
 /// "caught up" at a budget's edge (5 ms, before grants, flapped; with
 /// grants it cost 10-20 % in p99 against 50 ms).
 pub(crate) const SETTLE: Duration = Duration::from_millis(50);
+/// The shortest time between two filters of the channels held sent for
+/// a change (channels newly held while behind), however many change.
+pub(crate) const HOLDS_GAP: Duration = Duration::from_millis(10);
 /// How long an announcement holds without a repeat.
 pub(crate) const EXPIRY: Duration = Duration::from_millis(300);
 /// Grants in one announcement at most (more publishing instances: more
@@ -235,6 +239,8 @@ pub(crate) struct Pressure {
     others: Mutex<Others>,
     /// The channels this instance holds, for its own announcements.
     held: Mutex<Held>,
+    /// Wakes the announcer: a channel is newly held while behind.
+    holds_changed: Notify,
     /// `others.busy.len()`, for the publish path's check without the lock.
     count: AtomicUsize,
     waits: AtomicU64,
@@ -251,6 +257,7 @@ impl Default for Pressure {
             to_grant: Notify::new(),
             others: Mutex::new(Others::default()),
             held: Mutex::new(Held::default()),
+            holds_changed: Notify::new(),
             count: AtomicUsize::new(0),
             waits: AtomicU64::new(0),
             granted: AtomicU64::new(0),
@@ -401,14 +408,23 @@ impl Pressure {
     }
 
     /// This instance's subscriber now holds the channels `added` and no
-    /// longer those `removed`.
+    /// longer those `removed`. While it is behind, a channel newly held
+    /// wakes the announcer, so that the others hold back its publishes
+    /// from the next filter on instead of the next refresh (a channel no
+    /// longer held waits for the refresh: meanwhile it only holds back
+    /// more than it needs to).
     pub(crate) fn holding(&self, added: &[String], removed: &[String]) {
         let mut held = lock(&self.held);
+        let mut grew = false;
         for channel in added {
-            held.add(channel);
+            grew |= held.add(channel);
         }
         for channel in removed {
             held.remove(channel);
+        }
+        drop(held);
+        if grew && self.granting.load(Ordering::Acquire) {
+            self.holds_changed.notify_one();
         }
     }
 

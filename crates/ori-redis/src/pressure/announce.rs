@@ -7,13 +7,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::wire::{encode, encode_grants, encode_holds};
-use super::{REFRESH, SETTLE};
+use super::{HOLDS_GAP, REFRESH, SETTLE};
 use crate::Shared;
 
 /// Announces this instance's state while the provider runs: behind at
 /// once and repeated every [`REFRESH`] (also while grants go out, for
 /// instances that do not read them), each time followed by the filter of
-/// the channels it holds, a grant whenever envelopes were taken
+/// the channels it holds (and a newer filter, at most every
+/// [`HOLDS_GAP`], when a channel is newly held meanwhile), a grant
+/// whenever envelopes were taken
 /// since the last one was sent, caught up once the subscriber has not
 /// waited for [`SETTLE`]. Announcements that cannot be published (Redis
 /// down) are skipped.
@@ -28,9 +30,21 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
     // Since when the subscriber has not waited (as far as this task saw;
     // any change of the state starts it again): SETTLE counts from there.
     let mut clear_since: Option<Instant> = None;
+    // When the filter was last sent, and when a newer one is due (a
+    // channel newly held while behind; at most one per HOLDS_GAP).
+    let mut holds_sent: Option<Instant> = None;
+    let mut holds_due: Option<Instant> = None;
     loop {
         let behind = *local.borrow_and_update();
         let now = Instant::now();
+        if holds_due.is_some_and(|due| due <= now) {
+            holds_due = None;
+            if announced.is_some() {
+                publish(&shared, &channel, &encode_holds(&me, &pressure.holds())).await;
+                holds_sent = Some(Instant::now());
+            }
+            continue;
+        }
         if behind {
             clear_since = None;
         } else if clear_since.is_none() {
@@ -49,16 +63,23 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 publish(&shared, &channel, &encode(&me, true)).await;
                 publish(&shared, &channel, &encode_holds(&me, &pressure.holds())).await;
                 announced = Some(Instant::now());
+                holds_sent = announced;
+                holds_due = None;
                 Some(REFRESH)
             }
             (false, Some(_)) if settled >= SETTLE => {
                 pressure.caught_up();
                 publish(&shared, &channel, &encode(&me, false)).await;
                 announced = None;
+                holds_due = None;
                 continue;
             }
             (false, Some(_)) => Some(SETTLE - settled),
             (false, None) => None,
+        };
+        let wait = match (wait, holds_due) {
+            (Some(w), Some(due)) => Some(w.min(due - now)),
+            (w, due) => w.or(due.map(|due| due - now)),
         };
         tokio::select! {
             biased;
@@ -70,6 +91,10 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 clear_since = None;
             }
             () = sleep_or_never(wait) => {}
+            () = pressure.holds_changed.notified(), if announced.is_some() => {
+                let earliest = holds_sent.map_or(now, |at| at + HOLDS_GAP);
+                holds_due = Some(earliest.max(Instant::now()));
+            }
             // One batch per pass, so that the state is looked at between
             // batches; what is taken meanwhile goes with the next.
             () = pressure.to_grant.notified(), if announced.is_some() => {

@@ -113,17 +113,20 @@ impl Held {
     #[cfg(test)]
     pub(crate) fn extend(&mut self, channels: &[String]) {
         for channel in channels {
-            self.add(channel);
+            let _ = self.add(channel);
         }
     }
 
-    /// A channel is (being) subscribed: once per subscription.
-    pub(crate) fn add(&mut self, channel: &str) {
+    /// A channel is (being) subscribed: once per subscription. Whether
+    /// the filter changed (its hash was not held yet).
+    pub(crate) fn add(&mut self, channel: &str) -> bool {
         let n = self.hashes.entry(hash(channel)).or_insert(0);
         *n = n.saturating_add(1);
-        if *n == 1 {
+        let new = *n == 1;
+        if new {
             self.built = None;
         }
+        new
     }
 
     /// A subscription added before is gone.
@@ -160,7 +163,7 @@ mod tests {
         let held: Vec<String> = (0..1000).map(|i| format!("ori:t:held-{i}")).collect();
         let mut h = Held::default();
         for c in &held {
-            h.add(c);
+            assert!(h.add(c));
         }
         let filter = h.filter();
         assert_eq!(filter.bits(), 16384);
@@ -171,8 +174,8 @@ mod tests {
         assert!(false_positives < 100, "{false_positives} of 10,000");
         // Two channels of one hash: held until both are gone.
         let mut twice = Held::default();
-        twice.add("ori:t:same");
-        twice.add("ori:t:same");
+        assert!(twice.add("ori:t:same"));
+        assert!(!twice.add("ori:t:same"), "no change: already held");
         twice.remove("ori:t:same");
         assert!(twice.filter().may_hold(hash("ori:t:same")));
         twice.remove("ori:t:same");
@@ -180,8 +183,8 @@ mod tests {
         // A change rebuilds the filter: without a channel removed, or
         // anything after a clear.
         let mut one = Held::default();
-        one.add("ori:t:only");
-        one.add("ori:t:second");
+        let _ = one.add("ori:t:only");
+        let _ = one.add("ori:t:second");
         assert!(one.filter().may_hold(hash("ori:t:only")));
         one.remove("ori:t:only");
         assert!(!one.filter().may_hold(hash("ori:t:only")));

@@ -333,6 +333,26 @@ fn this_instance_announces_the_channels_its_subscriber_holds() {
 }
 
 #[test]
+fn a_channel_newly_held_while_behind_wakes_the_announcer() {
+    let p = Pressure::default();
+    let woken = |p: &Pressure| {
+        let notified = std::pin::pin!(p.holds_changed.notified());
+        futures_poll_once(notified).is_some()
+    };
+    let one = |c: &str| vec![c.to_string()];
+    // Not behind: the next "behind" carries the filter anyway.
+    p.holding(&one("ori:t:a"), &[]);
+    assert!(!woken(&p));
+    p.set_local(true);
+    p.holding(&one("ori:t:b"), &[]);
+    assert!(woken(&p), "a new channel while behind");
+    // A channel already held, or one no longer held, changes nothing
+    // the others must hear of at once.
+    p.holding(&one("ori:t:a"), &one("ori:t:b"));
+    assert!(!woken(&p));
+}
+
+#[test]
 fn no_more_busy_instances_are_kept_than_the_bound() {
     let p = Pressure::default();
     for i in 0..(MAX_BUSY + 100) {
