@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::bail;
+
 use serde_json::{json, Map, Value};
 
 use crate::sys;
@@ -219,4 +221,23 @@ impl BenchCpu {
         }
         cores
     }
+}
+
+/// Checks a duration argument.
+pub(crate) fn check_secs(name: &str, v: f64, max: f64) -> anyhow::Result<()> {
+    if !(v.is_finite() && (0.0..=max).contains(&v)) {
+        bail!("--{name} must be 0..={max} seconds");
+    }
+    Ok(())
+}
+
+/// Checks rate and payload arguments.
+pub(crate) fn check_rate_payload(rate: f64, payload: usize) -> anyhow::Result<()> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
+        bail!("--rate must be in (0, 1e6]");
+    }
+    if payload > 1_000_000 {
+        bail!("--payload must be at most 1000000 bytes (the demo's body limit is 1 MiB)");
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::common::{BenchCpu, Common, ServerProbe};
 use crate::hist;
-use crate::sys::now_ns;
+use crate::sys::{now_ns, sleep_until_ns};
 use crate::target::Target;
 use crate::ws::WsConn;
 use publish::PubConfig;
@@ -393,12 +393,5 @@ fn close_name(code: u32) -> String {
     match code {
         1 => "eof".into(),
         c => c.to_string(),
-    }
-}
-
-async fn sleep_until_ns(t: u64) {
-    let now = now_ns();
-    if t > now {
-        tokio::time::sleep(Duration::from_nanos(t - now)).await;
     }
 }

@@ -14,6 +14,8 @@ mod hist;
 mod http;
 mod idle;
 mod micro;
+mod sampler;
+mod sequenced;
 mod slow;
 mod soak;
 mod stamp;

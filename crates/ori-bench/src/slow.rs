@@ -19,11 +19,11 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::common::{check_rate_payload, check_secs};
 use crate::common::{BenchCpu, Common, ServerProbe};
+use crate::sampler::Sampler;
+use crate::sequenced::{connect_join, publish_loop, reader, Topics, Track};
 use crate::soak::{get_metrics, metric};
-use crate::storm::{
-    check_rate_payload, check_secs, connect_join, publish_loop, reader, Sampler, Topics, Track,
-};
 use crate::sys::now_ns;
 use crate::target::Target;
 use crate::ws;

@@ -15,12 +15,11 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::{check_rate_payload, check_secs};
 use crate::common::{BenchCpu, Common, ServerProbe};
-use crate::storm::{
-    check_rate_payload, check_secs, connect_join, publish_loop, reader, sleep_until_ns, Topics,
-    Track,
-};
+use crate::sequenced::{connect_join, publish_loop, reader, Topics, Track};
 use crate::sys::now_ns;
+use crate::sys::sleep_until_ns;
 use crate::target::Target;
 use crate::ws::{self, WsConn};
 

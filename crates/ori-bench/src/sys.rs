@@ -1,8 +1,9 @@
 //! What the tool reads from the operating system: process CPU time and RSS
-//! from `/proc`, the open-file limit, and one monotonic clock.
+//! from `/proc`, the open-file limit, and one monotonic clock (and a sleep
+//! until a time of it).
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on
 /// every Linux this tool targets).
@@ -141,6 +142,14 @@ pub fn ensure_nofile(needed: u64) -> anyhow::Result<()> {
              run `ulimit -n {needed}` (or higher) before starting, or use fewer connections"
         ),
         None => Ok(()),
+    }
+}
+
+/// Sleeps until `now_ns() >= t`.
+pub async fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
     }
 }
 
