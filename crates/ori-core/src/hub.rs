@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use bytes::Bytes;
-
-use crate::{Budget, Message, Outbox, Push, SocketId, SubscribeError, Topic};
+use crate::{Budget, Frame, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 mod admission;
 mod conns;
@@ -117,7 +115,7 @@ impl Hub {
 
     /// The frame of `message` for `outbox` (compressed when it negotiated
     /// permessage-deflate and the message is worth it).
-    pub fn frame_for(&self, outbox: &Outbox, message: &Message) -> Bytes {
+    pub fn frame_for(&self, outbox: &Outbox, message: &Message) -> Frame {
         Frames::new(message, &self.inner.compression).for_outbox(outbox)
     }
 
@@ -451,7 +449,7 @@ impl Hub {
     /// Queues an encoded frame (a reply, a ping or pong, a message) to one
     /// connection's outbox, charged to its budget, like [`Outbox::push`];
     /// an overflow is counted as a slow-consumer close.
-    pub fn push(&self, outbox: &Outbox, frame: Bytes) -> Push {
+    pub fn push(&self, outbox: &Outbox, frame: impl Into<Frame>) -> Push {
         let push = outbox.push(frame);
         if push == Push::Overflow {
             self.inner

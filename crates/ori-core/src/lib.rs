@@ -14,6 +14,7 @@ mod broker;
 mod budget;
 pub mod codec;
 mod error;
+mod frame;
 mod history;
 mod hub;
 mod message;
@@ -26,6 +27,7 @@ pub use budget::{
     Budget, DEFAULT_BUDGET, DEFAULT_SHED_AFTER, DEFAULT_WAIT_TIMEOUT, MIN_SHED_AFTER,
 };
 pub use error::{PublishError, SubscribeError};
+pub use frame::Frame;
 pub use history::HistoryConfig;
 pub use hub::{
     Hub, HubMetrics, Overloaded, Subscription, DEFAULT_COMPRESSION_LEVEL,
@@ -50,10 +52,8 @@ pub mod __private {
     use std::collections::VecDeque;
     use std::task::Waker;
 
-    use bytes::Bytes;
-
     pub use crate::outbox::Taken;
-    use crate::Outbox;
+    use crate::{Frame, Outbox};
 
     /// Registers (or with `None` removes) the writer's waker.
     pub fn set_waker(outbox: &Outbox, waker: Option<Waker>) {
@@ -62,7 +62,7 @@ pub mod __private {
 
     /// Records that `written` bytes reached the socket, then moves every
     /// queued frame to the back of `into`, under one lock.
-    pub fn take(outbox: &Outbox, written: usize, into: &mut VecDeque<Bytes>) -> Taken {
+    pub fn take(outbox: &Outbox, written: usize, into: &mut VecDeque<Frame>) -> Taken {
         outbox.written_and_take(written, into)
     }
 

@@ -5,11 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-use bytes::Bytes;
-
 use crate::codec::close_code;
 use crate::codec::deflate::Agreed;
-use crate::{Budget, SocketId};
+use crate::{Budget, Frame, SocketId};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing here panics while holding a lock, but a poisoned lock must not
@@ -47,7 +45,7 @@ pub enum Push {
 }
 
 struct OutboxState {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Frame>,
     /// Bytes queued and not yet written to the socket (including frames the
     /// writer has taken but not finished writing). Exactly what is charged
     /// to the budget for this outbox.
@@ -73,7 +71,7 @@ impl OutboxState {
     /// Drops the frames not yet taken; returns their bytes, no longer
     /// queued.
     fn drop_frames(&mut self) -> usize {
-        let bytes: usize = self.frames.iter().map(Bytes::len).sum();
+        let bytes: usize = self.frames.iter().map(|f| f.len()).sum();
         self.frames = VecDeque::new();
         self.uncount(bytes)
     }
@@ -90,7 +88,7 @@ impl OutboxState {
 /// One connection's bounded queue of encoded frames.
 ///
 /// Producers (publishes, direct sends, the connection's own replies) push
-/// shared [`Bytes`]; the connection's writer takes everything queued at once
+/// shared [`Frame`]s; the connection's writer takes everything queued at once
 /// and writes it in one vectored call. A push never waits: past `limit`
 /// queued bytes the outbox drops its queue and asks the writer to close the
 /// connection with 1013.
@@ -180,7 +178,8 @@ impl Outbox {
 
     /// Queues an encoded frame. Fails with [`Push::Overflow`] when the bytes
     /// already queued plus this frame exceed the limit.
-    pub fn push(&self, frame: Bytes) -> Push {
+    pub fn push(&self, frame: impl Into<Frame>) -> Push {
+        let frame = frame.into();
         let len = frame.len();
         let push = self.enqueue(frame, &mut None);
         if push == Push::Queued {
@@ -196,7 +195,7 @@ impl Outbox {
     /// reading of [`clock::now`], taken by the first queue that was empty
     /// and shared by the rest (at most one per publication, none when no
     /// queue was empty).
-    pub(crate) fn enqueue(&self, frame: Bytes, now: &mut Option<u32>) -> Push {
+    pub(crate) fn enqueue(&self, frame: Frame, now: &mut Option<u32>) -> Push {
         let mut st = lock(&self.state);
         if st.status != OutboxStatus::Open {
             return Push::Closed;
@@ -317,7 +316,7 @@ impl Outbox {
 
     /// Moves every queued frame to the back of `into` and returns the status.
     #[cfg(test)]
-    pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> OutboxStatus {
+    pub(crate) fn take(&self, into: &mut VecDeque<Frame>) -> OutboxStatus {
         self.written_and_take(0, into).status
     }
 
@@ -331,7 +330,7 @@ impl Outbox {
     /// [`written`](Self::written) and [`take`](Self::take) under one lock:
     /// records that `n` bytes reached the socket, then moves every queued
     /// frame to the back of `into`.
-    pub(crate) fn written_and_take(&self, n: usize, into: &mut VecDeque<Bytes>) -> Taken {
+    pub(crate) fn written_and_take(&self, n: usize, into: &mut VecDeque<Frame>) -> Taken {
         let mut st = lock(&self.state);
         let released = st.uncount(n);
         let since = (!st.frames.is_empty()).then_some(st.since);

@@ -239,7 +239,8 @@ pub(crate) struct Pressure {
     others: Mutex<Others>,
     /// The channels this instance holds, for its own announcements.
     held: Mutex<Held>,
-    /// Wakes the announcer: a channel is newly held while behind.
+    /// A channel is newly held while behind, and the wake-up for it.
+    holds_dirty: AtomicBool,
     holds_changed: Notify,
     /// `others.busy.len()`, for the publish path's check without the lock.
     count: AtomicUsize,
@@ -257,6 +258,7 @@ impl Default for Pressure {
             to_grant: Notify::new(),
             others: Mutex::new(Others::default()),
             held: Mutex::new(Held::default()),
+            holds_dirty: AtomicBool::new(false),
             holds_changed: Notify::new(),
             count: AtomicUsize::new(0),
             waits: AtomicU64::new(0),
@@ -424,6 +426,7 @@ impl Pressure {
         }
         drop(held);
         if grew && self.granting.load(Ordering::Acquire) {
+            self.holds_dirty.store(true, Ordering::Release);
             self.holds_changed.notify_one();
         }
     }

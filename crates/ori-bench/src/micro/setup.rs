@@ -52,7 +52,7 @@ pub struct FanoutHub {
     pub topic: Topic,
     /// The subscribers' outboxes.
     pub outboxes: Vec<Arc<Outbox>>,
-    scratch: VecDeque<bytes::Bytes>,
+    scratch: VecDeque<ori_core::Frame>,
 }
 
 impl FanoutHub {

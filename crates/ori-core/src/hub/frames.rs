@@ -5,10 +5,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use bytes::Bytes;
-
 use crate::codec::{self, deflate, OpCode};
-use crate::{Message, Outbox};
+use crate::{Frame, Message, Outbox};
 
 /// Compression settings of a hub (set once by the application).
 #[derive(Debug)]
@@ -47,10 +45,10 @@ const WINDOWS: usize = 7;
 
 pub(crate) struct Frames<'a> {
     message: &'a Message,
-    raw: Option<Bytes>,
+    raw: Option<Frame>,
     /// Per window size: the compressed frame, or `Some(None)` when
     /// compressing did not make it smaller.
-    deflated: [Option<Option<Bytes>>; WINDOWS],
+    deflated: [Option<Option<Frame>>; WINDOWS],
     level: u32,
     threshold: usize,
 }
@@ -67,14 +65,14 @@ impl<'a> Frames<'a> {
     }
 
     /// The plain frame.
-    pub(crate) fn raw(&mut self) -> Bytes {
+    pub(crate) fn raw(&mut self) -> Frame {
         self.raw
-            .get_or_insert_with(|| codec::encode_message(self.message))
+            .get_or_insert_with(|| codec::encode_message(self.message).into())
             .clone()
     }
 
     /// The frame `outbox` takes.
-    pub(crate) fn for_outbox(&mut self, outbox: &Outbox) -> Bytes {
+    pub(crate) fn for_outbox(&mut self, outbox: &Outbox) -> Frame {
         let bits = outbox.deflate_bits();
         let (opcode, payload): (OpCode, &[u8]) = match self.message {
             Message::Text(t) => (OpCode::Text, t.as_bytes()),
@@ -85,8 +83,9 @@ impl<'a> Frames<'a> {
         }
         let slot = usize::from(bits.clamp(9, 15) - 9);
         let level = self.level;
-        let deflated = self.deflated[slot]
-            .get_or_insert_with(|| deflate::compress_frame(opcode, payload, bits, level));
+        let deflated = self.deflated[slot].get_or_insert_with(|| {
+            deflate::compress_frame(opcode, payload, bits, level).map(Frame::from)
+        });
         match deflated {
             Some(frame) => frame.clone(),
             None => self.raw(),

@@ -1,5 +1,7 @@
 //! Unit tests of the hub.
 
+use bytes::Bytes;
+
 use super::*;
 use crate::codec;
 use crate::OutboxStatus;
@@ -10,7 +12,7 @@ fn conn(hub: &Hub, limit: usize) -> Arc<Outbox> {
     o
 }
 
-fn drain(o: &Outbox) -> Vec<Bytes> {
+fn drain(o: &Outbox) -> Vec<Frame> {
     let mut q = std::collections::VecDeque::new();
     o.take(&mut q);
     q.into_iter().collect()
@@ -57,7 +59,7 @@ fn a_publication_is_compressed_once_for_every_deflate_subscriber() {
     hub.subscribe(plain.id(), &t).unwrap();
     let text = "a notification, a notification, a notification ".repeat(10);
     assert_eq!(hub.publish_local(&t, &text.as_str().into()), 51);
-    let frames: Vec<(u8, Bytes)> = deflated
+    let frames: Vec<(u8, Frame)> = deflated
         .iter()
         .map(|(bits, o)| (*bits, drain(o).remove(0)))
         .collect();

@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
+
 use super::*;
 
-fn drain(o: &Outbox) -> Vec<Bytes> {
+fn drain(o: &Outbox) -> Vec<Frame> {
     let mut q = VecDeque::new();
     o.take(&mut q);
     q.into_iter().collect()
@@ -160,12 +162,12 @@ fn a_take_tells_when_the_oldest_frame_was_queued_and_what_is_left() {
     let empty = o.written_and_take(0, &mut q);
     assert_eq!((empty.since, empty.queued_bytes), (None, 0));
     assert_eq!(
-        o.enqueue(Bytes::from_static(b"abc"), &mut Some(1_000)),
+        o.enqueue(Bytes::from_static(b"abc").into(), &mut Some(1_000)),
         Push::Queued
     );
     // Later frames do not move the stamp: it is the oldest frame's.
     assert_eq!(
-        o.enqueue(Bytes::from_static(b"de"), &mut Some(2_000)),
+        o.enqueue(Bytes::from_static(b"de").into(), &mut Some(2_000)),
         Push::Queued
     );
     let taken = o.written_and_take(0, &mut q);

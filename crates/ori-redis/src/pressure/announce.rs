@@ -1,5 +1,6 @@
 //! The announcer: this instance's state on the pressure channel.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,16 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
     loop {
         let behind = *local.borrow_and_update();
         let now = Instant::now();
+        if announced.is_some()
+            && holds_due.is_none()
+            && pressure.holds_dirty.swap(false, Ordering::AcqRel)
+        {
+            holds_due = Some(holds_sent.map_or(now, |at| at + HOLDS_GAP).max(now));
+        }
         if holds_due.is_some_and(|due| due <= now) {
             holds_due = None;
             if announced.is_some() {
+                pressure.holds_dirty.store(false, Ordering::Release);
                 publish(&shared, &channel, &encode_holds(&me, &pressure.holds())).await;
                 holds_sent = Some(Instant::now());
             }
@@ -61,6 +69,7 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 // filters; then what this instance holds, so that the
                 // others hold back only the publishes that reach it.
                 publish(&shared, &channel, &encode(&me, true)).await;
+                pressure.holds_dirty.store(false, Ordering::Release);
                 publish(&shared, &channel, &encode_holds(&me, &pressure.holds())).await;
                 announced = Some(Instant::now());
                 holds_sent = announced;
@@ -91,10 +100,6 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 clear_since = None;
             }
             () = sleep_or_never(wait) => {}
-            () = pressure.holds_changed.notified(), if announced.is_some() => {
-                let earliest = holds_sent.map_or(now, |at| at + HOLDS_GAP);
-                holds_due = Some(earliest.max(Instant::now()));
-            }
             // One batch per pass, so that the state is looked at between
             // batches; what is taken meanwhile goes with the next.
             () = pressure.to_grant.notified(), if announced.is_some() => {
@@ -103,6 +108,9 @@ pub(crate) async fn announce(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                     publish(&shared, &channel, &encode_grants(&me, &grants)).await;
                 }
             }
+            // Only a wake-up: the flag is read at the top of every pass,
+            // whichever arm ends it, so grants cannot starve it.
+            () = pressure.holds_changed.notified(), if announced.is_some() => {}
         }
     }
 }

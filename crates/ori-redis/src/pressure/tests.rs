@@ -337,7 +337,9 @@ fn a_channel_newly_held_while_behind_wakes_the_announcer() {
     let p = Pressure::default();
     let woken = |p: &Pressure| {
         let notified = std::pin::pin!(p.holds_changed.notified());
-        futures_poll_once(notified).is_some()
+        let woken = futures_poll_once(notified).is_some();
+        assert_eq!(woken, p.holds_dirty.swap(false, Ordering::AcqRel));
+        woken
     };
     let one = |c: &str| vec![c.to_string()];
     // Not behind: the next "behind" carries the filter anyway.

@@ -361,7 +361,7 @@ impl<D: Send + Sync + 'static, E: Emitter> Conn<D, E> {
     /// Queues an encoded frame (a message, or a ping, pong or reply of the
     /// server's own). An overflow closes the connection with 1013 and is
     /// counted as a slow consumer, whatever the frame was.
-    pub(super) fn push_frame(&self, frame: bytes::Bytes) -> bool {
+    pub(super) fn push_frame(&self, frame: impl Into<ori_core::Frame>) -> bool {
         self.broker().hub().push(&self.inner.outbox, frame) == Push::Queued
     }
 

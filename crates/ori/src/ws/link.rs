@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::Bytes;
 use ori_core::__private as outbox;
 use ori_core::codec::{self, close_code};
-use ori_core::OutboxStatus;
+use ori_core::{Frame, OutboxStatus};
 use tokio::io::AsyncWrite;
 
 use super::conn::ConnInner;
@@ -47,7 +46,7 @@ struct WriteState<W> {
     /// `None` once the connection ended.
     io: Option<W>,
     /// Frames taken from the outbox, not yet fully written.
-    pending: VecDeque<Bytes>,
+    pending: VecDeque<Frame>,
     /// Bytes of `pending[0]` already written.
     offset: usize,
     /// The socket pushed back since everything was last written.
@@ -248,14 +247,15 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
                         // frame already partly on the wire must be finished,
                         // or the close frame would land inside it.
                         let keep = usize::from(ws.offset > 0);
-                        let dropped: usize = ws.pending.iter().skip(keep).map(Bytes::len).sum();
+                        let dropped: usize = ws.pending.iter().skip(keep).map(|f| f.len()).sum();
                         ws.pending.truncate(keep);
                         outbox::written(&self.conn.outbox, dropped);
                         Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))
                     }
                 };
                 if let Some((code, reason)) = close {
-                    ws.pending.push_back(codec::encode_close(code, &reason));
+                    ws.pending
+                        .push_back(codec::encode_close(code, &reason).into());
                     ws.close = Some((code, reason));
                 }
             }
@@ -325,7 +325,7 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
 /// One vectored write of (the start of) `pending`.
 fn poll_write_pending<W: AsyncWrite + Unpin>(
     io: &mut W,
-    pending: &VecDeque<Bytes>,
+    pending: &VecDeque<Frame>,
     offset: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -347,7 +347,7 @@ fn poll_write_pending<W: AsyncWrite + Unpin>(
 
 /// Drops the `n` written bytes from the front of `pending`; returns the
 /// frames completed.
-fn advance(pending: &mut VecDeque<Bytes>, offset: &mut usize, mut n: usize) -> u64 {
+fn advance(pending: &mut VecDeque<Frame>, offset: &mut usize, mut n: usize) -> u64 {
     let mut frames = 0;
     while n > 0 {
         let Some(front) = pending.front() else {
@@ -451,7 +451,7 @@ mod tests {
         }
     }
 
-    fn text(s: &str) -> Bytes {
+    fn text(s: &str) -> bytes::Bytes {
         codec::encode_frame(OpCode::Text, s.as_bytes())
     }
 
