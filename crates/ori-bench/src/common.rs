@@ -1,4 +1,5 @@
-//! Options every subcommand shares, and the server-process probe.
+//! Options every subcommand shares, the server-process probe, and the
+//! checks of duration, rate and payload arguments.
 
 use std::time::Duration;
 

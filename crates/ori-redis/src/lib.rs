@@ -119,7 +119,7 @@
 //! publisher whose every publish is a false positive waits for it to catch
 //! up (or fails at the timeout), as before filters. An instance of an
 //! older version drops the grants and filters it does not know, counting
-//! each as malformed (ten a second per busy instance during a rolling
+//! each as malformed (ten a second or more per busy instance during a rolling
 //! upgrade), and still waits on the plain "behind". Anyone who can publish
 //! on `<prefix>:p` can hold publishers back or let them on (a forged
 //! "caught up" or filter): the channel is as trusted as the Redis server.

@@ -30,8 +30,9 @@
 //!   than [`EXPIRY`]), in arrival order among those reaching the same
 //!   instance, or until none is behind, up to the publish timeout, then
 //!   fails with
-//!   `PublishError::Overloaded`; one dropped after its turn came (its
-//!   caller gave up) hands the grants it took to the next. So a busy instance's backlog in Redis
+//!   `PublishError::Overloaded`; one dropped at its turn, before it went
+//!   on (its caller gave up), gives the grants back for the next (one
+//!   whose PUBLISH then fails has used them). So a busy instance's backlog in Redis
 //!   stays what was in flight when it fell behind, and publishers are let
 //!   on one at a time as it takes their envelopes, instead of all stopping
 //!   and all resuming at once.
