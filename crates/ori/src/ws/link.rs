@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,12 +16,11 @@ use ori_core::{Frame, OutboxStatus};
 use tokio::io::AsyncWrite;
 
 use super::conn::ConnInner;
+use super::gather::{advance, poll_write_pending};
 use super::lock;
 use super::state::{CLOSE_SENT, CLOSE_STALLED, DRAINED, FAILED, TICK};
 use super::writer::{Flush, Shard};
 use crate::metrics::WriteTally;
-
-const MAX_IOV: usize = 64;
 
 /// One connection's write side, shared by its outbox (as the outbox's
 /// waker), its shard's writer and its task.
@@ -322,53 +320,9 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
     }
 }
 
-/// One vectored write of (the start of) `pending`.
-fn poll_write_pending<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    pending: &VecDeque<Frame>,
-    offset: usize,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let mut count = 0;
-    for (i, frame) in pending.iter().take(MAX_IOV).enumerate() {
-        let start = if i == 0 { offset } else { 0 };
-        slices[i] = IoSlice::new(&frame[start..]);
-        count += 1;
-    }
-    // One frame (the common case below saturation) goes out with a plain
-    // write: for a TCP stream that is `send(2)`, which skips the file-layer
-    // work of `writev(2)` (measured: about 5 % of a delivery's CPU).
-    if count == 1 {
-        return Pin::new(io).poll_write(cx, &slices[0]);
-    }
-    Pin::new(io).poll_write_vectored(cx, &slices[..count])
-}
-
-/// Drops the `n` written bytes from the front of `pending`; returns the
-/// frames completed.
-fn advance(pending: &mut VecDeque<Frame>, offset: &mut usize, mut n: usize) -> u64 {
-    let mut frames = 0;
-    while n > 0 {
-        let Some(front) = pending.front() else {
-            break;
-        };
-        let left = front.len() - *offset;
-        if n >= left {
-            n -= left;
-            *offset = 0;
-            pending.pop_front();
-            frames += 1;
-        } else {
-            *offset += n;
-            n = 0;
-        }
-    }
-    frames
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::{self, IoSlice};
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
@@ -496,7 +450,7 @@ mod tests {
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         {
             let r = lock(&io.0);
-            assert_eq!(r.writes, vec![expected.len()], "one vectored write");
+            assert_eq!(r.writes, vec![expected.len()], "one write");
             assert_eq!(r.data, expected);
         }
         assert_eq!(outbox.queued_bytes(), 0);

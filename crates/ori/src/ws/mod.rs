@@ -3,7 +3,7 @@
 //!
 //! Data flows one way each direction. In: upgrade -> [`Conn`] registered in
 //! the hub -> frames decoded -> handlers run in arrival order. Out: outbox
-//! (filled by publishes, sends and replies) -> one vectored write per batch.
+//! (filled by publishes, sends and replies) -> one write per batch.
 
 mod auth;
 mod close;
@@ -11,6 +11,7 @@ mod compression;
 mod conn;
 mod driver;
 pub(crate) mod fast;
+mod gather;
 mod handlers;
 pub(crate) mod handshake;
 mod link;

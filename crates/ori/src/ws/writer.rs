@@ -1,5 +1,5 @@
 //! The writer shards: each shard's writer task writes the queues of the
-//! connections scheduled on it, one non-blocking vectored write each.
+//! connections scheduled on it, one non-blocking write each.
 //!
 //! The first push into an empty outbox schedules its connection on a shard
 //! (one waker call, no task wake-up). The writer runs after the work that is
