@@ -89,9 +89,10 @@
 //! once, repeated every 100 ms while it lasts, then "caught up" after
 //! 50 ms without a wait), and while behind it **grants** every other
 //! instance one publish per envelope of theirs it took from Redis (an
-//! eighth less of large batches while it waits for room, so that the
-//! backlog in flight when it fell behind drains; an eighth more while it
-//! does not, so that their pace can grow back). Each "behind" is followed
+//! eighth less while it waits for room, so that the backlog in flight
+//! when it fell behind drains; an eighth more while it does not, so that
+//! their pace can grow back; eighths counted across batches, so a few
+//! envelopes at a time count as much as many). Each "behind" is followed
 //! by a filter of the channels it holds (a Bloom filter of at most
 //! 8 KiB). On every other instance, a publish that would reach a busy
 //! instance (a topic or socket whose channel it may hold, or a broadcast)

@@ -12,10 +12,10 @@
 //!   subscriber has not had to wait for [`SETTLE`] (however many envelopes
 //!   it takes meanwhile), it announces **caught up**.
 //! - While behind it **grants** each other instance one publish for every
-//!   envelope of that instance's it has taken from Redis, less an eighth
-//!   of a batch of eight or more while its subscriber waits for room (so
-//!   that what was in flight when it fell behind drains), more while it
-//!   does not (so that the pace can grow again; see
+//!   envelope of that instance's it has taken from Redis, an eighth less
+//!   while its subscriber waits for room (so that what was in flight when
+//!   it fell behind drains), an eighth more while it does not (so that the
+//!   pace can grow again), eighths counted across batches (see
 //!   `Pressure::grants_due`). Batched: an announcement carries the counts
 //!   taken since the previous one was sent.
 //! - Every instance keeps the set of others that are behind, each entry
@@ -223,7 +223,15 @@ struct Owed {
     granting: bool,
     /// Envelopes taken per origin since the last grant.
     taken: HashMap<InstanceId, u32>,
+    /// Per origin, envelopes granted since its window last moved by one,
+    /// modulo 8 (see `Pressure::grants_due`); cleared when this instance
+    /// catches up.
+    eighths: HashMap<InstanceId, u8>,
 }
+
+/// Origins whose partial eighths are kept, at most (past it they start
+/// again: one permit more or less, once).
+const MAX_EIGHTHS: usize = 1024;
 
 /// This instance's view: whether it is behind itself, what it owes the
 /// others in grants, and which others are behind.
@@ -305,24 +313,37 @@ impl Pressure {
     /// when this instance fell behind (the others' publishers run free
     /// until they hear it), and that backlog is delay for every envelope
     /// after it. So the grant follows the subscriber: if it waited for room
-    /// since the last grant, a batch of eight or more is granted an eighth
-    /// short (a smaller one whole, so that the flow never stops on this
-    /// account); if it did not, an eighth and one more than was taken, so
+    /// since the last grant, one envelope in eight taken is not granted
+    /// (the others' window shrinks by an eighth per window taken); if it
+    /// did not, one in eight is granted twice (it grows by as much), so
     /// that the others are not held below a pace this instance could take.
+    /// The eighths are counted across grants, so small batches (an instance
+    /// that takes envelopes as fast as they come grants a few at a time)
+    /// move the window as much as large ones, both ways: rounding them
+    /// away, as before, let a fast instance's window only grow.
     fn grants_due(&self) -> Vec<(InstanceId, u32)> {
         let waited = self.waited.swap(false, Ordering::Relaxed);
-        let grant = |n: u32| {
-            if waited {
-                n - n / 8
-            } else {
-                n.saturating_add(n / 8 + 1)
-            }
-        };
-        let taken = &mut lock(&self.owed).taken;
+        let mut owed = lock(&self.owed);
+        let Owed { taken, eighths, .. } = &mut *owed;
+        if eighths.len() > MAX_EIGHTHS {
+            eighths.clear();
+        }
         let ids: Vec<InstanceId> = taken.keys().take(MAX_GRANTS).copied().collect();
         let due = ids
             .into_iter()
-            .filter_map(|id| taken.remove(&id).map(|n| (id, grant(n))))
+            .filter_map(|id| {
+                let n = taken.remove(&id)?;
+                let part = eighths.entry(id).or_insert(0);
+                let counted = u32::from(*part) + n;
+                *part = (counted % 8) as u8;
+                let step = counted / 8;
+                let grant = if waited {
+                    n - step
+                } else {
+                    n.saturating_add(step)
+                };
+                Some((id, grant))
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         if !taken.is_empty() {
@@ -341,6 +362,7 @@ impl Pressure {
         }
         owed.granting = false;
         owed.taken.clear();
+        owed.eighths.clear();
         self.granting.store(false, Ordering::Release);
     }
 

@@ -191,7 +191,7 @@ fn envelopes_taken_are_owed_as_grants_only_while_behind() {
     p.took(&b);
     assert!(p.grants_due().is_empty());
     p.set_local(true);
-    // A large batch is granted an eighth short, a small one whole.
+    // Waited: an eighth of what was taken is not granted.
     for _ in 0..16 {
         p.took(&b);
     }
@@ -199,11 +199,28 @@ fn envelopes_taken_are_owed_as_grants_only_while_behind() {
     let mut due = p.grants_due();
     due.sort();
     assert_eq!(due, [(b, 14), (c, 1)]);
-    // Taken without a wait since the last grant: more is granted.
+    // Taken without a wait since the last grant: an eighth more.
     for _ in 0..8 {
         p.took(&b);
     }
-    assert_eq!(p.grants_due(), [(b, 10)]);
+    assert_eq!(p.grants_due(), [(b, 9)]);
+    // One envelope per grant moves the window as much, both ways: c has
+    // one counted already, so its eighth comes with the seventh.
+    let granted = |p: &Pressure, wait: bool| {
+        (0..7)
+            .map(|_| {
+                if wait {
+                    p.set_local(true);
+                }
+                p.took(&c);
+                p.grants_due().iter().map(|(_, n)| n).sum::<u32>()
+            })
+            .sum::<u32>()
+    };
+    assert_eq!(granted(&p, true), 6, "one in eight withheld");
+    assert_eq!(granted(&p, false), 7, "none of these seven is the eighth");
+    p.took(&c);
+    assert_eq!(p.grants_due(), [(c, 2)], "the eighth, granted twice");
     // More origins than one announcement holds: the rest wait.
     for i in 0..(MAX_GRANTS + 3) {
         let mut id = [0u8; 16];
