@@ -89,7 +89,7 @@ impl OutboxState {
 ///
 /// Producers (publishes, direct sends, the connection's own replies) push
 /// shared [`Frame`]s; the connection's writer takes everything queued at once
-/// and writes it in one vectored call. A push never waits: past `limit`
+/// and writes it with as few calls as it can. A push never waits: past `limit`
 /// queued bytes the outbox drops its queue and asks the writer to close the
 /// connection with 1013.
 ///
