@@ -223,7 +223,7 @@ struct Owed {
     granting: bool,
     /// Envelopes taken per origin since the last grant.
     taken: HashMap<InstanceId, u32>,
-    /// Per origin, envelopes granted since its window last moved by one,
+    /// Per origin, envelopes taken since its window last moved by one,
     /// modulo 8 (see `Pressure::grants_due`); cleared when this instance
     /// catches up.
     eighths: HashMap<InstanceId, u8>,
