@@ -67,6 +67,10 @@ pub fn run(args: MicroArgs) -> anyhow::Result<Value> {
         black_box(fanout.publish_and_drain(&message));
     });
 
+    let batched_ns = bench(runs, n(60), 64 * 1000, || {
+        black_box(fanout.publish_batch_and_drain(&message, 64));
+    });
+
     let churn_topic = Topic::new("churn").map_err(anyhow::Error::msg)?;
     let first = *fanout.outboxes[0].id();
     let hub = &fanout.hub;
@@ -110,6 +114,7 @@ pub fn run(args: MicroArgs) -> anyhow::Result<Value> {
         "ns_per_op": {
             "topic_validate": topic_ns,
             "fanout_per_subscriber_1000": fanout_ns,
+            "fanout_per_subscriber_1000_batches_of_64": batched_ns,
             "subscribe_or_unsubscribe": subscribe_ns,
             "encode_frame_128b": encode_ns,
             "decode_masked_frame_128b": decode_ns,

@@ -91,6 +91,22 @@ impl FanoutHub {
         }
         delivered
     }
+
+    /// Publishes `message` to `bench` `batch` times, then drains every
+    /// outbox: the writers' view at saturation, where each write carries
+    /// the frames of many publications.
+    pub fn publish_batch_and_drain(&mut self, message: &Message, batch: usize) -> usize {
+        let mut delivered = 0;
+        for _ in 0..batch {
+            delivered += self.hub.publish_local(&self.topic, message);
+        }
+        for o in &self.outboxes {
+            ori_core::__private::take(o, 0, &mut self.scratch);
+            let bytes: usize = self.scratch.drain(..).map(|f| f.len()).sum();
+            ori_core::__private::written(o, bytes);
+        }
+        delivered
+    }
 }
 
 /// The schema of the demo's `room.join` data, and a valid instance.
