@@ -69,6 +69,8 @@ pub struct Config {
     pub history: Option<(usize, Duration)>,
     /// Offer permessage-deflate (RFC 7692).
     pub compression: bool,
+    /// Writer tasks (`None`: the default, `WsOptions::writers`).
+    pub writers: Option<usize>,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             history: None,
             compression: false,
+            writers: None,
         }
     }
 }
@@ -109,6 +112,9 @@ pub fn build_with_provider(config: Config, provider: impl Provider) -> Ori {
     }
     if config.compression {
         options = options.compression(ori::Compression::new());
+    }
+    if let Some(n) = config.writers {
+        options = options.writers(n);
     }
     let options = auth(
         options

@@ -68,6 +68,11 @@ struct Args {
     /// a single-threaded runtime).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Writer tasks that put queued frames on the sockets (default: one per
+    /// worker thread; fewer batch more when the cores are shared with
+    /// other busy processes).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    writers: Option<u16>,
 }
 
 /// How sockets authenticate (`--auth`).
@@ -126,6 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .history
             .map(|n| (n, Duration::from_secs(args.history_ttl))),
         compression: args.compression,
+        writers: args.writers.map(usize::from),
         ..Default::default()
     };
     let ori = match &args.redis {

@@ -136,6 +136,7 @@ impl<D: Send + Sync + 'static> WebSocketState for WithWebSocket<D> {
         let writers = crate::ws::Writers::new(
             crate::ws::tick_period(&options.limits),
             mount.base.metrics().clone(),
+            options.limits.writers,
         );
         let rt = Arc::new(WsRuntime {
             broker,

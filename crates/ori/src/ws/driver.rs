@@ -39,7 +39,7 @@ const SCRATCH: usize = 8 * 1024;
 
 /// The connections' timer period: the smaller of the ping interval and the
 /// idle timeout (at least 10 ms). Quiet time is counted in these.
-pub(crate) fn tick_period(limits: &super::options::Limits) -> Duration {
+pub(crate) fn tick_period(limits: &super::limits::Limits) -> Duration {
     limits
         .ping_interval
         .unwrap_or(limits.idle_timeout)
@@ -88,7 +88,7 @@ impl Quiet {
         self.ping_sent = false;
     }
 
-    fn tick(&mut self, limits: &super::options::Limits) -> Quietness {
+    fn tick(&mut self, limits: &super::limits::Limits) -> Quietness {
         self.ticks = if std::mem::take(&mut self.seen) {
             0
         } else {

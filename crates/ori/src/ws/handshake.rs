@@ -9,7 +9,7 @@ use base64::Engine as _;
 use ori_core::codec::deflate;
 use sha1::{Digest, Sha1};
 
-use super::options::Limits;
+use super::limits::Limits;
 use crate::http::{error_body, error_response};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -432,7 +432,7 @@ mod tests {
             rt,
         ));
         let io = Recorder::default();
-        let writers = Writers::new(Duration::from_secs(30), metrics.clone());
+        let writers = Writers::new(Duration::from_secs(30), metrics.clone(), None);
         let link = Link::new(conn, writers.pick(), io.clone());
         (link, io, outbox, metrics)
     }

@@ -14,6 +14,7 @@ pub(crate) mod fast;
 mod gather;
 mod handlers;
 pub(crate) mod handshake;
+mod limits;
 mod link;
 mod options;
 mod rate;

@@ -24,7 +24,7 @@ pub(super) enum Admit {
 }
 
 impl Bucket {
-    pub(super) fn new(limit: super::options::InboundRate) -> Self {
+    pub(super) fn new(limit: super::limits::InboundRate) -> Self {
         let rate = Rate::new(limit.per_second, limit.burst);
         Self {
             rate,

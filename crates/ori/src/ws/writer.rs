@@ -10,7 +10,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -18,41 +18,79 @@ use super::lock;
 use crate::metrics::{Metrics, WriteTally};
 
 /// The writer shards: one writer task each (while it has connections),
-/// connections assigned round-robin. One shard per available core.
+/// connections assigned round-robin.
+///
+/// How many: [`WsOptions::writers`](crate::WsOptions::writers), or by
+/// default one per worker thread of the runtime, at most one per core this
+/// process may run on. More shards than threads buy no parallelism, only
+/// shorter passes, so fewer frames per write and more CPU per delivery.
+/// The shards are made when the first connection picks one, so that the
+/// count is of the runtime that serves the connections.
 ///
 /// Each shard's writer task also keeps its connections' time: every `tick`
 /// it tells each of them one timer period has passed (one timer per shard
 /// instead of one per connection, which would cost every idle connection
 /// the timer's state).
 pub(crate) struct Writers {
-    shards: Box<[Arc<Shard>]>,
+    shards: OnceLock<Box<[Arc<Shard>]>>,
+    /// The shards asked for (`None`: the default).
+    count: Option<usize>,
+    tick: Duration,
+    metrics: Metrics,
     next: AtomicUsize,
 }
 
 impl Default for Writers {
     fn default() -> Self {
-        Self::new(Duration::from_secs(30), Metrics::default())
+        Self::new(Duration::from_secs(30), Metrics::default(), None)
     }
 }
 
 impl Writers {
-    /// One shard per available core, each ticking its connections every
-    /// `tick` and adding what it writes to `metrics`.
-    pub(crate) fn new(tick: Duration, metrics: Metrics) -> Self {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+    /// `count` shards (`None`: the default count), each ticking its
+    /// connections every `tick` and adding what it writes to `metrics`.
+    pub(crate) fn new(tick: Duration, metrics: Metrics, count: Option<usize>) -> Self {
         Self {
-            shards: (0..n)
-                .map(|_| Arc::new(Shard::new(tick, metrics.clone())))
-                .collect(),
+            shards: OnceLock::new(),
+            count,
+            tick,
+            metrics,
             next: AtomicUsize::new(0),
         }
     }
 
     /// The shard for a new connection.
     pub(super) fn pick(&self) -> Arc<Shard> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        self.shards[i].clone()
+        let shards = self.shards.get_or_init(|| {
+            let n = self
+                .count
+                .unwrap_or_else(default_count)
+                .clamp(1, MAX_WRITERS);
+            (0..n)
+                .map(|_| Arc::new(Shard::new(self.tick, self.metrics.clone())))
+                .collect()
+        });
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % shards.len();
+        shards[i].clone()
     }
+
+    /// How many shards there are (none before the first pick).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.get().map_or(0, |s| s.len())
+    }
+}
+
+/// Writers at most.
+pub(crate) const MAX_WRITERS: usize = 64;
+
+/// The default number of writers: one per worker thread of the current
+/// runtime (one outside a runtime), at most one per core this process may
+/// run on.
+fn default_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    cores.min(workers)
 }
 
 /// A connection's write side, as the writer task sees it.
@@ -270,3 +308,51 @@ fn tick_all(shard: &Shard) {
 const CHUNK: usize = 64;
 /// Turns a writer gives other tasks during one pass (at most).
 const MAX_YIELDS: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn distinct(writers: &Writers, picks: usize) -> usize {
+        let mut seen: Vec<Arc<Shard>> = Vec::new();
+        for _ in 0..picks {
+            let s = writers.pick();
+            if !seen.iter().any(|t| Arc::ptr_eq(t, &s)) {
+                seen.push(s);
+            }
+        }
+        seen.len()
+    }
+
+    #[test]
+    fn the_count_asked_for_is_made_at_the_first_pick_and_used_in_turn() {
+        let writers = Writers::new(Duration::from_secs(30), Metrics::default(), Some(3));
+        assert_eq!(writers.len(), 0, "nothing is made before a connection");
+        assert_eq!(distinct(&writers, 6), 3);
+        assert_eq!(writers.len(), 3);
+        let many = Writers::new(Duration::from_secs(30), Metrics::default(), Some(1000));
+        assert_eq!(distinct(&many, 100), MAX_WRITERS);
+        assert_eq!(many.len(), MAX_WRITERS);
+    }
+
+    #[test]
+    fn by_default_one_writer_per_worker_thread() {
+        let one = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let writers = Writers::default();
+        one.block_on(async { assert_eq!(distinct(&writers, 8), 1) });
+
+        let two = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let writers = Writers::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        two.block_on(async { assert_eq!(distinct(&writers, 8), cores.min(2)) });
+
+        // Outside a runtime: one.
+        let writers = Writers::default();
+        assert_eq!(distinct(&writers, 4), 1);
+    }
+}

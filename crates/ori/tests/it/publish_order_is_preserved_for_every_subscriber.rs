@@ -6,13 +6,29 @@ use crate::common;
 use std::time::Duration;
 
 use common::{command_server, parse_seq, seq, subscribe};
-use ori::testing::Received;
+use ori::testing::{self, Received, TestServer};
+use ori::{Ori, WsOptions};
 
 const MESSAGES: u64 = 2_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_subscribers_receive_2000_messages_in_order() {
-    let server = command_server().await;
+    three_subscribers_in_order(command_server().await).await;
+}
+
+/// One writer for every connection, or one each (three subscribers on
+/// three writers): the same messages, in the same order, either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_number_of_writers_delivers_everything_in_order() {
+    for writers in [1, 3] {
+        let app = Ori::create()
+            .websocket_options(WsOptions::new().writers(writers))
+            .on_websocket(common::command_handlers());
+        three_subscribers_in_order(testing::spawn(app).await).await;
+    }
+}
+
+async fn three_subscribers_in_order(server: TestServer) {
     let mut readers = Vec::new();
     for _ in 0..3 {
         let mut ws = server.connect().await;
