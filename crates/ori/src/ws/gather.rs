@@ -173,6 +173,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::ws::test_socket::TestSocket;
 
     /// Frames of these sizes, each frame's bytes its own (its index in the
     /// first two bytes), so that a frame swapped, doubled or dropped shows.
@@ -190,52 +191,6 @@ mod tests {
             .collect()
     }
 
-    /// A socket that takes at most `max` bytes per write.
-    struct Trickle {
-        out: Vec<u8>,
-        max: usize,
-    }
-
-    impl AsyncWrite for Trickle {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            let n = buf.len().min(this.max);
-            this.out.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            let mut n = 0;
-            for b in bufs {
-                let take = b.len().min(this.max - n);
-                this.out.extend_from_slice(&b[..take]);
-                n += take;
-            }
-            Poll::Ready(Ok(n))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
     fn concat(pending: &VecDeque<Frame>) -> Vec<u8> {
         pending.iter().flat_map(|f| f.to_vec()).collect()
     }
@@ -249,16 +204,13 @@ mod tests {
 
     /// [`drain`] into a socket that takes at most `max` bytes per write.
     fn drain_by(mut pending: VecDeque<Frame>, max: usize) -> (Vec<u8>, Vec<usize>) {
-        let mut out = Trickle {
-            out: Vec::new(),
-            max,
-        };
+        let mut out = TestSocket::trickling(max);
         let mut writes = Vec::new();
         let mut offset = 0;
         let mut cx = Context::from_waker(Waker::noop());
         for _ in 0..10_000 {
             if pending.is_empty() {
-                return (out.out, writes);
+                return (std::mem::take(&mut out.state().data), writes);
             }
             match poll_write_pending(&mut out, &pending, offset, &mut cx) {
                 Poll::Ready(Ok(n)) => {

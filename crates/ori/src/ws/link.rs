@@ -322,7 +322,6 @@ impl<D: Send + Sync + 'static, W: AsyncWrite + Unpin + Send + 'static> Flush for
 
 #[cfg(test)]
 mod tests {
-    use std::io::{self, IoSlice};
     use std::time::Duration;
 
     use ori_core::codec::OpCode;
@@ -330,80 +329,8 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::ws::test_socket::TestSocket;
     use crate::ws::writer::Writers;
-
-    /// A write half that records each write and can push back.
-    #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Recorded>>);
-
-    #[derive(Default)]
-    struct Recorded {
-        /// Bytes accepted by each write call.
-        writes: Vec<usize>,
-        data: Vec<u8>,
-        /// While set, writes return `Pending` (the socket is full), or accept
-        /// only this many bytes once, then push back.
-        full: bool,
-        accept_once: Option<usize>,
-        waker: Option<Waker>,
-    }
-
-    impl Recorder {
-        fn unblock(&self) {
-            let mut r = lock(&self.0);
-            r.full = false;
-            if let Some(w) = r.waker.take() {
-                w.wake();
-            }
-        }
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let mut r = lock(&self.0);
-            if r.full {
-                r.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            let mut room = r.accept_once.take().unwrap_or(usize::MAX);
-            if room != usize::MAX {
-                r.full = true;
-            }
-            let mut n = 0;
-            for b in bufs {
-                let take = b.len().min(room);
-                r.data.extend_from_slice(&b[..take]);
-                n += take;
-                room -= take;
-            }
-            r.writes.push(n);
-            Poll::Ready(Ok(n))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
 
     fn text(s: &str) -> bytes::Bytes {
         codec::encode_frame(OpCode::Text, s.as_bytes())
@@ -419,7 +346,7 @@ mod tests {
         panic!("condition not reached within 1 s");
     }
 
-    fn link(limit: usize) -> (Arc<Link<(), Recorder>>, Recorder, Arc<Outbox>, Metrics) {
+    fn link(limit: usize) -> (Arc<Link<(), TestSocket>>, TestSocket, Arc<Outbox>, Metrics) {
         let rt = crate::ws::driver::tests::runtime();
         let metrics = rt.emitter.metrics().clone();
         let id = SocketId::new();
@@ -431,7 +358,7 @@ mod tests {
             outbox.clone(),
             rt,
         ));
-        let io = Recorder::default();
+        let io = TestSocket::default();
         let writers = Writers::new(Duration::from_secs(30), metrics.clone(), None);
         let link = Link::new(conn, writers.pick(), io.clone());
         (link, io, outbox, metrics)
@@ -449,7 +376,7 @@ mod tests {
         assert_eq!(metrics.queue_depths(), 1);
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         {
-            let r = lock(&io.0);
+            let r = io.state();
             assert_eq!(r.writes, vec![expected.len()], "one write");
             assert_eq!(r.data, expected);
         }
@@ -457,7 +384,7 @@ mod tests {
         // Later frames go out with a later write, in order.
         outbox.push(text("d"));
         until(|| metrics.messages_out() == 4).await;
-        assert_eq!(lock(&io.0).writes.len(), 2);
+        assert_eq!(io.state().writes.len(), 2);
         assert_eq!(metrics.lag().0, 2);
         outbox.shut();
         link.detach();
@@ -467,12 +394,12 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_keeps_its_queue_and_resumes_when_writable() {
         let (link, io, outbox, metrics) = link(1 << 20);
-        lock(&io.0).accept_once = Some(3);
+        io.state().accept_once = Some(3);
         let (a, b) = (text("hello"), text("world"));
         outbox.push(a.clone());
         outbox.push(b.clone());
-        until(|| lock(&io.0).waker.is_some()).await;
-        assert_eq!(lock(&io.0).data, a[..3].to_vec(), "partial write kept");
+        until(|| io.state().waker.is_some()).await;
+        assert_eq!(io.state().data, a[..3].to_vec(), "partial write kept");
         assert_eq!(outbox.queued_bytes(), a.len() + b.len() - 3);
         // More frames queue up behind while the socket is full.
         let c = text("!");
@@ -482,7 +409,7 @@ mod tests {
         io.unblock();
         assert_eq!(link.event().await, DRAINED);
         let expected: Vec<u8> = [a, b, c].iter().flat_map(|f| f.to_vec()).collect();
-        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(io.state().data, expected);
         until(|| metrics.messages_out() == 3).await;
         // One observation, of the oldest frame: it waited the whole time.
         let (count, micros) = metrics.lag();
@@ -495,16 +422,16 @@ mod tests {
     #[tokio::test]
     async fn overflow_finishes_the_frame_on_the_wire_then_closes_with_1013() {
         let (link, io, outbox, _metrics) = link(16);
-        lock(&io.0).accept_once = Some(2);
+        io.state().accept_once = Some(2);
         let a = text("0123456789");
         outbox.push(a.clone());
-        until(|| lock(&io.0).waker.is_some()).await;
+        until(|| io.state().waker.is_some()).await;
         assert_eq!(outbox.push(text("overflowing")), ori_core::Push::Overflow);
         io.unblock();
         assert_eq!(link.event().await, CLOSE_SENT);
         let close = codec::encode_close(close_code::TRY_AGAIN_LATER, "Slow consumer");
         let expected: Vec<u8> = [a, close].iter().flat_map(|f| f.to_vec()).collect();
-        assert_eq!(lock(&io.0).data, expected);
+        assert_eq!(io.state().data, expected);
         assert_eq!(
             link.sent_close(),
             Some((close_code::TRY_AGAIN_LATER, "Slow consumer".to_owned()))

@@ -20,6 +20,8 @@ mod options;
 mod rate;
 mod session;
 mod state;
+#[cfg(test)]
+mod test_socket;
 pub(crate) mod upgrade;
 pub(crate) mod writer;
 
