@@ -69,8 +69,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Writer tasks that put queued frames on the sockets (default: one per
-    /// worker thread; fewer batch more when the cores are shared with
-    /// other busy processes).
+    /// worker thread, at most one per core; fewer batch more when the
+    /// cores are shared with other busy processes).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     writers: Option<u16>,
 }

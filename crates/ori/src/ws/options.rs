@@ -477,19 +477,26 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
         self
     }
 
-    /// How many writer tasks put the queued frames on the sockets (default:
-    /// one per worker thread of the runtime, at most one per core this
-    /// process may run on; at most 64).
+    /// How many writer tasks put the queued frames on the sockets: `count`,
+    /// at least 1 and at most 64, whatever the number of cores. By
+    /// default one per worker thread of the runtime that serves the first
+    /// connection, at most one per core this process may run on.
     ///
     /// Each writer writes its connections in turn, once per pass, and a
-    /// write carries every frame queued meanwhile: so the fewer the
-    /// writers, the more frames per write and the less CPU per delivery,
-    /// and the more writers, the more cores write at once. One writer is
-    /// better when the server shares its cores with other busy processes:
-    /// on two cores shared with a load generator, two worker threads with
-    /// one writer delivered 6-16 % more than with two writers at a quarter
-    /// to half less p99, and at a fixed rate had half the p99
+    /// write carries every frame queued meanwhile: the fewer the writers,
+    /// the more frames per write, the less CPU per delivery and the more
+    /// queueing delay; more writers can write on more cores at once (not
+    /// measurable on the two cores the project's benchmarks run on). One
+    /// writer is better when the server shares its cores with other busy
+    /// processes: on two cores shared with a load generator, two worker
+    /// threads with one writer delivered 6-16 % more than with two writers
+    /// at a quarter to half less p99, and at a fixed rate had half the p99
     /// (BENCHMARKS.md, sixteenth sitting).
+    ///
+    /// Set it when one app is served by several runtimes (its
+    /// [`into_router`](crate::Ori::into_router) on one single-threaded
+    /// runtime per core, say): the default counts the threads of one of
+    /// them only.
     ///
     /// ```
     /// use ori::WsOptions;
@@ -509,5 +516,21 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
     {
         self.limits.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_asked_for_are_kept_between_one_and_the_maximum() {
+        assert_eq!(WsOptions::new().limits.writers, None, "the default");
+        assert_eq!(WsOptions::new().writers(3).limits.writers, Some(3));
+        assert_eq!(WsOptions::new().writers(0).limits.writers, Some(1));
+        assert_eq!(
+            WsOptions::new().writers(1000).limits.writers,
+            Some(crate::ws::writer::MAX_WRITERS)
+        );
     }
 }
