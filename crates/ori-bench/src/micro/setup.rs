@@ -83,13 +83,7 @@ impl FanoutHub {
     /// Publishes `message` to `bench`, then drains every outbox as the
     /// writers would.
     pub fn publish_and_drain(&mut self, message: &Message) -> usize {
-        let delivered = self.hub.publish_local(&self.topic, message);
-        for o in &self.outboxes {
-            ori_core::__private::take(o, 0, &mut self.scratch);
-            let bytes: usize = self.scratch.drain(..).map(|f| f.len()).sum();
-            ori_core::__private::written(o, bytes);
-        }
-        delivered
+        self.publish_batch_and_drain(message, 1)
     }
 
     /// Publishes `message` to `bench` `batch` times, then drains every
