@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::{Budget, Frame, Message, Outbox, Push, SocketId, SubscribeError, Topic};
+use crate::{Budget, Frame, Lane, Message, Outbox, Push, SocketId, SubscribeError, Topic};
 
 mod admission;
 mod conns;
+mod fan_out;
 mod frames;
 mod subscribers;
 
@@ -152,6 +153,13 @@ impl Hub {
     /// to this hub's [`budget`](Self::budget).
     pub fn new_outbox(&self, id: SocketId, limit: usize) -> Outbox {
         Outbox::with_budget(id, limit, self.inner.budget.clone())
+    }
+
+    /// [`new_outbox`](Self::new_outbox), its queue kept in `lane` (that of
+    /// the writer serving the connection: a publication takes one lock per
+    /// lane it reaches, not one per subscriber).
+    pub fn new_outbox_in(&self, id: SocketId, limit: usize, lane: Arc<Lane>) -> Outbox {
+        Outbox::in_lane(id, limit, self.inner.budget.clone(), lane)
     }
 
     /// Adds a connection: from now on it receives broadcasts and direct
@@ -511,48 +519,6 @@ impl Hub {
 
     fn count_publish(&self) {
         self.inner.metrics.publishes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn fan_out<'a>(
-        &self,
-        outboxes: impl Iterator<Item = &'a Outbox>,
-        frames: &mut Frames<'_>,
-    ) -> usize {
-        let mut delivered = 0u64;
-        let mut overflowed = 0u64;
-        // The deliveries charged to the hub's budget are charged at once,
-        // after the loop: one atomic update per publish, not one per
-        // subscriber.
-        let budget = &self.inner.budget;
-        let mut charged = 0usize;
-        // At most one clock reading per fan-out, by the first queue that
-        // was empty: when it was queued, for the writers' delivery-lag
-        // figure (the other queues keep the instant of their oldest frame).
-        let mut now = None;
-        for outbox in outboxes {
-            let frame = frames.for_outbox(outbox);
-            let len = frame.len();
-            match outbox.enqueue(frame, &mut now) {
-                Push::Queued => {
-                    delivered += 1;
-                    match outbox.budget() {
-                        Some(b) if Arc::ptr_eq(b, budget) => charged += len,
-                        Some(b) => b.charge(len),
-                        None => {}
-                    }
-                }
-                Push::Overflow => overflowed += 1,
-                Push::Closed => {}
-            }
-        }
-        budget.charge(charged);
-        let m = &self.inner.metrics;
-        m.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        if overflowed > 0 {
-            m.slow_consumer_closes
-                .fetch_add(overflowed, Ordering::Relaxed);
-        }
-        delivered as usize
     }
 }
 

@@ -37,7 +37,7 @@ pub use message::{Message, Utf8Bytes};
 pub use ori_protocol::{
     CloseCode, SocketId, SocketIdError, Topic, TopicError, BROADCAST_TOPIC, SOCKET_TOPIC_PREFIX,
 };
-pub use outbox::{Outbox, OutboxStatus, Push};
+pub use outbox::{Lane, Outbox, OutboxStatus, Push};
 pub use positions::{Joined, Position, Recovery};
 pub use provider::{
     ErrorKind, HistoryLimits, HistoryRead, InProcProvider, InstanceId, MetricKind, Outgoing,

@@ -2,23 +2,25 @@
 //! instance's [`Budget`].
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::Waker;
+
+use qcell::QCell;
 
 use crate::codec::close_code;
 use crate::codec::deflate::Agreed;
 use crate::{Budget, Frame, SocketId};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing here panics while holding a lock, but a poisoned lock must not
-    // take every other connection down with it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+mod lane;
+
+pub(crate) use lane::Key;
+pub use lane::Lane;
 
 /// The state of an [`Outbox`] as its writer sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OutboxStatus {
     /// Accepting frames.
+    #[default]
     Open,
     /// A close was requested: write what is queued, then the close frame.
     Closing {
@@ -44,6 +46,7 @@ pub enum Push {
     Closed,
 }
 
+#[derive(Default)]
 struct OutboxState {
     frames: VecDeque<Frame>,
     /// Bytes queued and not yet written to the socket (including frames the
@@ -76,6 +79,14 @@ impl OutboxState {
         self.uncount(bytes)
     }
 
+    /// Marks the queue overflowed and drops what was not taken: returns
+    /// the bytes dropped (to release from the budget) and the writer to
+    /// wake, both once the lock is released.
+    fn overflow(&mut self) -> (usize, Option<Waker>) {
+        self.status = OutboxStatus::Overflowed;
+        (self.drop_frames(), self.waker.clone())
+    }
+
     /// Takes `n` bytes off the queued count; returns how many were counted.
     fn uncount(&mut self, n: usize) -> usize {
         let n = n.min(self.queued_bytes);
@@ -102,7 +113,9 @@ impl OutboxState {
 /// hidden seam that may change in any release.
 ///
 /// An outbox made [`with_budget`](Outbox::with_budget) charges every queued
-/// byte to the instance's [`Budget`] until it is written or dropped.
+/// byte to the instance's [`Budget`] until it is written or dropped. Its
+/// queue lives in a [`Lane`] (its own, unless it was made in one with
+/// [`in_lane`](Outbox::in_lane)): the lock of an outbox is its lane's.
 pub struct Outbox {
     id: SocketId,
     limit: usize,
@@ -110,43 +123,59 @@ pub struct Outbox {
     /// What was agreed with permessage-deflate: which frame of a
     /// publication this connection takes, and how its messages inflate.
     deflate: Option<Agreed>,
-    state: Mutex<OutboxState>,
+    lane: Arc<Lane>,
+    /// The queue, opened by the lane's key.
+    state: QCell<OutboxState>,
+}
+
+/// What queuing one frame did, with what is to be done once the lane's
+/// lock is released.
+pub(crate) struct Enqueued {
+    pub(crate) push: Push,
+    /// The writer to wake.
+    pub(crate) wake: Option<Waker>,
+    /// Bytes dropped by an overflow, to release from the budget.
+    pub(crate) dropped: usize,
 }
 
 impl Outbox {
     /// An empty outbox for connection `id`, holding at most `limit` bytes,
     /// charged to no budget.
     pub fn new(id: SocketId, limit: usize) -> Self {
-        Self::build(id, limit, None)
+        Self::build(id, limit, None, Arc::default())
     }
 
     /// An empty outbox whose queued bytes count against `budget` (the
     /// instance's, [`Hub::budget`](crate::Hub::budget)).
     pub fn with_budget(id: SocketId, limit: usize, budget: Arc<Budget>) -> Self {
-        Self::build(id, limit, Some(budget))
+        Self::build(id, limit, Some(budget), Arc::default())
     }
 
-    fn build(id: SocketId, limit: usize, budget: Option<Arc<Budget>>) -> Self {
+    /// [`with_budget`](Self::with_budget), its queue kept in `lane` (the
+    /// lane of the writer that serves the connection).
+    pub fn in_lane(id: SocketId, limit: usize, budget: Arc<Budget>, lane: Arc<Lane>) -> Self {
+        Self::build(id, limit, Some(budget), lane)
+    }
+
+    fn build(id: SocketId, limit: usize, budget: Option<Arc<Budget>>, lane: Arc<Lane>) -> Self {
         Self {
             id,
             limit,
             budget,
             deflate: None,
-            state: Mutex::new(OutboxState {
-                frames: VecDeque::new(),
-                queued_bytes: 0,
-                status: OutboxStatus::Open,
-                waker: None,
-                dequeued: 0,
-                mark: (0, 0),
-                since: 0,
-            }),
+            state: lane.cell(OutboxState::default()),
+            lane,
         }
     }
 
     /// The connection this outbox belongs to.
     pub fn id(&self) -> &SocketId {
         &self.id
+    }
+
+    /// The lane its queue is kept in.
+    pub fn lane(&self) -> &Arc<Lane> {
+        &self.lane
     }
 
     /// This connection agreed permessage-deflate: messages worth it reach
@@ -176,6 +205,11 @@ impl Outbox {
         }
     }
 
+    /// Runs `f` on this outbox's queue, under its lane's lock.
+    fn with<R>(&self, f: impl FnOnce(&mut OutboxState) -> R) -> R {
+        f(self.lane.lock().rw(&self.state))
+    }
+
     /// Queues an encoded frame. Fails with [`Push::Overflow`] when the bytes
     /// already queued plus this frame exceed the limit.
     pub fn push(&self, frame: impl Into<Frame>) -> Push {
@@ -190,47 +224,75 @@ impl Outbox {
         push
     }
 
-    /// [`push`](Self::push) without charging the budget: the hub's fan-out
-    /// charges all of its deliveries at once. `now` is the fan-out's
-    /// reading of [`clock::now`], taken by the first queue that was empty
-    /// and shared by the rest (at most one per publication, none when no
-    /// queue was empty).
+    /// [`push`](Self::push) without charging the budget. `now` is a
+    /// reading of [`clock::now`], taken if the queue was empty and none
+    /// was given.
     pub(crate) fn enqueue(&self, frame: Frame, now: &mut Option<u32>) -> Push {
-        let mut st = lock(&self.state);
+        let done = self.enqueue_in(&mut self.lane.lock(), frame, now);
+        self.after(done)
+    }
+
+    /// What is left of an [`enqueue_in`](Self::enqueue_in) once the lane's
+    /// lock is released: the budget released, the writer woken.
+    pub(crate) fn after(&self, done: Enqueued) -> Push {
+        self.release(done.dropped);
+        wake(done.wake);
+        done.push
+    }
+
+    /// Queues `frame` with `key`, this outbox's lane's (the hub's
+    /// fan-out queues a publication to every subscriber of a lane under
+    /// one lock). `now` is the fan-out's reading of [`clock::now`], taken
+    /// by the first queue that was empty and shared by the rest.
+    pub(crate) fn enqueue_in(
+        &self,
+        key: &mut Key,
+        frame: Frame,
+        now: &mut Option<u32>,
+    ) -> Enqueued {
+        let st = key.rw(&self.state);
+        let mut done = Enqueued {
+            push: Push::Queued,
+            wake: None,
+            dropped: 0,
+        };
         if st.status != OutboxStatus::Open {
-            return Push::Closed;
+            done.push = Push::Closed;
+            return done;
         }
         // One frame larger than the limit still goes out on an empty queue:
         // the limit bounds how far a reader falls behind, not message size.
         if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
-            self.overflow_locked(st);
-            return Push::Overflow;
+            (done.dropped, done.wake) = st.overflow();
+            done.push = Push::Overflow;
+            return done;
         }
         let was_empty = st.frames.is_empty();
         if was_empty {
             st.since = *now.get_or_insert_with(clock::now);
+            done.wake = st.waker.clone();
         }
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);
-        let waker = if was_empty { st.waker.clone() } else { None };
-        drop(st);
-        wake(waker);
-        Push::Queued
+        done
     }
 
     /// Asks the writer to send `code`/`reason` after what is already queued.
     /// Returns `false` if the outbox was already closing.
     pub fn close(&self, code: u16, reason: &str) -> bool {
-        let mut st = lock(&self.state);
-        if st.status != OutboxStatus::Open {
+        let waker = self.with(|st| {
+            if st.status != OutboxStatus::Open {
+                return None;
+            }
+            st.status = OutboxStatus::Closing {
+                code,
+                reason: reason.into(),
+            };
+            Some(st.waker.clone())
+        });
+        let Some(waker) = waker else {
             return false;
-        }
-        st.status = OutboxStatus::Closing {
-            code,
-            reason: reason.into(),
         };
-        let waker = st.waker.clone();
-        drop(st);
         wake(waker);
         true
     }
@@ -241,24 +303,19 @@ impl Outbox {
     /// dropped too (its reader is not taking it). False if it had
     /// overflowed already, or was shut.
     pub fn overflow(&self) -> bool {
-        let st = lock(&self.state);
-        let nothing_to_drop = st.status != OutboxStatus::Open && st.queued_bytes == 0;
-        if st.status == OutboxStatus::Overflowed || nothing_to_drop {
+        let done = self.with(|st| {
+            let nothing_to_drop = st.status != OutboxStatus::Open && st.queued_bytes == 0;
+            if st.status == OutboxStatus::Overflowed || nothing_to_drop {
+                return None;
+            }
+            Some(st.overflow())
+        });
+        let Some((dropped, waker)) = done else {
             return false;
-        }
-        self.overflow_locked(st);
-        true
-    }
-
-    /// Marks the queue overflowed, drops (and releases) what was not taken,
-    /// then wakes the writer once the lock is released.
-    fn overflow_locked(&self, mut st: MutexGuard<'_, OutboxState>) {
-        st.status = OutboxStatus::Overflowed;
-        let dropped = st.drop_frames();
-        let waker = st.waker.clone();
-        drop(st);
+        };
         self.release(dropped);
         wake(waker);
+        true
     }
 
     /// One scan of the budget: true if, since the previous scan, less left
@@ -266,33 +323,37 @@ impl Outbox {
     /// between the scans: the reader stopped or trickles). Remembers what
     /// it sees for the next scan.
     pub(crate) fn behind_since_last_scan(&self, judge: bool) -> bool {
-        let mut st = lock(&self.state);
-        let now = (
-            st.dequeued,
-            u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
-        );
-        // A first scan compares with (0, 0): `x < 0` never holds.
-        let (dequeued, queued) = st.mark;
-        let behind = judge && st.queued_bytes > 0 && now.0.wrapping_sub(dequeued) < queued;
-        st.mark = now;
-        behind
+        self.with(|st| {
+            let now = (
+                st.dequeued,
+                u32::try_from(st.queued_bytes).unwrap_or(u32::MAX),
+            );
+            // A first scan compares with (0, 0): `x < 0` never holds.
+            let (dequeued, queued) = st.mark;
+            let behind = judge && st.queued_bytes > 0 && now.0.wrapping_sub(dequeued) < queued;
+            st.mark = now;
+            behind
+        })
     }
 
     /// Marks the outbox closed for good (the connection ended): later pushes
     /// are dropped, queued frames are freed (and released from the budget)
     /// and a registered waker is dropped.
     pub fn shut(&self) {
-        let mut st = lock(&self.state);
-        if st.status == OutboxStatus::Open {
-            st.status = OutboxStatus::Closing {
-                code: close_code::NORMAL,
-                reason: Box::default(),
-            };
-        }
-        st.frames = VecDeque::new();
-        let released = std::mem::take(&mut st.queued_bytes);
-        let waker = st.waker.take();
-        drop(st);
+        let (frames, released, waker) = self.with(|st| {
+            if st.status == OutboxStatus::Open {
+                st.status = OutboxStatus::Closing {
+                    code: close_code::NORMAL,
+                    reason: Box::default(),
+                };
+            }
+            (
+                std::mem::take(&mut st.frames),
+                std::mem::take(&mut st.queued_bytes),
+                st.waker.take(),
+            )
+        });
+        drop(frames);
         self.release(released);
         drop(waker);
     }
@@ -304,12 +365,13 @@ impl Outbox {
     /// lock is released (a waker may use the outbox, and dropping the last
     /// clone of one may run arbitrary code).
     pub(crate) fn set_waker(&self, waker: Option<Waker>) {
-        let mut st = lock(&self.state);
-        let old = std::mem::replace(&mut st.waker, waker);
-        let now = (!st.frames.is_empty() || st.status != OutboxStatus::Open)
-            .then(|| st.waker.clone())
-            .flatten();
-        drop(st);
+        let (old, now) = self.with(|st| {
+            let old = std::mem::replace(&mut st.waker, waker);
+            let now = (!st.frames.is_empty() || st.status != OutboxStatus::Open)
+                .then(|| st.waker.clone())
+                .flatten();
+            (old, now)
+        });
         drop(old);
         wake(now);
     }
@@ -323,7 +385,7 @@ impl Outbox {
     /// Records that `n` queued bytes left the queue: written to the socket,
     /// or dropped by the writer.
     pub(crate) fn written(&self, n: usize) {
-        let released = lock(&self.state).uncount(n);
+        let released = self.with(|st| st.uncount(n));
         self.release(released);
     }
 
@@ -331,32 +393,33 @@ impl Outbox {
     /// records that `n` bytes reached the socket, then moves every queued
     /// frame to the back of `into`.
     pub(crate) fn written_and_take(&self, n: usize, into: &mut VecDeque<Frame>) -> Taken {
-        let mut st = lock(&self.state);
-        let released = st.uncount(n);
-        let since = (!st.frames.is_empty()).then_some(st.since);
-        if into.is_empty() {
-            std::mem::swap(into, &mut st.frames);
-        } else {
-            into.extend(st.frames.drain(..));
-        }
-        let taken = Taken {
-            status: st.status.clone(),
-            since,
-            queued_bytes: st.queued_bytes,
-        };
-        drop(st);
+        let (released, taken) = self.with(|st| {
+            let released = st.uncount(n);
+            let since = (!st.frames.is_empty()).then_some(st.since);
+            if into.is_empty() {
+                std::mem::swap(into, &mut st.frames);
+            } else {
+                into.extend(st.frames.drain(..));
+            }
+            let taken = Taken {
+                status: st.status.clone(),
+                since,
+                queued_bytes: st.queued_bytes,
+            };
+            (released, taken)
+        });
         self.release(released);
         taken
     }
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        lock(&self.state).queued_bytes
+        self.with(|st| st.queued_bytes)
     }
 
     /// The current status.
     pub fn status(&self) -> OutboxStatus {
-        lock(&self.state).status.clone()
+        self.with(|st| st.status.clone())
     }
 }
 
@@ -397,8 +460,7 @@ fn wake(waker: Option<Waker>) {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let left = std::mem::take(&mut st.queued_bytes);
+        let left = std::mem::take(&mut self.state.get_mut().queued_bytes);
         self.release(left);
     }
 }

@@ -159,3 +159,57 @@ fn a_push_that_overflows_counts_one_slow_consumer() {
     assert_eq!(hub.metrics().slow_consumer_closes(), 1);
     assert_eq!(hub.metrics().connections_total(), 1);
 }
+
+/// A writer's waker that reads its outbox when woken (which takes the
+/// outbox's lane lock: woken under it, it would deadlock).
+struct ReadsItsOutbox {
+    outbox: std::sync::Mutex<Option<Arc<Outbox>>>,
+    seen: std::sync::Mutex<Vec<usize>>,
+}
+
+impl std::task::Wake for ReadsItsOutbox {
+    fn wake(self: Arc<Self>) {
+        let outbox = self.outbox.lock().unwrap().clone();
+        if let Some(o) = outbox {
+            self.seen.lock().unwrap().push(o.queued_bytes());
+        }
+    }
+}
+
+#[test]
+fn a_fan_out_over_interleaved_lanes_queues_once_each_and_wakes_outside_the_locks() {
+    let hub = Hub::new();
+    let lanes = [Arc::new(Lane::new()), Arc::new(Lane::new())];
+    let t = Topic::new("room").unwrap();
+    let mut subs = Vec::new();
+    for i in 0..6 {
+        let o = Arc::new(hub.new_outbox_in(SocketId::new(), 1 << 20, lanes[i % 2].clone()));
+        hub.register(o.clone(), 8);
+        hub.subscribe(o.id(), &t).unwrap();
+        let waker = Arc::new(ReadsItsOutbox {
+            outbox: std::sync::Mutex::new(Some(o.clone())),
+            seen: Default::default(),
+        });
+        o.set_waker(Some(std::task::Waker::from(waker.clone())));
+        subs.push((o, waker));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let publisher = hub.clone();
+    let topic = t.clone();
+    std::thread::spawn(move || {
+        let n = publisher.publish_local(&topic, &"hi".into());
+        tx.send(n).unwrap();
+    });
+    let queued = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the fan-out finished: no waker ran under a lane's lock");
+    assert_eq!(queued, 6);
+    let frame = codec::encode_frame(codec::OpCode::Text, b"hi");
+    for (o, waker) in &subs {
+        assert_eq!(*waker.seen.lock().unwrap(), vec![frame.len()]);
+        assert_eq!(drain(o), vec![frame.clone()]);
+        // The waker holds its outbox: let go of it.
+        *waker.outbox.lock().unwrap() = None;
+    }
+    assert_eq!(hub.budget().used(), 6 * frame.len());
+}

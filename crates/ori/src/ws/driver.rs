@@ -151,7 +151,8 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let link = Link::new(conn.inner.clone(), rt.writers.pick(), writer);
+    let shard = rt.writers.shard_of(conn.inner.outbox.lane());
+    let link = Link::new(conn.inner.clone(), shard, writer);
     let mut session = Session::new(clock);
     // What the loop keeps lives here (captured, laid out once) or in
     // locals kept across a single await: a local kept across several

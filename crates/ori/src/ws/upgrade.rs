@@ -261,10 +261,13 @@ fn open<D: Send + Sync + 'static>(
             UpgradingSlot::taken(&rt.upgrading),
         ))),
     };
-    let outbox = rt
-        .broker
-        .hub()
-        .new_outbox(id, rt.limits.outbound_queue_limit);
+    // Its queue goes in the lane of the writer that will write it (the
+    // connection's task finds that writer by the lane).
+    let outbox = rt.broker.hub().new_outbox_in(
+        id,
+        rt.limits.outbound_queue_limit,
+        rt.writers.pick().lane().clone(),
+    );
     let outbox = Arc::new(match deflate {
         Some(agreed) => outbox.with_deflate(agreed),
         None => outbox,

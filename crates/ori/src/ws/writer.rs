@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use ori_core::Lane;
+
 use super::lock;
 use crate::metrics::{Metrics, WriteTally};
 
@@ -74,6 +76,20 @@ impl Writers {
         shards[i].clone()
     }
 
+    /// The shard whose lane is `lane`: the shard of a connection whose
+    /// outbox was made in the lane of a [`pick`](Self::pick); another one
+    /// picked for an outbox made in no shard's lane.
+    pub(super) fn shard_of(&self, lane: &Arc<Lane>) -> Arc<Shard> {
+        let found = self
+            .shards
+            .get()
+            .and_then(|shards| shards.iter().find(|s| Arc::ptr_eq(&s.lane, lane)));
+        match found {
+            Some(shard) => shard.clone(),
+            None => self.pick(),
+        }
+    }
+
     /// How many shards there are (none before the first pick).
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -105,6 +121,8 @@ pub(super) trait Flush: Send + Sync {
 
 pub(super) struct Shard {
     state: Mutex<ShardState>,
+    /// Where the outboxes of its connections keep their queues.
+    lane: Arc<Lane>,
     /// The connections' timer period.
     tick: Duration,
     /// Where its writes are counted (the app's).
@@ -134,9 +152,15 @@ impl Shard {
     fn new(tick: Duration, metrics: Metrics) -> Self {
         Self {
             state: Mutex::default(),
+            lane: Arc::default(),
             tick: tick.max(Duration::from_millis(10)),
             metrics,
         }
+    }
+
+    /// Where the outboxes of its connections keep their queues.
+    pub(super) fn lane(&self) -> &Arc<Lane> {
+        &self.lane
     }
 
     /// Where the writes of this shard's connections are counted.

@@ -1,0 +1,112 @@
+//! The fan-out of one frame to many outboxes: one lock per lane reached,
+//! not one per subscriber.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::frames::Frames;
+use super::Hub;
+use crate::outbox::{Enqueued, Key};
+use crate::{Lane, Outbox, Push};
+
+/// What one fan-out did, counted as it goes and added to the hub's
+/// counters and budget once at the end.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    overflowed: u64,
+    /// Bytes queued to outboxes charged to the hub's budget.
+    charged: usize,
+    /// At most one clock reading per fan-out, by the first queue that was
+    /// empty: when it was queued, for the writers' delivery-lag figure (the
+    /// other queues keep the instant of their oldest frame).
+    now: Option<u32>,
+}
+
+impl Hub {
+    /// Queues the frame of `frames` to each of `outboxes`; returns how many
+    /// took it.
+    ///
+    /// The outboxes of one lane are queued to under one lock: first those
+    /// in the lane of the first outbox, then those of each other lane in
+    /// turn (an outbox in another lane than the one being queued to waits
+    /// in a list). What must wait until a lock is released (the writers to
+    /// wake, the bytes of an overflow to release from the budget) waits in
+    /// another list.
+    pub(super) fn fan_out<'a>(
+        &self,
+        outboxes: impl Iterator<Item = &'a Outbox>,
+        frames: &mut Frames<'_>,
+    ) -> usize {
+        let mut tally = Tally::default();
+        let mut later: Vec<&Outbox> = Vec::new();
+        let mut after: Vec<(&Outbox, Enqueued)> = Vec::new();
+        let mut held: Option<(&Lane, std::sync::MutexGuard<'_, Key>)> = None;
+        for outbox in outboxes {
+            let key = match &mut held {
+                Some((lane, key)) if std::ptr::eq(*lane, &**outbox.lane()) => key,
+                Some(_) => {
+                    later.push(outbox);
+                    continue;
+                }
+                None => &mut held.insert((outbox.lane(), outbox.lane().lock())).1,
+            };
+            self.deliver(outbox, key, frames, &mut tally, &mut after);
+        }
+        drop(held);
+        while let Some(first) = later.first() {
+            let lane = first.lane().clone();
+            let mut key = lane.lock();
+            later.retain(|outbox| {
+                if !Arc::ptr_eq(outbox.lane(), &lane) {
+                    return true;
+                }
+                self.deliver(outbox, &mut key, frames, &mut tally, &mut after);
+                false
+            });
+        }
+        for (outbox, done) in after {
+            outbox.after(done);
+        }
+        self.inner.budget.charge(tally.charged);
+        let m = &self.inner.metrics;
+        m.deliveries.fetch_add(tally.delivered, Ordering::Relaxed);
+        if tally.overflowed > 0 {
+            m.slow_consumer_closes
+                .fetch_add(tally.overflowed, Ordering::Relaxed);
+        }
+        tally.delivered as usize
+    }
+
+    /// Queues the frame of `frames` to `outbox`, with its lane's `key`.
+    fn deliver<'a>(
+        &self,
+        outbox: &'a Outbox,
+        key: &mut Key,
+        frames: &mut Frames<'_>,
+        tally: &mut Tally,
+        after: &mut Vec<(&'a Outbox, Enqueued)>,
+    ) {
+        let frame = frames.for_outbox(outbox);
+        let len = frame.len();
+        let done = outbox.enqueue_in(key, frame, &mut tally.now);
+        match done.push {
+            Push::Queued => {
+                tally.delivered += 1;
+                match outbox.budget() {
+                    // The deliveries charged to the hub's budget are charged
+                    // at once, after the loop: one atomic update per fan-out,
+                    // not one per subscriber.
+                    Some(b) if Arc::ptr_eq(b, &self.inner.budget) => tally.charged += len,
+                    Some(b) => b.charge(len),
+                    None => {}
+                }
+            }
+            Push::Overflow => tally.overflowed += 1,
+            Push::Closed => {}
+        }
+        if done.wake.is_some() || done.dropped > 0 {
+            after.push((outbox, done));
+        }
+    }
+}
