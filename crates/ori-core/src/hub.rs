@@ -26,7 +26,7 @@ pub use frames::{
 };
 
 use conns::{ConnEntry, Conns};
-use subscribers::{add_floor, remove_subscriber, Subscribers};
+use subscribers::{add_floor, lane_key, remove_subscriber, Subscribers};
 
 pub use admission::Overloaded;
 
@@ -259,11 +259,8 @@ impl Hub {
             joined.1 = positioned;
             let outbox = entry.outbox.clone();
             if let Some(subs) = st.topics.get_mut(topic) {
-                let from = subs.list(!positioned);
-                if let Some(pos) = from.iter().position(|o| Arc::ptr_eq(o, &outbox)) {
-                    from.swap_remove(pos);
-                }
-                subs.list(positioned).push(outbox.clone());
+                subs.remove(!positioned, &outbox);
+                subs.add(positioned, outbox.clone());
             }
             add_floor(&mut st.topics, topic, outbox, floor);
             return Ok(Subscription {
@@ -280,13 +277,12 @@ impl Hub {
         let outbox = entry.outbox.clone();
         let first = match st.topics.entry(topic.clone()) {
             Entry::Occupied(mut e) => {
-                e.get_mut().list(positioned).push(outbox.clone());
+                e.get_mut().add(positioned, outbox.clone());
                 false
             }
             Entry::Vacant(e) => {
                 e.insert(Subscribers::default())
-                    .list(positioned)
-                    .push(outbox.clone());
+                    .add(positioned, outbox.clone());
                 true
             }
         };
@@ -495,12 +491,14 @@ impl Hub {
         let mut frames = self.frames(message);
         // Fanned out outside the lock: a frame may be compressed on the
         // way, which must not hold up subscription changes.
-        let outboxes: Vec<Arc<Outbox>> = self
+        let mut outboxes: Vec<Arc<Outbox>> = self
             .read()
             .conns
             .values()
             .map(|e| e.outbox.clone())
             .collect();
+        // By lane, as a topic's subscribers are kept.
+        outboxes.sort_unstable_by_key(|o| lane_key(o));
         self.fan_out(outboxes.iter().map(|o| &**o), &mut frames)
     }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ori::messages::{RoomData, Schema};
-use ori_core::{Hub, Message, Outbox, SocketId, Topic};
+use ori_core::{Hub, Lane, Message, Outbox, SocketId, Topic};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -60,9 +60,11 @@ impl FanoutHub {
     pub fn new(subscribers: usize, other_topics: usize) -> Self {
         let hub = Hub::new();
         let topic = Topic::new("bench").expect("valid topic");
+        // One lane, as a server with one writer has.
+        let lane = Arc::new(Lane::new());
         let outboxes: Vec<Arc<Outbox>> = (0..subscribers.max(1))
             .map(|_| {
-                let o = Arc::new(Outbox::new(SocketId::new(), 1 << 20));
+                let o = Arc::new(hub.new_outbox_in(SocketId::new(), 1 << 20, lane.clone()));
                 hub.register(o.clone(), 1 << 20);
                 let _ = hub.subscribe(o.id(), &topic);
                 o

@@ -27,44 +27,31 @@ impl Hub {
     /// Queues the frame of `frames` to each of `outboxes`; returns how many
     /// took it.
     ///
-    /// The outboxes of one lane are queued to under one lock: first those
-    /// in the lane of the first outbox, then those of each other lane in
-    /// turn (an outbox in another lane than the one being queued to waits
-    /// in a list). What must wait until a lock is released (the writers to
-    /// wake, the bytes of an overflow to release from the budget) waits in
-    /// another list.
+    /// The lane of the outbox last queued to stays locked while the next
+    /// outboxes are in it too: one lock per run of outboxes in one lane
+    /// (a topic's subscribers are kept ordered by lane, so that is one lock
+    /// per lane). What must wait until the lock is released (the writers
+    /// to wake, the bytes of an overflow to release from the budget) waits
+    /// in a list.
     pub(super) fn fan_out<'a>(
         &self,
         outboxes: impl Iterator<Item = &'a Outbox>,
         frames: &mut Frames<'_>,
     ) -> usize {
         let mut tally = Tally::default();
-        let mut later: Vec<&Outbox> = Vec::new();
         let mut after: Vec<(&Outbox, Enqueued)> = Vec::new();
         let mut held: Option<(&Lane, std::sync::MutexGuard<'_, Key>)> = None;
         for outbox in outboxes {
             let key = match &mut held {
                 Some((lane, key)) if std::ptr::eq(*lane, &**outbox.lane()) => key,
-                Some(_) => {
-                    later.push(outbox);
-                    continue;
+                _ => {
+                    held = None;
+                    &mut held.insert((outbox.lane(), outbox.lane().lock())).1
                 }
-                None => &mut held.insert((outbox.lane(), outbox.lane().lock())).1,
             };
             self.deliver(outbox, key, frames, &mut tally, &mut after);
         }
         drop(held);
-        while let Some(first) = later.first() {
-            let lane = first.lane().clone();
-            let mut key = lane.lock();
-            later.retain(|outbox| {
-                if !Arc::ptr_eq(outbox.lane(), &lane) {
-                    return true;
-                }
-                self.deliver(outbox, &mut key, frames, &mut tally, &mut after);
-                false
-            });
-        }
         for (outbox, done) in after {
             outbox.after(done);
         }

@@ -48,6 +48,29 @@ impl Subscribers {
             &mut self.raw
         })
     }
+
+    /// Adds `outbox` to a list, next to the outboxes of its lane (each list
+    /// is kept ordered by lane, so that a fan-out takes each lane's lock
+    /// once).
+    pub(super) fn add(&mut self, positioned: bool, outbox: Arc<Outbox>) {
+        let list = self.list(positioned);
+        let key = lane_key(&outbox);
+        let at = list.partition_point(|o| lane_key(o) <= key);
+        list.insert(at, outbox);
+    }
+
+    /// Removes `outbox` from a list, keeping the others in order.
+    pub(super) fn remove(&mut self, positioned: bool, outbox: &Arc<Outbox>) {
+        let list = self.list(positioned);
+        if let Some(pos) = list.iter().position(|o| Arc::ptr_eq(o, outbox)) {
+            list.remove(pos);
+        }
+    }
+}
+
+/// The order of outboxes in a list: by lane.
+pub(super) fn lane_key(outbox: &Outbox) -> usize {
+    Arc::as_ptr(outbox.lane()) as usize
 }
 
 /// Removes `outbox` from `topic`; true if the topic became empty (and was
@@ -61,10 +84,7 @@ pub(super) fn remove_subscriber(
     let Some(subs) = topics.get_mut(topic) else {
         return false;
     };
-    let list = subs.list(positioned);
-    if let Some(pos) = list.iter().position(|o| Arc::ptr_eq(o, outbox)) {
-        list.swap_remove(pos);
-    }
+    subs.remove(positioned, outbox);
     if let Some(floors) = &mut subs.floors {
         Arc::make_mut(floors).retain(|f| !Arc::ptr_eq(&f.outbox, outbox));
         if floors.is_empty() {

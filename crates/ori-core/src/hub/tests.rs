@@ -193,6 +193,16 @@ fn a_fan_out_over_interleaved_lanes_queues_once_each_and_wakes_outside_the_locks
         o.set_waker(Some(std::task::Waker::from(waker.clone())));
         subs.push((o, waker));
     }
+    let keys = |hub: &Hub| -> Vec<usize> {
+        hub.read().topics[&t]
+            .raw
+            .iter()
+            .map(|o| subscribers::lane_key(o))
+            .collect()
+    };
+    let mut sorted = keys(&hub);
+    sorted.sort_unstable();
+    assert_eq!(keys(&hub), sorted, "subscribers kept by lane");
     let (tx, rx) = std::sync::mpsc::channel();
     let publisher = hub.clone();
     let topic = t.clone();
@@ -212,4 +222,9 @@ fn a_fan_out_over_interleaved_lanes_queues_once_each_and_wakes_outside_the_locks
         *waker.outbox.lock().unwrap() = None;
     }
     assert_eq!(hub.budget().used(), 6 * frame.len());
+    hub.unsubscribe(subs[2].0.id(), &t).unwrap();
+    hub.subscribe(subs[2].0.id(), &t).unwrap();
+    let mut sorted = keys(&hub);
+    sorted.sort_unstable();
+    assert_eq!(keys(&hub), sorted, "still by lane after a leave and a join");
 }
