@@ -156,8 +156,10 @@ impl Hub {
     }
 
     /// [`new_outbox`](Self::new_outbox), its queue kept in `lane` (that of
-    /// the writer serving the connection: a publication takes one lock per
-    /// lane it reaches, not one per subscriber).
+    /// the writer serving the connection: a publication takes a lock per
+    /// run of at most a few hundred subscribers in one lane, and one per
+    /// list it reaches, the raw and the positions-aware, not one per
+    /// subscriber).
     pub fn new_outbox_in(&self, id: SocketId, limit: usize, lane: Arc<Lane>) -> Outbox {
         Outbox::in_lane(id, limit, self.inner.budget.clone(), lane)
     }
@@ -497,7 +499,8 @@ impl Hub {
             .values()
             .map(|e| e.outbox.clone())
             .collect();
-        // By lane, as a topic's subscribers are kept.
+        // By lane, as a topic's subscribers are kept (a sort per broadcast,
+        // of pointers: cheaper than a lock per connection).
         outboxes.sort_unstable_by_key(|o| lane_key(o));
         self.fan_out(outboxes.iter().map(|o| &**o), &mut frames)
     }

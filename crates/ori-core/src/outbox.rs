@@ -17,10 +17,9 @@ pub(crate) use lane::Key;
 pub use lane::Lane;
 
 /// The state of an [`Outbox`] as its writer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboxStatus {
     /// Accepting frames.
-    #[default]
     Open,
     /// A close was requested: write what is queued, then the close frame.
     Closing {
@@ -46,7 +45,6 @@ pub enum Push {
     Closed,
 }
 
-#[derive(Default)]
 struct OutboxState {
     frames: VecDeque<Frame>,
     /// Bytes queued and not yet written to the socket (including frames the
@@ -71,20 +69,32 @@ struct OutboxState {
 }
 
 impl OutboxState {
-    /// Drops the frames not yet taken; returns their bytes, no longer
-    /// queued.
-    fn drop_frames(&mut self) -> usize {
-        let bytes: usize = self.frames.iter().map(|f| f.len()).sum();
-        self.frames = VecDeque::new();
-        self.uncount(bytes)
+    fn new() -> Self {
+        Self {
+            frames: VecDeque::new(),
+            queued_bytes: 0,
+            status: OutboxStatus::Open,
+            waker: None,
+            dequeued: 0,
+            mark: (0, 0),
+            since: 0,
+        }
     }
 
-    /// Marks the queue overflowed and drops what was not taken: returns
-    /// the bytes dropped (to release from the budget) and the writer to
-    /// wake, both once the lock is released.
-    fn overflow(&mut self) -> (usize, Option<Waker>) {
+    /// Marks the queue overflowed and takes out what was not taken yet.
+    /// All of it is for after the lock is released: the frames to drop,
+    /// their bytes to release from the budget, the writer to wake.
+    fn overflow(&mut self) -> Enqueued {
         self.status = OutboxStatus::Overflowed;
-        (self.drop_frames(), self.waker.clone())
+        let frames = std::mem::take(&mut self.frames);
+        let bytes: usize = frames.iter().map(|f| f.len()).sum();
+        Enqueued {
+            push: Push::Overflow,
+            wake: self.waker.clone(),
+            dropped: self.uncount(bytes),
+            freed: frames,
+            rejected: None,
+        }
     }
 
     /// Takes `n` bytes off the queued count; returns how many were counted.
@@ -107,7 +117,9 @@ impl OutboxState {
 /// The writer learns that there is work through a waker: one wake-up when
 /// the queue becomes non-empty, not one per frame, so frames pushed before
 /// the writer runs go out together. The waker is always called after the
-/// outbox's lock is released, so it may use the outbox. The writer's side
+/// outbox's lock (its lane's) is released, so it may use the outbox; it is
+/// cloned under that lock, so its clone must not use any outbox of the
+/// lane. The writer's side
 /// (registering the waker, taking frames, recording what was written) is
 /// not part of this crate's API: the server crate reaches it through a
 /// hidden seam that may change in any release.
@@ -129,13 +141,25 @@ pub struct Outbox {
 }
 
 /// What queuing one frame did, with what is to be done once the lane's
-/// lock is released.
+/// lock is released (frames are dropped then too: the last copy of one
+/// may run its owner's code).
 pub(crate) struct Enqueued {
     pub(crate) push: Push,
     /// The writer to wake.
     pub(crate) wake: Option<Waker>,
     /// Bytes dropped by an overflow, to release from the budget.
     pub(crate) dropped: usize,
+    /// The frames an overflow dropped.
+    pub(crate) freed: VecDeque<Frame>,
+    /// The frame not queued.
+    pub(crate) rejected: Option<Frame>,
+}
+
+impl Enqueued {
+    /// Whether anything is left to do once the lock is released.
+    pub(crate) fn pending(&self) -> bool {
+        self.wake.is_some() || self.dropped > 0 || self.rejected.is_some() || !self.freed.is_empty()
+    }
 }
 
 impl Outbox {
@@ -152,7 +176,8 @@ impl Outbox {
     }
 
     /// [`with_budget`](Self::with_budget), its queue kept in `lane` (the
-    /// lane of the writer that serves the connection).
+    /// lane of the writer that serves the connection). There is no form
+    /// without a budget: a lane is a server's, and so is its budget.
     pub fn in_lane(id: SocketId, limit: usize, budget: Arc<Budget>, lane: Arc<Lane>) -> Self {
         Self::build(id, limit, Some(budget), lane)
     }
@@ -163,7 +188,7 @@ impl Outbox {
             limit,
             budget,
             deflate: None,
-            state: lane.cell(OutboxState::default()),
+            state: lane.cell(OutboxState::new()),
             lane,
         }
     }
@@ -228,7 +253,10 @@ impl Outbox {
     /// reading of [`clock::now`], taken if the queue was empty and none
     /// was given.
     pub(crate) fn enqueue(&self, frame: Frame, now: &mut Option<u32>) -> Push {
-        let done = self.enqueue_in(&mut self.lane.lock(), frame, now);
+        let done = {
+            let mut key = self.lane.lock();
+            self.enqueue_in(&mut key, frame, now)
+        };
         self.after(done)
     }
 
@@ -237,6 +265,7 @@ impl Outbox {
     pub(crate) fn after(&self, done: Enqueued) -> Push {
         self.release(done.dropped);
         wake(done.wake);
+        drop((done.freed, done.rejected));
         done.push
     }
 
@@ -255,17 +284,21 @@ impl Outbox {
             push: Push::Queued,
             wake: None,
             dropped: 0,
+            freed: VecDeque::new(),
+            rejected: None,
         };
         if st.status != OutboxStatus::Open {
             done.push = Push::Closed;
+            done.rejected = Some(frame);
             return done;
         }
         // One frame larger than the limit still goes out on an empty queue:
         // the limit bounds how far a reader falls behind, not message size.
         if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
-            (done.dropped, done.wake) = st.overflow();
-            done.push = Push::Overflow;
-            return done;
+            return Enqueued {
+                rejected: Some(frame),
+                ..st.overflow()
+            };
         }
         let was_empty = st.frames.is_empty();
         if was_empty {
@@ -310,11 +343,10 @@ impl Outbox {
             }
             Some(st.overflow())
         });
-        let Some((dropped, waker)) = done else {
+        let Some(done) = done else {
             return false;
         };
-        self.release(dropped);
-        wake(waker);
+        self.after(done);
         true
     }
 

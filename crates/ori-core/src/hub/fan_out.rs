@@ -2,12 +2,12 @@
 //! not one per subscriber.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use super::frames::Frames;
 use super::Hub;
 use crate::outbox::{Enqueued, Key};
-use crate::{Lane, Outbox, Push};
+use crate::{Frame, Lane, Outbox, Push};
 
 /// What one fan-out did, counted as it goes and added to the hub's
 /// counters and budget once at the end.
@@ -28,11 +28,12 @@ impl Hub {
     /// took it.
     ///
     /// The lane of the outbox last queued to stays locked while the next
-    /// outboxes are in it too: one lock per run of outboxes in one lane
-    /// (a topic's subscribers are kept ordered by lane, so that is one lock
-    /// per lane). What must wait until the lock is released (the writers
-    /// to wake, the bytes of an overflow to release from the budget) waits
-    /// in a list.
+    /// outboxes are in it too, for at most [`RUN`] of them: one lock per
+    /// run of outboxes in one lane (a topic's subscribers are kept ordered
+    /// by lane). No frame is compressed under the lock (the lock is let go
+    /// first). What must wait until the lock is released (the writers to
+    /// wake, the bytes of an overflow to release from the budget, frames to
+    /// drop) is done each time it is.
     pub(super) fn fan_out<'a>(
         &self,
         outboxes: impl Iterator<Item = &'a Outbox>,
@@ -40,21 +41,23 @@ impl Hub {
     ) -> usize {
         let mut tally = Tally::default();
         let mut after: Vec<(&Outbox, Enqueued)> = Vec::new();
-        let mut held: Option<(&Lane, std::sync::MutexGuard<'_, Key>)> = None;
+        let mut held: Option<(&Lane, MutexGuard<'_, Key>, usize)> = None;
         for outbox in outboxes {
-            let key = match &mut held {
-                Some((lane, key)) if std::ptr::eq(*lane, &**outbox.lane()) => key,
-                _ => {
-                    held = None;
-                    &mut held.insert((outbox.lane(), outbox.lane().lock())).1
-                }
+            let same = |held: &Option<(&Lane, MutexGuard<'_, Key>, usize)>| {
+                held.as_ref().is_some_and(|(lane, _, run)| {
+                    std::ptr::eq(*lane, &**outbox.lane()) && *run < RUN
+                })
             };
-            self.deliver(outbox, key, frames, &mut tally, &mut after);
+            if !same(&held) || !frames.is_cheap(outbox) {
+                release(&mut held, &mut after);
+            }
+            let frame = frames.for_outbox(outbox);
+            let (_, key, run) =
+                held.get_or_insert_with(|| (outbox.lane(), outbox.lane().lock(), 0));
+            *run += 1;
+            self.deliver(outbox, key, frame, &mut tally, &mut after);
         }
-        drop(held);
-        for (outbox, done) in after {
-            outbox.after(done);
-        }
+        release(&mut held, &mut after);
         self.inner.budget.charge(tally.charged);
         let m = &self.inner.metrics;
         m.deliveries.fetch_add(tally.delivered, Ordering::Relaxed);
@@ -65,16 +68,15 @@ impl Hub {
         tally.delivered as usize
     }
 
-    /// Queues the frame of `frames` to `outbox`, with its lane's `key`.
+    /// Queues `frame` to `outbox`, with its lane's `key`.
     fn deliver<'a>(
         &self,
         outbox: &'a Outbox,
         key: &mut Key,
-        frames: &mut Frames<'_>,
+        frame: Frame,
         tally: &mut Tally,
         after: &mut Vec<(&'a Outbox, Enqueued)>,
     ) {
-        let frame = frames.for_outbox(outbox);
         let len = frame.len();
         let done = outbox.enqueue_in(key, frame, &mut tally.now);
         match done.push {
@@ -92,8 +94,23 @@ impl Hub {
             Push::Overflow => tally.overflowed += 1,
             Push::Closed => {}
         }
-        if done.wake.is_some() || done.dropped > 0 {
+        if done.pending() {
             after.push((outbox, done));
         }
+    }
+}
+
+/// Outboxes queued to under one lock at most: a fan-out to a large topic
+/// lets the lane's writer (and its other producers) in between runs.
+const RUN: usize = 256;
+
+/// Lets go of the lane held, then does what waited for that.
+fn release(
+    held: &mut Option<(&Lane, MutexGuard<'_, Key>, usize)>,
+    after: &mut Vec<(&Outbox, Enqueued)>,
+) {
+    *held = None;
+    for (outbox, done) in after.drain(..) {
+        outbox.after(done);
     }
 }

@@ -71,6 +71,20 @@ impl<'a> Frames<'a> {
             .clone()
     }
 
+    /// Whether the frame `outbox` takes is made already, or is the plain
+    /// one (encoded in one copy of the payload): false when it still has
+    /// to be compressed, which the fan-out does with no lock held.
+    pub(crate) fn is_cheap(&self, outbox: &Outbox) -> bool {
+        let bits = outbox.deflate_bits();
+        let len = match self.message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+        };
+        bits == 0
+            || len < self.threshold
+            || self.deflated[usize::from(bits.clamp(9, 15) - 9)].is_some()
+    }
+
     /// The frame `outbox` takes.
     pub(crate) fn for_outbox(&mut self, outbox: &Outbox) -> Frame {
         let bits = outbox.deflate_bits();

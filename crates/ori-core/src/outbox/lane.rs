@@ -2,7 +2,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use qcell::{QCell, QCellOwner};
+use qcell::{QCell, QCellOwner, QCellOwnerID};
 
 /// The key to a lane's queues: whoever holds it (the lane's lock held) may
 /// read and change any of them.
@@ -12,24 +12,36 @@ pub(crate) type Key = QCellOwner;
 /// together.
 ///
 /// A publication fanned out to many subscribers in one lane takes the
-/// lane's lock once, instead of one lock per subscriber's queue: at 1,000
-/// subscribers that is one lock and unlock instead of 1,000 of each (two
-/// atomic instructions per delivery). The price is that the queues of one
-/// lane are never written to in parallel; a server gives each of its
-/// writers a lane of its own, so that they are not anyway.
+/// lane's lock once per run of at most a few hundred of them, instead of
+/// one lock per subscriber's queue: at 1,000 subscribers that is a few
+/// locks and unlocks instead of 1,000 of each (two atomic instructions per
+/// delivery). The price: two threads pushing to queues of one lane (two
+/// publishers, or a publisher and a connection's reply) take turns, and
+/// the lane's writer takes its turn with them. A server gives each of its
+/// writers a lane of its own, so only the connections one writer writes
+/// share a lock.
+///
+/// Under the lock the fan-out clones writers' wakers (it calls them, and
+/// drops frames, after the lock): a waker whose clone touches an outbox
+/// of the same lane would deadlock.
 ///
 /// Each queue stays in its own outbox (a cell that only the lane's key
 /// opens), so a lane holds nothing per connection.
 ///
-/// An [`Outbox`](crate::Outbox) made without a lane gets one of its own.
+/// An [`Outbox`](crate::Outbox) made without a lane gets one of its own
+/// (two small allocations: the lane and its key).
 pub struct Lane {
     key: Mutex<Key>,
+    /// The key's id, to make cells without taking the lock.
+    id: QCellOwnerID,
 }
 
 impl Default for Lane {
     fn default() -> Self {
+        let key = QCellOwner::new();
         Self {
-            key: Mutex::new(QCellOwner::new()),
+            id: key.id(),
+            key: Mutex::new(key),
         }
     }
 }
@@ -49,7 +61,7 @@ impl Lane {
 
     /// A cell holding `value`, opened by this lane's key.
     pub(crate) fn cell<T>(&self, value: T) -> QCell<T> {
-        QCell::new(&*self.lock(), value)
+        QCell::new(self.id, value)
     }
 }
 

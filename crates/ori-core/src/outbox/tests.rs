@@ -194,3 +194,59 @@ fn a_waker_set_with_work_pending_may_use_the_outbox() {
     o.set_waker(None);
     o.shut();
 }
+
+/// Bytes whose owner, when the last copy goes, reads an outbox (which
+/// takes that outbox's lane's lock: dropped under it, it would deadlock).
+struct ReadsOnDrop(Arc<Outbox>, Arc<AtomicUsize>);
+
+impl AsRef<[u8]> for ReadsOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        b"frame"
+    }
+}
+
+impl Drop for ReadsOnDrop {
+    fn drop(&mut self) {
+        self.1.store(self.0.queued_bytes() + 1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn frames_refused_or_dropped_are_freed_after_the_lanes_lock() {
+    let lane = Arc::new(Lane::new());
+    let budget = Arc::new(Budget::default());
+    let make = || {
+        Arc::new(Outbox::in_lane(
+            SocketId::new(),
+            8,
+            budget.clone(),
+            lane.clone(),
+        ))
+    };
+    let (closed, full, queued, other) = (make(), make(), make(), make());
+    closed.shut();
+    full.push(Bytes::from_static(b"1234567"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let frame = || Bytes::from_owner(ReadsOnDrop(other.clone(), seen.clone()));
+        let mut freed = Vec::new();
+        // Refused: the outbox is shut.
+        freed.push((closed.push(frame()), seen.swap(0, Ordering::Relaxed)));
+        // Refused: over the limit (and the queue dropped with it).
+        freed.push((full.push(frame()), seen.swap(0, Ordering::Relaxed)));
+        // Queued, then dropped by an overflow.
+        let push = queued.push(frame());
+        queued.push(Bytes::from_static(b"1234567"));
+        freed.push((push, seen.swap(0, Ordering::Relaxed)));
+        tx.send(freed).unwrap();
+    });
+    let freed = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("no frame was freed under the lane's lock");
+    assert_eq!(
+        freed,
+        vec![(Push::Closed, 1), (Push::Overflow, 1), (Push::Queued, 1)],
+        "each frame freed once its push was over"
+    );
+}
