@@ -92,7 +92,7 @@ impl OutboxState {
             push: Push::Overflow,
             wake: self.waker.clone(),
             dropped: self.uncount(bytes),
-            freed: frames,
+            freed: (!frames.is_empty()).then_some(frames),
             rejected: None,
         }
     }
@@ -140,9 +140,9 @@ pub struct Outbox {
     state: QCell<OutboxState>,
 }
 
-/// What queuing one frame did, with what is to be done once the lane's
-/// lock is released (frames are dropped then too: the last copy of one
-/// may run its owner's code).
+/// What is to be done once the lane's lock is released, after queuing one
+/// frame (frames are dropped then too: the last copy of one may run its
+/// owner's code). Made only when there is something to do.
 pub(crate) struct Enqueued {
     pub(crate) push: Push,
     /// The writer to wake.
@@ -150,16 +150,9 @@ pub(crate) struct Enqueued {
     /// Bytes dropped by an overflow, to release from the budget.
     pub(crate) dropped: usize,
     /// The frames an overflow dropped.
-    pub(crate) freed: VecDeque<Frame>,
+    pub(crate) freed: Option<VecDeque<Frame>>,
     /// The frame not queued.
     pub(crate) rejected: Option<Frame>,
-}
-
-impl Enqueued {
-    /// Whether anything is left to do once the lock is released.
-    pub(crate) fn pending(&self) -> bool {
-        self.wake.is_some() || self.dropped > 0 || self.rejected.is_some() || !self.freed.is_empty()
-    }
 }
 
 impl Outbox {
@@ -253,11 +246,15 @@ impl Outbox {
     /// reading of [`clock::now`], taken if the queue was empty and none
     /// was given.
     pub(crate) fn enqueue(&self, frame: Frame, now: &mut Option<u32>) -> Push {
-        let done = {
+        let mut later = None;
+        let push = {
             let mut key = self.lane.lock();
-            self.enqueue_in(&mut key, frame, now)
+            self.enqueue_in(&mut key, frame, now, &mut later)
         };
-        self.after(done)
+        if let Some(done) = later {
+            self.after(done);
+        }
+        push
     }
 
     /// What is left of an [`enqueue_in`](Self::enqueue_in) once the lane's
@@ -269,7 +266,8 @@ impl Outbox {
         done.push
     }
 
-    /// Queues `frame` with `key`, this outbox's lane's (the hub's
+    /// Queues `frame` with `key`, this outbox's lane's; what is to be done
+    /// once the lock is released, if anything, goes in `later` (the hub's
     /// fan-out queues a publication to every subscriber of a lane under
     /// one lock). `now` is the fan-out's reading of [`clock::now`], taken
     /// by the first queue that was empty and shared by the rest.
@@ -278,36 +276,43 @@ impl Outbox {
         key: &mut Key,
         frame: Frame,
         now: &mut Option<u32>,
-    ) -> Enqueued {
+        later: &mut Option<Enqueued>,
+    ) -> Push {
         let st = key.rw(&self.state);
-        let mut done = Enqueued {
-            push: Push::Queued,
-            wake: None,
-            dropped: 0,
-            freed: VecDeque::new(),
-            rejected: None,
-        };
         if st.status != OutboxStatus::Open {
-            done.push = Push::Closed;
-            done.rejected = Some(frame);
-            return done;
+            *later = Some(Enqueued {
+                push: Push::Closed,
+                wake: None,
+                dropped: 0,
+                freed: None,
+                rejected: Some(frame),
+            });
+            return Push::Closed;
         }
         // One frame larger than the limit still goes out on an empty queue:
         // the limit bounds how far a reader falls behind, not message size.
         if st.queued_bytes > 0 && st.queued_bytes + frame.len() > self.limit {
-            return Enqueued {
+            *later = Some(Enqueued {
                 rejected: Some(frame),
                 ..st.overflow()
-            };
+            });
+            return Push::Overflow;
         }
-        let was_empty = st.frames.is_empty();
-        if was_empty {
+        if st.frames.is_empty() {
             st.since = *now.get_or_insert_with(clock::now);
-            done.wake = st.waker.clone();
+            if let Some(w) = &st.waker {
+                *later = Some(Enqueued {
+                    push: Push::Queued,
+                    wake: Some(w.clone()),
+                    dropped: 0,
+                    freed: None,
+                    rejected: None,
+                });
+            }
         }
         st.queued_bytes += frame.len();
         st.frames.push_back(frame);
-        done
+        Push::Queued
     }
 
     /// Asks the writer to send `code`/`reason` after what is already queued.

@@ -78,8 +78,8 @@ impl Hub {
         after: &mut Vec<(&'a Outbox, Enqueued)>,
     ) {
         let len = frame.len();
-        let done = outbox.enqueue_in(key, frame, &mut tally.now);
-        match done.push {
+        let mut later = None;
+        match outbox.enqueue_in(key, frame, &mut tally.now, &mut later) {
             Push::Queued => {
                 tally.delivered += 1;
                 match outbox.budget() {
@@ -94,7 +94,7 @@ impl Hub {
             Push::Overflow => tally.overflowed += 1,
             Push::Closed => {}
         }
-        if done.pending() {
+        if let Some(done) = later {
             after.push((outbox, done));
         }
     }

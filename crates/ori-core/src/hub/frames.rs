@@ -51,6 +51,9 @@ pub(crate) struct Frames<'a> {
     deflated: [Option<Option<Frame>>; WINDOWS],
     level: u32,
     threshold: usize,
+    /// The payload's length, read once (a text's bytes are checked as
+    /// text each time they are read as `str`).
+    len: usize,
 }
 
 impl<'a> Frames<'a> {
@@ -61,6 +64,7 @@ impl<'a> Frames<'a> {
             deflated: Default::default(),
             level: compression.level.load(Ordering::Relaxed),
             threshold: compression.threshold.load(Ordering::Relaxed),
+            len: message.len(),
         }
     }
 
@@ -76,12 +80,8 @@ impl<'a> Frames<'a> {
     /// to be compressed, which the fan-out does with no lock held.
     pub(crate) fn is_cheap(&self, outbox: &Outbox) -> bool {
         let bits = outbox.deflate_bits();
-        let len = match self.message {
-            Message::Text(t) => t.len(),
-            Message::Binary(b) => b.len(),
-        };
         bits == 0
-            || len < self.threshold
+            || self.len < self.threshold
             || self.deflated[usize::from(bits.clamp(9, 15) - 9)].is_some()
     }
 
