@@ -89,7 +89,6 @@ impl OutboxState {
         let frames = std::mem::take(&mut self.frames);
         let bytes: usize = frames.iter().map(|f| f.len()).sum();
         Enqueued {
-            push: Push::Overflow,
             wake: self.waker.clone(),
             dropped: self.uncount(bytes),
             freed: (!frames.is_empty()).then_some(frames),
@@ -143,8 +142,8 @@ pub struct Outbox {
 /// What is to be done once the lane's lock is released, after queuing one
 /// frame (frames are dropped then too: the last copy of one may run its
 /// owner's code). Made only when there is something to do.
+#[derive(Default)]
 pub(crate) struct Enqueued {
-    pub(crate) push: Push,
     /// The writer to wake.
     pub(crate) wake: Option<Waker>,
     /// Bytes dropped by an overflow, to release from the budget.
@@ -259,11 +258,10 @@ impl Outbox {
 
     /// What is left of an [`enqueue_in`](Self::enqueue_in) once the lane's
     /// lock is released: the budget released, the writer woken.
-    pub(crate) fn after(&self, done: Enqueued) -> Push {
+    pub(crate) fn after(&self, done: Enqueued) {
         self.release(done.dropped);
         wake(done.wake);
         drop((done.freed, done.rejected));
-        done.push
     }
 
     /// Queues `frame` with `key`, this outbox's lane's; what is to be done
@@ -281,11 +279,8 @@ impl Outbox {
         let st = key.rw(&self.state);
         if st.status != OutboxStatus::Open {
             *later = Some(Enqueued {
-                push: Push::Closed,
-                wake: None,
-                dropped: 0,
-                freed: None,
                 rejected: Some(frame),
+                ..Enqueued::default()
             });
             return Push::Closed;
         }
@@ -302,11 +297,8 @@ impl Outbox {
             st.since = *now.get_or_insert_with(clock::now);
             if let Some(w) = &st.waker {
                 *later = Some(Enqueued {
-                    push: Push::Queued,
                     wake: Some(w.clone()),
-                    dropped: 0,
-                    freed: None,
-                    rejected: None,
+                    ..Enqueued::default()
                 });
             }
         }

@@ -1,5 +1,5 @@
-//! The fan-out of one frame to many outboxes: one lock per lane reached,
-//! not one per subscriber.
+//! The fan-out of one frame to many outboxes: one lock per run of
+//! subscribers in one lane, not one per subscriber.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -43,12 +43,10 @@ impl Hub {
         let mut after: Vec<(&Outbox, Enqueued)> = Vec::new();
         let mut held: Option<(&Lane, MutexGuard<'_, Key>, usize)> = None;
         for outbox in outboxes {
-            let same = |held: &Option<(&Lane, MutexGuard<'_, Key>, usize)>| {
-                held.as_ref().is_some_and(|(lane, _, run)| {
-                    std::ptr::eq(*lane, &**outbox.lane()) && *run < RUN
-                })
-            };
-            if !same(&held) || !frames.is_cheap(outbox) {
+            let keep = held
+                .as_ref()
+                .is_some_and(|(lane, _, run)| std::ptr::eq(*lane, &**outbox.lane()) && *run < RUN);
+            if !keep || !frames.is_cheap(outbox) {
                 release(&mut held, &mut after);
             }
             let frame = frames.for_outbox(outbox);
