@@ -120,14 +120,21 @@ pub fn record_failure(
 
 /// The generator's own CPU use over a measured interval, so that a
 /// saturated generator shows in every result (it would then measure itself
-/// rather than the server).
+/// rather than the server), and how busy its cores were: a generator that
+/// shares a saturated core with other processes (a server, Redis) waits
+/// for it, and its latencies include that wait.
 pub struct BenchCpu {
     extra_threads: usize,
+    cpus: Vec<usize>,
     cpu0: Option<f64>,
     threads0: Vec<(u32, f64)>,
+    ticks0: Option<(u64, u64)>,
+    waits0: Vec<(u32, u64)>,
     t0: u64,
     cpu1: Option<f64>,
     threads1: Vec<(u32, f64)>,
+    ticks1: Option<(u64, u64)>,
+    waits1: Vec<(u32, u64)>,
     t1: u64,
 }
 
@@ -135,13 +142,19 @@ impl BenchCpu {
     /// Starts measuring now.
     pub fn start() -> Self {
         let t0 = sys::now_ns();
+        let cpus = sys::allowed_cpus();
         Self {
             extra_threads: 0,
             cpu0: sys::cpu_seconds("self"),
             threads0: sys::thread_cpu_seconds(),
+            ticks0: sys::cpu_ticks(&cpus),
+            waits0: sys::runqueue_wait_ns(),
+            cpus,
             t0,
             cpu1: None,
             threads1: Vec::new(),
+            ticks1: None,
+            waits1: Vec::new(),
             t1: t0,
         }
     }
@@ -157,6 +170,8 @@ impl BenchCpu {
     pub fn stop(&mut self) {
         self.cpu1 = sys::cpu_seconds("self");
         self.threads1 = sys::thread_cpu_seconds();
+        self.ticks1 = sys::cpu_ticks(&self.cpus);
+        self.waits1 = sys::runqueue_wait_ns();
         self.t1 = sys::now_ns();
     }
 
@@ -165,8 +180,13 @@ impl BenchCpu {
     /// thread) and `bench_cores` (the cores those threads can use: the
     /// smaller of the thread count and the CPUs this process may run on)
     /// and `bench_busiest_thread_pct` (the thread that used the most CPU,
-    /// percent of one core). Warns on stderr when the generator used more
-    /// than 90 % of those cores, or one thread more than 90 % of a core.
+    /// percent of one core), `bench_cores_busy_pct` (how busy the CPUs this
+    /// process may run on were, whoever used them) and
+    /// `bench_runqueue_wait_pct` (the time its threads were ready to run
+    /// but waited for a CPU, percent of one core). Warns on stderr when the
+    /// generator used more than 90 % of those cores, or one thread more
+    /// than 90 % of a core, or when its cores were over 90 % busy and it
+    /// waited over 5 % of the run for them.
     /// Stops the interval first if [`stop`](Self::stop) was not called.
     pub fn report(&mut self, out: &mut Map<String, Value>) {
         let cores = self.fields(out);
@@ -178,6 +198,14 @@ impl BenchCpu {
                  its busiest thread {busiest:.0} %): it is probably the bottleneck, and its \
                  figures measure itself as much as the server (try more --threads, or another \
                  core)"
+            );
+        }
+        let (busy, wait) = (pct("bench_cores_busy_pct"), pct("bench_runqueue_wait_pct"));
+        if busy > 90.0 && wait > 5.0 {
+            eprintln!(
+                "warning: the generator's cores were {busy:.0} % busy and its threads waited \
+                 for them {wait:.0} % of the run: it shares them with other busy processes, and \
+                 its latencies include its own wait for a CPU (give it a core of its own)"
             );
         }
     }
@@ -218,6 +246,28 @@ impl BenchCpu {
                     "bench_busiest_thread_pct".into(),
                     json!(crate::round3(busiest / secs * 100.0)),
                 );
+                let waited_ns: u64 = self
+                    .waits1
+                    .iter()
+                    .map(|(tid, w1)| {
+                        let w0 = self
+                            .waits0
+                            .iter()
+                            .find(|(t, _)| t == tid)
+                            .map_or(0, |t| t.1);
+                        w1.saturating_sub(w0)
+                    })
+                    .sum();
+                out.insert(
+                    "bench_runqueue_wait_pct".into(),
+                    json!(crate::round3(waited_ns as f64 / 1e9 / secs * 100.0)),
+                );
+            }
+        }
+        if let (Some((b0, n0)), Some((b1, n1))) = (self.ticks0, self.ticks1) {
+            if n1 > n0 + 10 {
+                let busy = (b1.saturating_sub(b0)) as f64 / (n1 - n0) as f64 * 100.0;
+                out.insert("bench_cores_busy_pct".into(), json!(crate::round3(busy)));
             }
         }
         cores

@@ -63,6 +63,80 @@ pub fn thread_cpu_seconds() -> Vec<(u32, f64)> {
     .collect()
 }
 
+/// The CPUs this process may run on (`Cpus_allowed_list` of
+/// `/proc/self/status`; empty if unreadable).
+pub fn allowed_cpus() -> Vec<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("Cpus_allowed_list:"))?;
+            Some(parse_cpu_list(line["Cpus_allowed_list:".len()..].trim()))
+        })
+        .unwrap_or_default()
+}
+
+/// A CPU list as the kernel writes it: `0-3,8,10-11`.
+fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) {
+            // At most 4,096 CPUs: a garbled list cannot make this loop long.
+            cpus.extend(lo..=hi.min(lo + 4096));
+        }
+    }
+    cpus
+}
+
+/// Busy and total clock ticks so far of the CPUs `cpus`, whoever used
+/// them (`/proc/stat`; busy is all but idle and I/O wait).
+pub fn cpu_ticks(cpus: &[usize]) -> Option<(u64, u64)> {
+    parse_cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?, cpus)
+}
+
+fn parse_cpu_ticks(stat: &str, cpus: &[usize]) -> Option<(u64, u64)> {
+    let (mut busy, mut total, mut found) = (0u64, 0u64, 0usize);
+    for line in stat.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(cpu) = fields.next().and_then(|f| f.strip_prefix("cpu")) else {
+            continue;
+        };
+        if !cpu.parse().is_ok_and(|n: usize| cpus.contains(&n)) {
+            continue;
+        }
+        let ticks: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // counted in user already).
+        let all: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        busy += all - idle.min(all);
+        total += all;
+        found += 1;
+    }
+    (found == cpus.len() && found > 0).then_some((busy, total))
+}
+
+/// Nanoseconds the threads of this process alive now have spent runnable
+/// but waiting for a CPU (the second field of
+/// `/proc/self/task/<tid>/schedstat`), by thread id.
+pub fn runqueue_wait_ns() -> Vec<(u32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let tid = name.to_str()?;
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        Some((
+            tid.parse().ok()?,
+            stat.split_ascii_whitespace().nth(1)?.parse().ok()?,
+        ))
+    })
+    .collect()
+}
+
 /// Resident set size of process `pid` in KiB (`VmRSS` of
 /// `/proc/<pid>/status`).
 pub fn rss_kib(pid: &str) -> Option<u64> {
@@ -158,7 +232,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_lists_and_ticks_are_read_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0-1"), [0, 1]);
+        assert_eq!(parse_cpu_list("1"), [1]);
+        assert_eq!(parse_cpu_list("0-2,5,7-8"), [0, 1, 2, 5, 7, 8]);
+        assert!(parse_cpu_list("").is_empty());
+        assert_eq!(parse_cpu_list("x,3"), [3]);
+        let stat = "cpu  30 0 30 140 0 0 0 0 0 0\n\
+                    cpu0 10 0 20 60 10 0 0 0 0 0\n\
+                    cpu1 20 0 10 70 0 0 5 0 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(parse_cpu_ticks(stat, &[0]), Some((30, 100)));
+        assert_eq!(parse_cpu_ticks(stat, &[1]), Some((35, 105)));
+        assert_eq!(parse_cpu_ticks(stat, &[0, 1]), Some((65, 205)));
+        assert_eq!(parse_cpu_ticks(stat, &[2]), None, "no such CPU");
+        assert_eq!(parse_cpu_ticks(stat, &[]), None);
+    }
+
+    #[test]
     fn reads_own_process() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        let (busy, total) = cpu_ticks(&cpus).unwrap();
+        assert!(busy <= total && total > 0);
+        assert!(!runqueue_wait_ns().is_empty());
         assert!(cpu_seconds("self").is_some());
         assert!(rss_kib("self").unwrap() > 0);
         assert!(nofile_limits().is_some());
