@@ -230,34 +230,14 @@ impl BenchCpu {
                     "bench_cpu_pct".into(),
                     json!(crate::round3((c1 - c0) / secs * 100.0)),
                 );
-                let busiest = self
-                    .threads1
-                    .iter()
-                    .map(|(tid, c1)| {
-                        let c0 = self
-                            .threads0
-                            .iter()
-                            .find(|(t, _)| t == tid)
-                            .map_or(0.0, |t| t.1);
-                        c1 - c0
-                    })
-                    .fold(0.0f64, f64::max);
+                let busiest =
+                    growth(&self.threads0, &self.threads1, |a, b| b - a).fold(0.0f64, f64::max);
                 out.insert(
                     "bench_busiest_thread_pct".into(),
                     json!(crate::round3(busiest / secs * 100.0)),
                 );
-                let waited_ns: u64 = self
-                    .waits1
-                    .iter()
-                    .map(|(tid, w1)| {
-                        let w0 = self
-                            .waits0
-                            .iter()
-                            .find(|(t, _)| t == tid)
-                            .map_or(0, |t| t.1);
-                        w1.saturating_sub(w0)
-                    })
-                    .sum();
+                let waited_ns: u64 =
+                    growth(&self.waits0, &self.waits1, |a, b| b.saturating_sub(a)).sum();
                 out.insert(
                     "bench_runqueue_wait_pct".into(),
                     json!(crate::round3(waited_ns as f64 / 1e9 / secs * 100.0)),
@@ -272,6 +252,22 @@ impl BenchCpu {
         }
         cores
     }
+}
+
+/// Per thread alive at the end, how much `after` grew since `before` (a
+/// thread started meanwhile counts from zero).
+fn growth<'a, T: Copy + Default>(
+    before: &'a [(u32, T)],
+    after: &'a [(u32, T)],
+    delta: impl Fn(T, T) -> T + 'a,
+) -> impl Iterator<Item = T> + 'a {
+    after.iter().map(move |(tid, v1)| {
+        let v0 = before
+            .iter()
+            .find(|(t, _)| t == tid)
+            .map_or_else(T::default, |t| t.1);
+        delta(v0, *v1)
+    })
 }
 
 /// Checks a duration argument.
@@ -291,4 +287,34 @@ pub(crate) fn check_rate_payload(rate: f64, payload: usize) -> anyhow::Result<()
         bail!("--payload must be at most 1000000 bytes (the demo's body limit is 1 MiB)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_thread_growth_counts_new_threads_from_zero_and_ignores_ended_ones() {
+        let before = [(1u32, 10u64), (2, 5)];
+        let after = [(1u32, 25u64), (3, 7)];
+        let grown: Vec<u64> = growth(&before, &after, |a, b| b.saturating_sub(a)).collect();
+        assert_eq!(grown, [15, 7]);
+    }
+
+    #[test]
+    fn a_result_carries_the_generators_cores_and_its_wait_for_them() {
+        let mut cpu = BenchCpu::start();
+        // Busy for a little over 0.1 s, so that the percentages are kept.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        cpu.stop();
+        let mut out = Map::new();
+        let _ = cpu.fields(&mut out);
+        let busy = out["bench_cores_busy_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&busy), "{busy}");
+        assert!(out["bench_runqueue_wait_pct"].as_f64().unwrap() >= 0.0);
+    }
 }

@@ -52,13 +52,18 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
 /// User + system CPU seconds used so far by each thread of this process
 /// (`/proc/self/task/<tid>/stat`), by thread id.
 pub fn thread_cpu_seconds() -> Vec<(u32, f64)> {
+    per_thread(|tid| cpu_seconds(&format!("self/task/{tid}")))
+}
+
+/// `read` of each thread of this process alive now, by thread id.
+fn per_thread<T>(read: impl Fn(&str) -> Option<T>) -> Vec<(u32, T)> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
     dir.filter_map(|e| {
         let name = e.ok()?.file_name();
         let tid = name.to_str()?;
-        Some((tid.parse().ok()?, cpu_seconds(&format!("self/task/{tid}"))?))
+        Some((tid.parse().ok()?, read(tid)?))
     })
     .collect()
 }
@@ -122,19 +127,10 @@ fn parse_cpu_ticks(stat: &str, cpus: &[usize]) -> Option<(u64, u64)> {
 /// but waiting for a CPU (the second field of
 /// `/proc/self/task/<tid>/schedstat`), by thread id.
 pub fn runqueue_wait_ns() -> Vec<(u32, u64)> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let name = e.ok()?.file_name();
-        let tid = name.to_str()?;
+    per_thread(|tid| {
         let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-        Some((
-            tid.parse().ok()?,
-            stat.split_ascii_whitespace().nth(1)?.parse().ok()?,
-        ))
+        stat.split_ascii_whitespace().nth(1)?.parse().ok()
     })
-    .collect()
 }
 
 /// Resident set size of process `pid` in KiB (`VmRSS` of
