@@ -73,9 +73,7 @@ struct Sample {
 
 /// `Threads:` of `/proc/<pid>/status`.
 fn threads(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
-    line.split_ascii_whitespace().nth(1)?.parse().ok()
+    crate::sys::status_field(pid, "Threads")?.parse().ok()
 }
 
 /// `GET /metrics` over a fresh connection (`Connection: close`); the body.

@@ -71,15 +71,18 @@ fn per_thread<T>(read: impl Fn(&str) -> Option<T>) -> Vec<(u32, T)> {
 /// The CPUs this process may run on (`Cpus_allowed_list` of
 /// `/proc/self/status`; empty if unreadable).
 pub fn allowed_cpus() -> Vec<usize> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with("Cpus_allowed_list:"))?;
-            Some(parse_cpu_list(line["Cpus_allowed_list:".len()..].trim()))
-        })
+    status_field("self", "Cpus_allowed_list")
+        .map(|list| parse_cpu_list(&list))
         .unwrap_or_default()
+}
+
+/// The value of `key` in `/proc/<pid>/status` (`Threads:  5` -> `5`).
+pub fn status_field(pid: &str, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let value = l.strip_prefix(key)?.strip_prefix(':')?;
+        Some(value.trim().to_owned())
+    })
 }
 
 /// A CPU list as the kernel writes it: `0-3,8,10-11`.
@@ -136,9 +139,11 @@ pub fn runqueue_wait_ns() -> Vec<(u32, u64)> {
 /// Resident set size of process `pid` in KiB (`VmRSS` of
 /// `/proc/<pid>/status`).
 pub fn rss_kib(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_ascii_whitespace().nth(1)?.parse().ok()
+    status_field(pid, "VmRSS")?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Checks that a server PID given on the command line names a live process.
@@ -252,6 +257,9 @@ mod tests {
         let (busy, total) = cpu_ticks(&cpus).unwrap();
         assert!(busy <= total && total > 0);
         assert!(!runqueue_wait_ns().is_empty());
+        let threads: u64 = status_field("self", "Threads").unwrap().parse().unwrap();
+        assert!(threads >= 1);
+        assert_eq!(status_field("self", "NoSuchField"), None);
         assert!(cpu_seconds("self").is_some());
         assert!(rss_kib("self").unwrap() > 0);
         assert!(nofile_limits().is_some());
