@@ -25,7 +25,7 @@ pub(crate) struct Limits {
     pub budget: BudgetLimits,
     /// Whether the text message `2` is answered `3` before any handler.
     pub answer_text_ping: bool,
-    /// Writer tasks (`None`: one per worker thread, at most one per core).
+    /// Writer tasks (`None`: one per two worker threads, rounded up).
     pub writers: Option<usize>,
 }
 

@@ -479,19 +479,19 @@ impl<D: Send + Sync + 'static> WsOptions<D> {
 
     /// How many writer tasks put the queued frames on the sockets: `count`,
     /// at least 1 and at most 64, whatever the number of cores. By
-    /// default one per worker thread of the runtime that serves the first
-    /// connection, at most one per core this process may run on.
+    /// default one per two worker threads of the runtime that serves the
+    /// first connection (rounded up: one for one or two threads), the
+    /// threads counted at most one per core this process may run on.
     ///
     /// Each writer writes its connections in turn, once per pass, and a
     /// write carries every frame queued meanwhile: the fewer the writers,
     /// the more frames per write, the less CPU per delivery and the more
-    /// queueing delay; more writers can write on more cores at once (not
-    /// measurable on the two cores the project's benchmarks run on). One
-    /// writer is better when the server shares its cores with other busy
-    /// processes: on two cores shared with a load generator, two worker
-    /// threads with one writer delivered 6-16 % more than with two writers
-    /// at a quarter to half less p99, and at a fixed rate had half the p99
-    /// (BENCHMARKS.md, sixteenth sitting).
+    /// queueing delay; more writers can write on more cores at once, while
+    /// the other threads read, handle requests and fan out (not measurable
+    /// on the two cores the project's benchmarks run on). On two cores
+    /// shared with a load generator, two worker threads with one writer
+    /// delivered as much as with two writers, at 0.54x the p99 and 0.86x
+    /// the CPU per delivery (BENCHMARKS.md, nineteenth sitting).
     ///
     /// Set it when one app is served by several runtimes (its
     /// [`into_router`](crate::Ori::into_router) on one single-threaded

@@ -23,9 +23,11 @@ use crate::metrics::{Metrics, WriteTally};
 /// connections assigned round-robin.
 ///
 /// How many: [`WsOptions::writers`](crate::WsOptions::writers), or by
-/// default one per worker thread of the runtime, at most one per core this
-/// process may run on. More shards than threads buy no parallelism, only
-/// shorter passes, so fewer frames per write and more CPU per delivery.
+/// default one per two worker threads of the runtime (rounded up), counting
+/// at most one thread per core this process may run on. More shards than
+/// threads buy no parallelism, only shorter passes, so fewer frames per
+/// write and more CPU per delivery; and the other half of the threads
+/// read, handle requests and fan out.
 /// The shards are made when the first connection picks one, so that the
 /// count is of the runtime that serves the connections.
 ///
@@ -100,13 +102,21 @@ impl Writers {
 /// Writers at most.
 pub(crate) const MAX_WRITERS: usize = 64;
 
-/// The default number of writers: one per worker thread of the current
-/// runtime (one outside a runtime), at most one per core this process may
-/// run on.
+/// The default number of writers: one per two worker threads of the
+/// current runtime, rounded up (one outside a runtime), the threads counted
+/// at most one per core this process may run on.
 fn default_count() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-    cores.min(workers)
+    per_threads(cores.min(workers))
+}
+
+/// Writers for `threads` worker threads: half of them, rounded up. Measured
+/// on two shared cores (BENCHMARKS.md, nineteenth sitting): two workers
+/// with one writer deliver as much as with two, at about half the p99 and
+/// less CPU per delivery.
+fn per_threads(threads: usize) -> usize {
+    threads.div_ceil(2).max(1)
 }
 
 /// A connection's write side, as the writer task sees it.
@@ -360,7 +370,10 @@ mod tests {
     }
 
     #[test]
-    fn by_default_one_writer_per_worker_thread() {
+    fn by_default_one_writer_per_two_worker_threads() {
+        let counts: Vec<usize> = (0..=5).map(per_threads).collect();
+        assert_eq!(counts, [1, 1, 1, 2, 2, 3]);
+
         let one = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -372,8 +385,15 @@ mod tests {
             .build()
             .unwrap();
         let writers = Writers::default();
+        two.block_on(async { assert_eq!(distinct(&writers, 8), 1) });
+
+        let four = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        let writers = Writers::default();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        two.block_on(async { assert_eq!(distinct(&writers, 8), cores.min(2)) });
+        four.block_on(async { assert_eq!(distinct(&writers, 8), cores.min(4).div_ceil(2)) });
 
         // Outside a runtime: one.
         let writers = Writers::default();
