@@ -18,8 +18,11 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 /// `u64::MAX` (the `+Inf` bucket).
 pub(crate) type Bounds<const N: usize> = [u64; N];
 
-/// Delivery lag and upgrade time, in microseconds: 50 µs to 10 s.
-pub(crate) const MICROS: Bounds<18> = [
+/// Delivery lag and upgrade time, in microseconds: 50 µs to 10 s, with
+/// 15, 20 and 35 ms between the decades' steps, where a server's lag at
+/// saturation falls (a 99th percentile read between 10 and 25 ms would
+/// say little).
+pub(crate) const MICROS: Bounds<21> = [
     50,
     100,
     250,
@@ -28,7 +31,10 @@ pub(crate) const MICROS: Bounds<18> = [
     2_500,
     5_000,
     10_000,
+    15_000,
+    20_000,
     25_000,
+    35_000,
     50_000,
     100_000,
     250_000,
@@ -199,12 +205,13 @@ mod tests {
         let h = Histogram::new(MICROS, 1e6);
         h.observe(40); // <= 50 µs
         h.observe(700); // <= 1 ms
+        h.observe(17_000); // <= 20 ms
         let mut t = Tally::default();
         t.observe(&MICROS, 20_000_000); // +Inf
         t.observe(&MICROS, 1_000); // <= 1 ms
         h.add(&mut t);
         h.add(&mut t); // emptied by the first add
-        assert_eq!((h.count(), h.sum()), (4, 20_001_740));
+        assert_eq!((h.count(), h.sum()), (5, 20_018_740));
         let mut registry = Registry::default();
         registry.register_with_unit("lag", "Lag", Unit::Seconds, h.clone());
         let mut text = String::new();
@@ -213,12 +220,14 @@ mod tests {
             "# TYPE lag_seconds histogram",
             "lag_seconds_bucket{le=\"5e-05\"} 1",
             "lag_seconds_bucket{le=\"0.001\"} 3",
-            "lag_seconds_bucket{le=\"10\"} 3",
-            "lag_seconds_bucket{le=\"+Inf\"} 4",
-            "lag_seconds_count 4",
+            "lag_seconds_bucket{le=\"0.015\"} 3",
+            "lag_seconds_bucket{le=\"0.02\"} 4",
+            "lag_seconds_bucket{le=\"10\"} 4",
+            "lag_seconds_bucket{le=\"+Inf\"} 5",
+            "lag_seconds_count 5",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
-        assert!(text.contains("lag_seconds_sum 20.00174"), "{text}");
+        assert!(text.contains("lag_seconds_sum 20.01874"), "{text}");
     }
 }
