@@ -380,20 +380,18 @@ mod tests {
         let writers = Writers::default();
         one.block_on(async { assert_eq!(distinct(&writers, 8), 1) });
 
-        let two = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let writers = Writers::default();
-        two.block_on(async { assert_eq!(distinct(&writers, 8), 1) });
-
-        let four = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .build()
-            .unwrap();
-        let writers = Writers::default();
+        // Writers made by default inside a runtime of `workers` threads.
+        let made_with = |workers: usize| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .build()
+                .unwrap();
+            let writers = Writers::default();
+            rt.block_on(async { distinct(&writers, 8) })
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        four.block_on(async { assert_eq!(distinct(&writers, 8), cores.min(4).div_ceil(2)) });
+        assert_eq!(made_with(2), 1);
+        assert_eq!(made_with(4), cores.min(4).div_ceil(2));
 
         // Outside a runtime: one.
         let writers = Writers::default();
