@@ -26,8 +26,8 @@ use crate::metrics::{Metrics, WriteTally};
 /// default one per two worker threads of the runtime (rounded up), counting
 /// at most one thread per core this process may run on. More shards than
 /// threads buy no parallelism, only shorter passes, so fewer frames per
-/// write and more CPU per delivery; and the other half of the threads
-/// read, handle requests and fan out.
+/// write and more CPU per delivery; half as many leave the threads' other
+/// half of the time to reading, requests and the fan-out.
 /// The shards are made when the first connection picks one, so that the
 /// count is of the runtime that serves the connections.
 ///
