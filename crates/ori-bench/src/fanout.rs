@@ -2,6 +2,7 @@
 //! deliveries per second, losses and publish-to-delivery latency.
 
 mod publish;
+mod server_lag;
 mod subscribe;
 
 use std::collections::BTreeMap;
@@ -248,6 +249,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     sleep_until_ns(window_start_ns).await;
     let cpu0 = probe.cpu();
     let mut bench_cpu = BenchCpu::start().with_extra_threads(1);
+    let lag_before = server_lag::read(&target, timeout).await;
     let (mut last_pub, mut last_recv, mut last_t) =
         (published.load(Relaxed), received(&subs), now_ns());
     while now_ns() < stop_ns {
@@ -267,6 +269,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let cpu1 = probe.cpu();
     bench_cpu.stop();
     let rss_after = probe.rss();
+    let lag_after = server_lag::read(&target, timeout).await;
 
     let mut per_topic = vec![0u64; a.topics];
     let (mut pub_in_window, mut pub_errors, mut pub_last_error) = (0, 0, None);
@@ -380,6 +383,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         }
     }
     bench_cpu.report(&mut out);
+    server_lag::report(lag_before, lag_after, &mut out);
     if let Some(e) = pub_last_error {
         out.insert("last_publish_error".into(), json!(e));
     }
