@@ -110,12 +110,16 @@ impl Histogram {
     pub fn summary_ms(&self, prefix: &str, out: &mut serde_json::Map<String, serde_json::Value>) {
         let ms = |ns: u64| serde_json::json!(crate::round3(ns as f64 / 1e6));
         out.insert(format!("{prefix}samples"), self.total.into());
-        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+        for (name, q) in QUANTILES {
             out.insert(format!("{prefix}{name}_ms"), ms(self.quantile(q)));
         }
         out.insert(format!("{prefix}max_ms"), ms(self.max()));
     }
 }
+
+/// The quantiles every latency summary reports, by field-name part.
+pub const QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
 
 static REGISTRY: Mutex<Vec<Arc<Mutex<Histogram>>>> = Mutex::new(Vec::new());
 

@@ -78,7 +78,7 @@ pub fn report(before: Option<Buckets>, after: Option<Buckets>, out: &mut Map<Str
         return;
     };
     out.insert("server_write_lag_writes".into(), json!(window.count()));
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+    for (name, q) in crate::hist::QUANTILES {
         if let Some(le) = window.quantile_le(q) {
             // `+Inf` has no JSON number: past the last bound, say so.
             let v = if le.is_finite() {
